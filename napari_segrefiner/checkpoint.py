@@ -1,0 +1,198 @@
+"""Reading and writing checkpoints (always ``torch.load(..., weights_only=True)``).
+
+Accepted layouts:
+
+* ours: ``{"format": "napari-segrefiner", "config": {...}, "state_dict": {...},
+  "defaults": {...}, "meta": {...}}``;
+* the released SegRefiner files: a top-level dict of ``denoise_model.*`` tensors (plus two
+  ``loss_texture.*`` Sobel kernels, which are dropped), optionally wrapped in
+  ``{"state_dict": ...}`` and/or prefixed with ``module.``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .config import LiteConfig, UNetConfig, config_from_dict, config_to_dict
+
+__all__ = ["CheckpointError", "build_model", "load_checkpoint", "save_checkpoint", "model_from_checkpoint"]
+
+FORMAT = "napari-segrefiner"
+
+
+class CheckpointError(ValueError):
+    """A file is not a usable SegRefiner checkpoint."""
+
+
+def build_model(config: UNetConfig | LiteConfig) -> nn.Module:
+    """Instantiate the network described by ``config`` (random weights)."""
+    from .lite import LiteRefiner
+    from .unet import UNet
+
+    if isinstance(config, UNetConfig):
+        return UNet(config)
+    if isinstance(config, LiteConfig):
+        return LiteRefiner(config)
+    raise TypeError(f"config must be a UNetConfig or LiteConfig, got {type(config).__name__}")
+
+
+def _read(path: str | os.PathLike) -> Any:
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"checkpoint file not found: {p}")
+    try:
+        return torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated zip, foreign pickle, random bytes...
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"{p} is not a readable PyTorch checkpoint (truncated, corrupt, or contains objects "
+            f"other than tensors): {msg}"
+        ) from None
+
+
+def _official_state(obj: dict, where: str) -> dict[str, torch.Tensor]:
+    state = obj.get("state_dict", obj) if isinstance(obj.get("state_dict", None), dict) else obj
+    out: dict[str, torch.Tensor] = {}
+    foreign = []
+    for key, value in state.items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"{where} is not a state dict: entry {key!r} is a {type(value).__name__}")
+        k = key[len("module.") :] if key.startswith("module.") else key
+        if k.startswith("loss_texture."):
+            continue
+        if not k.startswith("denoise_model."):
+            foreign.append(key)
+            continue
+        out[k[len("denoise_model.") :]] = value
+    if foreign or not out:
+        shown = ", ".join(foreign[:3]) or "(no denoise_model.* keys)"
+        raise CheckpointError(
+            f"{where} is not a SegRefiner checkpoint: expected 'denoise_model.*' keys, found {shown}"
+        )
+    return out
+
+
+def load_checkpoint(path: str | os.PathLike) -> tuple[UNetConfig | LiteConfig, dict[str, torch.Tensor], dict, dict]:
+    """Read a checkpoint file without building a network.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file.
+
+    Returns
+    -------
+    config : UNetConfig or LiteConfig
+        Architecture (the official UNet for the released files).
+    state_dict : dict of str to Tensor
+        Network weights with keys relative to the network.
+    defaults : dict
+        Pipeline defaults stored with the weights (empty for the released files).
+    meta : dict
+        Free-form metadata (training recipe, figures).
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    CheckpointError
+        If the file cannot be read with ``weights_only=True`` or is not a SegRefiner state dict.
+    """
+    obj = _read(path)
+    where = str(path)
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{where} is not a state dict: it holds a {type(obj).__name__}")
+    if obj.get("format") == FORMAT:
+        try:
+            config = config_from_dict(obj["config"])
+            state = dict(obj["state_dict"])
+        except (KeyError, ValueError, TypeError) as exc:
+            raise CheckpointError(f"{where} has a broken napari-segrefiner header: {exc}") from None
+        return config, state, dict(obj.get("defaults", {})), dict(obj.get("meta", {}))
+    return UNetConfig.official(), _official_state(obj, where), {}, {}
+
+
+def model_from_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict, dict]:
+    """Build the network of a checkpoint and load its weights strictly.
+
+    Returns
+    -------
+    model : nn.Module
+        In eval mode, on the CPU.
+    defaults, meta : dict
+        As in :func:`load_checkpoint`.
+    """
+    config, state, defaults, meta = load_checkpoint(path)
+    model = build_model(config)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{path} does not match the {config.arch} network: {len(missing)} missing keys "
+            f"(e.g. {missing[:2]}), {len(unexpected)} unexpected keys (e.g. {unexpected[:2]})"
+        )
+    for key, value in state.items():
+        if tuple(value.shape) != tuple(expected[key].shape):
+            raise CheckpointError(
+                f"{path}: tensor {key!r} has shape {tuple(value.shape)}, the network expects "
+                f"{tuple(expected[key].shape)}"
+            )
+    model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
+    model.eval()
+    return model, defaults, meta
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: nn.Module,
+    *,
+    defaults: dict | None = None,
+    meta: dict | None = None,
+    half: bool = False,
+    extra: dict | None = None,
+) -> None:
+    """Write weights + config (+ pipeline defaults and metadata) in our format.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Destination (parent folders are created).
+    model : nn.Module
+        A network built by :func:`build_model` (it must have a ``config`` attribute).
+    defaults : dict, optional
+        Pipeline defaults (e.g. ``{"min_area": 16}``).
+    meta : dict, optional
+        JSON-like metadata.
+    half : bool
+        Store floating tensors as float16 (halves the file; loaded back as float32).
+    extra : dict, optional
+        Further entries of plain tensors/JSON-like values (e.g. optimizer state for resuming).
+    """
+    config = getattr(model, "config", None)
+    if not isinstance(config, (UNetConfig, LiteConfig)):
+        raise TypeError("model must carry a UNetConfig or LiteConfig as .config")
+    state = {
+        k: (v.detach().cpu().half() if half and v.is_floating_point() else v.detach().cpu())
+        for k, v in model.state_dict().items()
+    }
+    obj = {
+        "format": FORMAT,
+        "version": 1,
+        "config": config_to_dict(config),
+        "state_dict": state,
+        "defaults": dict(defaults or {}),
+        "meta": dict(meta or {}),
+    }
+    if extra:
+        obj.update(extra)
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_suffix(p.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, p)

@@ -1,0 +1,111 @@
+"""Validation and conversion of user images and masks (numpy in, numpy/torch out)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "as_rgb_uint8",
+    "check_mask",
+    "normalize",
+]
+
+# ImageNet statistics on the 0-255 scale, RGB order (the released models' img_norm_cfg).
+IMAGENET_MEAN = (123.675, 116.28, 103.53)
+IMAGENET_STD = (58.395, 57.12, 57.375)
+
+
+def as_rgb_uint8(image: np.ndarray, *, name: str = "image") -> np.ndarray:
+    """Convert a gray, RGB or RGBA image of any numeric dtype to (H, W, 3) uint8 RGB.
+
+    uint8 is kept; bool becomes 0/255; floats within [0, 1] are scaled by 255; any other
+    range (uint16 microscopy, floats) is stretched between its 0.5 and 99.5 percentiles.
+    The input is never modified.
+
+    Raises
+    ------
+    TypeError
+        If the dtype is not numeric.
+    ValueError
+        If the shape is not (H, W), (H, W, 3) or (H, W, 4), or the image holds NaN/inf.
+    """
+    arr = np.asarray(image)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype}")
+    if arr.ndim == 3 and arr.shape[-1] == 4:
+        arr = arr[..., :3]
+    elif arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.ndim == 2:
+        arr = np.repeat(arr[..., None], 3, axis=-1)
+    if arr.ndim != 3 or arr.shape[-1] != 3:
+        raise ValueError(
+            f"{name} must have shape (H, W), (H, W, 3) or (H, W, 4), got {np.shape(image)}; "
+            "for stacks, refine one 2-D slice at a time"
+        )
+    if arr.shape[0] < 2 or arr.shape[1] < 2:
+        raise ValueError(f"{name} is too small: shape {np.shape(image)}")
+    if arr.dtype == np.uint8:
+        return np.ascontiguousarray(arr)
+    if arr.dtype == bool:
+        return arr.astype(np.uint8) * 255
+    f = arr.astype(np.float32)
+    if arr.dtype.kind == "f" and not np.isfinite(f).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    if arr.dtype.kind == "f" and f.min() >= 0.0 and f.max() <= 1.0:
+        return np.rint(f * 255.0).astype(np.uint8)
+    lo, hi = np.percentile(f, (0.5, 99.5))
+    if hi <= lo:
+        hi = lo + 1.0
+    return np.rint(np.clip((f - lo) / (hi - lo), 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def check_mask(mask: np.ndarray, *, name: str = "mask", shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Validate a binary mask or a labels array and return it as int64 labels (a copy).
+
+    Accepted: bool; non-negative integers (0 = background, each other value one object;
+    a single non-zero value is a binary mask); floats holding only 0 and 1.
+
+    Raises
+    ------
+    TypeError
+        For non-numeric dtypes.
+    ValueError
+        For a shape other than (H, W) (or not equal to ``shape``), NaN, negative labels,
+        float values other than 0/1, or an empty mask.
+    """
+    arr = np.asarray(mask)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be a bool or integer array, got dtype {arr.dtype}")
+    if arr.ndim != 2:
+        raise ValueError(
+            f"{name} must be 2-D (H, W), got shape {arr.shape}; for 3-D or time stacks refine "
+            "each slice (the napari plugin does this for you)"
+        )
+    if shape is not None and arr.shape != tuple(shape):
+        raise ValueError(f"{name} shape {arr.shape} does not match the image's (H, W) {tuple(shape)}")
+    if arr.dtype.kind == "f":
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{name} contains NaN or infinite values")
+        values = np.unique(arr)
+        if not np.isin(values, (0.0, 1.0)).all():
+            raise ValueError(
+                f"{name} is a float array with values other than 0 and 1 (e.g. {values[~np.isin(values, (0.0, 1.0))][:3]}); "
+                "pass a bool mask or integer labels"
+            )
+    labels = arr.astype(np.int64)
+    if labels.size and labels.min() < 0:
+        raise ValueError(f"{name} has negative values; labels must be >= 0")
+    if not labels.any():
+        raise ValueError(f"{name} is empty (no foreground pixels): nothing to refine")
+    return labels
+
+
+def normalize(image: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) RGB on the 0-255 scale -> ImageNet-normalised float32."""
+    mean = torch.tensor(IMAGENET_MEAN, device=image.device, dtype=torch.float32).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=image.device, dtype=torch.float32).view(1, 3, 1, 1)
+    return (image.float() - mean) / std

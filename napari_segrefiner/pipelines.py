@@ -1,0 +1,221 @@
+"""The three SegRefiner pipelines as generators over full-frame step records.
+
+* instance: every label in its own padded crop resized to the network size, all instances
+  batched and stepped together, pasted back bilinearly (LR-SegRefiner, COCO).
+* whole: the whole frame resized to the network size (one "crop" = the image).
+* hr: a global pass on the nearest-downsampled frame (t = 5..1), then one t = 0 step on
+  native-resolution patches around low-confidence pixels, merged by averaging (HR-SegRefiner).
+
+Inputs here are already validated: ``image`` is a (1, 3, H, W) float tensor on the 0-255
+scale on the target device, ``labels`` an int64 (H, W) array.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .imaging import normalize
+from .patches import Box, crop_resize, object_box, paste, select_patches
+from .sampling import denoise, iter_denoise
+from .scheduler import Schedule, timesteps
+
+__all__ = ["RefineStep", "run_instances", "run_hr"]
+
+
+@dataclass(frozen=True)
+class RefineStep:
+    """One step of a refinement, on the full frame.
+
+    Attributes
+    ----------
+    index : int
+        0-based step number (over all stages).
+    total : int
+        Number of steps of this run.
+    timestep : int
+        Diffusion timestep the network was evaluated at.
+    stage : str
+        ``"instance"``, ``"whole"``, ``"global"`` or ``"local"``.
+    mode : str
+        The pipeline that runs (``"instance"``, ``"whole"`` or ``"hr"``).
+    mask : ndarray of shape (H, W) or None
+        The current diffusion state pasted into the frame, with the input's dtype; on the
+        final record the refined result. None on intermediate records when previews are off.
+    confidence : ndarray of shape (H, W) or None
+        Network confidence ``2|sigmoid - 0.5|`` of this step (1 outside refined regions).
+    done : bool
+        True on the final record.
+    """
+
+    index: int
+    total: int
+    timestep: int
+    stage: str
+    mode: str
+    mask: np.ndarray | None
+    confidence: np.ndarray | None
+    done: bool
+
+
+@dataclass(frozen=True)
+class Job:
+    """Everything a pipeline needs besides the data."""
+
+    model: Any
+    opts: dict
+    steps: int | None
+    generator: torch.Generator
+    previews: bool
+    autocast: bool
+    schedule: Schedule
+
+
+def _compose(base: np.ndarray, values: torch.Tensor, boxes: Sequence[Box], ids: Sequence[int], conf: torch.Tensor | None):
+    """Paste (N, 1, S, S) maps into a copy of ``base``; a pixel goes to the most confident claim."""
+    out = base.copy()
+    best = np.zeros(base.shape, dtype=np.float32)
+    conf_frame = None if conf is None else np.ones(base.shape, dtype=np.float32)
+    vals = values.detach().float().cpu()
+    confs = None if conf is None else conf.detach().float().cpu()
+    for k, (box, lab) in enumerate(zip(boxes, ids)):
+        y0, y1, x0, x1 = box
+        v = paste(vals[k, 0], box).numpy()
+        region, region_best = out[y0:y1, x0:x1], best[y0:y1, x0:x1]
+        win = (v >= 0.5) & (v > region_best) & ((region == 0) | (region_best > 0))
+        region[win] = lab
+        region_best[win] = v[win]
+        if conf_frame is not None:
+            c = paste(confs[k, 0], box).numpy()
+            np.minimum(conf_frame[y0:y1, x0:x1], c, out=conf_frame[y0:y1, x0:x1])
+    return out, conf_frame
+
+
+def run_instances(
+    image: torch.Tensor, labels: np.ndarray, ids: Sequence[int], job: Job, *, whole: bool, cast
+) -> Iterator[RefineStep]:
+    """Instance (or whole-frame) pipeline; ``cast`` turns a labels frame into the output dtype."""
+    size, pad = job.opts["size"], job.opts["pad"]
+    h, w = labels.shape
+    boxes, keep = [], []
+    for lab in ids:
+        m = labels == lab
+        if not whole and int(m.sum()) < job.opts["min_area"]:
+            continue  # tiny objects are left as they are (official area_thr)
+        boxes.append((0, h, 0, w) if whole else object_box(m, pad=pad))
+        keep.append(int(lab))
+    mode = "whole" if whole else "instance"
+    steps = timesteps(job.schedule, job.steps)
+    if not keep:
+        yield RefineStep(0, 0, -1, mode, mode, cast(labels), None, True)
+        return
+    base = labels.copy()
+    base[np.isin(base, keep)] = 0
+    lab_t = torch.from_numpy(labels).to(image.device)
+    crops = torch.cat([crop_resize(image, b, size) for b in boxes])
+    coarse = torch.cat([(crop_resize((lab_t == lab)[None, None], b, size) >= 0.5).float() for b, lab in zip(boxes, keep)])
+    loop = iter_denoise(
+        job.model,
+        normalize(crops),
+        coarse,
+        schedule=job.schedule,
+        steps=steps,
+        generator=job.generator,
+        autocast=job.autocast,
+        batch_size=job.opts["batch_size"],
+    )
+    for step in loop:
+        frame = conf = None
+        if job.previews or step.is_last:
+            frame, conf = _compose(base, step.mask, boxes, keep, step.confidence if job.previews else None)
+            frame = cast(frame)
+        yield RefineStep(step.index, len(steps), step.timestep, mode, mode, frame, conf, step.is_last)
+
+
+def _hr_local(image, m_global: torch.Tensor, fine_prob: torch.Tensor, job: Job) -> torch.Tensor:
+    """Refine native-resolution patches around uncertain pixels; returns the merged bool frame."""
+    patch = job.opts["hr_patch"]
+    h, w = m_global.shape
+    corners = select_patches(
+        fine_prob.cpu().numpy(), (h, w), patch=patch, thr_ratio=job.opts["hr_thr_ratio"], iou_thr=job.opts["hr_iou"]
+    )
+    kept = []
+    for y0, x0 in corners:
+        piece = m_global[y0 : y0 + patch, x0 : x0 + patch]
+        if bool(piece.any()) and not bool(piece.all()):
+            kept.append((int(y0), int(x0)))
+    if not kept:
+        return m_global
+    imgs = torch.cat([image[:, :, y : y + patch, x : x + patch] for y, x in kept])
+    masks = torch.stack([m_global[y : y + patch, x : x + patch] for y, x in kept])[:, None].float()
+    soft = denoise(
+        job.model,
+        normalize(imgs),
+        masks,
+        schedule=job.schedule,
+        steps=[0],
+        generator=job.generator,
+        autocast=job.autocast,
+        batch_size=job.opts["batch_size"],
+    ).mask[:, 0]
+    acc = torch.zeros((h, w), device=soft.device)
+    cnt = torch.zeros((h, w), device=soft.device)
+    for k, (y, x) in enumerate(kept):
+        acc[y : y + patch, x : x + patch] += soft[k]
+        cnt[y : y + patch, x : x + patch] += 1
+    merged = acc / cnt.clamp(min=1) >= 0.5
+    return torch.where(cnt > 0, merged, m_global)
+
+
+def run_hr(image: torch.Tensor, labels: np.ndarray, ids: Sequence[int], job: Job, *, cast) -> Iterator[RefineStep]:
+    """High-resolution pipeline, one object at a time (global 256 pass + local patches)."""
+    pending = None
+    for record in _hr_steps(image, labels, ids, job, cast=cast):
+        if pending is not None:
+            yield pending
+        pending = record
+    if pending is None:  # every object was too small to refine
+        pending = RefineStep(0, 0, -1, "local", "hr", cast(labels), None, False)
+    yield replace(pending, done=True)
+
+
+def _hr_steps(image, labels, ids, job: Job, *, cast) -> Iterator[RefineStep]:
+    size = job.opts["size"]
+    h, w = labels.shape
+    steps = timesteps(job.schedule, job.steps, last=1)
+    per = len(steps) + 1
+    total = per * len(ids)
+    out = labels.copy()
+    small = normalize(F.interpolate(image, size=(size, size), mode="nearest"))
+    lab_t = torch.from_numpy(labels).to(image.device)
+    for n, lab in enumerate(ids):
+        m = lab_t == lab
+        if int(m.sum()) <= job.opts["hr_min_pixels"]:
+            continue
+        coarse = (F.interpolate(m[None, None].float(), size=(size, size), mode="nearest") >= 0.5).float()
+        last = None
+        loop = iter_denoise(
+            job.model, small, coarse, schedule=job.schedule, steps=steps, generator=job.generator, autocast=job.autocast
+        )
+        for step in loop:
+            last = step
+            frame = conf = None
+            if job.previews:
+                state = (F.interpolate(step.mask, size=(h, w), mode="nearest")[0, 0] >= 0.5).cpu().numpy()
+                frame = out.copy()
+                frame[(out == lab) & ~state] = 0
+                frame[state & (out == 0)] = lab
+                frame = cast(frame)
+                conf = F.interpolate(step.confidence, size=(h, w), mode="bilinear", align_corners=False)
+                conf = conf[0, 0].cpu().numpy()
+            yield RefineStep(n * per + step.index, total, step.timestep, "global", "hr", frame, conf, False)
+        m_global = F.interpolate(last.mask, size=(h, w), mode="nearest")[0, 0] >= 0.5
+        result = _hr_local(image, m_global, last.fine_prob[0, 0], job).cpu().numpy()
+        out[(out == lab) & ~result] = 0
+        out[result & (out == 0)] = lab
+        yield RefineStep(n * per + per - 1, total, 0, "local", "hr", cast(out), None, False)

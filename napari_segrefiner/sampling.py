@@ -1,0 +1,137 @@
+"""The reverse-diffusion loop as a generator of typed step records.
+
+``iter_denoise`` evaluates the network once per timestep and yields a :class:`DenoiseStep`;
+``denoise`` drains it. The loop knows nothing about images, crops or napari: it takes
+normalised image tensors and coarse masks at network resolution.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from .scheduler import Schedule, reverse_step
+
+__all__ = ["DenoiseStep", "iter_denoise", "denoise"]
+
+Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class DenoiseStep:
+    """One reverse step of a batch.
+
+    Attributes
+    ----------
+    index : int
+        0-based step number.
+    timestep : int
+        The timestep the network was evaluated at.
+    mask : Tensor of shape (N, 1, H, W)
+        Next network input in {0, 1}; on the last step the soft prediction in [0, 1].
+    prob : Tensor of shape (N, 1, H, W)
+        ``sigmoid`` of this step's logits (the current estimate of the fine mask).
+    confidence : Tensor of shape (N, 1, H, W)
+        ``2 |prob - 0.5|``.
+    fine_prob : Tensor of shape (N, 1, H, W)
+        Cumulative fine-state probability ``F``.
+    is_last : bool
+        True on the final step.
+    """
+
+    index: int
+    timestep: int
+    mask: torch.Tensor
+    prob: torch.Tensor
+    confidence: torch.Tensor
+    fine_prob: torch.Tensor
+    is_last: bool
+
+
+def iter_denoise(
+    model: Model,
+    image: torch.Tensor,
+    coarse: torch.Tensor,
+    *,
+    schedule: Schedule,
+    steps: Sequence[int],
+    generator: torch.Generator | None = None,
+    start: torch.Tensor | None = None,
+    autocast: bool = False,
+    batch_size: int = 32,
+) -> Iterator[DenoiseStep]:
+    """Run the reverse process, yielding after every network evaluation.
+
+    Parameters
+    ----------
+    model : callable
+        ``model(x, t) -> logits`` with ``x`` of shape (N, 4, H, W).
+    image : Tensor of shape (N, 3, H, W)
+        Normalised image.
+    coarse : Tensor of shape (N, 1, H, W)
+        Original coarse mask in {0, 1} (the mixing target of every step).
+    schedule : Schedule
+        The diffusion schedule.
+    steps : sequence of int
+        Decreasing timesteps (see :func:`~napari_segrefiner.scheduler.timesteps`).
+    generator : torch.Generator, optional
+        Randomness for the per-pixel draws.
+    start : Tensor, optional
+        First network input (default: ``coarse``). The HR local stage starts from the
+        global result.
+    autocast : bool
+        Run the network under bfloat16 autocast (CUDA only).
+    batch_size : int
+        Network evaluations are chunked to at most this many samples.
+
+    Yields
+    ------
+    DenoiseStep
+    """
+    if image.ndim != 4 or coarse.ndim != 4 or image.shape[0] != coarse.shape[0]:
+        raise ValueError(
+            f"image (N,3,H,W) and coarse (N,1,H,W) must agree, got {tuple(image.shape)} and {tuple(coarse.shape)}"
+        )
+    if not steps:
+        raise ValueError("steps must not be empty")
+    n = image.shape[0]
+    mask = coarse if start is None else start
+    fine_prob = torch.zeros_like(coarse, dtype=torch.float32)
+    for i, t in enumerate(steps):
+        last = i == len(steps) - 1
+        with torch.inference_mode():
+            tt = torch.full((n,), int(t), dtype=torch.long, device=image.device)
+            chunks = []
+            for lo in range(0, n, batch_size):
+                x = torch.cat([image[lo : lo + batch_size], mask[lo : lo + batch_size].to(image.dtype)], dim=1)
+                with torch.autocast(image.device.type, dtype=torch.bfloat16, enabled=autocast):
+                    chunks.append(model(x, tt[lo : lo + batch_size]).float())
+            logits = torch.cat(chunks) if len(chunks) > 1 else chunks[0]
+            res = reverse_step(
+                logits,
+                int(t),
+                coarse=coarse,
+                fine_prob=fine_prob,
+                schedule=schedule,
+                next_timestep=None if last else int(steps[i + 1]),
+                last=last,
+                generator=generator,
+            )
+        mask, fine_prob = res.mask, res.fine_prob
+        yield DenoiseStep(
+            index=i,
+            timestep=int(t),
+            mask=res.mask,
+            prob=res.prob,
+            confidence=res.confidence,
+            fine_prob=res.fine_prob,
+            is_last=last,
+        )
+
+
+def denoise(model: Model, image: torch.Tensor, coarse: torch.Tensor, **kwargs) -> DenoiseStep:
+    """Drain :func:`iter_denoise` and return its last step (same arguments)."""
+    *_, last = iter_denoise(model, image, coarse, **kwargs)
+    return last
