@@ -19,6 +19,8 @@ OFFICIAL_DEFAULTS: dict[str, Any] = {
     "size": 256,  # network input side
     "pad": 20,  # instance crop margin (px)
     "min_area": 512,  # instances below this area are left as they are
+    "context": 0.0,  # crops span at least context x the object's longer side...
+    "context_cap": 0,  # ...but no more than this many pixels (0: off, the official crop)
     "batch_size": 32,  # instances / patches per network call
     "hr_patch": 256,  # HR local patch side (native pixels)
     "hr_thr_ratio": 0.9,  # HR: candidate centres where F < ratio * max(F)

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["Box", "object_box", "crop_resize", "paste", "select_patches", "nms_same_size"]
+__all__ = ["Box", "object_box", "grow_box", "crop_resize", "paste", "select_patches", "nms_same_size"]
 
 Box = tuple[int, int, int, int]  # y0, y1, x0, x1 (end-exclusive)
 
@@ -34,6 +34,19 @@ def object_box(mask: np.ndarray, *, pad: int, shape: tuple[int, int] | None = No
         max(int(cols[0]) - pad, 0),
         min(int(cols[-1]) + 1 + pad, w),
     )
+
+
+def grow_box(box: Box, min_side: int, shape: tuple[int, int]) -> Box:
+    """Grow ``box`` symmetrically so each side is at least ``min_side`` (clamped to ``shape``).
+
+    Small objects then keep some context around them, as the shipped model saw in training.
+    """
+    out = []
+    for lo, hi, n in ((box[0], box[1], shape[0]), (box[2], box[3], shape[1])):
+        side = min(max(hi - lo, int(min_side)), n)
+        start = min(max((lo + hi - side) // 2, 0), n - side)
+        out += [start, start + side]
+    return out[0], out[1], out[2], out[3]
 
 
 def crop_resize(tensor: torch.Tensor, box: Box, size: int, *, mode: str = "bilinear") -> torch.Tensor:

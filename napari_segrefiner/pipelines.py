@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from .imaging import normalize
-from .patches import Box, crop_resize, object_box, paste, select_patches
+from .patches import Box, crop_resize, grow_box, object_box, paste, select_patches
 from .sampling import denoise, iter_denoise
 from .scheduler import Schedule, timesteps
 
@@ -107,7 +107,12 @@ def run_instances(
         m = labels == lab
         if not whole and int(m.sum()) < job.opts["min_area"]:
             continue  # tiny objects are left as they are (official area_thr)
-        boxes.append((0, h, 0, w) if whole else object_box(m, pad=pad))
+        if whole:
+            boxes.append((0, h, 0, w))
+        else:
+            box = object_box(m, pad=pad)
+            longest = max(box[1] - box[0], box[3] - box[2]) - 2 * pad
+            boxes.append(grow_box(box, min(job.opts["context"] * longest, job.opts["context_cap"]), (h, w)))
         keep.append(int(lab))
     mode = "whole" if whole else "instance"
     steps = timesteps(job.schedule, job.steps)

@@ -104,7 +104,7 @@ def iter_refine(
     autocast : bool
         bfloat16 autocast for the network (CUDA only; ignored elsewhere).
     **options
-        Pipeline overrides: ``pad``, ``min_area``, ``batch_size``, ``size``, ``hr_patch``,
+        Pipeline overrides: ``pad``, ``min_area``, ``context``, ``context_cap``, ``batch_size``, ``size``, ``hr_patch``,
         ``hr_thr_ratio``, ``hr_iou``, ``hr_min_pixels``, ``auto_hr_side``.
 
     Yields

@@ -1,0 +1,324 @@
+"""Command-line tool ``napari-segrefiner`` (the only module that prints and exits).
+
+Subcommands: ``refine`` (one pair or two folders), ``download``, ``models``, ``train``,
+``benchmark`` (quality against classical peers) and ``speed`` (seconds per forward/object).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["main"]
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".npy")
+
+
+class CLIError(Exception):
+    """A user error reported as one line."""
+
+
+def _read_array(path: Path, *, what: str):
+    import numpy as np
+
+    if not path.is_file():
+        raise CLIError(f"{what} file not found: {path}")
+    try:
+        if path.suffix.lower() == ".npy":
+            return np.load(path, allow_pickle=False)
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            return tifffile.imread(path)
+        import cv2
+
+        arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if arr is None:
+            raise ValueError("unsupported or corrupt image")
+        if arr.ndim == 3 and arr.shape[2] == 3:
+            arr = arr[..., ::-1]
+        elif arr.ndim == 3 and arr.shape[2] == 4:
+            arr = arr[..., [2, 1, 0, 3]]
+        return np.ascontiguousarray(arr)
+    except CLIError:
+        raise
+    except Exception as exc:
+        raise CLIError(f"cannot read {what} {path}: {exc}") from None
+
+
+def _read_mask(path: Path):
+    import numpy as np
+
+    arr = _read_array(path, what="mask")
+    if arr.ndim == 3 and arr.shape[-1] in (3, 4):  # an RGB(A) png holding a binary mask
+        arr = arr[..., :3].max(axis=-1)
+    if arr.dtype == np.uint8 and set(np.unique(arr).tolist()) <= {0, 255}:
+        return arr > 0  # 0/255 masks are binary masks, not label 255
+    return arr
+
+
+def _write_mask(path: Path, mask) -> None:
+    import numpy as np
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ext = path.suffix.lower()
+    if ext == ".npy":
+        np.save(path, mask)
+    elif ext in (".tif", ".tiff"):
+        import tifffile
+
+        tifffile.imwrite(path, mask)
+    elif ext == ".png":
+        import cv2
+
+        if mask.dtype == bool:
+            out = mask.astype(np.uint8) * 255
+        elif mask.max() <= 255:
+            out = mask.astype(np.uint8)
+        elif mask.max() <= 65535:
+            out = mask.astype(np.uint16)
+        else:
+            raise CLIError(f"labels up to {mask.max()} do not fit a 16-bit png; write .tif or .npy")
+        cv2.imwrite(str(path), out)
+    else:
+        raise CLIError(f"unsupported output format {ext!r}; use .png, .tif or .npy")
+
+
+def _model_source(args) -> str | None:
+    if getattr(args, "checkpoint", None):
+        return args.checkpoint
+    return getattr(args, "model", None)
+
+
+def _pairs(image_dir: Path, mask_dir: Path) -> list[tuple[Path, Path]]:
+    masks = {p.stem: p for p in sorted(mask_dir.iterdir()) if p.suffix.lower() in IMAGE_EXTS}
+    pairs = [
+        (p, masks[p.stem]) for p in sorted(image_dir.iterdir()) if p.suffix.lower() in IMAGE_EXTS and p.stem in masks
+    ]
+    if not pairs:
+        raise CLIError(f"no image/mask pairs with matching file names in {image_dir} and {mask_dir}")
+    return pairs
+
+
+def _cmd_refine(args) -> int:
+    import numpy as np
+
+    from .models import load_model
+    from .refine import iter_refine
+
+    image_path, mask_path, out = Path(args.image), Path(args.mask), Path(args.output)
+    if image_path.is_dir() != mask_path.is_dir():
+        raise CLIError("IMAGE and MASK must both be files or both be folders")
+    try:
+        model = load_model(_model_source(args), device=args.device)
+    except (FileNotFoundError, KeyError, ValueError) as exc:
+        raise CLIError(str(exc).strip("'\"")) from None
+    opts = dict(model=model, mode=args.mode, steps=args.steps, device=args.device, seed=args.seed, previews=False)
+    if image_path.is_dir():
+        from tqdm import tqdm
+
+        pairs = _pairs(image_path, mask_path)
+        out.mkdir(parents=True, exist_ok=True)
+        failed = 0
+        for img_p, mask_p in tqdm(pairs, desc="refining", unit="image", file=sys.stderr):
+            try:
+                *_, last = iter_refine(_read_array(img_p, what="image"), _read_mask(mask_p), **opts)
+                ext = args.ext or (mask_p.suffix if mask_p.suffix.lower() in (".png", ".tif", ".tiff", ".npy") else ".png")
+                _write_mask(out / (mask_p.stem + ext), last.mask)
+            except (CLIError, ValueError, TypeError) as exc:
+                failed += 1
+                print(f"skipped {img_p.name}: {exc}", file=sys.stderr)
+        print(f"refined {len(pairs) - failed}/{len(pairs)} images into {out}")
+        return 1 if failed == len(pairs) else 0
+    image, mask = _read_array(image_path, what="image"), _read_mask(mask_path)
+    try:
+        *_, last = iter_refine(image, mask, **opts)
+    except (ValueError, TypeError) as exc:
+        raise CLIError(str(exc)) from None
+    _write_mask(out, last.mask)
+    changed = int(np.count_nonzero(np.asarray(last.mask) != np.asarray(mask)))
+    print(f"mode={last.mode}: wrote {out} ({changed} pixels changed)")
+    return 0
+
+
+def _cmd_download(args) -> int:
+    from .registry import MODELS, cache_dir, fetch
+
+    if args.name not in MODELS:
+        raise CLIError(f"unknown model {args.name!r}; registered: {', '.join(MODELS)}")
+    try:
+        path = fetch(args.name, cache=args.cache, progressbar=True, trust_unknown_hash=args.trust_unknown_hash)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    except Exception as exc:  # network errors, hash mismatch from pooch
+        raise CLIError(f"download of {args.name} failed: {exc}") from None
+    print(f"{args.name}: {path} (cache folder {cache_dir(args.cache)})")
+    return 0
+
+
+def _cmd_models(args) -> int:
+    from .registry import MODELS, cache_dir, resolve
+
+    print(f"cache folder: {cache_dir()}  (override with $NAPARI_SEGREFINER_CACHE)")
+    for name, info in MODELS.items():
+        try:
+            where = str(resolve(name))
+        except FileNotFoundError:
+            where = "not downloaded"
+        print(f"{name:16s} {info.description}\n{'':16s} {where}")
+    return 0
+
+
+def _cmd_train(args) -> int:
+    from tqdm import tqdm
+
+    from .train import TrainConfig, train
+
+    for d in list(args.data) + list(args.val or []):
+        if not Path(d).is_dir():
+            raise CLIError(f"data folder not found: {d}")
+    cfg = TrainConfig(
+        data=args.data, val=args.val or (), out=args.out, iters=args.iters, batch_size=args.batch_size,
+        lr=args.lr, warmup=args.warmup, clip=args.clip, device=args.device, init=args.init, resume=args.resume,
+        arch=args.arch, num_workers=args.workers, seed=args.seed, bf16=not args.no_bf16,
+        windows=tuple(args.windows), repeats=args.repeats,
+    )
+    bar = tqdm(total=cfg.iters, desc="training", unit="it", file=sys.stderr)
+
+    def progress(step: int, rec: dict) -> None:
+        bar.n = step
+        bar.set_postfix(loss=rec.get("loss"), iou=rec.get("iou"), val=rec.get("iou_refined"))
+        bar.refresh()
+
+    try:
+        path = train(cfg, progress=progress)
+    except (FileNotFoundError, ValueError) as exc:
+        raise CLIError(str(exc)) from None
+    finally:
+        bar.close()
+    print(f"saved {path}")
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    try:
+        run_demo(args.output, model=_model_source(args), device=args.device, seed=args.seed)
+    except FileNotFoundError as exc:
+        raise CLIError(str(exc).strip("'\"")) from None
+    return 0
+
+
+def _cmd_benchmark(args) -> int:
+    from .benchmark import run_from_args
+
+    return run_from_args(args)
+
+
+def _cmd_speed(args) -> int:
+    from .speed import run_from_args
+
+    return run_from_args(args)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="napari-segrefiner", description="SegRefiner mask refinement")
+    p.add_argument("-v", "--verbose", action="store_true", help="log what the pipelines choose")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("refine", help="refine IMAGE with coarse MASK (files, or two folders matched by name)")
+    r.add_argument("image")
+    r.add_argument("mask")
+    r.add_argument("-o", "--output", required=True, help="output mask file (or folder in folder mode)")
+    g = r.add_mutually_exclusive_group()
+    g.add_argument("--model", default=None, help="registered model name (default: the shipped segrefiner-lite)")
+    g.add_argument("--checkpoint", default=None, help="checkpoint file (ours or an official .pth)")
+    r.add_argument("--mode", default="auto", choices=["auto", "instance", "whole", "hr"])
+    r.add_argument("--steps", type=int, default=None)
+    r.add_argument("--device", default="auto")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--ext", default=None, help="folder mode: output extension (default: the mask's)")
+    r.set_defaults(func=_cmd_refine)
+
+    e = sub.add_parser("demo", help="refine the shipped sample, print IoU before/after, write an overlay PNG")
+    e.add_argument("-o", "--output", default="segrefiner_demo.png")
+    g = e.add_mutually_exclusive_group()
+    g.add_argument("--model", default=None)
+    g.add_argument("--checkpoint", default=None)
+    e.add_argument("--device", default="auto")
+    e.add_argument("--seed", type=int, default=0)
+    e.set_defaults(func=_cmd_demo)
+
+    d = sub.add_parser("download", help="download an official checkpoint (SHA-256 verified)")
+    d.add_argument("name")
+    d.add_argument("--cache", default=None, help="cache folder (default: $NAPARI_SEGREFINER_CACHE or user cache)")
+    d.add_argument("--trust-unknown-hash", action="store_true", help="allow files without a published SHA-256")
+    d.set_defaults(func=_cmd_download)
+
+    m = sub.add_parser("models", help="list registered models and where their weights are")
+    m.set_defaults(func=_cmd_models)
+
+    t = sub.add_parser("train", help="train or fine-tune a model on image/mask folders")
+    t.add_argument("--data", nargs="+", required=True, help="folders with images/ and masks/ (labels/ optional)")
+    t.add_argument("--val", nargs="*", default=None, help="folders whose val split chooses the best checkpoint")
+    t.add_argument("--out", required=True)
+    t.add_argument("--iters", type=int, default=5000)
+    t.add_argument("--batch-size", type=int, default=8)
+    t.add_argument("--lr", type=float, default=2e-4)
+    t.add_argument("--warmup", type=int, default=200)
+    t.add_argument("--clip", type=float, default=1.0)
+    t.add_argument("--device", default="auto")
+    t.add_argument("--init", default=None, help="start from a registered model or checkpoint (fine-tuning)")
+    t.add_argument("--resume", action="store_true", help="continue from <out>.last.pt")
+    t.add_argument("--arch", default="lite", choices=["lite", "lite-tiny", "official"])
+    t.add_argument("--workers", type=int, default=1)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--windows", type=int, nargs="+", default=[256], help="training window sides (<= 256)")
+    t.add_argument("--repeats", type=int, default=1, help="optimizer steps per loaded batch")
+    t.add_argument("--no-bf16", action="store_true", help="disable bf16 autocast on CUDA")
+    t.set_defaults(func=_cmd_train)
+
+    try:
+        from .benchmark import add_arguments as add_benchmark
+    except ImportError:  # pragma: no cover
+        add_benchmark = None
+    if add_benchmark is not None:
+        b = sub.add_parser("benchmark", help="quality against classical refiners on val splits")
+        add_benchmark(b)
+        b.set_defaults(func=_cmd_benchmark)
+
+    from .speed import add_arguments as add_speed
+
+    s = sub.add_parser("speed", help="seconds per forward pass and per refined object")
+    add_speed(s)
+    s.set_defaults(func=_cmd_speed)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code (0 ok, 1 failure, 2 usage error)."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except CLIError as exc:
+        print(f"napari-segrefiner: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("napari-segrefiner: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # never a traceback for the user; set SEGREFINER_DEBUG=1 to see one
+        if os.environ.get("SEGREFINER_DEBUG"):
+            raise
+        print(f"napari-segrefiner: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

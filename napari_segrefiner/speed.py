@@ -1,0 +1,133 @@
+"""Speed benchmark: seconds per forward pass and per refined object, per network and device.
+
+Per-object time at batch B is ``steps x t_forward(B) / B`` (the diffusion maths is
+negligible next to the network); ``refine`` end to end is timed too for batch 1.
+Measurements whose estimated duration exceeds ``--max-seconds`` are skipped and say so.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoint import build_model
+from .config import LiteConfig, UNetConfig
+
+__all__ = ["CONFIGS", "time_forward", "run_speed", "add_arguments", "run_from_args"]
+
+CONFIGS = {
+    "official": UNetConfig.official,
+    "official-ch32": lambda: UNetConfig(model_channels=32),  # same shape, 1/16 of the compute
+    "lite": LiteConfig,
+    "lite-tiny": LiteConfig.tiny,
+}
+
+
+def time_forward(model, batch: int, *, size: int, device: torch.device, repeats: int, autocast: bool = False) -> float:
+    """Median wall time of one forward pass at ``batch`` (after one warm-up call)."""
+    x = torch.randn(batch, 4, size, size, device=device)
+    t = torch.full((batch,), 5, dtype=torch.long, device=device)
+    times = []
+    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+        model(x, t)
+        for _ in range(repeats):
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            model(x, t)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def _refine_once(model, device: torch.device, size: int) -> float:
+    from .refine import refine
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)
+    mask = np.zeros((480, 640), bool)
+    mask[100:300, 150:400] = True
+    refine(image, mask, model=model, device=device, seed=0, mode="instance")  # warm-up
+    t0 = time.perf_counter()
+    refine(image, mask, model=model, device=device, seed=0, mode="instance")
+    return time.perf_counter() - t0
+
+
+def run_speed(
+    configs=("official", "official-ch32", "lite"),
+    devices=("cpu",),
+    batches=(1, 32),
+    *,
+    size: int = 256,
+    steps: int = 6,
+    repeats: int = 3,
+    max_seconds: float = 120.0,
+    log=print,
+) -> list[dict]:
+    """Time every (config, device, batch); returns one row per measurement."""
+    rows = []
+    for name in configs:
+        for dev_name in devices:
+            device = torch.device(dev_name)
+            torch.manual_seed(0)
+            model = build_model(CONFIGS[name]()).to(device).eval()
+            params = sum(p.numel() for p in model.parameters())
+            t1 = None
+            for batch in batches:
+                est = (t1 or 0.0) * batch * (repeats + 1)
+                if t1 is not None and est > max_seconds:
+                    row = dict(config=name, device=dev_name, batch=batch, params=params, skipped=f"estimated {est:.0f} s")
+                    log(f"{name:14s} {dev_name:5s} batch {batch:3d}: skipped (estimated {est:.0f} s > {max_seconds:.0f} s)")
+                    rows.append(row)
+                    continue
+                reps = repeats if t1 is None or t1 * batch < 5 else 1
+                fwd = time_forward(model, batch, size=size, device=device, repeats=reps)
+                if batch == 1:
+                    t1 = fwd
+                row = dict(config=name, device=dev_name, batch=batch, params=params, forward_s=fwd,
+                           per_object_s=steps * fwd / batch)
+                if batch == 1 and fwd * steps < max_seconds / 2:
+                    row["refine_end_to_end_s"] = _refine_once(model, device, size)
+                rows.append(row)
+                extra = f", refine() {row['refine_end_to_end_s']:.3f} s" if "refine_end_to_end_s" in row else ""
+                log(f"{name:14s} {dev_name:5s} batch {batch:3d}: {fwd:8.3f} s/forward, "
+                    f"{row['per_object_s']:8.3f} s/object ({steps} steps){extra}")
+    return rows
+
+
+def add_arguments(parser) -> None:
+    """CLI flags of ``napari-segrefiner speed``."""
+    parser.add_argument("--configs", nargs="+", default=["official", "official-ch32", "lite"], choices=list(CONFIGS))
+    parser.add_argument("--devices", nargs="+", default=None, help="default: cpu, plus cuda when present")
+    parser.add_argument("--batches", nargs="+", type=int, default=[1, 32])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--max-seconds", type=float, default=120.0, help="skip measurements estimated longer")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--out", default="benchmarks/results/speed.json")
+
+
+def run_from_args(args) -> int:
+    """Run from parsed CLI arguments; writes a JSON file."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+    for d in devices:
+        if d == "cuda" and not torch.cuda.is_available():
+            print("napari-segrefiner: error: CUDA is not available here", flush=True)
+            return 2
+    rows = run_speed(args.configs, devices, args.batches, repeats=args.repeats, max_seconds=args.max_seconds)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    meta = dict(torch=torch.__version__, threads=torch.get_num_threads(), machine=platform.machine(),
+                processor=platform.processor() or platform.platform(),
+                cuda=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+                date=time.strftime("%Y-%m-%d %H:%M:%S"))
+    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    print(f"wrote {out}")
+    return 0
