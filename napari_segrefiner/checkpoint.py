@@ -113,6 +113,9 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[UNetConfig | LiteConfig, d
             state = dict(obj["state_dict"])
         except (KeyError, ValueError, TypeError) as exc:
             raise CheckpointError(f"{where} has a broken napari-segrefiner header: {exc}") from None
+        bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
+        if bad:
+            raise CheckpointError(f"{where} is not a state dict: entry {bad[0]!r} is not a tensor")
         return config, state, dict(obj.get("defaults", {})), dict(obj.get("meta", {}))
     return UNetConfig.official(), _official_state(obj, where), {}, {}
 
@@ -128,7 +131,8 @@ def model_from_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict, dic
         As in :func:`load_checkpoint`.
     """
     config, state, defaults, meta = load_checkpoint(path)
-    model = build_model(config)
+    with torch.device("meta"):  # no random initialisation of weights that are overwritten anyway
+        model = build_model(config)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -143,7 +147,8 @@ def model_from_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict, dic
                 f"{path}: tensor {key!r} has shape {tuple(value.shape)}, the network expects "
                 f"{tuple(expected[key].shape)}"
             )
-    model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
+    # fresh, aligned copies: views into a shared file buffer would make kernels take other paths
+    model.load_state_dict({k: v.float().clone() for k, v in state.items()}, strict=True, assign=True)
     model.eval()
     return model, defaults, meta
 
@@ -190,6 +195,9 @@ def save_checkpoint(
         "meta": dict(meta or {}),
     }
     if extra:
+        clash = set(extra) & set(obj)
+        if clash:
+            raise ValueError(f"extra must not override the reserved entries {sorted(clash)}")
         obj.update(extra)
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)

@@ -110,14 +110,15 @@ def run_instances(
         if whole:
             boxes.append((0, h, 0, w))
         else:
-            box = object_box(m, pad=pad)
-            longest = max(box[1] - box[0], box[3] - box[2]) - 2 * pad
-            boxes.append(grow_box(box, min(job.opts["context"] * longest, job.opts["context_cap"]), (h, w)))
+            tight = object_box(m, pad=0)
+            longest = max(tight[1] - tight[0], tight[3] - tight[2])
+            min_side = min(job.opts["context"] * longest, job.opts["context_cap"])
+            boxes.append(grow_box(object_box(m, pad=pad), min_side, (h, w)))
         keep.append(int(lab))
     mode = "whole" if whole else "instance"
     steps = timesteps(job.schedule, job.steps)
     if not keep:
-        yield RefineStep(0, 0, -1, mode, mode, cast(labels), None, True)
+        yield RefineStep(0, 1, -1, mode, mode, cast(labels), None, True)
         return
     base = labels.copy()
     base[np.isin(base, keep)] = 0
@@ -185,7 +186,7 @@ def run_hr(image: torch.Tensor, labels: np.ndarray, ids: Sequence[int], job: Job
             yield pending
         pending = record
     if pending is None:  # every object was too small to refine
-        pending = RefineStep(0, 0, -1, "local", "hr", cast(labels), None, False)
+        pending = RefineStep(0, 1, -1, "local", "hr", cast(labels), None, False)
     yield replace(pending, done=True)
 
 
@@ -194,14 +195,13 @@ def _hr_steps(image, labels, ids, job: Job, *, cast) -> Iterator[RefineStep]:
     h, w = labels.shape
     steps = timesteps(job.schedule, job.steps, last=1)
     per = len(steps) + 1
+    lab_t = torch.from_numpy(labels).to(image.device)
+    ids = [lab for lab in ids if int((lab_t == lab).sum()) > job.opts["hr_min_pixels"]]  # others stay as they are
     total = per * len(ids)
     out = labels.copy()
     small = normalize(F.interpolate(image, size=(size, size), mode="nearest"))
-    lab_t = torch.from_numpy(labels).to(image.device)
     for n, lab in enumerate(ids):
         m = lab_t == lab
-        if int(m.sum()) <= job.opts["hr_min_pixels"]:
-            continue
         coarse = (F.interpolate(m[None, None].float(), size=(size, size), mode="nearest") >= 0.5).float()
         last = None
         loop = iter_denoise(

@@ -15,7 +15,7 @@ from .imaging import as_rgb_uint8, check_mask
 from .models import load_model, pipeline_defaults, resolve_device
 from .patches import object_box
 from .pipelines import Job, RefineStep, run_hr, run_instances
-from .scheduler import Schedule
+from .scheduler import Schedule, timesteps
 
 __all__ = ["MODES", "RefineStep", "choose_mode", "iter_refine", "refine"]
 
@@ -155,6 +155,11 @@ def iter_refine(
     if mode == "auto":
         log.info("mode='auto' chose %r", chosen)
     num_t = getattr(getattr(net, "config", None), "num_timesteps", 6)
+    timesteps(Schedule(num_timesteps=num_t), steps, last=1 if chosen == "hr" else 0)  # validates steps
+    if not isinstance(opts["batch_size"], int) or opts["batch_size"] < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {opts['batch_size']!r}")
+    if chosen == "hr" and opts["hr_patch"] % divisor:
+        raise ValueError(f"hr_patch must be a multiple of {divisor} for this network, got {opts['hr_patch']}")
     generator = torch.Generator(device=dev)
     generator.manual_seed(int(seed) if seed is not None else int(np.random.SeedSequence().entropy % (2**63)))
     job = Job(

@@ -14,6 +14,7 @@ elsewhere. The last step returns the soft prediction ``sigmoid(l)``.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -86,8 +87,9 @@ def timesteps(schedule: Schedule, num_steps: int | None = None, *, last: int = 0
     full = top - last + 1
     if num_steps is None:
         num_steps = full
-    if not isinstance(num_steps, int) or isinstance(num_steps, bool) or not 1 <= num_steps <= full:
+    if not isinstance(num_steps, numbers.Integral) or isinstance(num_steps, bool) or not 1 <= num_steps <= full:
         raise ValueError(f"steps must be an integer in [1, {full}], got {num_steps!r}")
+    num_steps = int(num_steps)
     if num_steps == 1:
         return [top]
     return [round(top - i * (top - last) / (num_steps - 1)) for i in range(num_steps)]
