@@ -156,7 +156,10 @@ def _cmd_download(args) -> int:
         raise CLIError(str(exc)) from None
     except Exception as exc:  # network errors, hash mismatch from pooch
         raise CLIError(f"download of {args.name} failed: {exc}") from None
-    print(f"{args.name}: {path} (cache folder {cache_dir(args.cache)})")
+    from .registry import MODELS as _M, sha256sum
+
+    digest = _M[args.name].sha256 or sha256sum(path)
+    print(f"{args.name}: {path} (cache folder {cache_dir(args.cache)}; sha256 {digest})")
     return 0
 
 

@@ -8,11 +8,14 @@ cache folder), or in a folder the caller passes.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 __all__ = ["ModelInfo", "MODELS", "DEFAULT_MODEL", "cache_dir", "resolve", "fetch", "sha256sum"]
 
@@ -194,5 +197,5 @@ def fetch(
     known = f"sha256:{info.sha256}" if info.sha256 else None
     got = pooch.retrieve(info.url, known_hash=known, fname=info.filename, path=folder, progressbar=progressbar)
     if info.sha256 is None:
-        print(f"{name}: downloaded without a published digest; sha256={sha256sum(got)}")
+        log.warning("%s: downloaded without a published digest; sha256=%s (pin it)", name, sha256sum(got))
     return Path(got)
