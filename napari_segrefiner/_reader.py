@@ -1,0 +1,77 @@
+"""npe2 reader: open integer mask files (.png, .tif/.tiff, .npy) as Labels layers.
+
+The manifest offers this reader only for file names that say they hold a mask ("mask",
+"label", "seg", "refined"). Even then a file is accepted only if its content looks like a
+mask: integer or bool values, no colour channel, and piecewise constant (few neighbouring
+pixels differ, unlike a grey-level micrograph). For anything else ``get_reader`` returns
+None, so napari uses another reader.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["get_reader", "looks_like_mask", "read_mask"]
+
+_EXTENSIONS = (".png", ".tif", ".tiff", ".npy")
+_MAX_EDGE_FRACTION = 0.1  # label images: only object borders differ from their neighbour
+
+
+def read_mask(path: str | Path) -> np.ndarray:
+    """Load a .png, .tif/.tiff or .npy file as an array (no checks)."""
+    path = Path(path)
+    ext = path.suffix.lower()
+    if ext == ".npy":
+        return np.load(path, allow_pickle=False)
+    if ext in (".tif", ".tiff"):
+        import tifffile
+
+        return tifffile.imread(path)
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im).copy()
+
+
+def looks_like_mask(data: np.ndarray) -> bool:
+    """True for bool/integer arrays without a colour axis whose values are piecewise constant."""
+    if data.dtype == bool:
+        return data.ndim >= 2
+    if data.dtype.kind not in "iu" or data.ndim < 2 or data.size == 0:
+        return False
+    if data.ndim == 3 and data.shape[-1] in (3, 4):
+        return False  # RGB(A) picture, not a label stack
+    step = max(1, int(np.ceil(data.size / 4_000_000)))  # look at <= ~4 Mpx of rows
+    rows = data.reshape(-1, data.shape[-1])[::step]
+    if rows.min() < 0:
+        return False
+    if rows.shape[-1] < 2:
+        return True
+    edges = np.count_nonzero(rows[:, 1:] != rows[:, :-1]) / rows[:, 1:].size
+    return edges <= _MAX_EDGE_FRACTION
+
+
+def get_reader(path: str | list[str]) -> Callable[[str], list[tuple]] | None:
+    """npe2 ``get_reader`` hook: a reader function for integer masks, else None."""
+    if isinstance(path, list):
+        if len(path) != 1:
+            return None
+        path = path[0]
+    if Path(path).suffix.lower() not in _EXTENSIONS or not Path(path).is_file():
+        return None
+    try:
+        data = read_mask(path)
+    except Exception:  # unreadable or not what the extension says: let napari try others
+        return None
+    if not looks_like_mask(data):
+        return None
+    name = Path(path).stem
+
+    def reader(_path: str) -> list[tuple]:
+        labels = data.astype(np.uint8) if data.dtype == bool else data
+        return [(labels, {"name": name}, "labels")]
+
+    return reader

@@ -1,0 +1,78 @@
+"""Shared test fixtures; most of them serve the napari plugin tests.
+
+torch is imported before any Qt module (trap G8 of shared/reference/napari.md: cheap
+insurance against library-loading conflicts) and Qt defaults to the offscreen platform;
+pytest-xvfb provides the X display that napari's OpenGL canvas needs (without one no
+layer can be drawn). Screenshots need the xcb platform instead: that test runs its own
+process.
+"""
+
+import gc
+import os
+
+import torch  # noqa: F401  (import before Qt)
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+torch.set_num_threads(1)  # the machine is small and shared: more threads only contend
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+# 64 px network input and small objects allowed: keeps every test run in milliseconds
+TINY_DEFAULTS = {"size": 64, "min_area": 32}
+
+
+@pytest.fixture(scope="session")
+def _gc_frozen():
+    """Move what is alive once the GUI stack is imported out of the garbage collector's view.
+
+    napari runs a full ``gc.collect()`` on every layer removal and viewer teardown; with
+    torch, napari and pytest loaded that is 0.3-0.7 s each here. After ``gc.freeze()`` a
+    collection only visits objects made later (milliseconds).
+    """
+    import napari  # noqa: F401
+    import napari_segrefiner._widget  # noqa: F401
+
+    gc.collect()
+    gc.freeze()
+    yield
+    gc.unfreeze()
+
+
+@pytest.fixture
+def make_napari_viewer(make_napari_viewer, _gc_frozen):
+    """napari's fixture, with the collector frozen first (see ``_gc_frozen``)."""
+    return make_napari_viewer
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    """A tiny random SegRefiner network (milliseconds per call on CPU)."""
+    from napari_segrefiner import LiteConfig, build_model
+
+    torch.manual_seed(0)
+    model = build_model(LiteConfig.tiny()).eval()
+    model.segrefiner_defaults = dict(TINY_DEFAULTS)
+    return model
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tiny_model, tmp_path_factory):
+    """The tiny network saved as a checkpoint file (for the widget's "checkpoint file" choice)."""
+    from napari_segrefiner import save_checkpoint
+
+    path = tmp_path_factory.mktemp("models") / "tiny.pt"
+    save_checkpoint(path, tiny_model, defaults=TINY_DEFAULTS)
+    return path
+
+
+@pytest.fixture
+def blobs():
+    """A 64x64 RGB image with two bright discs and a coarse (square) labels mask of them."""
+    yy, xx = np.mgrid[:64, :64]
+    image = np.zeros((64, 64, 3), dtype=np.uint8)
+    mask = np.zeros((64, 64), dtype=np.int32)
+    for value, (cy, cx) in enumerate([(18, 18), (44, 42)], start=1):
+        image[(yy - cy) ** 2 + (xx - cx) ** 2 <= 81] = (220, 120, 200)
+        mask[cy - 12 : cy + 12, cx - 12 : cx + 12] = value
+    return image, mask
