@@ -10,7 +10,7 @@ run() { # set max_items tag args...
   $B --data "$D/$set" --max-items "$n" --out "benchmarks/results/quality_${set}_${tag}" "$@"
 }
 what=${1:-all}
-for spec in "davis 37" "ccp 30" "dsb2018 150" "isbi2012 100"; do
+for spec in ${SETS:-"davis 37" "ccp 20" "dsb2018 100" "isbi2012 60"}; do
   set -- $spec
   if [ "$what" = peers ] || [ "$what" = all ]; then
     run "$1" "$2" peers --methods identity grabcut random_walker densecrf --kinds cascadepsp-0.8 lowres-28

@@ -4,12 +4,21 @@ The public API never imports napari, magicgui or Qt::
 
     from napari_segrefiner import refine
     refined = refine(image, coarse_mask)            # shipped model, CPU or GPU
+
+The exports are loaded on first access, so that the napari contributions that need no
+network (``_reader``, ``_writer``, ``_sample_data``) do not pay for importing torch.
 """
 
-from .checkpoint import CheckpointError, build_model, load_checkpoint, save_checkpoint
-from .config import LiteConfig, UNetConfig
-from .models import available_devices, load_model
-from .refine import RefineStep, iter_refine, refine
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .checkpoint import CheckpointError, build_model, load_checkpoint, save_checkpoint
+    from .config import LiteConfig, UNetConfig
+    from .models import available_devices, load_model
+    from .api import RefineStep, iter_refine, refine
 
 __version__ = "0.1.0"
 
@@ -26,3 +35,30 @@ __all__ = [
     "refine",
     "save_checkpoint",
 ]
+
+_SOURCES = {
+    "CheckpointError": "checkpoint",
+    "build_model": "checkpoint",
+    "load_checkpoint": "checkpoint",
+    "save_checkpoint": "checkpoint",
+    "LiteConfig": "config",
+    "UNetConfig": "config",
+    "available_devices": "models",
+    "load_model": "models",
+    "RefineStep": "api",
+    "iter_refine": "api",
+    "refine": "api",
+}
+
+
+def __getattr__(name: str):
+    if name not in _SOURCES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_SOURCES[name]}", __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+

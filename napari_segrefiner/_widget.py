@@ -1,27 +1,25 @@
 """The "SegRefiner" dock widget: a thin napari front end over :func:`iter_refine`.
 
-The widget gathers parameters into a :class:`Job`, runs :func:`iter_job` (the core
-generator, looped over the 2-D planes of a stack) in a napari ``thread_worker`` and shows
-what it yields: a preview layer per diffusion step, an optional uncertainty layer, then a
-result layer. Intermediate steps are cached so a slider can scrub them afterwards.
+The widget gathers parameters into a :class:`~._jobs.Job`, runs :func:`~._jobs.iter_job`
+(the core generator, looped over the 2-D planes of a stack) in a napari ``thread_worker``
+and shows what it yields: a preview layer per diffusion step, an optional uncertainty
+layer, then a result layer. Intermediate steps are cached so a slider can scrub them.
 
 Layers change only in main-thread slots. Errors inside the worker are re-raised as
-:class:`RefinementError` (not a ``RuntimeError``, which a generator worker would swallow)
-and reach the user as napari notifications; all UI state is reset in ``_on_finished``.
+:class:`~._jobs.RefinementError` (not a ``RuntimeError``, which a generator worker would
+swallow) and reach the user as napari notifications; UI state is reset in ``_on_finished``.
+Everything that needs neither Qt nor napari lives in ``_jobs.py``.
 """
 
 from __future__ import annotations
 
-import itertools
 import threading
 import time
-from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, PushButton, Slider, SpinBox
 from napari.layers import Image, Labels
 from napari.qt.threading import create_worker
@@ -31,130 +29,34 @@ from napari.utils.notifications import notification_manager, show_info, show_war
 from qtpy.QtCore import QEvent, QObject, Qt, QTimer
 
 from . import registry
+from ._jobs import (
+    ALL_STEPS,
+    DownloadTracker,
+    Job,
+    RefinementError,
+    StepCache,
+    Update,
+    all_positions,
+    assemble,
+    iter_job,
+    mask_copy,
+    preview_dtype,
+    to_uncertainty,
+)
 from ._reader import looks_like_mask
-from .models import available_devices, load_model, resolve_device
-from .refine import MODES, RefineStep, iter_refine
+from .models import available_devices
+from .api import MODES
 
-__all__ = ["Job", "RefinementError", "SegRefinerWidget", "Update", "iter_job", "notify_error", "paint_plane"]
+# Job, Update, RefinementError, assemble, iter_job and to_uncertainty are re-exported for
+# _menu.py and benchmarks/bench_preview.py, which import them from here.
+__all__ = ["Job", "RefinementError", "SegRefinerWidget", "Update", "assemble", "iter_job", "notify_error",
+           "paint_plane", "to_uncertainty"]  # fmt: skip
 
 CHECKPOINT = "checkpoint file"
 MODEL_CHOICES = (*registry.MODELS, CHECKPOINT)
 ROLE = "segrefiner"  # layer.metadata key marking the widget's own preview/uncertainty layers
 FLUSH_MS = 50  # minimum time between two preview repaints (keeps the viewer responsive)
-CACHE_BYTES = 1 << 30  # budget of cached intermediate steps for the slider
-ALL_STEPS = 6  # the released and shipped models have 6 timesteps
 STEPS_TIP = "Reverse diffusion steps: 6 = every timestep (the HR global stage then runs its 5); fewer is faster"
-
-
-# ----------------------------------------------------------------------------- job ---
-class RefinementError(Exception):
-    """A refinement failed. Deliberately not a RuntimeError: generator workers swallow those."""
-
-
-def explain(exc: BaseException, device: str) -> str:
-    """A user-facing message for an exception raised while refining on ``device``."""
-    text = str(exc)
-    oom = isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)) or any(
-        s in text.lower() for s in ("out of memory", "can't allocate memory")
-    )
-    if oom:
-        detail = text.splitlines()[0] if text else type(exc).__name__
-        return f"out of memory on {device}: try CPU or a smaller region ({detail})"
-    if isinstance(exc, (ValueError, TypeError, FileNotFoundError, KeyError)):
-        return text.strip("'\"")
-    return f"{type(exc).__name__}: {text}"
-
-
-@dataclass(frozen=True)
-class Job:
-    """Everything one refinement run needs, gathered on the main thread.
-
-    ``mask`` is a private copy of the coarse mask (any number of dimensions); ``axes`` are
-    its two plane axes and ``positions`` the indices along the other axes of the planes to
-    refine. ``image`` may be lazy (dask): only the needed planes are read, in the worker.
-    """
-
-    image: Any
-    rgb: bool
-    mask: np.ndarray
-    axes: tuple[int, int]
-    positions: tuple[tuple[int, ...], ...]
-    model: str  # registry name or checkpoint path
-    cache: str | None = None
-    device: str = "auto"
-    mode: str = "auto"
-    steps: int | None = None
-    seed: int | None = 0
-    labels: tuple[int, ...] | None = None
-
-    def index(self, pos: tuple[int, ...]) -> tuple:
-        """Slicing tuple of the plane at ``pos`` (for the mask, or the image's spatial axes)."""
-        it = iter(pos)
-        return tuple(slice(None) if a in self.axes else next(it) for a in range(self.mask.ndim))
-
-
-@dataclass(frozen=True)
-class Update:
-    """What the worker yields: one core step of one plane.
-
-    ``uncertainty`` is ``1 - step.confidence`` as uint8 (0..255), computed in the worker so
-    that the main thread only copies it into the uncertainty layer.
-    """
-
-    plane: int
-    planes: int
-    pos: tuple[int, ...]
-    step: RefineStep
-    uncertainty: np.ndarray | None = None
-
-
-def to_uncertainty(confidence: np.ndarray | None) -> np.ndarray | None:
-    """uint8 uncertainty ``255 * (1 - confidence)`` (what the uncertainty layer shows)."""
-    if confidence is None:
-        return None
-    return np.rint((1.0 - confidence) * 255.0).astype(np.uint8)
-
-
-def _load_model(source: str, device: torch.device, cache: str | None):
-    path = registry.resolve(source, cache=cache) if source in registry.MODELS else source
-    return load_model(path, device=device)
-
-
-def iter_job(job: Job, models: dict | None = None) -> Generator[Update, None, dict]:
-    """Refine every plane of ``job``; yields :class:`Update`s, returns ``{pos: result plane}``.
-
-    The network is loaded here (in the worker) and kept in ``models`` (the widget's cache,
-    keyed by source, device and cache folder). Any failure is re-raised as
-    :class:`RefinementError` with a message for the user.
-    """
-    models = {} if models is None else models
-    device = str(job.device)
-    try:
-        dev = resolve_device(job.device)
-        device = str(dev)
-        key = (job.model, device, job.cache if job.model in registry.MODELS else None)
-        if key not in models:
-            models[key] = _load_model(job.model, dev, job.cache)
-        channel = (slice(None),) if job.rgb else ()
-        finals: dict[tuple[int, ...], np.ndarray] = {}
-        for n, pos in enumerate(job.positions):
-            plane = job.mask[job.index(pos)]
-            ids = None if job.labels is None else [v for v in job.labels if np.any(plane == v)]
-            if not np.any(plane) or ids == []:
-                continue  # nothing of the chosen labels in this plane
-            image = np.asarray(job.image[job.index(pos) + channel])
-            steps = iter_refine(
-                image, plane, model=models[key], mode=job.mode, steps=job.steps, device=dev, seed=job.seed, labels=ids
-            )
-            for step in steps:
-                if step.done:
-                    finals[pos] = step.mask
-                yield Update(n, len(job.positions), pos, step, to_uncertainty(step.confidence))
-        if not finals:
-            raise ValueError("nothing to refine: the chosen labels do not occur in the chosen plane(s)")
-        return finals
-    except Exception as exc:
-        raise RefinementError(explain(exc, device)) from exc
 
 
 def notify_error(exc: BaseException) -> None:
@@ -166,34 +68,19 @@ def notify_error(exc: BaseException) -> None:
     notification_manager.receive_error(type(exc), exc, exc.__traceback__)
 
 
-def assemble(job: Job, finals: dict) -> np.ndarray:
-    """The full result array: the job's mask with every refined plane replaced."""
-    out = job.mask.copy()
-    for pos, plane in finals.items():
-        out[job.index(pos)] = plane
-    return out
-
-
 # ----------------------------------------------------------------- layer helpers ---
-def spatial_shape(layer) -> tuple[int, ...]:
-    data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
-    return tuple(data.shape[:-1]) if getattr(layer, "rgb", False) else tuple(data.shape)
-
-
 def layer_array(layer):
     return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
 
 
+def spatial_shape(layer) -> tuple[int, ...]:
+    shape = tuple(layer_array(layer).shape)
+    return shape[:-1] if getattr(layer, "rgb", False) else shape
+
+
 def mask_array(layer) -> np.ndarray:
     """A private integer copy of a Labels layer, or of an Image layer holding a mask."""
-    data = np.array(layer_array(layer))
-    if data.dtype == bool:
-        return data.astype(np.uint8)
-    if data.dtype.kind == "f":
-        if not np.isin(data, (0.0, 1.0)).all():
-            raise ValueError(f"layer {layer.name!r} is not a mask: float values other than 0 and 1")
-        return data.astype(np.uint8)
-    return data
+    return mask_copy(layer_array(layer), layer.name)
 
 
 def is_image_mask(layer) -> bool:
@@ -201,9 +88,7 @@ def is_image_mask(layer) -> bool:
     if not isinstance(layer, Image) or layer.rgb or ROLE in layer.metadata:
         return False
     data = layer_array(layer)
-    if data.dtype == bool:
-        return True
-    return isinstance(data, np.ndarray) and looks_like_mask(data)  # never load lazy arrays here
+    return data.dtype == bool or (isinstance(data, np.ndarray) and looks_like_mask(data))  # never load lazy data
 
 
 def plane_axes(viewer, ndim: int) -> tuple[int, int]:
@@ -221,10 +106,6 @@ def current_position(viewer, layer, axes: tuple[int, int]) -> tuple[int, ...]:
     point = layer.world_to_data(viewer.dims.point)
     shape = spatial_shape(layer)
     return tuple(int(np.clip(np.round(point[a]), 0, shape[a] - 1)) for a in range(len(shape)) if a not in axes)
-
-
-def all_positions(shape: Sequence[int], axes: tuple[int, int]) -> tuple[tuple[int, ...], ...]:
-    return tuple(itertools.product(*(range(n) for a, n in enumerate(shape) if a not in axes)))
 
 
 def paint_plane(layer, index: tuple, values: np.ndarray, *, refresh: bool = True) -> bool:
@@ -255,61 +136,23 @@ def uncertainty_colormap() -> Colormap:
     return Colormap(colors, name="segrefiner-uncertainty", display_name="uncertainty (magma)")
 
 
-def preview_dtype(mask: np.ndarray):
-    """uint8/uint16 when the labels fit: napari then skips hashing labels on every refresh."""
-    top = int(mask.max()) if mask.size else 0
-    if mask.min(initial=0) >= 0:
-        for dtype in (np.uint8, np.uint16):
-            if top <= np.iinfo(dtype).max:
-                return dtype
-    return mask.dtype
-
-
 def result_layer(source, data: np.ndarray, name: str) -> Labels:
     """A Labels layer for ``data`` with ``source``'s scale, translate, units and axis labels."""
-    return Labels(
-        data,
-        name=name,
-        scale=source.scale,
-        translate=source.translate,
-        units=source.units,
-        axis_labels=source.axis_labels,
-        opacity=0.7,
-    )
+    return Labels(data, name=name, scale=source.scale, translate=source.translate, units=source.units,
+                  axis_labels=source.axis_labels, opacity=0.7)  # fmt: skip
 
 
-# ------------------------------------------------------------------------ caches ---
 @dataclass
 class _Run:
-    """State of one run: its job, its layers, and the cached steps per plane."""
+    """State of one run: its job, its layers, its cached steps and how it ended."""
 
     job: Job
     source: Any  # the mask layer
     preview: Labels
     uncertainty: Image | None
-    steps: dict = field(default_factory=dict)  # pos -> list of (mask, uncertainty_u8, timestep, stage)
-    pending: dict = field(default_factory=dict)  # pos -> (mask, uncertainty_u8) not shown yet
-    nbytes: int = 0
-    truncated: bool = False
+    steps: StepCache = field(default_factory=StepCache)
     outcome: str = "running"  # -> "done", "error", "cancelled"
     done_event: threading.Event = field(default_factory=threading.Event)
-
-    def add(self, update: Update) -> None:
-        step = update.step
-        if step.mask is None:
-            return
-        unc = update.uncertainty
-        size = step.mask.nbytes + (0 if unc is None else unc.nbytes)
-        entries = self.steps.setdefault(update.pos, [])
-        if self.nbytes + size > CACHE_BYTES and not step.done and entries:
-            self.truncated = True  # keep memory bounded: drop intermediates, never the result
-        else:
-            entries.append((step.mask, unc, step.timestep, step.stage))
-            self.nbytes += size
-        self.pending[update.pos] = (step.mask, unc)
-
-    def n_steps(self) -> int:
-        return max((len(v) for v in self.steps.values()), default=0)
 
 
 # ------------------------------------------------------------------------ widget ---
@@ -359,10 +202,8 @@ class SegRefinerWidget(Container):
         self._run_btn.changed.connect(self._on_run_clicked)
         self._new_mask.changed.connect(self.new_coarse_mask)
         self._download_btn.changed.connect(self.download)
-        self._mask.changed.connect(self._update_visibility)
-        self._model.changed.connect(self._update_visibility)
-        self._cache.changed.connect(self._update_visibility)
-        self._checkpoint.changed.connect(self._update_visibility)
+        for w in (self._mask, self._model, self._cache, self._checkpoint):
+            w.changed.connect(self._update_visibility)
         self._step_slider.changed.connect(self.show_step)
         self.native.destroyed.connect(self._on_destroyed)
         self._watcher = _RemovalWatcher(self._on_removed)
@@ -379,9 +220,8 @@ class SegRefinerWidget(Container):
         return [(l.name, l) for l in labels + [l for l in self._viewer.layers if is_image_mask(l)]]
 
     def _update_visibility(self, *_):
-        mask = self._mask.value
+        mask, choice = self._mask.value, self._model.value
         self._slices.visible = mask is not None and len(spatial_shape(mask)) > 2
-        choice = self._model.value
         self._checkpoint.visible = choice == CHECKPOINT
         official = choice in registry.MODELS and not registry.MODELS[choice].shipped
         self._cache.visible = official
@@ -398,10 +238,8 @@ class SegRefinerWidget(Container):
                 text = "not downloaded yet" if official else "shipped model missing: choose a checkpoint file"
         self._model_status.value = text
         self._download_btn.visible = missing
-        if missing and registry.MODELS[choice].sha256 is None:
-            self._download_btn.text = "Download (no published checksum)"
-        else:
-            self._download_btn.text = "Download"
+        unsigned = missing and registry.MODELS[choice].sha256 is None
+        self._download_btn.text = "Download (no published checksum)" if unsigned else "Download"
 
     def _cache_folder(self) -> str | None:
         value = self._cache.value
@@ -428,14 +266,11 @@ class SegRefinerWidget(Container):
             show_warning("SegRefiner: choose or open an image first")
             return None
         shape = spatial_shape(image)
+        n = len(shape)  # an RGB image's transforms cover its spatial axes only
         layer = self._viewer.add_labels(
-            np.zeros(shape, dtype=np.uint16),
-            name="coarse mask",
-            scale=image.scale[: len(shape)],
-            translate=image.translate[: len(shape)],
-            axis_labels=image.axis_labels[: len(shape)],
-            opacity=0.5,
-        )
+            np.zeros(shape, dtype=np.uint16), name="coarse mask", opacity=0.5,
+            scale=image.scale[:n], translate=image.translate[:n], axis_labels=image.axis_labels[:n],
+        )  # fmt: skip
         layer.brush_size = int(np.clip(min(shape[-2:]) // 20, 10, 80))
         layer.selected_label = 1
         layer.mode = "paint"
@@ -458,31 +293,22 @@ class SegRefinerWidget(Container):
             if not isinstance(mask, Labels):
                 raise ValueError("'selected label' needs a Labels layer as the coarse mask")
             labels = (int(mask.selected_label),)
-        if self._model.value == CHECKPOINT:
+        model = self._model.value
+        if model == CHECKPOINT:
             if not Path(self._checkpoint.value).is_file():
                 raise ValueError("choose a checkpoint file for the model")
             model = str(self._checkpoint.value)
-        else:
-            model = self._model.value
         axes = plane_axes(self._viewer, len(shape))
         if len(shape) == 2 or self._slices.value == "all slices":
             positions = all_positions(shape, axes)
         else:
             positions = (current_position(self._viewer, mask, axes),)
+        steps = None if self._steps.value >= ALL_STEPS else int(self._steps.value)
         return Job(
-            image=layer_array(image),
-            rgb=bool(image.rgb),
-            mask=mask_array(mask),
-            axes=axes,
-            positions=positions,
-            model=model,
-            cache=self._cache_folder(),
-            device=self._device.value,
-            mode=self._mode.value,
-            steps=None if self._steps.value >= ALL_STEPS else int(self._steps.value),
-            seed=int(self._seed.value),
-            labels=labels,
-        )
+            image=layer_array(image), rgb=bool(image.rgb), mask=mask_array(mask), axes=axes, positions=positions,
+            model=model, cache=self._cache_folder(), device=self._device.value, mode=self._mode.value,
+            steps=steps, seed=int(self._seed.value), labels=labels,
+        )  # fmt: skip
 
     def start(self):
         """Start a run with the current parameters; returns its worker (None if refused)."""
@@ -495,7 +321,7 @@ class SegRefinerWidget(Container):
             show_warning(f"SegRefiner: {exc}")
             return None
         self._run = self._new_run(job, self._mask.value)
-        total = len(job.positions) * (job.steps or 6)
+        total = len(job.positions) * (job.steps or ALL_STEPS)
         worker = create_worker(
             iter_job, job, self._models, _progress={"total": total, "desc": "SegRefiner"}, _ignore_errors=True
         )
@@ -544,9 +370,8 @@ class SegRefinerWidget(Container):
         if run is None or self.busy or run.preview not in self._viewer.layers:
             return
         index = self._step_slider.value if index is None else int(index)
-        last = run.n_steps() - 1
-        for pos, entries in run.steps.items():
-            mask, unc, timestep, stage = entries[min(index, len(entries) - 1)]
+        last = run.steps.n_steps() - 1
+        for pos, (mask, unc, timestep, stage) in run.steps.at(index).items():
             self._paint(run, pos, mask, unc)
         run.preview.visible = index < last
         self._status.value = f"step {index + 1}/{last + 1} (t={timestep}, {stage})"
@@ -556,18 +381,14 @@ class SegRefinerWidget(Container):
         name = self._model.value
         if name not in registry.MODELS or self._download is not None:
             return None
-        tracker = _DownloadTracker()
+        tracker = DownloadTracker()
         bar = progress(total=0, desc=f"Downloading {name}")
         timer = QTimer()
         timer.timeout.connect(lambda: tracker.sync(bar))
         worker = create_worker(
-            registry.fetch,
-            name,
-            cache=self._cache_folder(),
-            progressbar=tracker,
-            trust_unknown_hash=registry.MODELS[name].sha256 is None,
-            _ignore_errors=True,
-        )
+            registry.fetch, name, cache=self._cache_folder(), progressbar=tracker,
+            trust_unknown_hash=registry.MODELS[name].sha256 is None, _ignore_errors=True,
+        )  # fmt: skip
         worker.returned.connect(lambda path: show_info(f"SegRefiner: {name} saved to {path}"))
         worker.errored.connect(notify_error)
 
@@ -596,7 +417,7 @@ class SegRefinerWidget(Container):
     def _set_running(self, running: bool) -> None:
         for w in self._params:
             w.enabled = not running
-        self._step_slider.enabled = not running and self._last is not None and self._last.n_steps() > 1
+        self._step_slider.enabled = not running and self._last is not None and self._last.steps.n_steps() > 1
         self._run_btn.text = "Cancel" if running else "Run"
         self._run_btn.enabled = True
 
@@ -604,7 +425,7 @@ class SegRefinerWidget(Container):
         run = self._run
         if run is None:
             return
-        run.add(update)
+        run.steps.add(update)
         s = update.step
         where = f"slice {update.plane + 1}/{update.planes} · " if update.planes > 1 else ""
         self._status.value = f"{where}step {s.index + 1}/{max(s.total, 1)} (t={s.timestep}, {s.stage}, {s.mode})"
@@ -613,12 +434,10 @@ class SegRefinerWidget(Container):
             self._flush_timer.start(int(max(0, wait)))
 
     def _flush(self) -> None:
-        run = self._run
-        if run is None:
+        if self._run is None:
             return
-        pending, run.pending = run.pending, {}
-        for pos, (mask, unc) in pending.items():
-            self._paint(run, pos, mask, unc)
+        for pos, (mask, unc) in self._run.steps.take_pending().items():
+            self._paint(self._run, pos, mask, unc)
         self._last_flush = time.perf_counter()
 
     def _paint(self, run: _Run, pos, mask, unc) -> None:
@@ -633,9 +452,8 @@ class SegRefinerWidget(Container):
         run = self._run
         self._flush_timer.stop()
         self._flush()
-        result = assemble(run.job, finals)
-        source = run.source
-        if self._replace.value and isinstance(source, Labels) and source in self._viewer.layers:
+        result, source, layers = assemble(run.job, finals), run.source, self._viewer.layers
+        if self._replace.value and isinstance(source, Labels) and source in layers:
             changed = np.nonzero(result != run.job.mask)
             if changed[0].size:
                 with source.block_history():
@@ -643,9 +461,8 @@ class SegRefinerWidget(Container):
         else:
             if self._replace.value:
                 show_info("SegRefiner: 'replace input' needs a Labels layer; the result is a new layer")
-            ours = [self._viewer.layers.index(l) for l in (run.preview, run.uncertainty) if l in self._viewer.layers]
-            layer = result_layer(source, result, f"{source.name} refined")
-            self._viewer.layers.insert(min(ours, default=len(self._viewer.layers)), layer)
+            ours = [layers.index(layer) for layer in (run.preview, run.uncertainty) if layer in layers]
+            layers.insert(min(ours, default=len(layers)), result_layer(source, result, f"{source.name} refined"))
         run.outcome = "done"
 
     def _on_errored(self, exc: Exception) -> None:
@@ -669,11 +486,11 @@ class SegRefinerWidget(Container):
             if run.uncertainty is not None:
                 run.uncertainty.name = f"{run.source.name} uncertainty"
             run.preview.visible = False
-            n = run.n_steps()
-            self._step_slider.max = max(n - 1, 0)
+            top = max(run.steps.n_steps() - 1, 0)
+            self._step_slider.max = top
             with self._step_slider.changed.blocked():
-                self._step_slider.value = max(n - 1, 0)
-            if run.truncated:
+                self._step_slider.value = top
+            if run.steps.truncated:
                 show_info("SegRefiner: some intermediate steps were not kept (memory budget)")
         elif run is not None:
             self._remove_layers(run)  # cancelled or failed: every layer as it was
@@ -722,27 +539,3 @@ class _RemovalWatcher(QObject):
         if event.type() == QEvent.Type.ParentChange and obj.parent() is None:
             self._callback()
         return False
-
-
-class _DownloadTracker:
-    """tqdm-like object handed to pooch in the worker; the main thread mirrors it into a
-    napari progress bar (napari's bars update Qt widgets and must not be driven off-thread)."""
-
-    def __init__(self):
-        self.total = None
-        self.n = 0
-
-    def update(self, n: int = 1) -> None:
-        self.n += n
-
-    def reset(self) -> None:
-        self.n = 0
-
-    def close(self) -> None:
-        pass
-
-    def sync(self, bar) -> None:
-        if self.total and bar.total != int(self.total):
-            bar.total = int(self.total)
-        if self.n != bar.n:
-            bar.update(self.n - bar.n)

@@ -15,7 +15,7 @@ run and for every method. A coarse mask that comes out empty is replaced by the 
 truth dilated by 1 px (counted in ``empty_coarse_replaced``).
 
 Methods: ``identity`` (the coarse mask itself), ``segrefiner`` (the model, loaded once,
-through :func:`~napari_segrefiner.refine.refine` with ``mode="instance", seed=0``) and the
+through :func:`~napari_segrefiner.api.refine` with ``mode="instance", seed=0``) and the
 classical peers of :mod:`napari_segrefiner.peers`. Peers run only on ``peers_kinds``
 (default ``cascadepsp-0.8`` and ``lowres-28``).
 
@@ -567,7 +567,7 @@ def _run_set(folder, name, indices, kinds, methods, p_kinds, peer_fns, net, dev,
                     if method == "identity":
                         pred = coarse.copy()
                     elif method == "segrefiner":
-                        from .refine import refine
+                        from .api import refine
 
                         pred = refine(img, coarse, model=net, mode="instance", seed=0, device=dev)
                     else:

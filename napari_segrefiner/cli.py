@@ -108,7 +108,7 @@ def _cmd_refine(args) -> int:
     import numpy as np
 
     from .models import load_model
-    from .refine import iter_refine
+    from .api import iter_refine
 
     image_path, mask_path, out = Path(args.image), Path(args.mask), Path(args.output)
     if image_path.is_dir() != mask_path.is_dir():

@@ -47,7 +47,7 @@ def run_demo(out: str | Path = "segrefiner_demo.png", *, model=None, device: str
     """Refine the shipped sample; returns the figures and writes the overlay PNG."""
     from ._sample_data import coarsen_labels, load_nuclei
     from .models import load_model
-    from .refine import refine
+    from .api import refine
 
     image, truth = load_nuclei()
     coarse = coarsen_labels(truth, seed=seed)

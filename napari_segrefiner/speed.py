@@ -47,7 +47,7 @@ def time_forward(model, batch: int, *, size: int, device: torch.device, repeats:
 
 
 def _refine_once(model, device: torch.device, size: int) -> float:
-    from .refine import refine
+    from .api import refine
 
     rng = np.random.default_rng(0)
     image = rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)

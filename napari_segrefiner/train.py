@@ -64,6 +64,7 @@ class TrainConfig:
     windows: Sequence[int] = (256,)
     window_probs: Sequence[float] | None = None
     repeats: int = 1
+    t_weights: Sequence[float] | None = None
     threads: int | None = None
     defaults: dict = field(default_factory=dict)
 
@@ -109,11 +110,18 @@ def _window(batch: dict, size: int, gen: torch.Generator) -> dict:
     return {k: torch.stack(v) for k, v in out.items()}
 
 
-def _step(model, opt, batch, fine, *, schedule, gen, device, autocast, clip):
-    """One optimisation step on a batch: forward-process mixture at random t, official loss."""
+def _step(model, opt, batch, fine, *, schedule, gen, device, autocast, clip, t_weights=None):
+    """One optimisation step on a batch: forward-process mixture at random t, official loss.
+
+    ``t`` is uniform (official) unless ``t_weights`` gives per-timestep sampling weights.
+    """
     image = normalize(batch["image"].to(device, non_blocking=True))
     coarse = batch["coarse"].to(device, non_blocking=True)
-    t = torch.randint(0, schedule.num_timesteps, (fine.shape[0],), generator=gen, device=device)
+    if t_weights is None:
+        t = torch.randint(0, schedule.num_timesteps, (fine.shape[0],), generator=gen, device=device)
+    else:
+        w = torch.as_tensor(t_weights, dtype=torch.float, device=device)
+        t = torch.multinomial(w, fine.shape[0], replacement=True, generator=gen)
     m_t = add_noise(fine, coarse, t, schedule=schedule, generator=gen)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
         logits = model(torch.cat([image, m_t], dim=1), t)
@@ -237,7 +245,7 @@ def train(cfg: TrainConfig, *, progress: Callable[[int, dict], None] | None = No
                 group["lr"] = _lr_at(step, cfg)
             fine = batch["fine"].to(device, non_blocking=True)
             logits, losses, gnorm = _step(model, opt, batch, fine, schedule=schedule, gen=gen,
-                                          device=device, autocast=autocast, clip=cfg.clip)
+                                          device=device, autocast=autocast, clip=cfg.clip, t_weights=cfg.t_weights)
             step += 1
             seen += fine.shape[0]
             for k, v in losses.items():

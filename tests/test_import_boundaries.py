@@ -15,7 +15,7 @@ from pathlib import Path
 
 FORBIDDEN = ["napari", "magicgui", "qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6"]
 CORE = {"blocks", "checkpoint", "config", "imaging", "lite", "models", "patches", "pipelines",
-        "refine", "registry", "sampling", "scheduler", "unet"}
+        "api", "registry", "sampling", "scheduler", "unet"}
 
 SCRIPT = r"""
 import importlib, json, pkgutil, sys

@@ -90,14 +90,14 @@ def test_menu_entry_registered_and_executes(make_napari_viewer, qtbot, monkeypat
     # napari's own accessor: under make_napari_viewer the app-model instance is a test double
     from napari._app_model import get_app_model
 
-    from napari_segrefiner import _widget
+    from napari_segrefiner import _jobs
 
     viewer = make_napari_viewer()
     app = get_app_model()
     ids = [item.command.id for item in app.menus.get_menu(MENU) if hasattr(item, "command")]
     assert REFINE_CMD in ids
 
-    monkeypatch.setattr(_widget, "_load_model", lambda source, device, cache: tiny_model)
+    monkeypatch.setattr(_jobs, "_load_model", lambda source, device, cache: tiny_model)
     image, mask = blobs
     viewer.add_image(image, name="img")
     labels = viewer.add_labels(mask, name="coarse", scale=(2, 2))

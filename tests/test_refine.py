@@ -21,7 +21,7 @@ from napari_segrefiner.checkpoint import build_model
 from napari_segrefiner.config import LiteConfig
 from napari_segrefiner.models import OFFICIAL_DEFAULTS
 from napari_segrefiner.patches import crop_resize, grow_box, nms_same_size, object_box, paste, select_patches
-from napari_segrefiner.refine import choose_mode, iter_refine, refine
+from napari_segrefiner.api import choose_mode, iter_refine, refine
 
 
 class Oracle(nn.Module):

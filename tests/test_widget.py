@@ -24,11 +24,11 @@ pytestmark = pytest.mark.gui
 
 from napari.utils.notifications import notification_manager  # noqa: E402
 
-from napari_segrefiner import _widget  # noqa: E402
+from napari_segrefiner import _jobs, _widget  # noqa: E402
 from napari_segrefiner._widget import SegRefinerWidget  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-REAL_CORE = _widget.iter_refine
+REAL_CORE = _jobs.iter_refine
 RUN_TIMEOUT = 30_000
 
 
@@ -93,7 +93,7 @@ def test_run_previews_steps_then_adds_result_and_scrubs(qtbot, monkeypatch, setu
     viewer, widget, labels = setup
     original = labels.data.copy()
     gate = Gate()
-    monkeypatch.setattr(_widget, "iter_refine", gate)
+    monkeypatch.setattr(_jobs, "iter_refine", gate)
     widget.start()
     assert widget._run_btn.text == "Cancel" and not widget._mode.enabled
     qtbot.waitUntil(gate.first.is_set, timeout=RUN_TIMEOUT)
@@ -133,8 +133,8 @@ def test_run_previews_steps_then_adds_result_and_scrubs(qtbot, monkeypatch, setu
     # a second run replaces the first run's steps/uncertainty layers, not its result, and
     # reuses the network cached on the widget (keyed by source and device)
     loads = []
-    monkeypatch.setattr(_widget, "iter_refine", REAL_CORE)
-    monkeypatch.setattr(_widget, "load_model", lambda *a, **k: loads.append(a))
+    monkeypatch.setattr(_jobs, "iter_refine", REAL_CORE)
+    monkeypatch.setattr(_jobs, "load_model", lambda *a, **k: loads.append(a))
     run_to_end(qtbot, widget)
     names = layer_names(viewer)
     assert names.count("mask steps") == 1 and names.count("mask uncertainty") == 1
@@ -148,7 +148,7 @@ def test_cancel_mid_run_leaves_layers_as_they_were(qtbot, monkeypatch, setup):
     viewer, widget, labels = setup
     before, original = layer_names(viewer), labels.data.copy()
     gate = Gate()
-    monkeypatch.setattr(_widget, "iter_refine", gate)
+    monkeypatch.setattr(_jobs, "iter_refine", gate)
     worker = widget.start()
     qtbot.waitUntil(gate.first.is_set, timeout=RUN_TIMEOUT)
     assert "mask preview" in layer_names(viewer)
@@ -172,7 +172,7 @@ def test_errors_are_reported_and_the_widget_recovers(qtbot, monkeypatch, setup):
 
     # a torch OOM is a RuntimeError, which a generator worker would swallow (G3)
     oom = torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
-    monkeypatch.setattr(_widget, "iter_refine", Gate(fail=oom))
+    monkeypatch.setattr(_jobs, "iter_refine", Gate(fail=oom))
     n = len(notification_manager.records)
     run_to_end(qtbot, widget)
     assert any("out of memory on cpu: try CPU or a smaller region" in m for m in new_messages(n)), new_messages(n)
@@ -181,7 +181,7 @@ def test_errors_are_reported_and_the_widget_recovers(qtbot, monkeypatch, setup):
     assert "failed" in widget._status.value
 
     # a validation error of the core (raised in the worker) reaches the user the same way
-    monkeypatch.setattr(_widget, "iter_refine", REAL_CORE)
+    monkeypatch.setattr(_jobs, "iter_refine", REAL_CORE)
     widget._mode.value = "hr"  # needs >= 256 px per side: the core refuses a 64 px image
     n = len(notification_manager.records)
     run_to_end(qtbot, widget)
@@ -205,7 +205,7 @@ def test_run_cannot_start_a_second_worker(qtbot, monkeypatch, setup):
 
     gate = Gate()
     monkeypatch.setattr(_widget, "create_worker", counting)
-    monkeypatch.setattr(_widget, "iter_refine", gate)
+    monkeypatch.setattr(_jobs, "iter_refine", gate)
     first = widget.start()
     assert widget.start() is None  # refused by the busy flag, not by the button state
     qtbot.waitUntil(gate.first.is_set, timeout=RUN_TIMEOUT)
@@ -321,7 +321,7 @@ def test_closing_the_widget_stops_the_worker(qtbot, monkeypatch, setup):
     viewer, widget, labels = setup
     before = layer_names(viewer)
     gate = Gate()
-    monkeypatch.setattr(_widget, "iter_refine", gate)
+    monkeypatch.setattr(_jobs, "iter_refine", gate)
     widget.start()
     qtbot.waitUntil(gate.first.is_set, timeout=RUN_TIMEOUT)
     run = widget._run
@@ -335,7 +335,7 @@ def test_closing_the_widget_stops_the_worker(qtbot, monkeypatch, setup):
 def test_closing_the_viewer_stops_the_worker(qtbot, monkeypatch, setup):
     viewer, widget, labels = setup
     gate = Gate()
-    monkeypatch.setattr(_widget, "iter_refine", gate)
+    monkeypatch.setattr(_jobs, "iter_refine", gate)
     widget.start()
     qtbot.waitUntil(gate.first.is_set, timeout=RUN_TIMEOUT)
     run = widget._run

@@ -1,0 +1,86 @@
+"""The widget's worker side (``_jobs.py``) without any viewer: GUI-free, stacks, cancel."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_segrefiner._jobs import Job, RefinementError, Update, all_positions, assemble, iter_job
+
+FORBIDDEN = ["napari", "magicgui", "qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6"]
+
+
+def test_importing_jobs_loads_no_gui_package():
+    # the import-boundary test skips underscore modules; this one is core-like on purpose
+    code = (
+        "import json, sys; import napari_segrefiner._jobs; "
+        f"print(json.dumps(sorted(n for n in sys.modules if n.split('.')[0] in {FORBIDDEN!r})))"
+    )
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
+
+
+@pytest.fixture
+def stack_job(blobs, tiny_model):
+    """A 3-plane RGB stack job (every plane has objects) and a model cache holding the tiny net."""
+    image, mask = blobs
+    masks = np.stack([mask, np.roll(mask, 5, axis=1), np.roll(mask, -4, axis=0)])
+    job = Job(image=np.stack([image] * 3), rgb=True, mask=masks, axes=(1, 2),
+              positions=all_positions(masks.shape, (1, 2)), model="tiny", device="cpu", seed=0)  # fmt: skip
+    return job, {("tiny", "cpu", None): tiny_model}
+
+
+def test_iter_job_refines_every_plane_of_a_stack(stack_job):
+    job, models = stack_job
+    mask_before, image_before = job.mask.copy(), job.image.copy()
+    gen = iter_job(job, models)
+    updates = []
+    while True:
+        try:
+            updates.append(next(gen))
+        except StopIteration as stop:
+            finals = stop.value
+            break
+    assert job.positions == ((0,), (1,), (2,))
+    assert all(isinstance(u, Update) and u.planes == 3 for u in updates)
+    assert [u.pos for u in updates if u.step.done] == list(job.positions)  # each plane once, in order
+    assert {u.plane for u in updates} == {0, 1, 2}
+    assert all(u.uncertainty is None or u.uncertainty.dtype == np.uint8 for u in updates)
+    assert set(finals) == set(job.positions)
+    for pos, plane in finals.items():
+        assert plane.shape == job.mask.shape[1:] and plane.dtype == job.mask.dtype
+        assert not np.array_equal(plane, job.mask[job.index(pos)])  # refined, not passed through
+    result = assemble(job, finals)
+    assert result.shape == job.mask.shape and result.dtype == job.mask.dtype
+    np.testing.assert_array_equal(result[1], finals[(1,)])
+    np.testing.assert_array_equal(job.mask, mask_before)  # inputs untouched
+    np.testing.assert_array_equal(job.image, image_before)
+    assert list(models) == [("tiny", "cpu", None)]  # the cached network was used, nothing loaded
+
+
+def test_closing_iter_job_mid_run_leaves_inputs_unchanged(stack_job):
+    job, models = stack_job
+    mask_before, image_before = job.mask.copy(), job.image.copy()
+    gen = iter_job(job, models)
+    first = next(gen)
+    assert first.pos == (0,) and not first.step.done
+    gen.close()  # what a worker's quit() amounts to: GeneratorExit at the yield, no error
+    with pytest.raises(StopIteration):
+        next(gen)
+    np.testing.assert_array_equal(job.mask, mask_before)
+    np.testing.assert_array_equal(job.image, image_before)
+
+
+def test_iter_job_reports_planes_without_the_chosen_labels(stack_job):
+    job, models = stack_job
+    job = replace(job, labels=(99,))
+    with pytest.raises(RefinementError, match="nothing to refine: the chosen labels do not occur"):
+        list(iter_job(job, models))
