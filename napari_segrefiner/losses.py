@@ -34,8 +34,19 @@ def texture_l1(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (_gradient_magnitude(torch.sigmoid(logits.float())) - _gradient_magnitude(target.float())).abs().mean()
 
 
-def refiner_loss(logits: torch.Tensor, target: torch.Tensor, *, texture_weight: float = 5.0) -> dict[str, torch.Tensor]:
-    """The official objective.
+def refiner_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    texture_weight: float = 5.0,
+    coarse: torch.Tensor | None = None,
+    wrong_weight: float = 0.0,
+) -> dict[str, torch.Tensor]:
+    """The official objective (BCE + ``texture_weight`` x texture L1).
+
+    With ``wrong_weight > 0`` and the ``coarse`` mask given, the BCE of pixels where the
+    coarse mask is wrong is weighted ``1 + wrong_weight`` (not in the official recipe: it
+    stops a briefly trained network from settling on copying its input mask).
 
     Returns
     -------
@@ -44,6 +55,9 @@ def refiner_loss(logits: torch.Tensor, target: torch.Tensor, *, texture_weight: 
     """
     if logits.shape != target.shape:
         raise ValueError(f"logits shape {tuple(logits.shape)} does not match target shape {tuple(target.shape)}")
-    bce = F.binary_cross_entropy_with_logits(logits.float(), target.float())
+    weight = None
+    if wrong_weight and coarse is not None:
+        weight = 1.0 + wrong_weight * (coarse.float() != target.float()).float()
+    bce = F.binary_cross_entropy_with_logits(logits.float(), target.float(), weight=weight)
     tex = texture_weight * texture_l1(logits, target)
     return {"bce": bce, "texture": tex, "loss": bce + tex}

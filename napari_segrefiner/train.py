@@ -65,6 +65,7 @@ class TrainConfig:
     window_probs: Sequence[float] | None = None
     repeats: int = 1
     t_weights: Sequence[float] | None = None
+    wrong_weight: float = 0.0
     threads: int | None = None
     defaults: dict = field(default_factory=dict)
 
@@ -110,7 +111,7 @@ def _window(batch: dict, size: int, gen: torch.Generator) -> dict:
     return {k: torch.stack(v) for k, v in out.items()}
 
 
-def _step(model, opt, batch, fine, *, schedule, gen, device, autocast, clip, t_weights=None):
+def _step(model, opt, batch, fine, *, schedule, gen, device, autocast, clip, t_weights=None, wrong_weight=0.0):
     """One optimisation step on a batch: forward-process mixture at random t, official loss.
 
     ``t`` is uniform (official) unless ``t_weights`` gives per-timestep sampling weights.
@@ -125,7 +126,7 @@ def _step(model, opt, batch, fine, *, schedule, gen, device, autocast, clip, t_w
     m_t = add_noise(fine, coarse, t, schedule=schedule, generator=gen)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
         logits = model(torch.cat([image, m_t], dim=1), t)
-    losses = refiner_loss(logits.float(), fine)
+    losses = refiner_loss(logits.float(), fine, coarse=coarse, wrong_weight=wrong_weight)
     opt.zero_grad(set_to_none=True)
     losses["loss"].backward()
     gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
@@ -245,7 +246,8 @@ def train(cfg: TrainConfig, *, progress: Callable[[int, dict], None] | None = No
                 group["lr"] = _lr_at(step, cfg)
             fine = batch["fine"].to(device, non_blocking=True)
             logits, losses, gnorm = _step(model, opt, batch, fine, schedule=schedule, gen=gen,
-                                          device=device, autocast=autocast, clip=cfg.clip, t_weights=cfg.t_weights)
+                                          device=device, autocast=autocast, clip=cfg.clip, t_weights=cfg.t_weights,
+                                          wrong_weight=cfg.wrong_weight)
             step += 1
             seen += fine.shape[0]
             for k, v in losses.items():

@@ -157,11 +157,12 @@ def test_fetch_hr_needs_trust(monkeypatch, tmp_path, server):
     assert server.urls == []
 
 
-def test_fetch_trusted_unknown_hash_prints_the_digest(monkeypatch, tmp_path, server, capsys):
+def test_fetch_trusted_unknown_hash_logs_the_digest(monkeypatch, tmp_path, server, caplog):
     _register(monkeypatch, None)
-    path = fetch("unit-test", cache=tmp_path, trust_unknown_hash=True)
+    with caplog.at_level("WARNING", logger="napari_segrefiner.registry"):
+        path = fetch("unit-test", cache=tmp_path, trust_unknown_hash=True)
     assert Path(path).read_bytes() == b"abc"
-    assert f"sha256={ABC}" in capsys.readouterr().out
+    assert f"sha256={ABC}" in caplog.text
 
 
 def test_fetch_lr_passes_the_published_hash_to_pooch(monkeypatch, tmp_path):
