@@ -108,3 +108,33 @@ def test_menu_entry_registered_and_executes(make_napari_viewer, qtbot, monkeypat
     result = viewer.layers["coarse refined"]
     assert result.data.shape == mask.shape and tuple(result.scale) == (2, 2)
     np.testing.assert_array_equal(labels.data, mask)  # the input is untouched
+
+
+@pytest.mark.slow
+def test_wheel_ships_the_manifest_and_npe2_reads_it(tmp_path):
+    """A regular (non-editable) wheel carries napari.yaml inside the package, with the entry point."""
+    import subprocess
+    import sys
+    import zipfile
+
+    pytest.importorskip("setuptools")
+    pytest.importorskip("wheel")
+    work = tmp_path / "src"
+    # build from a copy so no build/ or egg-info folders land in the checkout
+    subprocess.run(["git", "clone", "-q", "--depth", "1", f"file://{ROOT}", str(work)], check=True)
+    if not (work / "napari_segrefiner" / "napari.yaml").exists():
+        pytest.skip("the checkout's HEAD does not have the manifest yet")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                    "-w", str(tmp_path / "dist"), str(work)], check=True)
+    (whl,) = (tmp_path / "dist").glob("napari_segrefiner-*.whl")
+    with zipfile.ZipFile(whl) as zf:
+        names = zf.namelist()
+        shipped = zf.read("napari_segrefiner/napari.yaml").decode()
+        eps = zf.read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
+    assert shipped == (ROOT / "napari.yaml").read_text()
+    assert "[napari.manifest]" in eps and "napari-segrefiner = napari_segrefiner:napari.yaml" in eps
+    assert "napari_segrefiner/samples/dsb2018_0d3640c1.png" in names
+    out = tmp_path / "napari.yaml"
+    out.write_text(shipped)
+    mf = npe2.PluginManifest.from_file(out)
+    assert mf.name == PLUGIN and any(w.display_name == "SegRefiner" for w in mf.contributions.widgets)
