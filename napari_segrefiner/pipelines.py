@@ -76,8 +76,14 @@ class Job:
     schedule: Schedule
 
 
-def _compose(base: np.ndarray, values: torch.Tensor, boxes: Sequence[Box], ids: Sequence[int], conf: torch.Tensor | None):
-    """Paste (N, 1, S, S) maps into a copy of ``base``; a pixel goes to the most confident claim."""
+def _compose(base: np.ndarray, values: torch.Tensor, boxes: Sequence[Box], ids: Sequence[int], conf: torch.Tensor | None,
+             coarse: np.ndarray):
+    """Paste (N, 1, S, S) maps into a copy of ``base``.
+
+    Where refined objects overlap, a pixel goes to the object whose coarse mask held it
+    (priority +0.5), else to the more confident one; per-pixel competition between two
+    confident objects would otherwise fragment their shared border.
+    """
     out = base.copy()
     best = np.zeros(base.shape, dtype=np.float32)
     conf_frame = None if conf is None else np.ones(base.shape, dtype=np.float32)
@@ -86,10 +92,11 @@ def _compose(base: np.ndarray, values: torch.Tensor, boxes: Sequence[Box], ids: 
     for k, (box, lab) in enumerate(zip(boxes, ids)):
         y0, y1, x0, x1 = box
         v = paste(vals[k, 0], box).numpy()
+        priority = v + 0.5 * (coarse[y0:y1, x0:x1] == lab)
         region, region_best = out[y0:y1, x0:x1], best[y0:y1, x0:x1]
-        win = (v >= 0.5) & (v > region_best) & ((region == 0) | (region_best > 0))
+        win = (v >= 0.5) & (priority > region_best) & ((region == 0) | (region_best > 0))
         region[win] = lab
-        region_best[win] = v[win]
+        region_best[win] = priority[win]
         if conf_frame is not None:
             c = paste(confs[k, 0], box).numpy()
             np.minimum(conf_frame[y0:y1, x0:x1], c, out=conf_frame[y0:y1, x0:x1])
@@ -138,7 +145,7 @@ def run_instances(
     for step in loop:
         frame = conf = None
         if job.previews or step.is_last:
-            frame, conf = _compose(base, step.mask, boxes, keep, step.confidence if job.previews else None)
+            frame, conf = _compose(base, step.mask, boxes, keep, step.confidence if job.previews else None, labels)
             frame = cast(frame)
         yield RefineStep(step.index, len(steps), step.timestep, mode, mode, frame, conf, step.is_last)
 
