@@ -6,7 +6,7 @@ and yields an :class:`Update` per core step, and :func:`assemble` builds the ful
 :class:`StepCache` keeps the yielded steps (for the widget's step slider) within a memory
 budget; :class:`DownloadTracker` counts a download's bytes in its worker.
 
-Used by ``_widget.py`` and ``_menu.py``; ``tests/test_jobs.py`` checks that importing this
+Used by ``_widget.py`` and ``_napari_menu.py``; ``tests/test_jobs.py`` checks that importing this
 module loads no napari, magicgui or Qt.
 """
 

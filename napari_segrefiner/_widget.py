@@ -48,7 +48,7 @@ from .models import available_devices
 from .api import MODES
 
 # Job, Update, RefinementError, assemble, iter_job and to_uncertainty are re-exported for
-# _menu.py and benchmarks/bench_preview.py, which import them from here.
+# _napari_menu.py and benchmarks/bench_preview.py, which import them from here.
 __all__ = ["Job", "RefinementError", "SegRefinerWidget", "Update", "assemble", "iter_job", "notify_error",
            "paint_plane", "to_uncertainty"]  # fmt: skip
 
