@@ -51,7 +51,7 @@ import numpy as np
 
 from .data import PairFolder
 from .metrics import evaluate
-from .synthesis import dilate_erode, lowres_mask, modify_boundary
+from .synthesis import dilate_erode, lowres_mask, mask_bbox, modify_boundary
 
 __all__ = [
     "DEFAULT_OUT",
@@ -87,17 +87,9 @@ class BenchmarkError(ValueError):
 # ----------------------------------------------------------------------------- coarse kinds
 
 
-def _bbox(mask: np.ndarray) -> tuple[int, int, int, int] | None:
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
-        return None
-    cols = np.flatnonzero(mask.any(axis=0))
-    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
-
-
 def _lowres_rel(gt: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Box sampled down to 1/8 of its size, but the shorter side to no fewer than 8 px."""
-    box = _bbox(gt)
+    box = mask_bbox(gt)
     if box is None:
         return np.zeros(gt.shape, bool)
     shorter = min(box[1] - box[0], box[3] - box[2])
@@ -534,7 +526,7 @@ def _run_set(folder, name, indices, kinds, methods, p_kinds, peer_fns, net, dev,
     for j in indices:
         ref = folder[j]
         image, fine = folder.load(ref)
-        box = ref.bbox if ref.bbox is not None else _bbox(fine)
+        box = ref.bbox if ref.bbox is not None else mask_bbox(fine)
         if box is None:  # an image with an empty mask: nothing to refine or score
             skipped += 1
             bar.update(len(kinds))

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .synthesis import COARSE_KINDS, make_coarse
+from .synthesis import COARSE_KINDS, make_coarse, mask_bbox
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -458,14 +458,6 @@ class _Base(Dataset):
         }
 
 
-def _mask_bbox(mask: np.ndarray):
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
-        return None
-    cols = np.flatnonzero(mask.any(axis=0))
-    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
-
-
 class ObjectCrops(_Base):
     """LR-SegRefiner object crops (SegRefiner's LoadObjectData recipe, plus mild jitter).
 
@@ -549,7 +541,7 @@ class ObjectCrops(_Base):
     def _sample(self, folder: PairFolder, j: int, rng: np.random.Generator):
         ref = folder[j]
         image, fine = folder.load(ref)
-        bbox = ref.bbox if ref.bbox is not None else _mask_bbox(fine)
+        bbox = ref.bbox if ref.bbox is not None else mask_bbox(fine)
         if bbox is None:
             h, w = fine.shape
             return image, np.zeros((h, w), bool), np.zeros((h, w), bool)

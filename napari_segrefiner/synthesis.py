@@ -40,6 +40,7 @@ import numpy as np
 
 __all__ = [
     "COARSE_KINDS",
+    "mask_bbox",
     "MIXED_PROBABILITIES",
     "dilate_erode",
     "fill_holes",
@@ -131,7 +132,7 @@ def _check_unit(value: Any, name: str, *, low_open: bool = True, high: float = 1
     return v
 
 
-def _bbox(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+def mask_bbox(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     """Tight box (y0, y1, x0, x1), half-open, of the non-zero pixels; None if empty."""
     rows = np.flatnonzero(mask.any(axis=1))
     if rows.size == 0:
@@ -287,11 +288,11 @@ def _perturb(
     if window is None:
         window = (0, h, 0, w)
     wy0, wy1, wx0, wx1 = window
-    seg_box = _bbox(seg[wy0:wy1, wx0:wx1])
+    seg_box = mask_bbox(seg[wy0:wy1, wx0:wx1])
     boxes = []
     if seg_box is not None:
         boxes.append([seg_box[0] + wy0, seg_box[1] + wy0, seg_box[2] + wx0, seg_box[3] + wx0])
-    ref_box = _bbox(reference[wy0:wy1, wx0:wx1])
+    ref_box = mask_bbox(reference[wy0:wy1, wx0:wx1])
     ref_sub = None
     if ref_box is not None:
         ref_box = (ref_box[0] + wy0, ref_box[1] + wy0, ref_box[2] + wx0, ref_box[3] + wx0)
@@ -426,7 +427,7 @@ def modify_boundary(
         regional_sample_rate, "regional_sample_rate", low_open=False, high=0.9
     )
     sample_rate = _check_unit(sample_rate, "sample_rate")
-    box = _bbox(m)
+    box = mask_bbox(m)
     if box is None:
         return np.zeros(m.shape, dtype=bool)
     if box == (0, m.shape[0], 0, m.shape[1]) and m.all():
@@ -448,7 +449,7 @@ def fill_holes(mask: Any) -> np.ndarray:
     """
     m = _as_bool(mask)
     out = m.copy()
-    box = _bbox(m)
+    box = mask_bbox(m)
     if box is None:
         return out
     wy0, wy1, wx0, wx1 = _padded(box, 1, m.shape)
@@ -514,7 +515,7 @@ def lowres_mask(
             size = 28
         if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
             raise ValueError(f"size must be a positive integer, got {size!r}")
-    box = _bbox(m)
+    box = mask_bbox(m)
     if box is None:
         return np.zeros(m.shape, dtype=bool)
     y0, y1, x0, x1 = box
@@ -548,7 +549,7 @@ def dilate_erode(mask: Any, *, k: int) -> np.ndarray:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
         raise ValueError(f"k must be an integer, got {k!r}")
     k = int(k)
-    box = _bbox(m)
+    box = mask_bbox(m)
     if k == 0 or box is None:
         return m.copy()
     wy0, wy1, wx0, wx1 = _padded(box, abs(k) + 1, m.shape)
