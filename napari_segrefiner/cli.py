@@ -188,7 +188,9 @@ def _cmd_train(args) -> int:
         data=args.data, val=args.val or (), out=args.out, iters=args.iters, batch_size=args.batch_size,
         lr=args.lr, warmup=args.warmup, clip=args.clip, device=args.device, init=args.init, resume=args.resume,
         arch=args.arch, num_workers=args.workers, seed=args.seed, bf16=not args.no_bf16,
-        windows=tuple(args.windows), repeats=args.repeats,
+        windows=tuple(args.windows), repeats=args.repeats, coarse_kind=args.coarse_kind,
+        window_probs=args.window_probs, wrong_weight=args.wrong_weight, threads=args.threads,
+        folder_weights=args.folder_weights, patch_fraction=args.patch_fraction,
     )
     bar = tqdm(total=cfg.iters, desc="training", unit="it", file=sys.stderr)
 
@@ -283,6 +285,12 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--windows", type=int, nargs="+", default=[256], help="training window sides (<= 256)")
     t.add_argument("--repeats", type=int, default=1, help="optimizer steps per loaded batch")
+    t.add_argument("--window-probs", type=float, nargs="+", default=None, help="probability of each window side")
+    t.add_argument("--coarse-kind", default="mixed", help="coarse-mask synthesis kind ('campaign': the lite v2 mix)")
+    t.add_argument("--wrong-weight", type=float, default=0.0, help="extra BCE weight on pixels the coarse mask gets wrong")
+    t.add_argument("--threads", type=int, default=None, help="torch intra-op threads (1 on a shared CPU)")
+    t.add_argument("--folder-weights", type=float, nargs="+", default=None, help="sampling weight of each --data folder")
+    t.add_argument("--patch-fraction", type=float, default=0.25, help="share of native-resolution patches (HR recipe)")
     t.add_argument("--no-bf16", action="store_true", help="disable bf16 autocast on CUDA")
     t.set_defaults(func=_cmd_train)
 

@@ -41,7 +41,11 @@ import numpy as np
 __all__ = [
     "COARSE_KINDS",
     "mask_bbox",
+    "CAMPAIGN_PROBABILITIES",
     "MIXED_PROBABILITIES",
+    "lowres_jitter",
+    "near_perfect",
+    "shift_mask",
     "dilate_erode",
     "fill_holes",
     "lowres_mask",
@@ -51,7 +55,7 @@ __all__ = [
     "perturb_seg",
 ]
 
-COARSE_KINDS = ("cascadepsp", "filled", "lowres", "dilate", "erode", "mixed")
+COARSE_KINDS = ("cascadepsp", "filled", "lowres", "dilate", "erode", "nearperfect", "lowres-jitter", "mixed", "campaign")
 
 #: Probabilities of the concrete kinds chosen by ``kind="mixed"`` (they sum to 1).
 MIXED_PROBABILITIES = {
@@ -60,6 +64,18 @@ MIXED_PROBABILITIES = {
     "lowres": 0.10,
     "dilate": 0.075,
     "erode": 0.075,
+}
+
+#: The segrefiner-lite v2 training mixture (``kind="campaign"``): a sizeable share of
+#: near-perfect masks whose target is "keep it", segmenter-like blocky masks, and the
+#: CascadePSP-style perturbations.
+CAMPAIGN_PROBABILITIES = {
+    "cascadepsp": 0.35,
+    "filled": 0.10,
+    "nearperfect": 0.30,
+    "lowres-jitter": 0.15,
+    "dilate": 0.05,
+    "erode": 0.05,
 }
 
 # perturb_seg's random structuring elements: size s ~ U{3..9}, shape one of four equally
@@ -560,6 +576,70 @@ def dilate_erode(mask: Any, *, k: int) -> np.ndarray:
     return out
 
 
+def shift_mask(mask: Any, *, dy: int, dx: int) -> np.ndarray:
+    """Translate a mask by ``(dy, dx)`` pixels; what leaves the frame is lost, what enters is 0."""
+    m = _as_bool(mask)
+    out = np.zeros_like(m)
+    h, w = m.shape
+    dy, dx = int(dy), int(dx)
+    if abs(dy) >= h or abs(dx) >= w:
+        return out
+    out[max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = m[max(-dy, 0) : h - max(dy, 0), max(-dx, 0) : w - max(dx, 0)]
+    return out
+
+
+def _random_shift(m: np.ndarray, rng: np.random.Generator, low: int, high: int) -> np.ndarray:
+    """Shift by a length ~ U{low..high} in a random direction (rounded to whole pixels)."""
+    r = int(rng.integers(low, high + 1))
+    if r == 0:
+        return m.copy()
+    angle = float(rng.uniform(0.0, 2.0 * math.pi))
+    return shift_mask(m, dy=int(round(r * math.sin(angle))), dx=int(round(r * math.cos(angle))))
+
+
+def near_perfect(mask: Any, *, rng: np.random.Generator) -> np.ndarray:
+    """An already-good coarse mask: the refiner's right answer is to keep it.
+
+    One of, equally likely: the ground truth shifted by 0-2 px; a low-resolution mask of
+    ``size`` ~ U{28..64} (a mask head's output); a 1-px dilation or erosion.
+    """
+    m = _as_bool(mask)
+    rng = _check_rng(rng)
+    choice = int(rng.integers(3))
+    if choice == 0:
+        return _random_shift(m, rng, 0, 2)
+    if choice == 1:
+        return lowres_mask(m, size=int(rng.integers(28, 65)))
+    return dilate_erode(m, k=1 if rng.random() < 0.5 else -1)
+
+
+def lowres_jitter(
+    mask: Any, *, rng: np.random.Generator, size: tuple[int, int] = (8, 32), shift: tuple[int, int] = (1, 4)
+) -> np.ndarray:
+    """A segmenter-like blocky mask: the object's box at ``size`` px, upsampled, shifted.
+
+    The tight box is area-averaged down so that its longer side is ~ U{size} px, resized
+    back with nearest or bilinear interpolation (equally likely; thresholded at 0.5), then
+    shifted by ~ U{shift} px in a random direction.
+    """
+    m = _as_bool(mask)
+    rng = _check_rng(rng)
+    box = mask_bbox(m)
+    if box is None or m.all():
+        return m.copy()
+    y0, y1, x0, x1 = box
+    bh, bw = y1 - y0, x1 - x0
+    side = int(rng.integers(size[0], size[1] + 1))
+    f = max(bh, bw) / side
+    lh, lw = max(1, int(round(bh / f))), max(1, int(round(bw / f)))
+    small = cv2.resize(m[y0:y1, x0:x1].astype(np.float32), (lw, lh), interpolation=cv2.INTER_AREA)
+    interp = cv2.INTER_NEAREST if rng.random() < 0.5 else cv2.INTER_LINEAR
+    back = cv2.resize(small, (bw, bh), interpolation=interp).reshape(bh, bw) >= 0.5
+    out = np.zeros(m.shape, dtype=bool)
+    out[y0:y1, x0:x1] = back
+    return _random_shift(out, rng, shift[0], shift[1])
+
+
 _CASCADE_OPTIONS = ("iou_target", "regional_sample_rate", "sample_rate")
 
 
@@ -583,6 +663,10 @@ def make_coarse(
         15 % filled, 10 % lowres with ``factor`` ~ U(4, 16) relative to the object's box,
         7.5 % dilate and 7.5 % erode by k ~ U{1..6}); options: those of cascadepsp, passed
         on to the two boundary kinds.
+    ``"nearperfect"``, ``"lowres-jitter"``
+        :func:`near_perfect` / :func:`lowres_jitter`.
+    ``"campaign"``
+        like ``"mixed"`` with :data:`CAMPAIGN_PROBABILITIES` (the lite v2 training mix).
     """
     rng = _check_rng(rng)
     if kind not in COARSE_KINDS:
@@ -594,15 +678,21 @@ def make_coarse(
         "lowres": ("factor", "size"),
         "dilate": ("k",),
         "erode": ("k",),
+        "nearperfect": (),
+        "lowres-jitter": ("size", "shift"),
+        "campaign": _CASCADE_OPTIONS,
     }[kind]
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise ValueError(f"unknown option(s) {unknown} for kind {kind!r}; allowed: {list(allowed)}")
 
-    if kind == "mixed":
+    if kind in ("mixed", "campaign"):
         m = _as_bool(mask)  # validate before drawing
-        names = list(MIXED_PROBABILITIES)
-        kind = names[int(rng.choice(len(names), p=list(MIXED_PROBABILITIES.values())))]
+        table = MIXED_PROBABILITIES if kind == "mixed" else CAMPAIGN_PROBABILITIES
+        names = list(table)
+        kind = names[int(rng.choice(len(names), p=list(table.values())))]
+        if kind in ("nearperfect", "lowres-jitter"):
+            options = {}
         if kind == "lowres":
             return lowres_mask(m, factor=float(rng.uniform(4.0, 16.0)))
         if kind in ("dilate", "erode"):
@@ -615,6 +705,10 @@ def make_coarse(
         return modify_boundary_filled(mask, rng=rng, **options)
     if kind == "lowres":
         return lowres_mask(mask, **options)
+    if kind == "nearperfect":
+        return near_perfect(mask, rng=rng)
+    if kind == "lowres-jitter":
+        return lowres_jitter(mask, rng=rng, **options)
     # dilate / erode
     k = options.get("k")
     if k is None:

@@ -67,6 +67,7 @@ class TrainConfig:
     t_weights: Sequence[float] | None = None
     wrong_weight: float = 0.0
     threads: int | None = None
+    coarse_kind: str = "mixed"
     defaults: dict = field(default_factory=dict)
 
 
@@ -216,10 +217,12 @@ def train(cfg: TrainConfig, *, progress: Callable[[int, dict], None] | None = No
         step, best = int(extra["step"]), float(extra.get("best", -1.0))
     schedule = Schedule(num_timesteps=model.config.num_timesteps)
     weights = cfg.folder_weights
-    crops = ObjectCrops(list(cfg.data), size=cfg.size, rng_seed=cfg.seed, epoch_length=10**7, folder_weights=weights)
+    crops = ObjectCrops(list(cfg.data), size=cfg.size, rng_seed=cfg.seed, epoch_length=10**7, folder_weights=weights,
+                        coarse_kind=cfg.coarse_kind)
     patches = None
     if cfg.patch_fraction > 0:
-        patches = NativePatches(list(cfg.data), size=cfg.size, rng_seed=cfg.seed + 1, epoch_length=10**7, folder_weights=weights)
+        patches = NativePatches(list(cfg.data), size=cfg.size, rng_seed=cfg.seed + 1, epoch_length=10**7,
+                                folder_weights=weights, coarse_kind=cfg.coarse_kind)
     mixed = MixedSamples(crops, patches, cfg.patch_fraction, cfg.seed + step, (cfg.iters - step) * cfg.batch_size)
     loader = DataLoader(
         mixed, batch_size=cfg.batch_size, num_workers=cfg.num_workers, drop_last=True,
