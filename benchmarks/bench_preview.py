@@ -96,8 +96,8 @@ def main(argv=None) -> int:
     import napari
     from qtpy.QtWidgets import QApplication
 
-    from napari_segrefiner import _widget
-    from napari_segrefiner._widget import Job, SegRefinerWidget, to_uncertainty
+    from napari_segrefiner._napari import _widget
+    from napari_segrefiner._napari._widget import Job, SegRefinerWidget, to_uncertainty
 
     image, labels = synthetic_frame(args.size, args.objects)
     t0 = time.perf_counter()

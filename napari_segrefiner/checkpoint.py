@@ -31,8 +31,8 @@ class CheckpointError(ValueError):
 
 def build_model(config: UNetConfig | LiteConfig) -> nn.Module:
     """Instantiate the network described by ``config`` (random weights)."""
-    from .lite import LiteRefiner
-    from .unet import UNet
+    from .nets.lite import LiteRefiner
+    from .nets.unet import UNet
 
     if isinstance(config, UNetConfig):
         return UNet(config)

@@ -179,7 +179,7 @@ def _cmd_models(args) -> int:
 def _cmd_train(args) -> int:
     from tqdm import tqdm
 
-    from .train import TrainConfig, train
+    from .training.train import TrainConfig, train
 
     for d in list(args.data) + list(args.val or []):
         if not Path(d).is_dir():
@@ -210,7 +210,7 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_demo(args) -> int:
-    from .demo import run_demo
+    from .evaluation.demo import run_demo
 
     try:
         run_demo(args.output, model=_model_source(args), device=args.device, seed=args.seed)
@@ -220,13 +220,13 @@ def _cmd_demo(args) -> int:
 
 
 def _cmd_benchmark(args) -> int:
-    from .benchmark import run_from_args
+    from .evaluation.benchmark import run_from_args
 
     return run_from_args(args)
 
 
 def _cmd_speed(args) -> int:
-    from .speed import run_from_args
+    from .evaluation.speed import run_from_args
 
     return run_from_args(args)
 
@@ -295,7 +295,7 @@ def _parser() -> argparse.ArgumentParser:
     t.set_defaults(func=_cmd_train)
 
     try:
-        from .benchmark import add_arguments as add_benchmark
+        from .evaluation.benchmark import add_arguments as add_benchmark
     except ImportError:  # pragma: no cover
         add_benchmark = None
     if add_benchmark is not None:
@@ -303,7 +303,7 @@ def _parser() -> argparse.ArgumentParser:
         add_benchmark(b)
         b.set_defaults(func=_cmd_benchmark)
 
-    from .speed import add_arguments as add_speed
+    from .evaluation.speed import add_arguments as add_speed
 
     s = sub.add_parser("speed", help="seconds per forward pass and per refined object")
     add_speed(s)

@@ -31,7 +31,7 @@ def _gc_frozen():
     collection only visits objects made later (milliseconds).
     """
     import napari  # noqa: F401
-    import napari_segrefiner._widget  # noqa: F401
+    import napari_segrefiner._napari._widget  # noqa: F401
 
     gc.collect()
     gc.freeze()

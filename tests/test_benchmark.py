@@ -1,4 +1,4 @@
-"""Tests for napari_segrefiner.benchmark on tiny synthetic folders (no real data)."""
+"""Tests for napari_segrefiner.evaluation.benchmark on tiny synthetic folders (no real data)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from napari_segrefiner import LiteConfig, build_model
-from napari_segrefiner import benchmark as bm
-from napari_segrefiner.data import PairFolder
-from napari_segrefiner.synthesis import dilate_erode, lowres_mask, modify_boundary
+from napari_segrefiner.evaluation import benchmark as bm
+from napari_segrefiner.training.data import PairFolder
+from napari_segrefiner.training.synthesis import dilate_erode, lowres_mask, modify_boundary
 
 SIZE = 96
 

@@ -27,7 +27,7 @@ from napari_segrefiner import checkpoint as ckpt
 from napari_segrefiner.checkpoint import CheckpointError, build_model, load_checkpoint, save_checkpoint
 from napari_segrefiner.config import LiteConfig, UNetConfig
 from napari_segrefiner.models import load_model, pipeline_defaults
-from napari_segrefiner.unet import UNet
+from napari_segrefiner.nets.unet import UNet
 
 # --------------------------------------------------------------------------- #
 # independent key table (sections 1.5 / 2.3; same transcription as tests/test_unet.py,

@@ -1,4 +1,4 @@
-"""Tests of napari_segrefiner.data (readers, PairFolder, ObjectCrops, NativePatches).
+"""Tests of napari_segrefiner.training.data (readers, PairFolder, ObjectCrops, NativePatches).
 
 Everything runs on tiny synthetic folders written to tmp_path.
 """
@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from napari_segrefiner.data import (
+from napari_segrefiner.training.data import (
     NativePatches,
     ObjectCrops,
     PairFolder,

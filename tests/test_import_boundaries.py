@@ -14,8 +14,10 @@ import sys
 from pathlib import Path
 
 FORBIDDEN = ["napari", "magicgui", "qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6"]
-CORE = {"blocks", "checkpoint", "config", "imaging", "lite", "models", "patches", "pipelines",
-        "api", "registry", "sampling", "scheduler", "unet"}
+# every module of the package except the napari wing's own modules (``_napari._*``)
+CORE = {"checkpoint", "config", "imaging", "models", "patches", "pipelines", "api", "registry", "sampling",
+        "scheduler", "cli", "nets.unet", "nets.lite", "nets.blocks", "training.train", "training.synthesis",
+        "evaluation.benchmark", "evaluation.metrics", "_napari.worker"}
 
 SCRIPT = r"""
 import importlib, json, pkgutil, sys
@@ -30,7 +32,11 @@ class Spy:
 
 sys.meta_path.insert(0, Spy())
 import napari_segrefiner
-mods = sorted(m.name for m in pkgutil.iter_modules(napari_segrefiner.__path__) if not m.name.startswith("_"))
+mods = sorted(
+    m.name[len("napari_segrefiner."):]
+    for m in pkgutil.walk_packages(napari_segrefiner.__path__, "napari_segrefiner.")
+    if not m.name.rsplit(".", 1)[-1].startswith("_") and not m.ispkg
+)
 for name in mods:
     importlib.import_module("napari_segrefiner." + name)
 loaded = sorted(n for n in sys.modules if n.split(".")[0] in FORBIDDEN)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_segrefiner._reader import get_reader, looks_like_mask
-from napari_segrefiner._writer import write_labels
+from napari_segrefiner._napari._reader import get_reader, looks_like_mask
+from napari_segrefiner._napari._writer import write_labels
 
 PLUGIN = "napari-segrefiner"
 

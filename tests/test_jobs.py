@@ -1,4 +1,4 @@
-"""The widget's worker side (``_jobs.py``) without any viewer: GUI-free, stacks, cancel."""
+"""The widget's worker side (``worker.py``) without any viewer: GUI-free, stacks, cancel."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from napari_segrefiner._jobs import Job, RefinementError, Update, all_positions, assemble, iter_job
+from napari_segrefiner._napari.worker import Job, RefinementError, Update, all_positions, assemble, iter_job
 
 FORBIDDEN = ["napari", "magicgui", "qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6"]
 
@@ -19,7 +19,7 @@ FORBIDDEN = ["napari", "magicgui", "qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6
 def test_importing_jobs_loads_no_gui_package():
     # the import-boundary test skips underscore modules; this one is core-like on purpose
     code = (
-        "import json, sys; import napari_segrefiner._jobs; "
+        "import json, sys; import napari_segrefiner._napari.worker; "
         f"print(json.dumps(sorted(n for n in sys.modules if n.split('.')[0] in {FORBIDDEN!r})))"
     )
     root = Path(__file__).resolve().parents[1]

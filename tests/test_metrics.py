@@ -1,4 +1,4 @@
-"""Tests for napari_segrefiner.metrics.
+"""Tests for napari_segrefiner.evaluation.metrics.
 
 Every expected value is derived by hand in the comment next to it.
 """
@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_segrefiner import metrics
-from napari_segrefiner.metrics import boundary_f, boundary_iou, evaluate, iou, mba, pooled_iou
+from napari_segrefiner.evaluation import metrics
+from napari_segrefiner.evaluation.metrics import boundary_f, boundary_iou, evaluate, iou, mba, pooled_iou
 
 
 def square(shape, r0, r1, c0, c1):

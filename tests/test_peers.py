@@ -1,4 +1,4 @@
-"""Tests for napari_segrefiner.peers (classical refinement baselines)."""
+"""Tests for napari_segrefiner.evaluation.peers (classical refinement baselines)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from napari_segrefiner import peers
+from napari_segrefiner.evaluation import peers
 
 H = W = 96
 CENTRE, RADIUS, COARSE_GROW = 48, 20, 6

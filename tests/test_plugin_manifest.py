@@ -65,8 +65,8 @@ def test_reader_claims_only_mask_like_names(manifest):
 
 @pytest.mark.gui
 def test_dock_widget_and_sample_data(make_napari_viewer):
-    from napari_segrefiner._sample_data import load_nuclei
-    from napari_segrefiner._widget import SegRefinerWidget
+    from napari_segrefiner._napari._sample_data import load_nuclei
+    from napari_segrefiner._napari._widget import SegRefinerWidget
 
     viewer = make_napari_viewer()
     _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "SegRefiner")
@@ -90,7 +90,7 @@ def test_menu_entry_registered_and_executes(make_napari_viewer, qtbot, monkeypat
     # napari's own accessor: under make_napari_viewer the app-model instance is a test double
     from napari._app_model import get_app_model
 
-    from napari_segrefiner import _jobs
+    from napari_segrefiner._napari import worker as _jobs
 
     viewer = make_napari_viewer()
     app = get_app_model()

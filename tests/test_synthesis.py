@@ -1,11 +1,11 @@
-"""Tests of napari_segrefiner.synthesis (coarse-mask synthesis)."""
+"""Tests of napari_segrefiner.training.synthesis (coarse-mask synthesis)."""
 
 import cv2
 import numpy as np
 import pytest
 
-from napari_segrefiner import synthesis as syn
-from napari_segrefiner.synthesis import (
+from napari_segrefiner.training import synthesis as syn
+from napari_segrefiner.training.synthesis import (
     MIXED_PROBABILITIES,
     dilate_erode,
     fill_holes,

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from napari_segrefiner import LiteConfig, build_model, load_model
-from napari_segrefiner.losses import refiner_loss, sobel_kernels, texture_l1
+from napari_segrefiner.training.losses import refiner_loss, sobel_kernels, texture_l1
 from napari_segrefiner.scheduler import Schedule
-from napari_segrefiner.train import TrainConfig, _step, _window, train
+from napari_segrefiner.training.train import TrainConfig, _step, _window, train
 
 
 def test_sobel_kernels_are_the_official_ones():

@@ -24,8 +24,8 @@ pytestmark = pytest.mark.gui
 
 from napari.utils.notifications import notification_manager  # noqa: E402
 
-from napari_segrefiner import _jobs, _widget  # noqa: E402
-from napari_segrefiner._widget import SegRefinerWidget  # noqa: E402
+from napari_segrefiner._napari import _widget, worker as _jobs  # noqa: E402
+from napari_segrefiner._napari._widget import SegRefinerWidget  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_CORE = _jobs.iter_refine

@@ -1,14 +1,14 @@
 """The "SegRefiner" dock widget: a thin napari front end over :func:`iter_refine`.
 
-The widget gathers parameters into a :class:`~._jobs.Job`, runs :func:`~._jobs.iter_job`
+The widget gathers parameters into a :class:`~.worker.Job`, runs :func:`~.worker.iter_job`
 (the core generator, looped over the 2-D planes of a stack) in a napari ``thread_worker``
 and shows what it yields: a preview layer per diffusion step, an optional uncertainty
 layer, then a result layer. Intermediate steps are cached so a slider can scrub them.
 
 Layers change only in main-thread slots. Errors inside the worker are re-raised as
-:class:`~._jobs.RefinementError` (not a ``RuntimeError``, which a generator worker would
+:class:`~.worker.RefinementError` (not a ``RuntimeError``, which a generator worker would
 swallow) and reach the user as napari notifications; UI state is reset in ``_on_finished``.
-Everything that needs neither Qt nor napari lives in ``_jobs.py``.
+Everything that needs neither Qt nor napari lives in ``worker.py``.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from napari.utils.colormaps import Colormap, ensure_colormap
 from napari.utils.notifications import notification_manager, show_info, show_warning
 from qtpy.QtCore import QEvent, QObject, Qt, QTimer
 
-from . import registry
-from ._jobs import (
+from .. import registry
+from .worker import (
     ALL_STEPS,
     DownloadTracker,
     Job,
@@ -44,8 +44,8 @@ from ._jobs import (
     to_uncertainty,
 )
 from ._reader import looks_like_mask
-from .models import available_devices
-from .api import MODES
+from ..models import available_devices
+from ..api import MODES
 
 # Job, Update, RefinementError, assemble, iter_job and to_uncertainty are re-exported for
 # _napari_menu.py and benchmarks/bench_preview.py, which import them from here.

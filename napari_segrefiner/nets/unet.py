@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from .blocks import AttentionBlock, Downsample, GroupNorm32, ResBlock, TimestepSequential, Upsample
-from .config import UNetConfig
+from ..config import UNetConfig
 
 __all__ = ["UNet"]
 

@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import registry
-from .models import load_model, resolve_device
-from .api import RefineStep, iter_refine
+from .. import registry
+from ..models import load_model, resolve_device
+from ..api import RefineStep, iter_refine
 
 __all__ = [
     "ALL_STEPS",

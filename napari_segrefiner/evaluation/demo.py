@@ -45,9 +45,9 @@ def overlay_panels(image: np.ndarray, panels: list[tuple[str, np.ndarray, tuple[
 
 def run_demo(out: str | Path = "segrefiner_demo.png", *, model=None, device: str = "auto", seed: int = 0, log=print) -> dict:
     """Refine the shipped sample; returns the figures and writes the overlay PNG."""
-    from ._sample_data import coarsen_labels, load_nuclei
-    from .models import load_model
-    from .api import refine
+    from .._napari._sample_data import coarsen_labels, load_nuclei
+    from ..models import load_model
+    from ..api import refine
 
     image, truth = load_nuclei()
     coarse = coarsen_labels(truth, seed=seed)

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import LiteConfig, UNetConfig
+from ..config import LiteConfig, UNetConfig
 from .unet import UNet
 
 __all__ = ["LiteRefiner"]
@@ -34,7 +34,7 @@ class LiteRefiner(nn.Module):
 
     Notes
     -----
-    ``forward(x, t)`` has the contract of :class:`~napari_segrefiner.unet.UNet`: ``x`` of
+    ``forward(x, t)`` has the contract of :class:`~napari_segrefiner.nets.unet.UNet`: ``x`` of
     shape (N, 4, H, W) (normalised RGB, then the mask in {0, 1}), ``t`` of shape (N,) long;
     returns (N, 1, H, W) logits. H and W must be multiples of ``config.divisor``.
     """

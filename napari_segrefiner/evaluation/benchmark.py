@@ -1,7 +1,7 @@
 """Quality benchmark: refine synthetic coarse masks of real val objects and score them.
 
-For every ``--data`` folder (layout of :mod:`napari_segrefiner.data`) the ``val`` split is
-read as objects (:class:`~napari_segrefiner.data.PairFolder`: one per image for binary
+For every ``--data`` folder (layout of :mod:`napari_segrefiner.training.data`) the ``val`` split is
+read as objects (:class:`~napari_segrefiner.training.data.PairFolder`: one per image for binary
 sets, one per instance of area >= 64 px for sets with ``labels/``). Each object is
 evaluated in a *region*: the whole image for binary sets; for instance sets a crop around
 the object (its box padded by ``max(32 px, 1 x its longer side)``, clamped to the image),
@@ -16,10 +16,10 @@ truth dilated by 1 px (counted in ``empty_coarse_replaced``).
 
 Methods: ``identity`` (the coarse mask itself), ``segrefiner`` (the model, loaded once,
 through :func:`~napari_segrefiner.api.refine` with ``mode="instance", seed=0``) and the
-classical peers of :mod:`napari_segrefiner.peers`. Peers run only on ``peers_kinds``
+classical peers of :mod:`napari_segrefiner.evaluation.peers`. Peers run only on ``peers_kinds``
 (default ``cascadepsp-0.8`` and ``lowres-28``).
 
-Figures per (set, kind, method), all from :func:`~napari_segrefiner.metrics.evaluate` on
+Figures per (set, kind, method), all from :func:`~napari_segrefiner.evaluation.metrics.evaluate` on
 the region: mean IoU, pooled IoU (sum of intersections / sum of unions), mean Boundary
 IoU, mean mBA, mean boundary F, ``gain`` (mean IoU minus the coarse masks' mean IoU),
 ``worse`` (share of objects whose IoU is lower than their coarse mask's by more than
@@ -49,9 +49,9 @@ from typing import Any
 
 import numpy as np
 
-from .data import PairFolder
+from ..training.data import PairFolder
 from .metrics import evaluate
-from .synthesis import dilate_erode, lowres_mask, mask_bbox, modify_boundary
+from ..training.synthesis import dilate_erode, lowres_mask, mask_bbox, modify_boundary
 
 __all__ = [
     "DEFAULT_OUT",
@@ -249,7 +249,7 @@ def _load_net(model: Any, device: Any):
     """(network, resolved device, description dict)."""
     import torch
 
-    from .models import load_model, pipeline_defaults, resolve_device
+    from ..models import load_model, pipeline_defaults, resolve_device
 
     try:
         dev = resolve_device(device)
@@ -259,7 +259,7 @@ def _load_net(model: Any, device: Any):
         net = model.to(dev).eval()
         source = getattr(net, "segrefiner_source", "<in-memory module>")
     else:
-        from .checkpoint import CheckpointError
+        from ..checkpoint import CheckpointError
 
         try:
             net = load_model(model, device=dev)
@@ -276,7 +276,7 @@ def _load_net(model: Any, device: Any):
     config = getattr(net, "config", None)
     if config is not None:
         try:
-            from .config import config_to_dict
+            from ..config import config_to_dict
 
             info["config"] = config_to_dict(config)
         except Exception:  # pragma: no cover - informational only
@@ -285,7 +285,7 @@ def _load_net(model: Any, device: Any):
 
 
 def _resolved_device(device: Any) -> Any:
-    from .models import resolve_device
+    from ..models import resolve_device
 
     try:
         return resolve_device(device)
@@ -298,7 +298,7 @@ def _resolved_device(device: Any) -> Any:
 
 def _git_commit() -> dict[str, Any] | None:
     """HEAD of the repository holding this package, if it is a git checkout (read-only git)."""
-    repo = Path(__file__).resolve().parent.parent
+    repo = Path(__file__).resolve().parents[2]
     if not (repo / ".git").exists():
         return None
     try:
@@ -319,7 +319,7 @@ def _environment(device) -> dict[str, Any]:
     import cv2
     import torch
 
-    from . import __version__
+    from .. import __version__
 
     env = {
         "napari_segrefiner": __version__,
@@ -559,7 +559,7 @@ def _run_set(folder, name, indices, kinds, methods, p_kinds, peer_fns, net, dev,
                     if method == "identity":
                         pred = coarse.copy()
                     elif method == "segrefiner":
-                        from .api import refine
+                        from ..api import refine
 
                         pred = refine(img, coarse, model=net, mode="instance", seed=0, device=dev)
                     else:
@@ -790,7 +790,7 @@ def run_from_args(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m napari_segrefiner.benchmark ...`` (same flags as the subcommand)."""
+    """``python -m napari_segrefiner.evaluation.benchmark ...`` (same flags as the subcommand)."""
     parser = argparse.ArgumentParser(prog="napari-segrefiner benchmark", description=__doc__.split("\n\n")[0])
     add_arguments(parser)
     return run_from_args(parser.parse_args(argv))

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import build_model
-from .config import LiteConfig, UNetConfig
+from ..checkpoint import build_model
+from ..config import LiteConfig, UNetConfig
 
 __all__ = ["CONFIGS", "time_forward", "run_speed", "add_arguments", "run_from_args"]
 
@@ -47,7 +47,7 @@ def time_forward(model, batch: int, *, size: int, device: torch.device, repeats:
 
 
 def _refine_once(model, device: torch.device, size: int) -> float:
-    from .api import refine
+    from ..api import refine
 
     rng = np.random.default_rng(0)
     image = rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)

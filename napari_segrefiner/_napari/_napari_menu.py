@@ -13,7 +13,7 @@ from napari.layers import Image, Labels
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_info, show_warning
 
-from . import registry
+from .. import registry
 from ._widget import (
     ROLE,
     Job,

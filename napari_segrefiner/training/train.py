@@ -20,15 +20,15 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .checkpoint import build_model, load_checkpoint, model_from_checkpoint, save_checkpoint
-from .config import LiteConfig
+from ..checkpoint import build_model, load_checkpoint, model_from_checkpoint, save_checkpoint
+from ..config import LiteConfig
 from .data import NativePatches, ObjectCrops, PairFolder
-from .imaging import normalize
+from ..imaging import normalize
 from .losses import refiner_loss
-from .models import load_model, resolve_device
-from .registry import MODELS
-from .sampling import denoise
-from .scheduler import Schedule, add_noise, timesteps
+from ..models import load_model, resolve_device
+from ..registry import MODELS
+from ..sampling import denoise
+from ..scheduler import Schedule, add_noise, timesteps
 
 __all__ = ["TrainConfig", "MixedSamples", "train", "evaluate_batch"]
 
@@ -154,7 +154,7 @@ def _initial_model(cfg: TrainConfig):
     if cfg.arch == "lite-tiny":
         return build_model(LiteConfig.tiny())
     if cfg.arch == "official":
-        from .config import UNetConfig
+        from ..config import UNetConfig
 
         return build_model(UNetConfig.official())
     raise ValueError(f"arch must be 'lite', 'lite-tiny' or 'official', got {cfg.arch!r}")
