@@ -54,10 +54,10 @@ def synthetic_frame(size: int, objects: int, seed: int = 0):
 def step_records(image, labels):
     import torch
 
-    from napari_segrefiner import LiteConfig, build_model, iter_refine
+    from napari_segrefiner import LiteConfig, build_network, iter_refine
 
     torch.manual_seed(0)
-    model = build_model(LiteConfig.tiny()).eval()
+    model = build_network(LiteConfig.tiny()).eval()
     model.segrefiner_defaults = {"size": 64, "min_area": 32, "batch_size": 64}
     return list(iter_refine(image, labels, model=model, device="cpu", seed=0))
 
@@ -97,7 +97,7 @@ def main(argv=None) -> int:
     from qtpy.QtWidgets import QApplication
 
     from napari_segrefiner._napari import _widget
-    from napari_segrefiner._napari._widget import Job, SegRefinerWidget, to_uncertainty
+    from napari_segrefiner._napari.worker import RefineJob, SegRefinerWidget, to_uncertainty
 
     image, labels = synthetic_frame(args.size, args.objects)
     t0 = time.perf_counter()
@@ -129,7 +129,7 @@ def main(argv=None) -> int:
     viewer.layers.remove(conf)
 
     # after: the widget's own paint path
-    job = Job(image=image, rgb=True, mask=labels, axes=(0, 1), positions=((),), model="tiny")
+    job = RefineJob(image=image, rgb=True, mask=labels, axes=(0, 1), positions=((),), model="tiny")
     run = widget._new_run(job, source)
     by_id = {id(r): u for r, u in zip(records, uncertainties)}
 

@@ -5,6 +5,9 @@ The public API never imports napari, magicgui or Qt::
     from napari_segrefiner import refine
     refined = refine(image, coarse_mask)            # shipped model, CPU or GPU
 
+    refiner = load_refiner("segrefiner-lite", device="cpu")   # load once...
+    refined = refine(image, coarse_mask, model=refiner)        # ...refine many times
+
 The exports are loaded on first access, so that the napari contributions that need no
 network (``_reader``, ``_writer``, ``_sample_data``) do not pay for importing torch.
 """
@@ -15,36 +18,43 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .checkpoint import CheckpointError, build_model, load_checkpoint, save_checkpoint
-    from .config import LiteConfig, UNetConfig
-    from .models import available_devices, load_model
     from .api import RefineStep, iter_refine, refine
+    from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+    from .config import LiteConfig, RefineConfig, UNetConfig
+    from .nets import build_network
+    from .refiner import Refiner, available_devices, load_model, load_refiner
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CheckpointError",
     "LiteConfig",
+    "RefineConfig",
     "RefineStep",
+    "Refiner",
     "UNetConfig",
     "available_devices",
-    "build_model",
+    "build_network",
     "iter_refine",
     "load_checkpoint",
     "load_model",
+    "load_refiner",
     "refine",
     "save_checkpoint",
 ]
 
 _SOURCES = {
     "CheckpointError": "checkpoint",
-    "build_model": "checkpoint",
+    "build_network": "nets",
     "load_checkpoint": "checkpoint",
     "save_checkpoint": "checkpoint",
     "LiteConfig": "config",
     "UNetConfig": "config",
-    "available_devices": "models",
-    "load_model": "models",
+    "RefineConfig": "config",
+    "Refiner": "refiner",
+    "available_devices": "refiner",
+    "load_model": "refiner",
+    "load_refiner": "refiner",
     "RefineStep": "api",
     "iter_refine": "api",
     "refine": "api",

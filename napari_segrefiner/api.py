@@ -1,4 +1,9 @@
-"""Public numpy-in / numpy-out refinement API: :func:`iter_refine` and :func:`refine`."""
+"""Public numpy-in / numpy-out refinement API: :func:`iter_refine` and :func:`refine`.
+
+These are the API front end: each call gets its :class:`~.refiner.Refiner` from
+:func:`~.refiner.load_refiner` once (or uses the one passed in), validates the arrays and
+options, and hands a :class:`~.pipelines.PipelineRun` to the pipeline generator.
+"""
 
 from __future__ import annotations
 
@@ -9,35 +14,52 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
+from .config import RefineConfig
 from .imaging import as_rgb_uint8, check_mask
-from .models import load_model, pipeline_defaults, resolve_device
 from .patches import object_box
-from .pipelines import Job, RefineStep, run_hr, run_instances
-from .scheduler import Schedule, timesteps
+from .pipelines import PipelineRun, RefineStep, run_hr, run_instances
+from .refiner import Refiner, load_refiner
+from .scheduler import timesteps
 
-__all__ = ["MODES", "RefineStep", "choose_mode", "iter_refine", "refine"]
+__all__ = ["MODES", "RefineStep", "choose_mode", "iter_refine", "make_generator", "refine"]
 
 log = logging.getLogger(__name__)
 MODES = ("auto", "instance", "whole", "hr")
 
 
-def choose_mode(labels: np.ndarray, ids: Iterable[int], opts: dict[str, Any]) -> str:
+def choose_mode(labels: np.ndarray, ids: Iterable[int], config: RefineConfig) -> str:
     """The pipeline ``mode="auto"`` picks.
 
     Several objects -> ``"instance"``. One object whose padded box is longer than
-    ``opts["auto_hr_side"]`` (512 px) on an image at least ``opts["hr_patch"]`` on both
-    sides -> ``"hr"`` (a 256 crop would lose its detail). Otherwise ``"instance"``.
+    ``config.auto_hr_side`` (512 px; 0 = never) on an image at least ``config.hr_patch``
+    on both sides -> ``"hr"`` (a 256 crop would lose its detail). Otherwise ``"instance"``.
     """
     ids = list(ids)
-    if len(ids) != 1:
+    if len(ids) != 1 or config.auto_hr_side <= 0:
         return "instance"
-    y0, y1, x0, x1 = object_box(labels == ids[0], pad=opts["pad"])
+    y0, y1, x0, x1 = object_box(labels == ids[0], pad=config.pad)
     h, w = labels.shape
-    if max(y1 - y0, x1 - x0) > opts["auto_hr_side"] and min(h, w) >= opts["hr_patch"]:
+    if max(y1 - y0, x1 - x0) > config.auto_hr_side and min(h, w) >= config.hr_patch:
         return "hr"
     return "instance"
+
+
+def make_generator(seed: int | None) -> torch.Generator:
+    """The CPU generator of a run's per-pixel draws (same numbers on every device).
+
+    Raises
+    ------
+    TypeError, ValueError
+        If ``seed`` is not an int in ``[0, 2**64)`` (or None, which draws a fresh seed).
+    """
+    if seed is None:
+        seed = int(np.random.SeedSequence().entropy % (2**63))
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+        raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
+    if not 0 <= int(seed) < 2**64:
+        raise ValueError(f"seed must be in [0, 2**64), got {seed}")
+    return torch.Generator().manual_seed(int(seed))
 
 
 def _caster(mask: np.ndarray, labels: np.ndarray):
@@ -53,12 +75,14 @@ def _caster(mask: np.ndarray, labels: np.ndarray):
     return lambda frame: frame.astype(dtype, copy=False)
 
 
-def _model(model: Any, device: torch.device) -> nn.Module:
-    if isinstance(model, nn.Module):
-        return model.to(device).eval()
-    if model is None or isinstance(model, (str, os.PathLike)):
-        return load_model(model, device=device)
-    raise TypeError(f"model must be None, a name, a checkpoint path or a torch.nn.Module, got {type(model).__name__}")
+def _refiner(model: Any, device: Any) -> Refiner:
+    if isinstance(model, Refiner) and device is None:
+        return model
+    if model is None or isinstance(model, (str, os.PathLike, Refiner, torch.nn.Module)):
+        return load_refiner(model, device="auto" if device is None else device)
+    raise TypeError(
+        f"model must be None, a name, a checkpoint path, a Refiner or a torch.nn.Module, got {type(model).__name__}"
+    )
 
 
 def iter_refine(
@@ -68,7 +92,7 @@ def iter_refine(
     model: Any = None,
     mode: str = "auto",
     steps: int | None = None,
-    device: str | torch.device = "auto",
+    device: str | torch.device | None = None,
     seed: int | None = None,
     labels: Iterable[int] | None = None,
     previews: bool = True,
@@ -84,18 +108,22 @@ def iter_refine(
         :func:`~napari_segrefiner.imaging.as_rgb_uint8`).
     mask : ndarray of shape (H, W)
         Coarse binary mask (bool, 0/1, or one non-zero value) or labels (0 = background).
-    model : None, str, path-like or torch.nn.Module
-        ``None`` = the shipped default model; a registered name; a checkpoint file; or a
-        loaded network (``model(x, t) -> logits``).
+    model : None, str, path-like, Refiner or torch.nn.Module
+        A :class:`~.refiner.Refiner` (from :func:`~.refiner.load_refiner`: load once, refine
+        many times); or what :func:`~.refiner.load_refiner` takes: ``None`` = the shipped
+        default model, a registered name, a checkpoint file, a network
+        (``model(x, t) -> logits``, with the official options).
     mode : {"auto", "instance", "whole", "hr"}
         Pipeline. ``"auto"`` picks one (:func:`choose_mode`) and logs which; every record
         carries it in ``mode``.
     steps : int, optional
         Number of reverse steps (default: all timesteps, 6; the HR global stage uses 5).
-    device : str or torch.device
-        ``"auto"`` (CUDA, MPS, then CPU), ``"cpu"``, ``"cuda"``...
+    device : str or torch.device, optional
+        Where to load the model: ``"auto"`` (CUDA, MPS, then CPU; the default), ``"cpu"``,
+        ``"cuda"``... With a :class:`~.refiner.Refiner`, None keeps its device.
     seed : int, optional
-        Seed of the per-pixel draws; ``None`` draws a fresh one.
+        Seed of the per-pixel draws (made on the CPU, so a seed gives the same draws on
+        every device and batch size); ``None`` draws a fresh one.
     labels : iterable of int, optional
         Refine only these label values (others are kept exactly); default all.
     previews : bool
@@ -104,8 +132,9 @@ def iter_refine(
     autocast : bool
         bfloat16 autocast for the network (CUDA only; ignored elsewhere).
     **options
-        Pipeline overrides: ``pad``, ``min_area``, ``context``, ``context_cap``, ``batch_size``, ``size``, ``hr_patch``,
-        ``hr_thr_ratio``, ``hr_iou``, ``hr_min_pixels``, ``auto_hr_side``.
+        Overrides of the refiner's :class:`~.config.RefineConfig`: ``pad``, ``min_area``,
+        ``context``, ``context_cap``, ``batch_size``, ``size``, ``hr_patch``, ``hr_thr_ratio``,
+        ``hr_iou``, ``hr_min_pixels``, ``auto_hr_side``.
 
     Yields
     ------
@@ -128,66 +157,56 @@ def iter_refine(
     if labels is None:
         ids = present
     else:
-        ids = [int(v) for v in labels]
+        ids = []
+        for v in labels:
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+                raise TypeError(f"labels must hold integers, got {v!r}")
+            ids.append(int(v))
+        ids = sorted(set(ids))  # the result must not depend on the order given
         missing = sorted(set(ids) - set(present))
         if missing:
             raise ValueError(f"labels {missing} do not occur in mask (present: {present[:10]})")
         if not ids:
             raise ValueError("labels is empty: nothing to refine")
-    if seed is not None and (not isinstance(seed, (int, np.integer)) or isinstance(seed, bool)):
-        raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
-    dev = resolve_device(device)
-    net = _model(model, dev)
-    opts = pipeline_defaults(net)
-    unknown = set(options) - set(opts)
-    if unknown:
-        raise TypeError(f"unknown options {sorted(unknown)}; valid: {sorted(opts)}")
-    opts.update(options)
-    size = opts["size"]
-    divisor = getattr(getattr(net, "config", None), "divisor", 1)
-    if size % divisor:
-        raise ValueError(f"size must be a multiple of {divisor} for this network, got {size}")
-    chosen = choose_mode(lab, ids, opts) if mode == "auto" else mode
-    if chosen == "hr" and min(lab.shape) < opts["hr_patch"]:
+    generator = make_generator(seed)
+    refiner = _refiner(model, device).with_options(**options)
+    config = refiner.config
+    chosen = choose_mode(lab, ids, config) if mode == "auto" else mode
+    if chosen == "hr" and min(lab.shape) < config.hr_patch:
         if mode == "hr":
-            raise ValueError(f"mode 'hr' needs an image of at least {opts['hr_patch']} px per side, got {lab.shape}")
+            raise ValueError(f"mode 'hr' needs an image of at least {config.hr_patch} px per side, got {lab.shape}")
         chosen = "instance"
     if mode == "auto":
         log.info("mode='auto' chose %r", chosen)
-    num_t = getattr(getattr(net, "config", None), "num_timesteps", 6)
-    timesteps(Schedule(num_timesteps=num_t), steps, last=1 if chosen == "hr" else 0)  # validates steps
-    if not isinstance(opts["batch_size"], int) or opts["batch_size"] < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {opts['batch_size']!r}")
-    if chosen == "hr" and opts["hr_patch"] % divisor:
-        raise ValueError(f"hr_patch must be a multiple of {divisor} for this network, got {opts['hr_patch']}")
-    generator = torch.Generator(device=dev)
-    generator.manual_seed(int(seed) if seed is not None else int(np.random.SeedSequence().entropy % (2**63)))
-    job = Job(
-        model=net,
-        opts=opts,
+    timesteps(refiner.schedule, steps, last=1 if chosen == "hr" else 0)  # validates steps
+    if chosen == "hr" and config.hr_patch % refiner.divisor:
+        raise ValueError(f"hr_patch must be a multiple of {refiner.divisor} for this network, got {config.hr_patch}")
+    run = PipelineRun(
+        network=refiner.network,
+        schedule=refiner.schedule,
+        config=config,
         steps=steps,
         generator=generator,
         previews=previews,
-        autocast=bool(autocast and dev.type == "cuda"),
-        schedule=Schedule(num_timesteps=num_t),
+        autocast=bool(autocast and refiner.device.type == "cuda"),
     )
     cast = _caster(mask, lab)
-    return _run(rgb, lab, ids, job, chosen, cast, dev)
+    return _run(rgb, lab, ids, run, chosen, cast, refiner.device)
 
 
-def _run(rgb, lab, ids, job: Job, chosen: str, cast, dev) -> Iterator[RefineStep]:
+def _run(rgb, lab, ids, run: PipelineRun, chosen: str, cast, dev) -> Iterator[RefineStep]:
     image_t = torch.from_numpy(rgb).to(dev).permute(2, 0, 1)[None].float()
     if chosen == "hr":
-        yield from run_hr(image_t, lab, ids, job, cast=cast)
+        yield from run_hr(image_t, lab, ids, run, cast=cast)
     else:
-        yield from run_instances(image_t, lab, ids, job, whole=chosen == "whole", cast=cast)
+        yield from run_instances(image_t, lab, ids, run, whole=chosen == "whole", cast=cast)
 
 
 def refine(image: np.ndarray, mask: np.ndarray, **kwargs: Any) -> np.ndarray:
     """Refine a coarse mask or labels array; returns an array of ``mask``'s shape and dtype.
 
     Takes the arguments of :func:`iter_refine` (``model=None, mode="auto", steps=None,
-    device="auto", seed=None, labels=None, ...``): a binary mask in gives a binary mask
+    device=None, seed=None, labels=None, ...``): a binary mask in gives a binary mask
     out; a labels array in gives the same labels, refined, out.
     """
     kwargs.setdefault("previews", False)

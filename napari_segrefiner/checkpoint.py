@@ -3,7 +3,8 @@
 Accepted layouts:
 
 * ours: ``{"format": "napari-segrefiner", "config": {...}, "state_dict": {...},
-  "defaults": {...}, "meta": {...}}``;
+  "refine": {...}, "meta": {...}}`` (``refine`` is the :class:`RefineConfig`; files of
+  version 1 call it ``defaults`` and may store only the options that differ);
 * the released SegRefiner files: a top-level dict of ``denoise_model.*`` tensors (plus two
   ``loss_texture.*`` Sobel kernels, which are dropped), optionally wrapped in
   ``{"state_dict": ...}`` and/or prefixed with ``module.``.
@@ -18,27 +19,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from .config import LiteConfig, UNetConfig, config_from_dict, config_to_dict
+from .config import LiteConfig, RefineConfig, UNetConfig, config_from_dict, config_to_dict
+from .nets import build_network
 
-__all__ = ["CheckpointError", "build_model", "load_checkpoint", "save_checkpoint", "model_from_checkpoint"]
+__all__ = ["CheckpointError", "load_checkpoint", "save_checkpoint", "network_from_checkpoint"]
 
 FORMAT = "napari-segrefiner"
 
 
 class CheckpointError(ValueError):
     """A file is not a usable SegRefiner checkpoint."""
-
-
-def build_model(config: UNetConfig | LiteConfig) -> nn.Module:
-    """Instantiate the network described by ``config`` (random weights)."""
-    from .nets.lite import LiteRefiner
-    from .nets.unet import UNet
-
-    if isinstance(config, UNetConfig):
-        return UNet(config)
-    if isinstance(config, LiteConfig):
-        return LiteRefiner(config)
-    raise TypeError(f"config must be a UNetConfig or LiteConfig, got {type(config).__name__}")
 
 
 def _read(path: str | os.PathLike) -> Any:
@@ -77,7 +67,9 @@ def _official_state(obj: dict, where: str) -> dict[str, torch.Tensor]:
     return out
 
 
-def load_checkpoint(path: str | os.PathLike) -> tuple[UNetConfig | LiteConfig, dict[str, torch.Tensor], dict, dict]:
+def load_checkpoint(
+    path: str | os.PathLike,
+) -> tuple[UNetConfig | LiteConfig, dict[str, torch.Tensor], RefineConfig, dict]:
     """Read a checkpoint file without building a network.
 
     Parameters
@@ -91,8 +83,8 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[UNetConfig | LiteConfig, d
         Architecture (the official UNet for the released files).
     state_dict : dict of str to Tensor
         Network weights with keys relative to the network.
-    defaults : dict
-        Pipeline defaults stored with the weights (empty for the released files).
+    refine : RefineConfig
+        Pipeline options stored with the weights (the official ones for the released files).
     meta : dict
         Free-form metadata (training recipe, figures).
 
@@ -101,7 +93,8 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[UNetConfig | LiteConfig, d
     FileNotFoundError
         If the file does not exist.
     CheckpointError
-        If the file cannot be read with ``weights_only=True`` or is not a SegRefiner state dict.
+        If the file cannot be read with ``weights_only=True``, is not a SegRefiner state
+        dict, or stores invalid options.
     """
     obj = _read(path)
     where = str(path)
@@ -111,28 +104,37 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[UNetConfig | LiteConfig, d
         try:
             config = config_from_dict(obj["config"])
             state = dict(obj["state_dict"])
-        except (KeyError, ValueError, TypeError) as exc:
+            refine = RefineConfig.from_dict(obj.get("refine", obj.get("defaults", {})))
+            meta = dict(obj.get("meta", {}))
+        except (KeyError, ValueError, TypeError, ZeroDivisionError) as exc:
             raise CheckpointError(f"{where} has a broken napari-segrefiner header: {exc}") from None
         bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
         if bad:
             raise CheckpointError(f"{where} is not a state dict: entry {bad[0]!r} is not a tensor")
-        return config, state, dict(obj.get("defaults", {})), dict(obj.get("meta", {}))
-    return UNetConfig.official(), _official_state(obj, where), {}, {}
+        return config, state, refine, meta
+    return UNetConfig.official(), _official_state(obj, where), RefineConfig.official(), {}
 
 
-def model_from_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict, dict]:
+def network_from_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, RefineConfig, dict]:
     """Build the network of a checkpoint and load its weights strictly.
 
     Returns
     -------
-    model : nn.Module
+    network : nn.Module
         In eval mode, on the CPU.
-    defaults, meta : dict
+    refine : RefineConfig
         As in :func:`load_checkpoint`.
+    meta : dict
+        As in :func:`load_checkpoint`.
+
+    Raises
+    ------
+    CheckpointError
+        Also if the keys or shapes do not match the network, or a weight is NaN or infinite.
     """
-    config, state, defaults, meta = load_checkpoint(path)
+    config, state, refine, meta = load_checkpoint(path)
     with torch.device("meta"):  # no random initialisation of weights that are overwritten anyway
-        model = build_model(config)
+        model = build_network(config)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -147,31 +149,34 @@ def model_from_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict, dic
                 f"{path}: tensor {key!r} has shape {tuple(value.shape)}, the network expects "
                 f"{tuple(expected[key].shape)}"
             )
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise CheckpointError(f"{path}: tensor {key!r} holds NaN or infinite values (a broken training run?)")
     # fresh, aligned copies: views into a shared file buffer would make kernels take other paths
     model.load_state_dict({k: v.float().clone() for k, v in state.items()}, strict=True, assign=True)
     model.eval()
-    return model, defaults, meta
+    return model, refine, meta
 
 
 def save_checkpoint(
     path: str | os.PathLike,
     model: nn.Module,
     *,
-    defaults: dict | None = None,
+    refine: RefineConfig | None = None,
     meta: dict | None = None,
     half: bool = False,
     extra: dict | None = None,
 ) -> None:
-    """Write weights + config (+ pipeline defaults and metadata) in our format.
+    """Write weights + network config + pipeline options (+ metadata) in our format.
 
     Parameters
     ----------
     path : str or path-like
         Destination (parent folders are created).
     model : nn.Module
-        A network built by :func:`build_model` (it must have a ``config`` attribute).
-    defaults : dict, optional
-        Pipeline defaults (e.g. ``{"min_area": 16}``).
+        A network built by :func:`~napari_segrefiner.nets.build_network` (it has a
+        ``config`` attribute).
+    refine : RefineConfig, optional
+        Pipeline options to store (default: the official ones).
     meta : dict, optional
         JSON-like metadata.
     half : bool
@@ -188,10 +193,10 @@ def save_checkpoint(
     }
     obj = {
         "format": FORMAT,
-        "version": 1,
+        "version": 2,
         "config": config_to_dict(config),
         "state_dict": state,
-        "defaults": dict(defaults or {}),
+        "refine": (refine if refine is not None else RefineConfig.official()).to_dict(),
         "meta": dict(meta or {}),
     }
     if extra:

@@ -107,17 +107,17 @@ def _pairs(image_dir: Path, mask_dir: Path) -> list[tuple[Path, Path]]:
 def _cmd_refine(args) -> int:
     import numpy as np
 
-    from .models import load_model
     from .api import iter_refine
+    from .refiner import load_refiner
 
     image_path, mask_path, out = Path(args.image), Path(args.mask), Path(args.output)
     if image_path.is_dir() != mask_path.is_dir():
         raise CLIError("IMAGE and MASK must both be files or both be folders")
     try:
-        model = load_model(_model_source(args), device=args.device)
+        refiner = load_refiner(_model_source(args), device=args.device)  # the CLI's one load per run
     except (FileNotFoundError, KeyError, ValueError) as exc:
         raise CLIError(str(exc).strip("'\"")) from None
-    opts = dict(model=model, mode=args.mode, steps=args.steps, device=args.device, seed=args.seed, previews=False)
+    opts = dict(model=refiner, mode=args.mode, steps=args.steps, seed=args.seed, previews=False)
     if image_path.is_dir():
         from tqdm import tqdm
 

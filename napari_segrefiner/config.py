@@ -1,4 +1,4 @@
-"""Frozen network configurations, stored as JSON beside the weights.
+"""Frozen configurations stored as JSON beside the weights: the network's and the pipeline's.
 
 Two architectures share one contract (``(N, 4, H, W)`` input: normalised RGB then the
 mask in {0, 1}; ``(N,)`` long timesteps; ``(N, 1, H, W)`` logits out):
@@ -6,16 +6,22 @@ mask in {0, 1}; ``(N,)`` long timesteps; ``(N, 1, H, W)`` logits out):
 * :class:`UNetConfig` -- the official SegRefiner "DenoiseUNet" (an improved-DDPM UNet).
   :meth:`UNetConfig.official` reproduces the released network exactly.
 * :class:`LiteConfig` -- our CPU-first refiner: a stride-4 stem, a small UNet at a quarter
-  of the resolution and a thin full-resolution head (see ``lite.py``).
+  of the resolution and a thin full-resolution head (see ``nets/lite.py``).
+
+:class:`RefineConfig` holds the pipeline options (crop size, padding, batch size, HR
+settings...) that travel with the weights.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["UNetConfig", "LiteConfig", "config_from_dict", "config_to_dict"]
+import numpy as np
+
+__all__ = ["UNetConfig", "LiteConfig", "RefineConfig", "config_from_dict", "config_to_dict"]
 
 
 @dataclass(frozen=True)
@@ -156,3 +162,116 @@ def config_from_dict(data: dict[str, Any]) -> UNetConfig | LiteConfig:
         raise ValueError(f"config has unknown fields for arch {arch!r}: {sorted(unknown)}")
     kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items()}
     return cls(**kwargs)
+
+
+# ------------------------------------------------------------------ pipeline options ---
+def _check_int(name: str, value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be in [{low}, {high}], got {value}")
+    return int(value)
+
+
+def _check_float(name: str, value: Any, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    if not (math.isfinite(float(value)) and low <= float(value) <= high):
+        raise ValueError(f"{name} must be a finite number in [{low}, {high}], got {value}")
+    return float(value)
+
+
+# name -> (kind, low, high): the ranges every RefineConfig, stored or given, must respect
+_RANGES: dict[str, tuple[str, float, float]] = {
+    "size": ("int", 8, 2048),
+    "pad": ("int", 0, 4096),
+    "min_area": ("int", 0, 1 << 24),
+    "context": ("float", 0.0, 64.0),
+    "context_cap": ("int", 0, 4096),
+    "batch_size": ("int", 1, 4096),
+    "hr_patch": ("int", 8, 2048),
+    "hr_thr_ratio": ("float", 0.0, 1.0),
+    "hr_iou": ("float", 0.0, 1.0),
+    "hr_min_pixels": ("int", 0, 1 << 24),
+    "auto_hr_side": ("int", 0, 1 << 20),
+}
+
+
+@dataclass(frozen=True)
+class RefineConfig:
+    """Pipeline options of a refiner: frozen, validated, stored with our checkpoints.
+
+    The defaults are the released pipelines' test configuration (``segrefiner_coco.py`` /
+    ``segrefiner_big.py``); a checkpoint may store its own (the shipped model does).
+
+    Parameters
+    ----------
+    size : int
+        Network input side (px).
+    pad : int
+        Instance crop margin (px).
+    min_area : int
+        Instances with fewer pixels are left as they are.
+    context : float
+        Crops span at least ``context`` x the object's longer side...
+    context_cap : int
+        ...but no more than this many pixels (0: off, the official crop).
+    batch_size : int
+        Instances or patches per network call.
+    hr_patch : int
+        HR local patch side (native pixels).
+    hr_thr_ratio : float
+        HR: candidate patch centres where ``F < hr_thr_ratio * max(F)``.
+    hr_iou : float
+        HR: non-maximum suppression IoU threshold.
+    hr_min_pixels : int
+        HR: masks with at most this many pixels are not refined.
+    auto_hr_side : int
+        ``mode="auto"``: a single object whose padded box is longer than this uses the HR
+        pipeline; 0 means never (for models not trained for it).
+
+    Raises
+    ------
+    TypeError, ValueError
+        If a value has the wrong type or lies outside its range (the message names it).
+    """
+
+    size: int = 256
+    pad: int = 20
+    min_area: int = 512
+    context: float = 0.0
+    context_cap: int = 0
+    batch_size: int = 32
+    hr_patch: int = 256
+    hr_thr_ratio: float = 0.9
+    hr_iou: float = 0.3
+    hr_min_pixels: int = 128
+    auto_hr_side: int = 512
+
+    def __post_init__(self) -> None:
+        for name, (kind, low, high) in _RANGES.items():
+            check = _check_int if kind == "int" else _check_float
+            object.__setattr__(self, name, check(name, getattr(self, name), low, high))
+
+    @classmethod
+    def official(cls) -> "RefineConfig":
+        """The released pipelines' test configuration."""
+        return cls()
+
+    def replace(self, **overrides: Any) -> "RefineConfig":
+        """A copy with some options changed (validated; unknown names are a TypeError)."""
+        unknown = sorted(set(overrides) - set(_RANGES))
+        if unknown:
+            raise TypeError(f"unknown options {unknown}; valid: {sorted(_RANGES)}")
+        return dataclasses.replace(self, **overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-compatible values."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "RefineConfig":
+        """Official defaults overridden by ``data`` (a possibly partial dict, as stored)."""
+        if not isinstance(data, dict):
+            raise TypeError(f"refine config must be a dict, got {type(data).__name__}")
+        return cls().replace(**data)

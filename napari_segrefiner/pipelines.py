@@ -14,8 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -23,9 +21,39 @@ import torch.nn.functional as F
 from .imaging import normalize
 from .patches import Box, crop_resize, grow_box, object_box, paste, select_patches
 from .sampling import denoise, iter_denoise
+from .config import RefineConfig
 from .scheduler import Schedule, timesteps
 
-__all__ = ["RefineStep", "run_instances", "run_hr"]
+__all__ = ["PipelineRun", "RefineStep", "count_steps", "run_instances", "run_hr"]
+
+MODES = ("instance", "whole", "hr")
+
+
+def count_steps(schedule: Schedule, mode: str, steps: int | None = None, *, objects: int = 1) -> int:
+    """Number of records a run yields: the one place that knows it.
+
+    Parameters
+    ----------
+    schedule : Schedule
+        The refiner's schedule.
+    mode : {"instance", "whole", "hr"}
+        The pipeline that runs (after ``"auto"`` was resolved).
+    steps : int, optional
+        Reverse steps asked for (default all).
+    objects : int
+        Objects the HR pipeline refines (one after the other; each takes its global steps
+        plus one local step). Ignored by the other pipelines, which step all objects at once.
+
+    Returns
+    -------
+    int
+        At least 1 (a run with nothing to refine yields one final record).
+    """
+    if mode == "hr":
+        return max(1, (len(timesteps(schedule, steps, last=1)) + 1) * int(objects))
+    if mode in ("instance", "whole"):
+        return len(timesteps(schedule, steps))
+    raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
 
 
 @dataclass(frozen=True)
@@ -64,16 +92,16 @@ class RefineStep:
 
 
 @dataclass(frozen=True)
-class Job:
-    """Everything a pipeline needs besides the data."""
+class PipelineRun:
+    """Everything a pipeline needs besides the data (built once by the API)."""
 
-    model: Any
-    opts: dict
+    network: torch.nn.Module
+    schedule: Schedule
+    config: RefineConfig
     steps: int | None
     generator: torch.Generator
     previews: bool
     autocast: bool
-    schedule: Schedule
 
 
 def _compose(base: np.ndarray, values: torch.Tensor, boxes: Sequence[Box], ids: Sequence[int], conf: torch.Tensor | None,
@@ -104,58 +132,59 @@ def _compose(base: np.ndarray, values: torch.Tensor, boxes: Sequence[Box], ids: 
 
 
 def run_instances(
-    image: torch.Tensor, labels: np.ndarray, ids: Sequence[int], job: Job, *, whole: bool, cast
+    image: torch.Tensor, labels: np.ndarray, ids: Sequence[int], run: PipelineRun, *, whole: bool, cast
 ) -> Iterator[RefineStep]:
     """Instance (or whole-frame) pipeline; ``cast`` turns a labels frame into the output dtype."""
-    size, pad = job.opts["size"], job.opts["pad"]
+    size, pad = run.config.size, run.config.pad
     h, w = labels.shape
     boxes, keep = [], []
     for lab in ids:
         m = labels == lab
-        if not whole and int(m.sum()) < job.opts["min_area"]:
+        if not whole and int(m.sum()) < run.config.min_area:
             continue  # tiny objects are left as they are (official area_thr)
         if whole:
             boxes.append((0, h, 0, w))
         else:
             tight = object_box(m, pad=0)
             longest = max(tight[1] - tight[0], tight[3] - tight[2])
-            min_side = min(job.opts["context"] * longest, job.opts["context_cap"])
+            min_side = min(run.config.context * longest, run.config.context_cap)
             boxes.append(grow_box(object_box(m, pad=pad), min_side, (h, w)))
         keep.append(int(lab))
     mode = "whole" if whole else "instance"
-    steps = timesteps(job.schedule, job.steps)
+    steps = timesteps(run.schedule, run.steps)
     if not keep:
         yield RefineStep(0, 1, -1, mode, mode, cast(labels), None, True)
         return
+    total = count_steps(run.schedule, mode, run.steps)
     base = labels.copy()
     base[np.isin(base, keep)] = 0
     lab_t = torch.from_numpy(labels).to(image.device)
     crops = torch.cat([crop_resize(image, b, size) for b in boxes])
     coarse = torch.cat([(crop_resize((lab_t == lab)[None, None], b, size) >= 0.5).float() for b, lab in zip(boxes, keep)])
     loop = iter_denoise(
-        job.model,
+        run.network,
         normalize(crops),
         coarse,
-        schedule=job.schedule,
+        schedule=run.schedule,
         steps=steps,
-        generator=job.generator,
-        autocast=job.autocast,
-        batch_size=job.opts["batch_size"],
+        generator=run.generator,
+        autocast=run.autocast,
+        batch_size=run.config.batch_size,
     )
     for step in loop:
         frame = conf = None
-        if job.previews or step.is_last:
-            frame, conf = _compose(base, step.mask, boxes, keep, step.confidence if job.previews else None, labels)
+        if run.previews or step.is_last:
+            frame, conf = _compose(base, step.mask, boxes, keep, step.confidence if run.previews else None, labels)
             frame = cast(frame)
-        yield RefineStep(step.index, len(steps), step.timestep, mode, mode, frame, conf, step.is_last)
+        yield RefineStep(step.index, total, step.timestep, mode, mode, frame, conf, step.is_last)
 
 
-def _hr_local(image, m_global: torch.Tensor, fine_prob: torch.Tensor, job: Job) -> torch.Tensor:
+def _hr_local(image, m_global: torch.Tensor, fine_prob: torch.Tensor, run: PipelineRun) -> torch.Tensor:
     """Refine native-resolution patches around uncertain pixels; returns the merged bool frame."""
-    patch = job.opts["hr_patch"]
+    patch = run.config.hr_patch
     h, w = m_global.shape
     corners = select_patches(
-        fine_prob.cpu().numpy(), (h, w), patch=patch, thr_ratio=job.opts["hr_thr_ratio"], iou_thr=job.opts["hr_iou"]
+        fine_prob.cpu().numpy(), (h, w), patch=patch, thr_ratio=run.config.hr_thr_ratio, iou_thr=run.config.hr_iou
     )
     kept = []
     for y0, x0 in corners:
@@ -167,14 +196,14 @@ def _hr_local(image, m_global: torch.Tensor, fine_prob: torch.Tensor, job: Job) 
     imgs = torch.cat([image[:, :, y : y + patch, x : x + patch] for y, x in kept])
     masks = torch.stack([m_global[y : y + patch, x : x + patch] for y, x in kept])[:, None].float()
     soft = denoise(
-        job.model,
+        run.network,
         normalize(imgs),
         masks,
-        schedule=job.schedule,
+        schedule=run.schedule,
         steps=[0],
-        generator=job.generator,
-        autocast=job.autocast,
-        batch_size=job.opts["batch_size"],
+        generator=run.generator,
+        autocast=run.autocast,
+        batch_size=run.config.batch_size,
     ).mask[:, 0]
     acc = torch.zeros((h, w), device=soft.device)
     cnt = torch.zeros((h, w), device=soft.device)
@@ -185,10 +214,10 @@ def _hr_local(image, m_global: torch.Tensor, fine_prob: torch.Tensor, job: Job) 
     return torch.where(cnt > 0, merged, m_global)
 
 
-def run_hr(image: torch.Tensor, labels: np.ndarray, ids: Sequence[int], job: Job, *, cast) -> Iterator[RefineStep]:
+def run_hr(image: torch.Tensor, labels: np.ndarray, ids: Sequence[int], run: PipelineRun, *, cast) -> Iterator[RefineStep]:
     """High-resolution pipeline, one object at a time (global 256 pass + local patches)."""
     pending = None
-    for record in _hr_steps(image, labels, ids, job, cast=cast):
+    for record in _hr_steps(image, labels, ids, run, cast=cast):
         if pending is not None:
             yield pending
         pending = record
@@ -197,14 +226,14 @@ def run_hr(image: torch.Tensor, labels: np.ndarray, ids: Sequence[int], job: Job
     yield replace(pending, done=True)
 
 
-def _hr_steps(image, labels, ids, job: Job, *, cast) -> Iterator[RefineStep]:
-    size = job.opts["size"]
+def _hr_steps(image, labels, ids, run: PipelineRun, *, cast) -> Iterator[RefineStep]:
+    size = run.config.size
     h, w = labels.shape
-    steps = timesteps(job.schedule, job.steps, last=1)
+    steps = timesteps(run.schedule, run.steps, last=1)
     per = len(steps) + 1
     lab_t = torch.from_numpy(labels).to(image.device)
-    ids = [lab for lab in ids if int((lab_t == lab).sum()) > job.opts["hr_min_pixels"]]  # others stay as they are
-    total = per * len(ids)
+    ids = [lab for lab in ids if int((lab_t == lab).sum()) > run.config.hr_min_pixels]  # others stay as they are
+    total = count_steps(run.schedule, "hr", run.steps, objects=len(ids))
     out = labels.copy()
     small = normalize(F.interpolate(image, size=(size, size), mode="nearest"))
     for n, lab in enumerate(ids):
@@ -212,12 +241,12 @@ def _hr_steps(image, labels, ids, job: Job, *, cast) -> Iterator[RefineStep]:
         coarse = (F.interpolate(m[None, None].float(), size=(size, size), mode="nearest") >= 0.5).float()
         last = None
         loop = iter_denoise(
-            job.model, small, coarse, schedule=job.schedule, steps=steps, generator=job.generator, autocast=job.autocast
+            run.network, small, coarse, schedule=run.schedule, steps=steps, generator=run.generator, autocast=run.autocast
         )
         for step in loop:
             last = step
             frame = conf = None
-            if job.previews:
+            if run.previews:
                 state = (F.interpolate(step.mask, size=(h, w), mode="nearest")[0, 0] >= 0.5).cpu().numpy()
                 frame = out.copy()
                 frame[(out == lab) & ~state] = 0
@@ -227,7 +256,7 @@ def _hr_steps(image, labels, ids, job: Job, *, cast) -> Iterator[RefineStep]:
                 conf = conf[0, 0].cpu().numpy()
             yield RefineStep(n * per + step.index, total, step.timestep, "global", "hr", frame, conf, False)
         m_global = F.interpolate(last.mask, size=(h, w), mode="nearest")[0, 0] >= 0.5
-        result = _hr_local(image, m_global, last.fine_prob[0, 0], job).cpu().numpy()
+        result = _hr_local(image, m_global, last.fine_prob[0, 0], run).cpu().numpy()
         out[(out == lab) & ~result] = 0
         out[result & (out == 0)] = lab
         yield RefineStep(n * per + per - 1, total, 0, "local", "hr", cast(out), None, False)

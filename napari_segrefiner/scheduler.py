@@ -19,7 +19,18 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Schedule", "ReverseStep", "add_noise", "reverse_step", "timesteps"]
+__all__ = ["Schedule", "ReverseStep", "add_noise", "reverse_step", "timesteps", "uniform"]
+
+
+def uniform(shape: torch.Size, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+    """U[0, 1) float32 draws of ``shape`` on ``device``, drawn on the generator's device.
+
+    A CPU generator thus gives the same numbers whatever device the tensors live on, so a
+    seed means the same draws on CPU and CUDA (one host-to-device copy per step).
+    """
+    where = generator.device if generator is not None else device
+    u = torch.rand(shape, generator=generator, device=where, dtype=torch.float32)
+    return u if u.device == device else u.to(device, non_blocking=True)
 
 
 @dataclass(frozen=True)
@@ -114,7 +125,7 @@ def add_noise(
     schedule : Schedule
         The schedule.
     generator : torch.Generator, optional
-        Source of randomness (on the tensors' device).
+        Source of randomness (on any device; see :func:`uniform`).
 
     Returns
     -------
@@ -126,7 +137,7 @@ def add_noise(
     if t.ndim != 1 or t.shape[0] != fine.shape[0]:
         raise ValueError(f"t must have shape ({fine.shape[0]},), got {tuple(t.shape)}")
     keep = schedule.beta_bar(fine.device)[t].view(-1, *([1] * (fine.ndim - 1)))
-    u = torch.rand(fine.shape, generator=generator, device=fine.device, dtype=torch.float32)
+    u = uniform(fine.shape, generator, fine.device)
     return torch.where(u < keep, fine, coarse)
 
 
@@ -182,7 +193,7 @@ def reverse_step(
     last : bool
         If True return the soft prediction as ``mask`` and draw nothing.
     generator : torch.Generator, optional
-        Source of randomness (on the tensors' device).
+        Source of randomness (on any device; see :func:`uniform`).
 
     Returns
     -------
@@ -198,6 +209,6 @@ def reverse_step(
     if last:
         return ReverseStep(mask=prob, prob=prob, confidence=confidence, fine_prob=fine)
     hard = (logits >= 0).to(coarse.dtype)
-    u = torch.rand(fine.shape, generator=generator, device=fine.device, dtype=torch.float32)
+    u = uniform(fine.shape, generator, fine.device)
     mask = torch.where(u < fine, hard, coarse)
     return ReverseStep(mask=mask, prob=prob, confidence=confidence, fine_prob=fine)

@@ -47,13 +47,13 @@ def make_napari_viewer(make_napari_viewer, _gc_frozen):
 
 @pytest.fixture(scope="session")
 def tiny_model():
-    """A tiny random SegRefiner network (milliseconds per call on CPU)."""
-    from napari_segrefiner import LiteConfig, build_model
+    """A tiny random SegRefiner network as a CPU Refiner (milliseconds per call)."""
+    from napari_segrefiner import LiteConfig, RefineConfig, Refiner, build_network
+    from napari_segrefiner.scheduler import Schedule
 
     torch.manual_seed(0)
-    model = build_model(LiteConfig.tiny()).eval()
-    model.segrefiner_defaults = dict(TINY_DEFAULTS)
-    return model
+    network = build_network(LiteConfig.tiny()).eval()
+    return Refiner(network, RefineConfig(**TINY_DEFAULTS), Schedule(), torch.device("cpu"), source="tiny")
 
 
 @pytest.fixture(scope="session")
@@ -62,7 +62,7 @@ def tiny_checkpoint(tiny_model, tmp_path_factory):
     from napari_segrefiner import save_checkpoint
 
     path = tmp_path_factory.mktemp("models") / "tiny.pt"
-    save_checkpoint(path, tiny_model, defaults=TINY_DEFAULTS)
+    save_checkpoint(path, tiny_model.network, refine=tiny_model.config)
     return path
 
 

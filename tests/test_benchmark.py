@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_segrefiner import LiteConfig, build_model
+from napari_segrefiner import LiteConfig, build_network
 from napari_segrefiner.evaluation import benchmark as bm
 from napari_segrefiner.training.data import PairFolder
 from napari_segrefiner.training.synthesis import dilate_erode, lowres_mask, modify_boundary
@@ -72,10 +72,11 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def model():
+    from napari_segrefiner import load_refiner
+
     torch.manual_seed(0)
-    net = build_model(LiteConfig.tiny())
-    net.segrefiner_defaults = {"size": 64, "min_area": 16}  # fast, and refines the small disks
-    return net
+    net = build_network(LiteConfig.tiny()).eval()
+    return load_refiner(net, device="cpu").with_options(size=64, min_area=16)  # fast; refines the small disks
 
 
 KINDS = ["cascadepsp-0.8", "lowres-28", "dilate-3", "erode-3"]

@@ -1,4 +1,4 @@
-"""Tests for checkpoint reading/writing (napari_segrefiner.checkpoint, models.load_model).
+"""Tests for checkpoint reading/writing (napari_segrefiner.checkpoint, refiner.load_model).
 
 Released-layout files are written from an INDEPENDENT key table generated from the
 reference dossier (/work/shared/reference/segrefiner.md, sections 1.5, 2.2, 2.3), not from
@@ -24,9 +24,11 @@ import torch
 from torch import nn
 
 from napari_segrefiner import checkpoint as ckpt
-from napari_segrefiner.checkpoint import CheckpointError, build_model, load_checkpoint, save_checkpoint
+from napari_segrefiner.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from napari_segrefiner.nets import build_network
 from napari_segrefiner.config import LiteConfig, UNetConfig
-from napari_segrefiner.models import load_model, pipeline_defaults
+from napari_segrefiner.config import RefineConfig
+from napari_segrefiner.refiner import load_model, load_refiner
 from napari_segrefiner.nets.unet import UNet
 
 # --------------------------------------------------------------------------- #
@@ -136,10 +138,11 @@ def _x(n=1, h=32, w=32, seed=0):
 def test_released_layout_loads_strictly_and_matches_in_memory_model(released):
     path, state = released
     assert path.stat().st_size < 40e6  # shared storage (see module docstring)
-    model = load_model(path)
+    refiner = load_refiner(path, device="cpu")
+    model = refiner.network
     assert isinstance(model, UNet) and model.config == UNetConfig.official()
     assert not model.training
-    assert model.segrefiner_defaults == {} and model.segrefiner_meta == {}
+    assert refiner.config == RefineConfig.official() and dict(refiner.meta) == {}
     # every weight went to the tensor of the same name (strict: no missing, no extra)
     net = _net_state(state)
     loaded = model.state_dict()
@@ -169,9 +172,9 @@ def test_released_variants_give_the_same_state(released, tmp_path, variant):
         obj = {"meta": {"iter": 120000, "mmdet_version": "2.28.1"}, "state_dict": obj}
     path = tmp_path / "variant.pth"
     torch.save(obj, path)
-    config, got, defaults, meta = load_checkpoint(path)
+    config, got, refine, meta = load_checkpoint(path)
     assert config == UNetConfig.official()
-    assert defaults == {} and meta == {}
+    assert refine == RefineConfig.official() and meta == {}
     net = _net_state(state)
     assert set(got) == set(net)  # loss_texture.* dropped, prefixes stripped
     assert all(torch.equal(got[k], net[k]) for k in net)
@@ -211,7 +214,7 @@ class NotATensor:
 def tiny_file(tmp_path):
     torch.manual_seed(0)
     path = tmp_path / "tiny.pt"
-    save_checkpoint(path, build_model(LiteConfig.tiny()))
+    save_checkpoint(path, build_network(LiteConfig.tiny()))
     return path
 
 
@@ -304,21 +307,22 @@ SMALL_UNET = UNetConfig(model_channels=32, channel_mult=(1, 2), attention_stride
 @pytest.mark.parametrize("config", [LiteConfig.tiny(), SMALL_UNET], ids=["lite-tiny", "small-unet"])
 def test_save_load_round_trip(tmp_path, config):
     torch.manual_seed(5)
-    model = build_model(config).eval()
-    defaults = {"min_area": 16, "pad": 8}
+    model = build_network(config).eval()
+    refine = RefineConfig(min_area=16, pad=8)
     meta = {"recipe": {"lr": 1e-3, "iters": [1, 2, 3]}, "name": "unit-test", "iou": 0.91}
     path = tmp_path / "sub" / "ours.pt"  # parent folder is created
-    save_checkpoint(path, model, defaults=defaults, meta=meta)
+    save_checkpoint(path, model, refine=refine, meta=meta)
     assert not path.with_suffix(".pt.tmp").exists()
 
-    cfg2, state, d2, m2 = load_checkpoint(path)
+    cfg2, state, r2, m2 = load_checkpoint(path)
     assert cfg2 == config and type(cfg2) is type(config)
-    assert d2 == defaults and m2 == meta
+    assert r2 == refine and m2 == meta
 
-    loaded = load_model(path)
+    refiner = load_refiner(path, device="cpu")
+    loaded = refiner.network
     assert loaded.config == config
-    assert loaded.segrefiner_defaults == defaults and loaded.segrefiner_meta == meta
-    assert pipeline_defaults(loaded)["min_area"] == 16 and pipeline_defaults(loaded)["size"] == 256
+    assert refiner.config == refine and dict(refiner.meta) == meta
+    assert refiner.config.min_area == 16 and refiner.config.size == 256 and refiner.source == str(path)
     x, t = _x(n=2, h=2 * config.divisor, w=2 * config.divisor, seed=1)
     with torch.no_grad():
         assert torch.equal(loaded(x, t), model(x, t))
@@ -326,7 +330,7 @@ def test_save_load_round_trip(tmp_path, config):
 
 def test_save_half_round_trip(tmp_path):
     torch.manual_seed(6)
-    model = build_model(LiteConfig.tiny()).eval()
+    model = build_network(LiteConfig.tiny()).eval()
     full, half = tmp_path / "full.pt", tmp_path / "half.pt"
     save_checkpoint(full, model)
     save_checkpoint(half, model, half=True, meta={"k": 1})
@@ -337,7 +341,7 @@ def test_save_half_round_trip(tmp_path):
     loaded = load_model(half)
     assert all(p.dtype == torch.float32 for p in loaded.parameters())
     # exactly the network whose weights were rounded to fp16 ...
-    rounded = build_model(LiteConfig.tiny())
+    rounded = build_network(LiteConfig.tiny())
     rounded.load_state_dict({k: v.half().float() for k, v in model.state_dict().items()})
     rounded.eval()
     x, t = _x(n=2, h=16, w=16, seed=2)
@@ -351,7 +355,7 @@ def test_save_half_round_trip(tmp_path):
 
 
 def test_save_extra_entries_still_load(tmp_path):
-    model = build_model(LiteConfig.tiny())
+    model = build_network(LiteConfig.tiny())
     path = tmp_path / "extra.pt"
     save_checkpoint(path, model, extra={"optimizer": {"step": torch.tensor(3)}, "epoch": 4})
     loaded = load_model(path)
@@ -371,7 +375,7 @@ def test_our_format_broken_header(tmp_path):
 
 
 def test_our_format_wrong_shape_and_missing_key(tmp_path):
-    model = build_model(LiteConfig.tiny())
+    model = build_network(LiteConfig.tiny())
     state = model.state_dict()
     key = "stem1.weight"
     header = {"format": "napari-segrefiner", "version": 1,

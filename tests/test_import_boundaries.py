@@ -15,7 +15,7 @@ from pathlib import Path
 
 FORBIDDEN = ["napari", "magicgui", "qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6"]
 # every module of the package except the napari wing's own modules (``_napari._*``)
-CORE = {"checkpoint", "config", "imaging", "models", "patches", "pipelines", "api", "registry", "sampling",
+CORE = {"checkpoint", "config", "imaging", "refiner", "patches", "pipelines", "api", "registry", "sampling",
         "scheduler", "cli", "nets.unet", "nets.lite", "nets.blocks", "training.train", "training.synthesis",
         "evaluation.benchmark", "evaluation.metrics", "_napari.worker"}
 

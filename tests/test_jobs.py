@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from napari_segrefiner._napari.worker import Job, RefinementError, Update, all_positions, assemble, iter_job
+from napari_segrefiner._napari.worker import RefineJob, RefinementError, Update, all_positions, assemble, iter_job
 
 FORBIDDEN = ["napari", "magicgui", "qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6"]
 
@@ -33,7 +33,7 @@ def stack_job(blobs, tiny_model):
     """A 3-plane RGB stack job (every plane has objects) and a model cache holding the tiny net."""
     image, mask = blobs
     masks = np.stack([mask, np.roll(mask, 5, axis=1), np.roll(mask, -4, axis=0)])
-    job = Job(image=np.stack([image] * 3), rgb=True, mask=masks, axes=(1, 2),
+    job = RefineJob(image=np.stack([image] * 3), rgb=True, mask=masks, axes=(1, 2),
               positions=all_positions(masks.shape, (1, 2)), model="tiny", device="cpu", seed=0)  # fmt: skip
     return job, {("tiny", "cpu", None): tiny_model}
 

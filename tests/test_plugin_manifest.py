@@ -97,7 +97,7 @@ def test_menu_entry_registered_and_executes(make_napari_viewer, qtbot, monkeypat
     ids = [item.command.id for item in app.menus.get_menu(MENU) if hasattr(item, "command")]
     assert REFINE_CMD in ids
 
-    monkeypatch.setattr(_jobs, "_load_model", lambda source, device, cache: tiny_model)
+    monkeypatch.setattr(_jobs, "load_refiner", lambda source, device, cache: tiny_model)
     image, mask = blobs
     viewer.add_image(image, name="img")
     labels = viewer.add_labels(mask, name="coarse", scale=(2, 2))

@@ -1,7 +1,7 @@
 """Tests for the public numpy API (refine / iter_refine), the pipelines and patch geometry.
 
 Networks used here:
-* ``tiny``: ``build_model(LiteConfig.tiny())`` with random weights (milliseconds per call);
+* ``tiny``: ``build_network(LiteConfig.tiny())`` with random weights (milliseconds per call);
 * ``Oracle``: a module that "knows" the truth from the image: +50 where the red channel is
   bright, -50 where it is dark (|50| -> sigmoid is exactly 0/1 in float32, confidence 1);
   where the green channel is bright it answers with |logit| 0.5 (confidence
@@ -17,9 +17,9 @@ import torch
 from torch import nn
 
 from napari_segrefiner import registry
-from napari_segrefiner.checkpoint import build_model
+from napari_segrefiner.nets import build_network
 from napari_segrefiner.config import LiteConfig
-from napari_segrefiner.models import OFFICIAL_DEFAULTS
+from napari_segrefiner.config import RefineConfig
 from napari_segrefiner.patches import crop_resize, grow_box, nms_same_size, object_box, paste, select_patches
 from napari_segrefiner.api import choose_mode, iter_refine, refine
 
@@ -28,6 +28,7 @@ class Oracle(nn.Module):
     def __init__(self):
         super().__init__()
         self.calls = []
+        self.eval()  # a module in training mode would be refined through an eval copy
 
     def forward(self, x, t):
         self.calls.append((tuple(x.shape), t.tolist()))
@@ -40,7 +41,7 @@ class Oracle(nn.Module):
 @pytest.fixture(scope="module")
 def tiny():
     torch.manual_seed(0)
-    return build_model(LiteConfig.tiny()).eval()
+    return build_network(LiteConfig.tiny()).eval()
 
 
 def rgb_from_truth(truth: np.ndarray, unsure: np.ndarray | None = None) -> np.ndarray:
@@ -280,7 +281,7 @@ def test_oracle_hr_mode_recovers_truth_with_local_patches():
 
 
 def test_auto_mode_choice():
-    opts = dict(OFFICIAL_DEFAULTS)
+    opts = RefineConfig.official()
     two = rect((100, 100), 10, 30, 10, 30, 1) + rect((100, 100), 50, 90, 50, 90, 2)
     assert choose_mode(two, [1, 2], opts) == "instance"
     small = rect((600, 600), 100, 200, 100, 200, 1)
@@ -448,7 +449,7 @@ def test_error_labels_not_present(tiny):
 
 
 def test_error_model_wrong_type():
-    with pytest.raises(TypeError, match="model must be None, a name, a checkpoint path or a torch.nn.Module"):
+    with pytest.raises(TypeError, match="model must be None, a name, a checkpoint path, a Refiner or a torch.nn.Module"):
         _call(None, model=42)
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_segrefiner import LiteConfig, build_model, load_model
+from napari_segrefiner import LiteConfig, build_network, load_model, load_refiner
 from napari_segrefiner.training.losses import refiner_loss, sobel_kernels, texture_l1
 from napari_segrefiner.scheduler import Schedule
 from napari_segrefiner.training.train import TrainConfig, _step, _window, train
@@ -55,7 +55,7 @@ def _tiny_batch(n=4, size=32, seed=0):
 
 def test_training_steps_decrease_the_loss_on_a_tiny_batch():
     torch.manual_seed(0)
-    model = build_model(LiteConfig.tiny()).train()
+    model = build_network(LiteConfig.tiny()).train()
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     batch = _tiny_batch()
     gen = torch.Generator().manual_seed(0)
@@ -106,9 +106,9 @@ def test_train_writes_best_and_resumable_checkpoints(tmp_path):
     assert seen == [2, 4]
     records = [json.loads(line) for line in out.with_suffix(".log.jsonl").read_text().splitlines()]
     assert {"loss", "bce", "texture", "iou_coarse", "iou_refined"} <= set(records[-1])
-    model = load_model(out)
-    assert model.segrefiner_defaults["min_area"] == 16
-    assert model.segrefiner_meta["train"]["iters"] == 4
+    refiner = load_refiner(out, device="cpu")
+    assert refiner.config.min_area == 16
+    assert refiner.meta["train"]["iters"] == 4
     # resume continues from the last step instead of starting again
     cfg.iters, cfg.resume = 6, True
     seen.clear()

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from napari_segrefiner.nets import blocks
-from napari_segrefiner.checkpoint import build_model
+from napari_segrefiner.nets import build_network
 from napari_segrefiner.config import LiteConfig, UNetConfig
 from napari_segrefiner.nets.unet import UNet
 
@@ -342,7 +342,7 @@ def test_unet_with_first_multiplier_not_one():
 @pytest.mark.parametrize("cfg", [LiteConfig.tiny(), LiteConfig()], ids=["tiny", "default"])
 def test_lite_contract(cfg):
     torch.manual_seed(4)
-    m = build_model(cfg).eval()
+    m = build_network(cfg).eval()
     d = cfg.divisor
     x = torch.randn(2, 4, 2 * d, 3 * d)
     with torch.no_grad():

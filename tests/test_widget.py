@@ -134,7 +134,7 @@ def test_run_previews_steps_then_adds_result_and_scrubs(qtbot, monkeypatch, setu
     # reuses the network cached on the widget (keyed by source and device)
     loads = []
     monkeypatch.setattr(_jobs, "iter_refine", REAL_CORE)
-    monkeypatch.setattr(_jobs, "load_model", lambda *a, **k: loads.append(a))
+    monkeypatch.setattr(_jobs, "load_refiner", lambda *a, **k: loads.append(a))
     run_to_end(qtbot, widget)
     names = layer_names(viewer)
     assert names.count("mask steps") == 1 and names.count("mask uncertainty") == 1

@@ -16,7 +16,7 @@ from napari.utils.notifications import show_info, show_warning
 from .. import registry
 from ._widget import (
     ROLE,
-    Job,
+    RefineJob,
     assemble,
     current_position,
     iter_job,
@@ -52,7 +52,7 @@ def refine_selected_labels(labels: Labels | None = None, viewer: napari.Viewer |
     shape = spatial_shape(labels)
     axes = plane_axes(viewer, len(shape))
     position = () if len(shape) == 2 else current_position(viewer, labels, axes)
-    job = Job(
+    job = RefineJob(
         image=layer_array(image),
         rgb=bool(image.rgb),
         mask=mask_array(labels),
@@ -67,7 +67,7 @@ def refine_selected_labels(labels: Labels | None = None, viewer: napari.Viewer |
         viewer.add_layer(result_layer(labels, assemble(job, finals), f"{labels.name} refined"))
 
     worker = create_worker(
-        iter_job, job, _progress={"total": 6, "desc": f"SegRefiner: {labels.name}"}, _ignore_errors=True
+        iter_job, job, _progress={"total": 0, "desc": f"SegRefiner: {labels.name}"}, _ignore_errors=True
     )
     worker.returned.connect(add_result)
     worker.errored.connect(notify_error)

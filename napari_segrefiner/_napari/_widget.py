@@ -1,6 +1,6 @@
 """The "SegRefiner" dock widget: a thin napari front end over :func:`iter_refine`.
 
-The widget gathers parameters into a :class:`~.worker.Job`, runs :func:`~.worker.iter_job`
+The widget gathers parameters into a :class:`~.worker.RefineJob`, runs :func:`~.worker.iter_job`
 (the core generator, looped over the 2-D planes of a stack) in a napari ``thread_worker``
 and shows what it yields: a preview layer per diffusion step, an optional uncertainty
 layer, then a result layer. Intermediate steps are cached so a slider can scrub them.
@@ -30,9 +30,8 @@ from qtpy.QtCore import QEvent, QObject, Qt, QTimer
 
 from .. import registry
 from .worker import (
-    ALL_STEPS,
     DownloadTracker,
-    Job,
+    RefineJob,
     RefinementError,
     StepCache,
     Update,
@@ -44,19 +43,19 @@ from .worker import (
     to_uncertainty,
 )
 from ._reader import looks_like_mask
-from ..models import available_devices
+from ..refiner import available_devices
 from ..api import MODES
 
-# Job, Update, RefinementError, assemble, iter_job and to_uncertainty are re-exported for
+# RefineJob, Update, RefinementError, assemble, iter_job and to_uncertainty are re-exported for
 # _napari_menu.py and benchmarks/bench_preview.py, which import them from here.
-__all__ = ["Job", "RefinementError", "SegRefinerWidget", "Update", "assemble", "iter_job", "notify_error",
+__all__ = ["RefineJob", "RefinementError", "SegRefinerWidget", "Update", "assemble", "iter_job", "notify_error",
            "paint_plane", "to_uncertainty"]  # fmt: skip
 
 CHECKPOINT = "checkpoint file"
 MODEL_CHOICES = (*registry.MODELS, CHECKPOINT)
 ROLE = "segrefiner"  # layer.metadata key marking the widget's own preview/uncertainty layers
 FLUSH_MS = 50  # minimum time between two preview repaints (keeps the viewer responsive)
-STEPS_TIP = "Reverse diffusion steps: 6 = every timestep (the HR global stage then runs its 5); fewer is faster"
+STEPS_TIP = "Reverse diffusion steps: 'all' = every timestep of the model (the HR global stage skips t=0); fewer is faster"
 
 
 def notify_error(exc: BaseException) -> None:
@@ -146,7 +145,7 @@ def result_layer(source, data: np.ndarray, name: str) -> Labels:
 class _Run:
     """State of one run: its job, its layers, its cached steps and how it ended."""
 
-    job: Job
+    job: RefineJob
     source: Any  # the mask layer
     preview: Labels
     uncertainty: Image | None
@@ -180,7 +179,8 @@ class SegRefinerWidget(Container):
         self._model_status = Label(label="")
         self._download_btn = PushButton(text="Download")
         self._mode = ComboBox(label="mode", choices=list(MODES), value="auto")
-        self._steps = SpinBox(label="steps", min=1, max=ALL_STEPS, value=ALL_STEPS, tooltip=STEPS_TIP)
+        self._steps = SpinBox(label="steps", min=0, max=32, value=0, tooltip=STEPS_TIP)
+        self._steps.native.setSpecialValueText("all")  # 0 = every timestep of the loaded model
         self._device = ComboBox(label="device", choices=available_devices(), value="auto")
         self._seed = SpinBox(label="seed", min=0, max=2**31 - 1, value=0)
         self._replace = CheckBox(text="replace input (one undo step)", value=False)
@@ -278,8 +278,8 @@ class SegRefinerWidget(Container):
         self._mask.value = layer
         return layer
 
-    def job(self) -> Job:
-        """The widget's parameters as a :class:`Job` (raises ValueError when incomplete)."""
+    def job(self) -> RefineJob:
+        """The widget's parameters as a :class:`RefineJob` (raises ValueError when incomplete)."""
         image, mask = self._image.value, self._mask.value
         if image is None or mask is None:
             raise ValueError("choose an image layer and a coarse mask layer")
@@ -303,8 +303,8 @@ class SegRefinerWidget(Container):
             positions = all_positions(shape, axes)
         else:
             positions = (current_position(self._viewer, mask, axes),)
-        steps = None if self._steps.value >= ALL_STEPS else int(self._steps.value)
-        return Job(
+        steps = int(self._steps.value) or None
+        return RefineJob(
             image=layer_array(image), rgb=bool(image.rgb), mask=mask_array(mask), axes=axes, positions=positions,
             model=model, cache=self._cache_folder(), device=self._device.value, mode=self._mode.value,
             steps=steps, seed=int(self._seed.value), labels=labels,
@@ -321,10 +321,9 @@ class SegRefinerWidget(Container):
             show_warning(f"SegRefiner: {exc}")
             return None
         self._run = self._new_run(job, self._mask.value)
-        total = len(job.positions) * (job.steps or ALL_STEPS)
-        worker = create_worker(
-            iter_job, job, self._models, _progress={"total": total, "desc": "SegRefiner"}, _ignore_errors=True
-        )
+        # the step count is known once the worker has loaded the model: records carry it
+        worker = create_worker(iter_job, job, self._models, _progress={"total": 0, "desc": "SegRefiner"},
+                               _ignore_errors=True)  # fmt: skip
         # set from the worker thread itself, so that closing can wait for it without deadlock
         worker.finished.connect(self._run.done_event.set, type=Qt.ConnectionType.DirectConnection)
         self._slots = [
@@ -341,7 +340,7 @@ class SegRefinerWidget(Container):
         worker.start()
         return worker
 
-    def _new_run(self, job: Job, source) -> _Run:
+    def _new_run(self, job: RefineJob, source) -> _Run:
         """Add this run's preview (and uncertainty) layer over ``source``."""
         place = {"scale": source.scale, "translate": source.translate, "axis_labels": source.axis_labels}
         preview = self._viewer.add_labels(

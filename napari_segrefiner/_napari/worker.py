@@ -1,6 +1,6 @@
 """What the napari front ends run in a worker, without any GUI import (numpy/torch only).
 
-A :class:`Job` holds everything one refinement needs, gathered on the main thread;
+A :class:`RefineJob` holds everything one refinement needs, gathered on the main thread;
 :func:`iter_job` refines its 2-D planes with :func:`~napari_segrefiner.api.iter_refine`
 and yields an :class:`Update` per core step, and :func:`assemble` builds the full result.
 :class:`StepCache` keeps the yielded steps (for the widget's step slider) within a memory
@@ -21,19 +21,18 @@ import numpy as np
 import torch
 
 from .. import registry
-from ..models import load_model, resolve_device
 from ..api import RefineStep, iter_refine
+from ..refiner import Refiner, load_refiner
 
 __all__ = [
-    "ALL_STEPS",
     "DownloadTracker",
-    "Job",
+    "RefineJob",
     "RefinementError",
     "StepCache",
     "Update",
     "all_positions",
     "assemble",
-    "cached_model",
+    "cached_refiner",
     "explain",
     "iter_job",
     "mask_copy",
@@ -41,7 +40,6 @@ __all__ = [
     "to_uncertainty",
 ]
 
-ALL_STEPS = 6  # the released and shipped models have 6 timesteps
 CACHE_BYTES = 1 << 30  # budget of cached intermediate steps for the slider
 
 
@@ -64,7 +62,7 @@ def explain(exc: BaseException, device: str) -> str:
 
 
 @dataclass(frozen=True)
-class Job:
+class RefineJob:
     """Everything one refinement run needs, gathered on the main thread.
 
     ``mask`` is a private copy of the coarse mask (any number of dimensions); ``axes`` are
@@ -140,7 +138,7 @@ def all_positions(shape: Sequence[int], axes: tuple[int, int]) -> tuple[tuple[in
     return tuple(itertools.product(*(range(n) for a, n in enumerate(shape) if a not in axes)))
 
 
-def assemble(job: Job, finals: dict) -> np.ndarray:
+def assemble(job: RefineJob, finals: dict) -> np.ndarray:
     """The full result array: the job's mask with every refined plane replaced."""
     out = job.mask.copy()
     for pos, plane in finals.items():
@@ -148,36 +146,31 @@ def assemble(job: Job, finals: dict) -> np.ndarray:
     return out
 
 
-def _load_model(source: str, device: torch.device, cache: str | None):
-    path = registry.resolve(source, cache=cache) if source in registry.MODELS else source
-    return load_model(path, device=device)
+def cached_refiner(refiners: dict, source: str, device: str, cache: str | None) -> Refiner:
+    """The :class:`~..refiner.Refiner` for ``source`` on ``device``, loaded once into ``refiners``.
 
-
-def cached_model(models: dict, source: str, device: torch.device, cache: str | None):
-    """The network for ``source`` on ``device``, loaded once into ``models``.
-
-    ``models`` is the caller's cache (the widget's), keyed by source, device and, for
-    registered models, cache folder.
+    ``refiners`` is the caller's cache (the widget's), keyed by source, the device as
+    asked for and, for registered models, the cache folder. :func:`load_refiner` resolves
+    the device, once.
     """
     key = (source, str(device), cache if source in registry.MODELS else None)
-    if key not in models:
-        models[key] = _load_model(source, device, cache)
-    return models[key]
+    if key not in refiners:
+        refiners[key] = load_refiner(source, device=device, cache=cache)
+    return refiners[key]
 
 
-def iter_job(job: Job, models: dict | None = None) -> Generator[Update, None, dict]:
+def iter_job(job: RefineJob, refiners: dict | None = None) -> Generator[Update, None, dict]:
     """Refine every plane of ``job``; yields :class:`Update`s, returns ``{pos: result plane}``.
 
-    The network is loaded here (in the worker) and kept in ``models`` (see
-    :func:`cached_model`). Planes without any of the chosen labels are skipped. Any failure
-    is re-raised as :class:`RefinementError` with a message for the user.
+    The refiner is loaded here (in the worker) and kept in ``refiners`` (see
+    :func:`cached_refiner`). Planes without any of the chosen labels are skipped. Any
+    failure is re-raised as :class:`RefinementError` with a message for the user.
     """
-    models = {} if models is None else models
+    refiners = {} if refiners is None else refiners
     device = str(job.device)
     try:
-        dev = resolve_device(job.device)
-        device = str(dev)
-        model = cached_model(models, job.model, dev, job.cache)
+        refiner = cached_refiner(refiners, job.model, job.device, job.cache)
+        device = str(refiner.device)
         channel = (slice(None),) if job.rgb else ()
         finals: dict[tuple[int, ...], np.ndarray] = {}
         for n, pos in enumerate(job.positions):
@@ -187,7 +180,7 @@ def iter_job(job: Job, models: dict | None = None) -> Generator[Update, None, di
                 continue  # nothing of the chosen labels in this plane
             image = np.asarray(job.image[job.index(pos) + channel])
             steps = iter_refine(
-                image, plane, model=model, mode=job.mode, steps=job.steps, device=dev, seed=job.seed, labels=ids
+                image, plane, model=refiner, mode=job.mode, steps=job.steps, seed=job.seed, labels=ids
             )
             for step in steps:
                 if step.done:

@@ -246,46 +246,30 @@ def _open_folders(folders: Sequence[str | os.PathLike]) -> list[PairFolder]:
 
 
 def _load_net(model: Any, device: Any):
-    """(network, resolved device, description dict)."""
-    import torch
-
-    from ..models import load_model, pipeline_defaults, resolve_device
+    """(refiner, its device, description dict): the benchmark's one :func:`load_refiner` call."""
+    from ..checkpoint import CheckpointError
+    from ..config import config_to_dict
+    from ..refiner import load_refiner
 
     try:
-        dev = resolve_device(device)
-    except ValueError as exc:
-        raise BenchmarkError(str(exc)) from None
-    if isinstance(model, torch.nn.Module):
-        net = model.to(dev).eval()
-        source = getattr(net, "segrefiner_source", "<in-memory module>")
-    else:
-        from ..checkpoint import CheckpointError
-
-        try:
-            net = load_model(model, device=dev)
-        except (FileNotFoundError, CheckpointError, ValueError, TypeError) as exc:
-            raise BenchmarkError(str(exc).strip("'\"")) from None
-        source = getattr(net, "segrefiner_source", str(model))
+        refiner = load_refiner(model, device=device)
+    except (FileNotFoundError, CheckpointError, ValueError, TypeError) as exc:
+        raise BenchmarkError(str(exc).strip("'\"")) from None
+    net = refiner.network
     info: dict[str, Any] = {
-        "source": str(source),
+        "source": refiner.source,
         "parameters": int(sum(p.numel() for p in net.parameters())),
-        "defaults": dict(getattr(net, "segrefiner_defaults", {}) or {}),
-        "pipeline": pipeline_defaults(net),
-        "meta": dict(getattr(net, "segrefiner_meta", {}) or {}),
+        "pipeline": refiner.config.to_dict(),
+        "meta": dict(refiner.meta),
     }
     config = getattr(net, "config", None)
     if config is not None:
-        try:
-            from ..config import config_to_dict
-
-            info["config"] = config_to_dict(config)
-        except Exception:  # pragma: no cover - informational only
-            info["config"] = repr(config)
-    return net, dev, info
+        info["config"] = config_to_dict(config)
+    return refiner, refiner.device, info
 
 
 def _resolved_device(device: Any) -> Any:
-    from ..models import resolve_device
+    from ..refiner import resolve_device
 
     try:
         return resolve_device(device)
@@ -561,7 +545,7 @@ def _run_set(folder, name, indices, kinds, methods, p_kinds, peer_fns, net, dev,
                     elif method == "segrefiner":
                         from ..api import refine
 
-                        pred = refine(img, coarse, model=net, mode="instance", seed=0, device=dev)
+                        pred = refine(img, coarse, model=net, mode="instance", seed=0)
                     else:
                         pred = peer_fns[method](img, coarse, seed=0)
                 except Exception as exc:  # keep the run going; counted and reported

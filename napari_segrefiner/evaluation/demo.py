@@ -46,18 +46,18 @@ def overlay_panels(image: np.ndarray, panels: list[tuple[str, np.ndarray, tuple[
 def run_demo(out: str | Path = "segrefiner_demo.png", *, model=None, device: str = "auto", seed: int = 0, log=print) -> dict:
     """Refine the shipped sample; returns the figures and writes the overlay PNG."""
     from .._napari._sample_data import coarsen_labels, load_nuclei
-    from ..models import load_model
     from ..api import refine
+    from ..refiner import load_refiner
 
     image, truth = load_nuclei()
     coarse = coarsen_labels(truth, seed=seed)
-    net = load_model(model, device=device)
+    refiner = load_refiner(model, device=device)
     t0 = time.perf_counter()
-    refined = refine(image, coarse, model=net, device=device, seed=seed)
+    refined = refine(image, coarse, model=refiner, seed=seed)
     seconds = time.perf_counter() - t0
     before, after = evaluate(coarse > 0, truth > 0), evaluate(refined > 0, truth > 0)
     n = int(len(np.unique(coarse)) - 1)
-    log(f"sample: DSB 2018 nuclei ({image.shape[1]}x{image.shape[0]}, {n} objects), model {getattr(net, 'segrefiner_source', model)}")
+    log(f"sample: DSB 2018 nuclei ({image.shape[1]}x{image.shape[0]}, {n} objects), model {refiner.source}")
     log(f"IoU  coarse {before['iou']:.3f} -> refined {after['iou']:.3f}")
     log(f"mBA  coarse {before['mba']:.3f} -> refined {after['mba']:.3f}")
     log(f"BIoU coarse {before['biou']:.3f} -> refined {after['biou']:.3f}")

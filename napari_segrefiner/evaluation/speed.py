@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..checkpoint import build_model
+from ..nets import build_network
 from ..config import LiteConfig, UNetConfig
 
 __all__ = ["CONFIGS", "time_forward", "run_speed", "add_arguments", "run_from_args"]
@@ -48,14 +48,16 @@ def time_forward(model, batch: int, *, size: int, device: torch.device, repeats:
 
 def _refine_once(model, device: torch.device, size: int) -> float:
     from ..api import refine
+    from ..refiner import load_refiner
 
+    refiner = load_refiner(model, device=device)
     rng = np.random.default_rng(0)
     image = rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)
     mask = np.zeros((480, 640), bool)
     mask[100:300, 150:400] = True
-    refine(image, mask, model=model, device=device, seed=0, mode="instance")  # warm-up
+    refine(image, mask, model=refiner, seed=0, mode="instance")  # warm-up
     t0 = time.perf_counter()
-    refine(image, mask, model=model, device=device, seed=0, mode="instance")
+    refine(image, mask, model=refiner, seed=0, mode="instance")
     return time.perf_counter() - t0
 
 
@@ -76,7 +78,7 @@ def run_speed(
         for dev_name in devices:
             device = torch.device(dev_name)
             torch.manual_seed(0)
-            model = build_model(CONFIGS[name]()).to(device).eval()
+            model = build_network(CONFIGS[name]()).to(device).eval()
             params = sum(p.numel() for p in model.parameters())
             t1 = None
             for batch in batches:

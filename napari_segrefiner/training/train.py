@@ -20,13 +20,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..checkpoint import build_model, load_checkpoint, model_from_checkpoint, save_checkpoint
-from ..config import LiteConfig
+from ..checkpoint import load_checkpoint, save_checkpoint
+from ..config import LiteConfig, RefineConfig
 from .data import NativePatches, ObjectCrops, PairFolder
 from ..imaging import normalize
 from .losses import refiner_loss
-from ..models import load_model, resolve_device
-from ..registry import MODELS
+from ..nets import build_network
+from ..refiner import load_refiner, resolve_device
 from ..sampling import denoise
 from ..scheduler import Schedule, add_noise, timesteps
 
@@ -142,22 +142,22 @@ def _lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
-def _initial_model(cfg: TrainConfig):
-    if cfg.init:
-        if cfg.init in MODELS:
-            return load_model(cfg.init)
-        model, defaults, meta = model_from_checkpoint(cfg.init)
-        model.segrefiner_defaults = defaults
-        return model
+def _initial_model(cfg: TrainConfig, device) -> tuple[torch.nn.Module, RefineConfig]:
+    """The network to train (our own copy, on ``device``) and the pipeline options it keeps."""
+    if cfg.init:  # a registered model or a checkpoint: weights (fp16 files upcast) and options
+        refiner = load_refiner(cfg.init, device=device)
+        return refiner.network, refiner.config
     if cfg.arch == "lite":
-        return build_model(LiteConfig())
-    if cfg.arch == "lite-tiny":
-        return build_model(LiteConfig.tiny())
-    if cfg.arch == "official":
+        config = LiteConfig()
+    elif cfg.arch == "lite-tiny":
+        config = LiteConfig.tiny()
+    elif cfg.arch == "official":
         from ..config import UNetConfig
 
-        return build_model(UNetConfig.official())
-    raise ValueError(f"arch must be 'lite', 'lite-tiny' or 'official', got {cfg.arch!r}")
+        config = UNetConfig.official()
+    else:
+        raise ValueError(f"arch must be 'lite', 'lite-tiny' or 'official', got {cfg.arch!r}")
+    return build_network(config).to(device), RefineConfig.official()
 
 
 def _iou(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
@@ -171,8 +171,7 @@ def evaluate_batch(model, batch: dict, *, device, schedule: Schedule, seed: int 
     """Full reverse process on a batch; mean IoU of the coarse input and of the refinement."""
     image = normalize(batch["image"].to(device))
     coarse = batch["coarse"].to(device)
-    gen = torch.Generator(device=device)
-    gen.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)  # CPU draws: the same figures on every device
     model.eval()
     out = denoise(model, image, coarse, schedule=schedule, steps=timesteps(schedule), generator=gen).mask
     model.train()
@@ -205,8 +204,9 @@ def train(cfg: TrainConfig, *, progress: Callable[[int, dict], None] | None = No
     last_path = out.with_suffix(".last.pt")
     log_path = out.with_suffix(".log.jsonl")
     torch.manual_seed(cfg.seed)  # module initialisation of a fresh network
-    model = _initial_model(cfg).to(device).train()
-    defaults = {**getattr(model, "segrefiner_defaults", {}), **cfg.defaults}
+    model, refine_config = _initial_model(cfg, device)
+    model.train()
+    refine_config = refine_config.replace(**cfg.defaults)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, eps=1e-8)
     step, best = 0, -1.0
     if cfg.resume and last_path.is_file():
@@ -267,16 +267,16 @@ def train(cfg: TrainConfig, *, progress: Callable[[int, dict], None] | None = No
                     rec.update(evaluate_batch(model, val, device=device, schedule=schedule))
                     if rec["iou_refined"] > best:
                         best = rec["iou_refined"]
-                        save_checkpoint(out, model, defaults=defaults, meta={**meta, "step": step, "val": rec})
+                        save_checkpoint(out, model, refine=refine_config, meta={**meta, "step": step, "val": rec})
                 log.write(json.dumps(rec) + "\n")
                 log.flush()
                 if progress:
                     progress(step, rec)
             if step % cfg.save_every == 0 or step == cfg.iters:
-                save_checkpoint(last_path, model, defaults=defaults, meta={**meta, "step": step},
+                save_checkpoint(last_path, model, refine=refine_config, meta={**meta, "step": step},
                                 extra={"optimizer": opt.state_dict(), "step": step, "best": best})
     finally:
         log.close()
     if val is None:
-        save_checkpoint(out, model, defaults=defaults, meta={**meta, "step": step})
+        save_checkpoint(out, model, refine=refine_config, meta={**meta, "step": step})
     return out

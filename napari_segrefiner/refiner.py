@@ -1,0 +1,224 @@
+"""The :class:`Refiner` at the centre: a network, its schedule, its options, its device.
+
+:func:`load_refiner` is the one way to get one, and the one place where a device is
+resolved and a network is moved. Every front end (API call, CLI, widget, benchmark) calls it
+once per run and passes the :class:`Refiner` on; nothing below it loads a model or resolves
+a device. A network the caller passes in is never moved or put in eval mode in place: it is
+used as it is when it already sits on the device in eval mode, else a copy is.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import torch
+from torch import nn
+
+from .checkpoint import network_from_checkpoint
+from .config import RefineConfig
+from .pipelines import count_steps
+from . import registry
+from .scheduler import Schedule
+
+__all__ = ["Refiner", "available_devices", "load_model", "load_refiner", "resolve_device"]
+
+IN_MEMORY = "<in-memory network>"
+
+
+def available_devices() -> list[str]:
+    """Devices that work in this process: ``["auto", "cpu"]`` plus ``"cuda"``/``"mps"``."""
+    out = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        out.append("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        out.append("mps")
+    return out
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """Turn ``"auto"`` (CUDA, then MPS, then CPU) or a device name into a ``torch.device``.
+
+    Raises
+    ------
+    ValueError
+        If the name is invalid or the backend is not available here.
+    """
+    if device is None or (isinstance(device, str) and device == "auto"):
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(f"device must be a string or torch.device, got {type(device).__name__}")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device {device!r} is not a valid torch device: {exc}") from None
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device {device!r} is not supported; use 'auto', 'cpu', 'cuda' or 'mps'")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available; use 'cpu' or 'auto'")
+    if dev.type == "mps" and "mps" not in available_devices():
+        raise ValueError(f"device {device!r} requested but MPS is not available; use 'cpu' or 'auto'")
+    return dev
+
+
+def _same_device(actual: torch.device, wanted: torch.device) -> bool:
+    return actual.type == wanted.type and (wanted.index is None or actual.index in (None, wanted.index))
+
+
+@dataclass(frozen=True, eq=False)
+class Refiner:
+    """A network ready to refine: weights, schedule, pipeline options, device and origin.
+
+    Get one with :func:`load_refiner`. Immutable: :meth:`with_options` returns a new one
+    that shares the network.
+
+    Attributes
+    ----------
+    network : torch.nn.Module
+        ``network(x, t) -> logits`` on ``device``, in eval mode.
+    config : RefineConfig
+        Pipeline options (from the checkpoint, or the official ones).
+    schedule : Schedule
+        The diffusion schedule (its length is the network's number of timesteps).
+    device : torch.device
+        Where the network lives.
+    source : str
+        Registry name, checkpoint path, or ``"<in-memory network>"``.
+    meta : Mapping
+        Read-only metadata stored with the checkpoint (training recipe, figures).
+    """
+
+    network: nn.Module
+    config: RefineConfig
+    schedule: Schedule
+    device: torch.device
+    source: str = IN_MEMORY
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.network, nn.Module):
+            raise TypeError(f"network must be a torch.nn.Module, got {type(self.network).__name__}")
+        if not isinstance(self.config, RefineConfig):
+            raise TypeError(f"config must be a RefineConfig, got {type(self.config).__name__}")
+        if self.config.size % self.divisor:
+            raise ValueError(f"size must be a multiple of {self.divisor} for this network, got {self.config.size}")
+        object.__setattr__(self, "meta", MappingProxyType(dict(self.meta)))
+
+    @property
+    def divisor(self) -> int:
+        """Network input sides must be a multiple of this."""
+        return int(getattr(getattr(self.network, "config", None), "divisor", 1))
+
+    def with_options(self, **overrides: Any) -> Refiner:
+        """The same network with some pipeline options changed (validated)."""
+        return replace(self, config=self.config.replace(**overrides)) if overrides else self
+
+    def count_steps(self, mode: str, steps: int | None = None, *, objects: int = 1) -> int:
+        """How many records a run in ``mode`` yields (see :func:`~.pipelines.count_steps`)."""
+        return count_steps(self.schedule, mode, steps, objects=objects)
+
+
+def _schedule_for(network: nn.Module) -> Schedule:
+    return Schedule(num_timesteps=int(getattr(getattr(network, "config", None), "num_timesteps", 6)))
+
+
+def _owned(network: nn.Module, device: torch.device) -> nn.Module:
+    """``network`` if it is on ``device`` and in eval mode, else an eval copy there."""
+    tensors = [*network.parameters(), *network.buffers()]
+    if not network.training and all(_same_device(t.device, device) for t in tensors):
+        return network
+    return copy.deepcopy(network).to(device).eval()
+
+
+def _checkpoint_path(source: str | os.PathLike, cache: str | os.PathLike | None) -> Path:
+    if str(source) in registry.MODELS:
+        return registry.resolve(str(source), cache=cache)
+    path = Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"model {str(source)!r} is neither a registered name ({', '.join(registry.MODELS)}) nor an existing file"
+        )
+    return path
+
+
+def load_refiner(
+    source: Refiner | nn.Module | str | os.PathLike | None = None,
+    *,
+    device: str | torch.device | None = "auto",
+    cache: str | os.PathLike | None = None,
+) -> Refiner:
+    """Load (or wrap) a refiner; the one place where a device is resolved.
+
+    Parameters
+    ----------
+    source : None, str, path-like, Refiner or torch.nn.Module
+        ``None`` = the shipped default model; a registered name (``"segrefiner-lite"``,
+        ``"segrefiner-lr"``, ``"segrefiner-hr"`` once downloaded); a checkpoint file (ours or
+        the released layout); a :class:`Refiner` (returned as it is unless it lives on
+        another device); or a network ``model(x, t) -> logits`` (wrapped with the official
+        options; never moved in place).
+    device : str or torch.device
+        ``"auto"`` (CUDA, MPS, then CPU), ``"cpu"``, ``"cuda"``... For a :class:`Refiner`
+        source, ``None`` keeps its device.
+    cache : str or path-like, optional
+        Folder of downloaded weights (default: :func:`~.registry.cache_dir`).
+
+    Returns
+    -------
+    Refiner
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file or the registered model's weights are missing (the message says how to
+        get them).
+    CheckpointError
+        If the file is not a usable checkpoint.
+    ValueError, TypeError
+        For an unknown device or a source of another type.
+    """
+    if isinstance(source, Refiner):
+        if device is None:
+            return source
+        dev = resolve_device(device)
+        network = _owned(source.network, dev)
+        return source if network is source.network else replace(source, network=network, device=dev)
+    dev = resolve_device(device)
+    if isinstance(source, nn.Module):
+        return Refiner(_owned(source, dev), RefineConfig.official(), _schedule_for(source), dev)
+    if source is None:
+        source = registry.DEFAULT_MODEL
+    if not isinstance(source, (str, os.PathLike)):
+        raise TypeError(
+            f"model must be None, a name, a checkpoint path, a Refiner or a torch.nn.Module, got {type(source).__name__}"
+        )
+    network, config, meta = network_from_checkpoint(_checkpoint_path(source, cache))
+    network = network.to(dev)  # our own fresh copy
+    return Refiner(network, config, _schedule_for(network), dev, source=str(source), meta=meta)
+
+
+def load_model(
+    source: str | os.PathLike | None = None,
+    *,
+    device: str | torch.device = "auto",
+    cache: str | os.PathLike | None = None,
+) -> nn.Module:
+    """Load just the network (``nn.Module`` in eval mode) by registry name or checkpoint path.
+
+    The low-level counterpart of :func:`load_refiner` (same arguments); the pipeline
+    options and metadata of the checkpoint are in the :class:`Refiner` it returns.
+    """
+    if isinstance(source, (Refiner, nn.Module)):
+        raise TypeError("load_model takes a model name or a checkpoint path")
+    return load_refiner(source, device=device, cache=cache).network
