@@ -15,77 +15,41 @@ from pathlib import Path
 
 __all__ = ["main"]
 
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".npy")
 
 
 class CLIError(Exception):
     """A user error reported as one line."""
 
 
-def _read_array(path: Path, *, what: str):
-    import numpy as np
+def _read_image(path: Path):
+    from .io import read_image
 
     if not path.is_file():
-        raise CLIError(f"{what} file not found: {path}")
+        raise CLIError(f"image file not found: {path}")
     try:
-        if path.suffix.lower() == ".npy":
-            return np.load(path, allow_pickle=False)
-        if path.suffix.lower() in (".tif", ".tiff"):
-            import tifffile
-
-            return tifffile.imread(path)
-        import cv2
-
-        arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        if arr is None:
-            raise ValueError("unsupported or corrupt image")
-        if arr.ndim == 3 and arr.shape[2] == 3:
-            arr = arr[..., ::-1]
-        elif arr.ndim == 3 and arr.shape[2] == 4:
-            arr = arr[..., [2, 1, 0, 3]]
-        return np.ascontiguousarray(arr)
-    except CLIError:
-        raise
-    except Exception as exc:
-        raise CLIError(f"cannot read {what} {path}: {exc}") from None
+        return read_image(path)
+    except (ValueError, OSError) as exc:
+        raise CLIError(f"cannot read image {path}: {exc}") from None
 
 
 def _read_mask(path: Path):
-    import numpy as np
+    from .io import read_mask
 
-    arr = _read_array(path, what="mask")
-    if arr.ndim == 3 and arr.shape[-1] in (3, 4):  # an RGB(A) png holding a binary mask
-        arr = arr[..., :3].max(axis=-1)
-    if arr.dtype == np.uint8 and set(np.unique(arr).tolist()) <= {0, 255}:
-        return arr > 0  # 0/255 masks are binary masks, not label 255
-    return arr
+    if not path.is_file():
+        raise CLIError(f"mask file not found: {path}")
+    try:
+        return read_mask(path)
+    except (ValueError, OSError) as exc:
+        raise CLIError(f"cannot read mask {path}: {exc}") from None
 
 
 def _write_mask(path: Path, mask) -> None:
-    import numpy as np
+    from .io import write_mask
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ext = path.suffix.lower()
-    if ext == ".npy":
-        np.save(path, mask)
-    elif ext in (".tif", ".tiff"):
-        import tifffile
-
-        tifffile.imwrite(path, mask)
-    elif ext == ".png":
-        import cv2
-
-        if mask.dtype == bool:
-            out = mask.astype(np.uint8) * 255
-        elif mask.max() <= 255:
-            out = mask.astype(np.uint8)
-        elif mask.max() <= 65535:
-            out = mask.astype(np.uint16)
-        else:
-            raise CLIError(f"labels up to {mask.max()} do not fit a 16-bit png; write .tif or .npy")
-        cv2.imwrite(str(path), out)
-    else:
-        raise CLIError(f"unsupported output format {ext!r}; use .png, .tif or .npy")
+    try:
+        write_mask(path, mask)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
 
 
 def _model_source(args) -> str | None:
@@ -95,6 +59,8 @@ def _model_source(args) -> str | None:
 
 
 def _pairs(image_dir: Path, mask_dir: Path) -> list[tuple[Path, Path]]:
+    from .io import IMAGE_EXTENSIONS as IMAGE_EXTS
+
     masks = {p.stem: p for p in sorted(mask_dir.iterdir()) if p.suffix.lower() in IMAGE_EXTS}
     pairs = [
         (p, masks[p.stem]) for p in sorted(image_dir.iterdir()) if p.suffix.lower() in IMAGE_EXTS and p.stem in masks
@@ -126,7 +92,7 @@ def _cmd_refine(args) -> int:
         failed = 0
         for img_p, mask_p in tqdm(pairs, desc="refining", unit="image", file=sys.stderr):
             try:
-                *_, last = iter_refine(_read_array(img_p, what="image"), _read_mask(mask_p), **opts)
+                *_, last = iter_refine(_read_image(img_p), _read_mask(mask_p), **opts)
                 ext = args.ext or (mask_p.suffix if mask_p.suffix.lower() in (".png", ".tif", ".tiff", ".npy") else ".png")
                 _write_mask(out / (mask_p.stem + ext), last.mask)
             except (CLIError, ValueError, TypeError) as exc:
@@ -134,7 +100,7 @@ def _cmd_refine(args) -> int:
                 print(f"skipped {img_p.name}: {exc}", file=sys.stderr)
         print(f"refined {len(pairs) - failed}/{len(pairs)} images into {out}")
         return 1 if failed == len(pairs) else 0
-    image, mask = _read_array(image_path, what="image"), _read_mask(mask_path)
+    image, mask = _read_image(image_path), _read_mask(mask_path)
     try:
         *_, last = iter_refine(image, mask, **opts)
     except (ValueError, TypeError) as exc:

@@ -1,4 +1,4 @@
-"""Tests of napari_segrefiner.training.data (readers, PairFolder, ObjectCrops, NativePatches).
+"""Tests of napari_segrefiner.training.data (PairFolder, ObjectCrops, NativePatches).
 
 Everything runs on tiny synthetic folders written to tmp_path.
 """
@@ -11,13 +11,11 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from napari_segrefiner.imaging import as_rgb_uint8
 from napari_segrefiner.training.data import (
     NativePatches,
     ObjectCrops,
     PairFolder,
-    read_image,
-    read_labels,
-    read_mask,
 )
 
 H, W = 90, 120
@@ -76,44 +74,21 @@ def label_folder(tmp_path):
 # ------------------------------------------------------------------------------ readers
 
 
-def test_readers(tmp_path):
-    bgr = np.zeros((4, 5, 3), np.uint8)
-    bgr[..., 2] = 200  # red in OpenCV's BGR order
-    _write(tmp_path / "red.png", bgr)
-    rgb = read_image(tmp_path / "red.png")
-    assert rgb.shape == (4, 5, 3) and rgb.dtype == np.uint8
-    assert (rgb[..., 0] == 200).all() and (rgb[..., 1:] == 0).all()
-
-    gray = np.arange(20, dtype=np.uint8).reshape(4, 5)
-    _write(tmp_path / "gray.png", gray)
-    g3 = read_image(tmp_path / "gray.png")
-    assert g3.shape == (4, 5, 3) and all(np.array_equal(g3[..., c], gray) for c in range(3))
-
-    deep = (np.arange(20, dtype=np.uint16).reshape(4, 5) * 1000)  # max 19000
-    _write(tmp_path / "deep.png", deep)
-    d3 = read_image(tmp_path / "deep.png")
-    assert d3.dtype == np.uint8 and d3.max() == 255 and d3.min() == 0
-    assert d3[0, 1, 0] == round(1000 * 255 / 19000)
-
-    m = np.zeros((4, 5), np.uint8)
-    m[1:3, 2:4] = 255
-    _write(tmp_path / "m.png", m)
-    mm = read_mask(tmp_path / "m.png")
-    assert mm.dtype == bool and mm.sum() == 4
-
-    lab = np.zeros((4, 5), np.uint16)
-    lab[0, 0], lab[3, 4] = 300, 7
-    _write(tmp_path / "lab.png", lab)
-    ll = read_labels(tmp_path / "lab.png")
-    assert ll.dtype == np.int32 and ll[0, 0] == 300 and ll[3, 4] == 7
-
-    with pytest.raises(FileNotFoundError, match="no such file"):
-        read_image(tmp_path / "missing.png")
-    (tmp_path / "junk.png").write_bytes(b"not an image")
-    with pytest.raises(ValueError, match="cannot decode"):
-        read_mask(tmp_path / "junk.png")
-    with pytest.raises(ValueError, match="single-channel"):
-        read_labels(tmp_path / "red.png")
+def test_sixteen_bit_images_are_scaled_as_at_inference(tmp_path):
+    """Training sees a 16-bit micrograph exactly as refine() does (one normalisation)."""
+    root = tmp_path / "deep"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rng = np.random.default_rng(3)
+    deep = (rng.gamma(2.0, 300.0, (40, 50)) + 1000).astype(np.uint16)  # low contrast, 16 bit
+    mask = np.zeros((40, 50), np.uint8)
+    mask[10:30, 10:30] = 255
+    _write(root / "images" / "a.png", deep)
+    _write(root / "masks" / "a.png", mask)
+    seen = PairFolder(root, split=None).image("a")
+    expected = as_rgb_uint8(deep)
+    np.testing.assert_array_equal(seen, expected)
+    assert seen.dtype == np.uint8 and seen.max() == 255 and seen.min() == 0  # stretched, not divided by the max
 
 
 # ------------------------------------------------------------------------------ folders

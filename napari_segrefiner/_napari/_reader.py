@@ -1,5 +1,8 @@
 """npe2 reader: open integer mask files (.png, .tif/.tiff, .npy) as Labels layers.
 
+Files are read by :func:`napari_segrefiner.io.read_mask`, as everywhere in the package
+(a binary 0/255 file opens as label 1; a colour-label PNG as one label per colour).
+
 The manifest offers this reader only for file names that say they hold a mask ("mask",
 "label", "seg", "refined"). Even then a file is accepted only if its content looks like a
 mask: integer or bool values, no colour channel, and piecewise constant (few neighbouring
@@ -14,26 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["get_reader", "looks_like_mask", "read_mask"]
+from ..io import read_mask
+
+__all__ = ["get_reader", "looks_like_mask"]
 
 _EXTENSIONS = (".png", ".tif", ".tiff", ".npy")
 _MAX_EDGE_FRACTION = 0.1  # label images: only object borders differ from their neighbour
-
-
-def read_mask(path: str | Path) -> np.ndarray:
-    """Load a .png, .tif/.tiff or .npy file as an array (no checks)."""
-    path = Path(path)
-    ext = path.suffix.lower()
-    if ext == ".npy":
-        return np.load(path, allow_pickle=False)
-    if ext in (".tif", ".tiff"):
-        import tifffile
-
-        return tifffile.imread(path)
-    from PIL import Image
-
-    with Image.open(path) as im:
-        return np.asarray(im).copy()
 
 
 def looks_like_mask(data: np.ndarray) -> bool:
@@ -63,8 +52,8 @@ def get_reader(path: str | list[str]) -> Callable[[str], list[tuple]] | None:
     if Path(path).suffix.lower() not in _EXTENSIONS or not Path(path).is_file():
         return None
     try:
-        data = read_mask(path)
-    except Exception:  # unreadable or not what the extension says: let napari try others
+        data = read_mask(path, stack=True)  # the package's one mask reader (binary 0/255 -> 1)
+    except Exception:  # unreadable, not a mask, or not what the extension says: let napari try others
         return None
     if not looks_like_mask(data):
         return None

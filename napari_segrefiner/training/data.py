@@ -37,6 +37,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..imaging import as_rgb_uint8
+from ..io import IMAGE_EXTENSIONS, read_image, read_labels, read_mask
 from .synthesis import COARSE_KINDS, make_coarse, mask_bbox
 
 __all__ = [
@@ -45,76 +47,7 @@ __all__ = [
     "ObjectCrops",
     "ObjectRef",
     "PairFolder",
-    "read_image",
-    "read_labels",
-    "read_mask",
 ]
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
-
-# ------------------------------------------------------------------------------ readers
-
-
-def _imread(path: str | os.PathLike) -> np.ndarray:
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"no such file: {p}")
-    # imdecode from bytes: works for any path encoding.
-    data = np.fromfile(str(p), dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise ValueError(f"cannot decode image file: {p}")
-    return img
-
-
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image as (H, W, 3) uint8 RGB.
-
-    Gray images are stacked to 3 channels, an alpha channel is dropped. 16-bit and float
-    images are scaled linearly to 0..255 by their maximum (0 stays 0; images whose
-    maximum is <= 255, or <= 1 for floats, are only cast / multiplied by 255).
-    """
-    img = _imread(path)
-    if img.ndim == 3 and img.shape[2] == 1:
-        img = img[:, :, 0]
-    if img.dtype != np.uint8:
-        f = img.astype(np.float32)
-        vmax = float(f.max()) if f.size else 0.0
-        if np.issubdtype(img.dtype, np.floating) and vmax <= 1.0:
-            scale = 255.0
-        elif vmax <= 255.0:
-            scale = 1.0
-        else:
-            scale = 255.0 / vmax
-        img = np.clip(f * scale + 0.5, 0, 255).astype(np.uint8)
-    if img.ndim == 2:
-        return np.ascontiguousarray(np.stack([img, img, img], axis=-1))
-    if img.ndim == 3 and img.shape[2] == 3:
-        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    if img.ndim == 3 and img.shape[2] == 4:
-        return cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
-    raise ValueError(f"unsupported image layout {img.shape} in {path}")
-
-
-def read_mask(path: str | os.PathLike) -> np.ndarray:
-    """Read a mask as 2-D bool: non-zero (in any channel) is foreground."""
-    img = _imread(path)
-    if img.ndim == 3:
-        img = img.any(axis=2)
-    return img != 0
-
-
-def read_labels(path: str | os.PathLike) -> np.ndarray:
-    """Read an instance-label image (8- or 16-bit, single channel) as int32."""
-    img = _imread(path)
-    if img.ndim == 3:
-        if img.shape[2] == 1:
-            img = img[:, :, 0]
-        else:
-            raise ValueError(f"label image must be single-channel, got shape {img.shape}: {path}")
-    if not np.issubdtype(img.dtype, np.integer):
-        raise ValueError(f"label image must be integer-valued, got {img.dtype}: {path}")
-    return img.astype(np.int32)
 
 
 # ------------------------------------------------------------------------------ folders
@@ -270,9 +203,13 @@ class PairFolder(Sequence):
 
     # -- loading (cached)
     def image(self, image_id: str) -> np.ndarray:
-        """The (H, W, 3) uint8 RGB image (cached; do not modify)."""
+        """The (H, W, 3) uint8 RGB image (cached; do not modify).
+
+        Scaled to 8 bits by :func:`~napari_segrefiner.imaging.as_rgb_uint8`, the function
+        inference uses, so a 16-bit micrograph is seen the same in training and use.
+        """
         p = self._image_paths[image_id]
-        return self._cache.get(("image", p), lambda: read_image(p))
+        return self._cache.get(("image", p), lambda: as_rgb_uint8(read_image(p), name=str(p)))
 
     def _labels(self, image_id: str) -> np.ndarray:
         p = self._label_paths[image_id]
@@ -282,7 +219,7 @@ class PairFolder(Sequence):
         """The union foreground of an image as bool (cached; do not modify)."""
         if image_id in self._mask_paths:
             p = self._mask_paths[image_id]
-            return self._cache.get(("mask", p), lambda: read_mask(p))
+            return self._cache.get(("mask", p), lambda: np.asarray(read_mask(p)) != 0)
         return self._labels(image_id) > 0
 
     def load(self, ref: ObjectRef | int) -> tuple[np.ndarray, np.ndarray]:
