@@ -260,4 +260,5 @@ def write_mask(path: str | os.PathLike, mask: np.ndarray) -> Path:
     import tifffile
 
     data = (arr != 0).astype(np.uint8) * 255 if _is_binary(arr) else arr
-    return atomic_write(target, lambda tmp: tifffile.imwrite(tmp, data, compression="zlib"))
+    # minisblack: a (3, H, W) labels stack is three label planes, never an RGB picture
+    return atomic_write(target, lambda tmp: tifffile.imwrite(tmp, data, compression="zlib", photometric="minisblack"))

@@ -1,11 +1,14 @@
-"""Tests for napari_segrefiner.evaluation.benchmark on tiny synthetic folders (no real data)."""
+"""Tests for napari_segrefiner.evaluation.benchmark (and its scoring loop) on tiny synthetic folders.
+
+No real data. The coarse kinds, seeds and regions have their own tests (test_coarse.py), as
+have the tables and result files (test_report.py).
+"""
 
 from __future__ import annotations
 
 import argparse
 import copy
 import json
-import math
 
 import cv2
 import numpy as np
@@ -14,6 +17,7 @@ import torch
 
 from napari_segrefiner import LiteConfig, build_network
 from napari_segrefiner.evaluation import benchmark as bm
+from napari_segrefiner.evaluation import coarse
 from napari_segrefiner.training.data import PairFolder
 from napari_segrefiner.training.synthesis import dilate_erode, lowres_mask, modify_boundary
 
@@ -118,7 +122,7 @@ def test_counts_and_selection(results, folders):
     for s in (disks, cells):
         assert s["indices"] == sorted(s["indices"]) and len(set(s["indices"])) == 2
         for kind in KINDS:
-            expected = set(METHODS) if kind in bm.DEFAULT_PEERS_KINDS else {"identity", "segrefiner"}
+            expected = set(METHODS) if kind in coarse.DEFAULT_PEERS_KINDS else {"identity", "segrefiner"}
             assert set(s["kinds"][kind]["methods"]) == expected
             assert all(f["n"] == 2 and f["failures"] == 0 for f in s["kinds"][kind]["methods"].values())
 
@@ -136,7 +140,7 @@ def test_identity_matches_coarse_iou_computed_here(results, folders):
                     y0, y1, x0, x1 = ref.bbox
                     pad = max(32, max(y1 - y0, x1 - x0))
                     fine = fine[max(0, y0 - pad) : y1 + pad, max(0, x0 - pad) : x1 + pad]
-                rng = np.random.default_rng(bm.coarse_seed(root.name, j, kind, 0))
+                rng = np.random.default_rng(coarse.coarse_seed(root.name, j, kind, 0))
                 ious.append(_iou(_coarse_independently(kind, fine, rng), fine))
             figures = s["kinds"][kind]["methods"]["identity"]
             assert figures["iou"] == pytest.approx(np.mean(ious), abs=1e-12)
@@ -175,32 +179,9 @@ def test_deterministic(results, folders, model):
 
 def test_peers_improve_on_disks(results, folders):
     disks = results["sets"][folders[0].name]
-    for kind in bm.DEFAULT_PEERS_KINDS:
+    for kind in coarse.DEFAULT_PEERS_KINDS:
         for peer in ("grabcut", "random_walker"):
             assert disks["kinds"][kind]["methods"][peer]["gain"] > 0.0, (kind, peer)
-
-
-def test_empty_coarse_is_replaced():
-    gt = np.zeros((40, 40), bool)
-    gt[18:22, 18:22] = True  # a 4 px square vanishes under a 3 px erosion
-    coarse, replaced = bm.make_kind("erode-3", gt, np.random.default_rng(0))
-    assert replaced
-    np.testing.assert_array_equal(coarse, dilate_erode(gt, k=1))
-
-
-def test_lowres_rel_keeps_eight_pixels():
-    gt = _disk((200, 200), 100, 100, 60)
-    coarse, replaced = bm.make_kind("lowres-rel", gt, np.random.default_rng(0))
-    assert not replaced
-    np.testing.assert_array_equal(coarse, lowres_mask(gt, factor=8.0))
-    small = _disk((60, 60), 30, 30, 10)  # box 21 px: factor 21/8, low-res side 8 px
-    np.testing.assert_array_equal(bm.make_kind("lowres-rel", small, None)[0], lowres_mask(small, factor=21 / 8))
-
-
-def test_evaluation_region():
-    assert bm.evaluation_region((100, 110, 200, 240), (500, 500)) == (60, 150, 160, 280)
-    assert bm.evaluation_region((0, 100, 0, 10), (150, 150)) == (0, 150, 0, 110)
-    assert math.isclose(bm.REL_PAD, 1.0) and bm.MIN_PAD == 32
 
 
 def _cli(argv):
@@ -264,3 +245,24 @@ def test_missing_folder_and_missing_split(tmp_path, folders, capsys):
             bm.run_benchmark([folders[0]], methods=["identity"], progress=False)
     finally:
         (tmp_path / "val.txt").rename(folders[0] / "val.txt")
+
+
+def test_failures_are_counted_and_per_item_records(folders, monkeypatch):
+    from napari_segrefiner.evaluation import peers
+
+    def broken(image, mask, seed=None):
+        raise RuntimeError("peer crashed")
+
+    monkeypatch.setattr(peers, "available_peers", lambda: {"grabcut": broken})
+    res = bm.run_benchmark([folders[0]], kinds=["lowres-28"], methods=["identity", "grabcut"], max_items=2,
+                           device="cpu", progress=False, per_item=True)
+    k = res["sets"][folders[0].name]["kinds"]["lowres-28"]
+    fig = k["methods"]["grabcut"]
+    assert fig["failures"] == 2 and len(fig["failure_examples"]) == 2
+    assert "RuntimeError: peer crashed" in fig["failure_examples"][0]
+    assert fig["iou"] == k["methods"]["identity"]["iou"] and fig["gain"] == 0.0  # a failure scores the coarse mask
+    assert len(res["items"]) == 2
+    for record in res["items"]:
+        assert record["set"] == folders[0].name and record["kind"] == "lowres-28"
+        assert set(record["methods"]) == {"identity", "grabcut"}
+        assert record["methods"]["grabcut"]["iou"] == record["coarse_iou"]
