@@ -1,7 +1,7 @@
 """Shared test fixtures; most of them serve the napari plugin tests.
 
-torch is imported before any Qt module (trap G8 of shared/reference/napari.md: cheap
-insurance against library-loading conflicts) and Qt defaults to the offscreen platform;
+torch is imported before any Qt module (loading torch's libraries after Qt's can
+conflict; importing it first is cheap insurance) and Qt defaults to the offscreen platform;
 pytest-xvfb provides the X display that napari's OpenGL canvas needs (without one no
 layer can be drawn). Screenshots need the xcb platform instead: that test runs its own
 process.

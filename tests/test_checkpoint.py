@@ -1,8 +1,8 @@
 """Tests for checkpoint reading/writing (napari_segrefiner.checkpoint, refiner.load_model).
 
 Released-layout files are written from an INDEPENDENT key table generated from the
-reference dossier (/work/shared/reference/segrefiner.md, sections 1.5, 2.2, 2.3), not from
-our module.
+released network's layer tables and checkpoint key layout (official SegRefiner
+DenoiseUNet, ``denoise_model.*`` keys), not from our module.
 
 About file size: the real LR file is 474.6 MB of float32. Writing that per test would be
 slow on a shared 2-core machine, so the official-layout file here holds all 455 keys with

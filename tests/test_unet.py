@@ -1,9 +1,9 @@
 """Tests for the official-layout UNet, its blocks and the Lite network.
 
 The expected state-dict layout is generated INDEPENDENTLY of our module, from the layer
-tables of the reference dossier (/work/shared/reference/segrefiner.md, sections 1.5 and
-2.3): the tables are transcribed below by hand and turned into key names and shapes with
-the key templates of section 2.3.
+tables of the released SegRefiner network (the official DenoiseUNet: per-level widths,
+ResBlocks and attention placement, and the released checkpoints' key names): the tables
+are transcribed below by hand and turned into key names and shapes with those templates.
 """
 
 from __future__ import annotations

@@ -1,0 +1,155 @@
+"""The instance, whole and HR pipelines (napari_segrefiner.pipelines), driven through the API.
+
+An oracle network must lead every pipeline back to the truth; the records each run yields
+are checked against the counts that count_steps promises.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from _refine_helpers import Oracle, blob_case, rect, rgb_from_truth
+
+from napari_segrefiner.api import choose_mode, iter_refine, refine
+from napari_segrefiner.config import LiteConfig, RefineConfig
+from napari_segrefiner.nets import build_network
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    return build_network(LiteConfig.tiny()).eval()
+
+
+# --------------------------------------------------------------------------- #
+# oracle refinement back to the truth
+# --------------------------------------------------------------------------- #
+def test_oracle_instance_mode_recovers_truth():
+    truth = rect((160, 160), 20, 60, 20, 60, 1) + rect((160, 160), 90, 140, 95, 145, 2)
+    coarse = rect((160, 160), 24, 64, 23, 58, 1)  # shifted and narrowed
+    coarse[87:137, 98:148] = 2  # shifted the other way
+    coarse[120:140, 95:100] = 2
+    img = rgb_from_truth(truth)
+    img_before, coarse_before = img.copy(), coarse.copy()
+    oracle = Oracle()
+    out = refine(img, coarse, model=oracle, mode="instance", seed=0, device="cpu")
+    assert np.array_equal(out, truth)
+    assert np.array_equal(img, img_before) and np.array_equal(coarse, coarse_before)
+    # both instances were batched together: 6 calls of 2 crops at 256 x 256, t = 5..0
+    assert [c[1] for c in oracle.calls] == [[t, t] for t in (5, 4, 3, 2, 1, 0)]
+    assert all(c[0] == (2, 4, 256, 256) for c in oracle.calls)
+
+
+def test_oracle_whole_mode_recovers_truth():
+    truth = rect((160, 120), 30, 100, 25, 90, 1).astype(bool)
+    coarse = rect((160, 120), 36, 104, 20, 84, 1).astype(bool)
+    img = rgb_from_truth(truth)
+    oracle = Oracle()
+    recs = list(iter_refine(img, coarse, model=oracle, mode="whole", seed=0, device="cpu"))
+    assert all(r.mode == "whole" and r.stage == "whole" for r in recs)
+    assert np.array_equal(recs[-1].mask, truth)
+    assert all(c[0] == (1, 4, 256, 256) for c in oracle.calls)  # the whole frame, resized
+
+
+def test_oracle_hr_mode_recovers_truth_with_local_patches():
+    # 512 x 512 frame, global pass on the NEAREST 256 x 256 downsample (factor 2, samples the
+    # even rows/cols). Truth rows [101, 300): the odd top edge is lost by the downsample,
+    # so the global result starts at row 102 (2 * 51). The oracle is unsure in a band around
+    # the top edge (rows 96-107, cols 200-299) -> F there is below 0.9 max F -> a native
+    # 256 x 256 patch is placed there (it covers rows 0-255 and the band's columns), and the
+    # single t = 0 local step fixes row 101. Everything else is exact already.
+    truth = rect((512, 512), 101, 300, 200, 300, 1, dtype=np.uint8)
+    unsure = rect((512, 512), 96, 108, 200, 300, 1, dtype=bool)
+    coarse = rect((512, 512), 107, 306, 194, 294, 1, dtype=np.uint8)
+    img = rgb_from_truth(truth, unsure)
+    img_before, coarse_before = img.copy(), coarse.copy()
+    oracle = Oracle()
+    recs = list(iter_refine(img, coarse, model=oracle, mode="hr", seed=0, device="cpu", previews=True))
+    assert [r.stage for r in recs] == ["global"] * 5 + ["local"]
+    assert [r.timestep for r in recs] == [5, 4, 3, 2, 1, 0]
+    assert all(r.mode == "hr" for r in recs)
+    glob = recs[4].mask
+    diff = glob != truth
+    assert diff.sum() == 100 and diff[101, 200:300].all()  # only the odd row was wrong
+    assert recs[-1].done and np.array_equal(recs[-1].mask, truth)
+    assert recs[-1].mask.dtype == np.uint8
+    # 5 global calls at 256 x 256, then one local batch of native 256 x 256 patches at t = 0
+    assert [c[1] for c in oracle.calls[:5]] == [[5], [4], [3], [2], [1]]
+    local_shape, local_t = oracle.calls[5]
+    assert local_shape[1:] == (4, 256, 256) and set(local_t) == {0} and len(oracle.calls) == 6
+    assert np.array_equal(img, img_before) and np.array_equal(coarse, coarse_before)
+
+
+def test_auto_mode_choice():
+    opts = RefineConfig.official()
+    two = rect((100, 100), 10, 30, 10, 30, 1) + rect((100, 100), 50, 90, 50, 90, 2)
+    assert choose_mode(two, [1, 2], opts) == "instance"
+    small = rect((600, 600), 100, 200, 100, 200, 1)
+    assert choose_mode(small, [1], opts) == "instance"
+    big = rect((600, 600), 20, 580, 30, 560, 1)  # padded box 600 > 512 on a 600 x 600 image
+    assert choose_mode(big, [1], opts) == "hr"
+    thin = rect((200, 1000), 20, 180, 30, 970, 1)  # long, but the image is < 256 px high
+    assert choose_mode(thin, [1], opts) == "instance"
+    # through the API: the records carry the chosen mode
+    oracle = Oracle()
+    recs = list(iter_refine(rgb_from_truth(two), two, model=oracle, seed=0, device="cpu"))
+    assert {r.mode for r in recs} == {"instance"}
+    recs = list(iter_refine(rgb_from_truth(big), big, model=Oracle(), seed=0, device="cpu", previews=False))
+    assert {r.mode for r in recs} == {"hr"}
+    assert recs[-1].done and (recs[-1].mask == big).mean() > 0.99
+
+
+# --------------------------------------------------------------------------- #
+# records of iter_refine
+# --------------------------------------------------------------------------- #
+def _check_records(recs):
+    total = recs[0].total
+    assert all(r.total == total for r in recs)
+    assert len(recs) == total
+    assert [r.index for r in recs] == list(range(total))
+    assert [r.done for r in recs] == [False] * (total - 1) + [True]
+    assert recs[-1].mask is not None
+
+
+@pytest.mark.parametrize("steps,total", [(None, 6), (3, 3), (1, 1)])
+def test_iter_refine_records_instance(tiny, steps, total):
+    img, mask = blob_case()
+    recs = list(iter_refine(img, mask, model=tiny, seed=0, device="cpu", size=64, steps=steps))
+    assert recs[0].total == total
+    _check_records(recs)
+    assert all(r.mask is not None and r.confidence is not None for r in recs)  # previews on
+    assert all(r.mask.shape == mask.shape and r.confidence.shape == mask.shape for r in recs)
+
+
+def test_iter_refine_records_hr():
+    truth = rect((512, 512), 101, 300, 200, 300, 1, dtype=bool)
+    recs = list(iter_refine(rgb_from_truth(truth), truth, model=Oracle(), mode="hr", seed=0, device="cpu"))
+    assert recs[0].total == 6
+    _check_records(recs)
+
+
+def test_previews_off_gives_none_on_intermediate_records(tiny):
+    img, mask = blob_case()
+    recs = list(iter_refine(img, mask, model=tiny, seed=0, device="cpu", size=64, previews=False))
+    _check_records(recs)
+    assert all(r.mask is None for r in recs[:-1])
+    assert recs[-1].mask is not None and recs[-1].mask.dtype == bool
+
+
+def test_hr_records_with_a_skipped_tiny_object():
+    # Two objects in HR mode; the second has <= hr_min_pixels (128) pixels and is skipped.
+    # The records must still be numbered 0..total-1 with total = the records yielded.
+    truth = rect((512, 512), 101, 300, 200, 300, 1) + rect((512, 512), 400, 405, 400, 405, 2)
+    recs = list(iter_refine(rgb_from_truth(truth), truth, model=Oracle(), mode="hr", seed=0, device="cpu"))
+    _check_records(recs)
+
+
+def test_records_when_every_object_is_too_small(tiny):
+    img, _ = blob_case()
+    mask = rect((96, 96), 10, 20, 10, 20, 1)  # 100 px < min_area 512: nothing to refine
+    recs = list(iter_refine(img, mask, model=tiny, seed=0, device="cpu", size=64))
+    assert np.array_equal(recs[-1].mask, mask)
+    _check_records(recs)
+
+
