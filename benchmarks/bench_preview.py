@@ -5,7 +5,7 @@ widget's main-thread slot must show them without freezing the viewer. This compa
 
 * ``before``: the obvious handler, ``preview.data = step.mask`` (a Labels layer of the
   input's dtype, int32 here) and ``confidence.data = 1 - step.confidence`` (float32 Image);
-* ``after``: what the widget does (``SegRefinerWidget._paint``): the preview layer is
+* ``after``: what the widget does (``RunPreview.paint`` in ``_napari/_widget_preview.py``): the preview layer is
   uint8/uint16 when the labels fit (napari then skips hashing every label on each refresh),
   only the bounding box of the changed pixels is copied into it in place, the
   uncertainty map arrives as uint8 (computed in the worker), and one refresh redraws it.
@@ -96,8 +96,9 @@ def main(argv=None) -> int:
     import napari
     from qtpy.QtWidgets import QApplication
 
-    from napari_segrefiner._napari import _widget
-    from napari_segrefiner._napari.worker import RefineJob, SegRefinerWidget, to_uncertainty
+    from napari_segrefiner._napari._widget import SegRefinerWidget
+    from napari_segrefiner._napari._widget_preview import FLUSH_MS
+    from napari_segrefiner._napari.worker import RefineJob, Update, to_uncertainty
 
     image, labels = synthetic_frame(args.size, args.objects)
     t0 = time.perf_counter()
@@ -130,23 +131,22 @@ def main(argv=None) -> int:
 
     # after: the widget's own paint path
     job = RefineJob(image=image, rgb=True, mask=labels, axes=(0, 1), positions=((),), model="tiny")
-    run = widget._new_run(job, source)
+    run = widget._preview.begin(job, source, uncertainty=True)  # (the running run from here on)
     by_id = {id(r): u for r, u in zip(records, uncertainties)}
 
     def after(record):
-        widget._paint(run, (), record.mask, by_id[id(record)])
+        widget._preview.paint(run, (), record.mask, by_id[id(record)])
 
     after_stats = measure(app, after, records, args.repeats)
     assert np.array_equal(run.preview.data, records[-1].mask)
 
-    # the slot that runs once per yield (caching + scheduling the coalesced repaint)
-    widget._run = run
+    # the slot that runs once per yield (caching + scheduling the coalesced repaint + status line)
     t0 = time.perf_counter()
-    for n, (record, unc) in enumerate(zip(records, uncertainties)):
-        widget._on_yielded(_widget.Update(0, 1, (), record, unc))
+    for record, unc in zip(records, uncertainties):
+        widget._on_yielded(Update(0, 1, (), record, unc))
     slot_ms = round(1000 * (time.perf_counter() - t0) / len(records), 3)
-    widget._flush_timer.stop()
-    widget._run = None
+    widget._preview.flush_timer.stop()
+    widget._preview.run = None
 
     result = {
         "frame": [args.size, args.size],
@@ -160,7 +160,7 @@ def main(argv=None) -> int:
             "uncertainty_dtype": str(run.uncertainty.data.dtype),
             **after_stats,
             "yield_slot_ms": slot_ms,
-            "repaints_at_most_every_ms": _widget.FLUSH_MS,
+            "repaints_at_most_every_ms": FLUSH_MS,
         },
         "speedup_handler": round(before_stats["handler_ms"] / max(after_stats["handler_ms"], 1e-6), 1),
         "gl": "Mesa software (Xvfb)" if platform.system() == "Linux" else "native",
@@ -171,7 +171,7 @@ def main(argv=None) -> int:
     print(f"{args.size}x{args.size} labels, {args.objects} objects, {len(records)} steps")
     print(f"before: handler {before_stats['handler_ms']} ms, with redraw {before_stats['handler_plus_draw_ms']} ms")
     print(f"after:  handler {after_stats['handler_ms']} ms, with redraw {after_stats['handler_plus_draw_ms']} ms")
-    print(f"per-yield slot: {slot_ms} ms; repaints coalesced to at most one per {_widget.FLUSH_MS} ms")
+    print(f"per-yield slot: {slot_ms} ms; repaints coalesced to at most one per {FLUSH_MS} ms")
     print(f"wrote {args.out}")
     viewer.close()
     return 0

@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="segrefiner-lite", help="registry name or checkpoint file")
     parser.add_argument("--out", default=str(HERE / "screenshot.png"))
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--steps", type=int, default=6, help="diffusion steps (6 = all)")
+    parser.add_argument("--steps", type=int, default=0, help="diffusion steps (default 0: all of the model's)")
     parser.add_argument("--size", default="1600x860", help="window size WxH")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the run")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")

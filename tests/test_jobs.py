@@ -11,7 +11,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from napari_segrefiner._napari.worker import RefineJob, RefinementError, Update, all_positions, assemble, iter_job
+from napari_segrefiner._napari.worker import (
+    RefineJob,
+    RefinementError,
+    StepCounter,
+    Update,
+    all_positions,
+    assemble,
+    iter_job,
+    sync_bar,
+)
 
 FORBIDDEN = ["napari", "magicgui", "qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6"]
 
@@ -84,3 +93,28 @@ def test_iter_job_reports_planes_without_the_chosen_labels(stack_job):
     job = replace(job, labels=(99,))
     with pytest.raises(RefinementError, match="nothing to refine: the chosen labels do not occur"):
         list(iter_job(job, models))
+
+
+def test_step_counter_counts_steps_over_planes_for_a_progress_bar(stack_job):
+    job, models = stack_job
+    job = replace(job, mask=job.mask * (np.arange(3) != 1)[:, None, None])  # the middle plane: nothing to refine
+    updates = list(iter_job(job, models))
+    assert {u.plane for u in updates} == {0, 2}
+    counter, counts = StepCounter(), []
+    for u in updates:
+        counts.append(counter.advance(u))
+    first = updates[0].step
+    assert counts[0] == (1, 3 * first.total)  # 3 planes of the first plane's step count, until known better
+    assert [n for n, _ in counts] == list(range(1, len(updates) + 1))  # n: steps done so far
+    assert counts[-1] == (len(updates), len(updates))  # the skipped plane dropped out of the total
+
+    class Bar:  # what sync_bar uses of a napari progress bar
+        n, total = 0, 0
+
+        def update(self, k):
+            self.n += k
+
+    bar = Bar()
+    for n, total in counts:
+        sync_bar(bar, n, total)
+        assert (bar.n, bar.total) == (n, total)

@@ -90,8 +90,18 @@ def test_menu_entry_registered_and_executes(make_napari_viewer, qtbot, monkeypat
     # napari's own accessor: under make_napari_viewer the app-model instance is a test double
     from napari._app_model import get_app_model
 
-    from napari_segrefiner._napari import worker as _jobs
+    from napari.utils import progress
 
+    from napari_segrefiner._napari import _napari_menu, worker as _jobs
+
+    bars = []
+
+    class RecordedProgress(_napari_menu.StepProgress):
+        def __init__(self, desc):
+            super().__init__(desc)
+            bars.append(self.bar)
+
+    monkeypatch.setattr(_napari_menu, "StepProgress", RecordedProgress)
     viewer = make_napari_viewer()
     app = get_app_model()
     ids = [item.command.id for item in app.menus.get_menu(MENU) if hasattr(item, "command")]
@@ -108,6 +118,10 @@ def test_menu_entry_registered_and_executes(make_napari_viewer, qtbot, monkeypat
     result = viewer.layers["coarse refined"]
     assert result.data.shape == mask.shape and tuple(result.scale) == (2, 2)
     np.testing.assert_array_equal(labels.data, mask)  # the input is untouched
+    # its own progress bar: the total taken from the records, closed when the worker finished
+    [bar] = bars
+    qtbot.waitUntil(lambda: bar not in progress._all_instances, timeout=30_000)
+    assert bar.n == bar.total > 0
 
 
 @pytest.mark.slow

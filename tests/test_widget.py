@@ -22,6 +22,7 @@ import torch
 pytest.importorskip("napari")
 pytestmark = pytest.mark.gui
 
+from napari.utils import progress  # noqa: E402
 from napari.utils.notifications import notification_manager  # noqa: E402
 
 from napari_segrefiner._napari import _widget, worker as _jobs  # noqa: E402
@@ -102,8 +103,15 @@ def test_run_previews_steps_then_adds_result_and_scrubs(qtbot, monkeypatch, setu
     # the step the worker yielded reaches the preview layer while the run is paused
     qtbot.waitUntil(lambda: np.array_equal(preview.data, gate.records[0].mask), timeout=5_000)
     assert not np.array_equal(preview.data, original)
+    # the status names the mode once when the stage is the mode; the bar's total comes from the record
+    first = gate.records[0]
+    assert first.stage == first.mode
+    assert widget._status.value == f"step 1/{first.total} (t={first.timestep}, {first.mode})"
+    bar = widget._bar.bar
+    assert (bar.n, bar.total) == (1, first.total) and bar in progress._all_instances
     gate.release.set()
     qtbot.waitUntil(lambda: not widget.busy, timeout=RUN_TIMEOUT)
+    assert widget._bar is None and bar not in progress._all_instances  # closed in the finished slot
 
     result = viewer.layers["mask refined"]
     final = gate.records[-1]
@@ -142,6 +150,19 @@ def test_run_previews_steps_then_adds_result_and_scrubs(qtbot, monkeypatch, setu
     assert loads == [] and len(widget._models) == 1
     [(source, device, _)] = widget._models
     assert device == "cpu" and source.endswith("tiny.pt")
+
+
+def test_status_line_names_the_mode_once():
+    from napari_segrefiner.api import RefineStep
+    from napari_segrefiner._napari._widget_preview import step_status
+
+    def status(stage, mode, plane=0, planes=1):
+        step = RefineStep(1, 9, 4, stage, mode, None, None, False)
+        return step_status(_jobs.Update(plane, planes, (plane,), step))
+
+    assert status("instance", "instance") == "step 2/9 (t=4, instance)"
+    assert status("global", "hr") == "step 2/9 (t=4, global, hr)"
+    assert status("whole", "whole", plane=1, planes=3) == "slice 2/3 · step 2/9 (t=4, whole)"
 
 
 def test_cancel_mid_run_leaves_layers_as_they_were(qtbot, monkeypatch, setup):
@@ -284,7 +305,7 @@ def test_model_choices_missing_model_and_download(qtbot, monkeypatch, setup, tmp
 
     monkeypatch.setattr(registry, "resolve", resolve)
     widget.set_model("segrefiner-lite")
-    assert "missing" in widget._model_status.value and not shown(widget._download_btn)
+    assert "missing" in widget._choice.status.value and not shown(widget._choice.download_btn)
     n_records = len(notification_manager.records)
     run_to_end(qtbot, widget)
     messages = [str(n.message) for n in notification_manager.records[n_records:]]
@@ -305,16 +326,16 @@ def test_model_choices_missing_model_and_download(qtbot, monkeypatch, setup, tmp
 
     monkeypatch.setattr(registry, "fetch", fake_fetch)
     widget.set_model("segrefiner-hr")
-    widget._cache.value = tmp_path
-    assert shown(widget._cache) and shown(widget._download_btn)
-    assert "no published checksum" in widget._download_btn.text
+    widget._choice.cache.value = tmp_path
+    assert shown(widget._choice.cache) and shown(widget._choice.download_btn)
+    assert "no published checksum" in widget._choice.download_btn.text
     widget.set_model("segrefiner-lr")
-    assert widget._download_btn.text == "Download" and widget._model_status.value == "not downloaded yet"
+    assert widget._choice.download_btn.text == "Download" and widget._choice.status.value == "not downloaded yet"
     assert widget.download() is not None
-    qtbot.waitUntil(lambda: widget._download is None, timeout=RUN_TIMEOUT)
-    assert not shown(widget._download_btn) and widget._download_btn.enabled
+    qtbot.waitUntil(lambda: widget._choice.downloading is None, timeout=RUN_TIMEOUT)
+    assert not shown(widget._choice.download_btn) and widget._choice.download_btn.enabled
     assert calls == [("segrefiner-lr", str(tmp_path), False)]
-    assert widget._model_status.value == "downloaded"
+    assert widget._choice.status.value == "downloaded"
 
 
 def test_closing_the_widget_stops_the_worker(qtbot, monkeypatch, setup):
@@ -324,7 +345,7 @@ def test_closing_the_widget_stops_the_worker(qtbot, monkeypatch, setup):
     monkeypatch.setattr(_jobs, "iter_refine", gate)
     widget.start()
     qtbot.waitUntil(gate.first.is_set, timeout=RUN_TIMEOUT)
-    run = widget._run
+    run = widget._preview.run
     threading.Timer(0.2, gate.release.set).start()  # the worker resumes while we wait for it
     viewer.window.remove_dock_widget(widget.native)  # what the dock's close button does
     assert run.done_event.is_set()  # quit + wait happened during removal
@@ -338,7 +359,7 @@ def test_closing_the_viewer_stops_the_worker(qtbot, monkeypatch, setup):
     monkeypatch.setattr(_jobs, "iter_refine", gate)
     widget.start()
     qtbot.waitUntil(gate.first.is_set, timeout=RUN_TIMEOUT)
-    run = widget._run
+    run = widget._preview.run
     threading.Timer(0.2, gate.release.set).start()
     viewer.close()
     qtbot.waitUntil(run.done_event.is_set, timeout=RUN_TIMEOUT)

@@ -2,7 +2,7 @@
 
 Defaults: the shipped model, ``mode="auto"``, all steps, ``device="auto"``, seed 0, all
 labels; for a stack, the slice the viewer shows. The image is the topmost Image layer of
-the same shape. The run happens in a worker (progress in the activity dock); the result is
+the same shape. The run happens in a worker (a progress bar in the activity dock); the result is
 a new Labels layer "<name> refined" with the input's scale, translate and axis labels.
 """
 
@@ -14,19 +14,8 @@ from napari.qt.threading import create_worker
 from napari.utils.notifications import show_info, show_warning
 
 from .. import registry
-from ._widget import (
-    ROLE,
-    RefineJob,
-    assemble,
-    current_position,
-    iter_job,
-    layer_array,
-    mask_array,
-    notify_error,
-    plane_axes,
-    result_layer,
-    spatial_shape,
-)
+from ._napari_layers import ROLE, StepProgress, layer_job, notify_error, result_layer, spatial_shape
+from .worker import assemble, iter_job
 
 __all__ = ["find_image", "refine_selected_labels"]
 
@@ -49,27 +38,21 @@ def refine_selected_labels(labels: Labels | None = None, viewer: napari.Viewer |
     if image is None:
         show_warning(f"SegRefiner: no Image layer has the shape of {labels.name!r} {spatial_shape(labels)}")
         return None
-    shape = spatial_shape(labels)
-    axes = plane_axes(viewer, len(shape))
-    position = () if len(shape) == 2 else current_position(viewer, labels, axes)
-    job = RefineJob(
-        image=layer_array(image),
-        rgb=bool(image.rgb),
-        mask=mask_array(labels),
-        axes=axes,
-        positions=(position,),
-        model=registry.DEFAULT_MODEL,
-    )
-    if position:
-        show_info(f"SegRefiner: refining the displayed slice {position} only; the dock widget can do all slices")
+    job = layer_job(viewer, image, labels, model=registry.DEFAULT_MODEL)
+    if job.positions[0]:
+        where = job.positions[0]
+        show_info(f"SegRefiner: refining the displayed slice {where} only; the dock widget can do all slices")
 
     def add_result(finals: dict) -> None:
         viewer.add_layer(result_layer(labels, assemble(job, finals), f"{labels.name} refined"))
 
-    worker = create_worker(
-        iter_job, job, _progress={"total": 0, "desc": f"SegRefiner: {labels.name}"}, _ignore_errors=True
-    )
+    # a progress bar of our own: the number of steps is known once the worker has loaded the model
+    bar = StepProgress(f"SegRefiner: {labels.name}")
+    worker = create_worker(iter_job, job, _ignore_errors=True)
+    # lambdas, not bar's bound methods: Qt holds those weakly, and nothing else keeps bar alive
+    worker.yielded.connect(lambda update: bar.update(update))
     worker.returned.connect(add_result)
     worker.errored.connect(notify_error)
+    worker.finished.connect(lambda: bar.close())
     worker.start()
     return worker

@@ -4,10 +4,11 @@ A :class:`RefineJob` holds everything one refinement needs, gathered on the main
 :func:`iter_job` refines its 2-D planes with :func:`~napari_segrefiner.api.iter_refine`
 and yields an :class:`Update` per core step, and :func:`assemble` builds the full result.
 :class:`StepCache` keeps the yielded steps (for the widget's step slider) within a memory
-budget; :class:`DownloadTracker` counts a download's bytes in its worker.
+budget; :class:`StepCounter` turns the records into a progress count; :class:`DownloadTracker`
+counts a download's bytes in its worker.
 
-Used by ``_widget.py`` and ``_napari_menu.py``; ``tests/test_jobs.py`` checks that importing this
-module loads no napari, magicgui or Qt.
+Used by the napari modules (``_widget*.py``, ``_napari_layers.py``, ``_napari_menu.py``);
+``tests/test_jobs.py`` checks that importing this module loads no napari, magicgui or Qt.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ __all__ = [
     "RefineJob",
     "RefinementError",
     "StepCache",
+    "StepCounter",
     "Update",
     "all_positions",
     "assemble",
@@ -37,6 +39,7 @@ __all__ = [
     "iter_job",
     "mask_copy",
     "preview_dtype",
+    "sync_bar",
     "to_uncertainty",
 ]
 
@@ -235,6 +238,37 @@ class StepCache:
         return max((len(v) for v in self.steps.values()), default=0)
 
 
+@dataclass
+class StepCounter:
+    """Steps done and expected of a run, counted from the :class:`Update`s it yields.
+
+    A plane's run yields ``step.total`` records (:func:`~napari_segrefiner.pipelines.count_steps`:
+    it depends on the model's schedule, the mode and, for "hr", the objects), known only once
+    the worker has loaded the model. Planes still to come are expected to take as many steps
+    as the current one; planes skipped (nothing to refine) drop out when the next one starts.
+    """
+
+    before: int = 0  # records of the planes finished before the current one
+    plane: int | None = None
+    n: int = 0
+
+    def advance(self, update: Update) -> tuple[int, int]:
+        """``(steps done, steps expected)`` once ``update`` has arrived."""
+        step = update.step
+        if update.plane != self.plane:
+            self.before, self.plane = self.n, update.plane
+        self.n = self.before + step.index + 1
+        return self.n, max(self.n, self.before + (update.planes - update.plane) * max(step.total, 1))
+
+
+def sync_bar(bar, n: int, total: int | None) -> None:
+    """Bring ``bar`` (a napari progress bar: main thread only) to ``n`` of ``total``."""
+    if total and bar.total != int(total):
+        bar.total = int(total)
+    if n != bar.n:
+        bar.update(n - bar.n)
+
+
 class DownloadTracker:
     """tqdm-like object handed to pooch in the download worker; the main thread mirrors it
     into a napari progress bar (napari's bars update Qt widgets and must not be driven off-thread)."""
@@ -254,7 +288,4 @@ class DownloadTracker:
 
     def sync(self, bar) -> None:
         """Bring ``bar`` (a napari progress bar, main thread only) up to date."""
-        if self.total and bar.total != int(self.total):
-            bar.total = int(self.total)
-        if self.n != bar.n:
-            bar.update(self.n - bar.n)
+        sync_bar(bar, self.n, self.total)
