@@ -28,7 +28,7 @@ from napari.utils.notifications import notification_manager  # noqa: E402
 from napari_segrefiner._napari import _widget, worker as _jobs  # noqa: E402
 from napari_segrefiner._napari._widget import SegRefinerWidget  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 REAL_CORE = _jobs.iter_refine
 RUN_TIMEOUT = 30_000
 

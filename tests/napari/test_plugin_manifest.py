@@ -13,7 +13,7 @@ npe2 = pytest.importorskip("npe2")
 pytest.importorskip("napari")
 
 PLUGIN = "napari-segrefiner"
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MENU = "napari/layers/segment"
 REFINE_CMD = "napari-segrefiner.refine_selected"
 
