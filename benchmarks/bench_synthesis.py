@@ -28,7 +28,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from napari_segrefiner.training.data import PairFolder  # noqa: E402
-from napari_segrefiner.training.synthesis import make_coarse, modify_boundary  # noqa: E402
+from napari_segrefiner.training.perturb import modify_boundary  # noqa: E402
+from napari_segrefiner.training.synthesis import make_coarse  # noqa: E402
 
 
 def object_crops(folder: PairFolder, n: int, pad: int = 20) -> list[np.ndarray]:

@@ -1,142 +1,21 @@
-"""Tests of napari_segrefiner.training.data (PairFolder, ObjectCrops, NativePatches).
+"""Tests of napari_segrefiner.training.data (the ObjectCrops and NativePatches recipes).
 
-Everything runs on tiny synthetic folders written to tmp_path.
+Everything runs on tiny synthetic folders written to tmp_path (``_folder_helpers``); the
+folder layer itself is tested in ``test_folders.py``.
 """
-
-import pickle
 
 import cv2
 import numpy as np
 import pytest
 import torch
+from _folder_helpers import RECTS, H, W, binary_folder, label_folder  # noqa: F401  (fixtures)
 from torch.utils.data import DataLoader
 
-from napari_segrefiner.imaging import as_rgb_uint8
 from napari_segrefiner.training.data import (
     NativePatches,
     ObjectCrops,
     PairFolder,
 )
-
-H, W = 90, 120
-# (y0, y1, x0, x1) of the foreground rectangle of each image of the binary folder.
-RECTS = {"a": (20, 50, 30, 70), "b": (5, 25, 10, 40), "c": (40, 80, 60, 110), "d": (0, 30, 0, 25)}
-
-
-def _write(path, array):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    assert cv2.imwrite(str(path), array)
-
-
-def _image(seed):
-    g = np.random.default_rng(seed)
-    return g.integers(0, 256, (H, W, 3), dtype=np.uint8)
-
-
-@pytest.fixture
-def binary_folder(tmp_path):
-    root = tmp_path / "binary"
-    for k, (y0, y1, x0, x1) in enumerate(RECTS.values()):
-        name = list(RECTS)[k]
-        _write(root / "images" / f"{name}.png", _image(k))
-        m = np.zeros((H, W), np.uint8)
-        m[y0:y1, x0:x1] = 255
-        _write(root / "masks" / f"{name}.png", m)
-    (root / "train.txt").write_text("a\nb\nc\n")
-    (root / "val.txt").write_text("d\n")
-    return root
-
-
-# Label image: instance 1 = a 40 x 40 square with a 10 x 10 hole that is instance 2,
-# instance 3 = a 20 x 30 rectangle, instance 4 = 6 x 6 = 36 px (< 64: not an item).
-def _labels():
-    lab = np.zeros((H, W), np.uint16)
-    lab[20:60, 20:60] = 1
-    lab[35:45, 35:45] = 2
-    lab[10:30, 80:110] = 3
-    lab[70:76, 90:96] = 4
-    return lab
-
-
-@pytest.fixture
-def label_folder(tmp_path):
-    root = tmp_path / "labels"
-    lab = _labels()
-    for name, seed in (("x", 10), ("y", 11)):
-        _write(root / "images" / f"{name}.png", _image(seed)[:, :, 0])  # gray
-        _write(root / "labels" / f"{name}.png", lab)
-        _write(root / "masks" / f"{name}.png", (lab > 0).astype(np.uint8) * 255)
-    (root / "train.txt").write_text("x\n")
-    (root / "val.txt").write_text("y\n")
-    return root
-
-
-# ------------------------------------------------------------------------------ readers
-
-
-def test_sixteen_bit_images_are_scaled_as_at_inference(tmp_path):
-    """Training sees a 16-bit micrograph exactly as refine() does (one normalisation)."""
-    root = tmp_path / "deep"
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir()
-    rng = np.random.default_rng(3)
-    deep = (rng.gamma(2.0, 300.0, (40, 50)) + 1000).astype(np.uint16)  # low contrast, 16 bit
-    mask = np.zeros((40, 50), np.uint8)
-    mask[10:30, 10:30] = 255
-    _write(root / "images" / "a.png", deep)
-    _write(root / "masks" / "a.png", mask)
-    seen = PairFolder(root, split=None).image("a")
-    expected = as_rgb_uint8(deep)
-    np.testing.assert_array_equal(seen, expected)
-    assert seen.dtype == np.uint8 and seen.max() == 255 and seen.min() == 0  # stretched, not divided by the max
-
-
-# ------------------------------------------------------------------------------ folders
-
-
-def test_pair_folder_binary(binary_folder):
-    train = PairFolder(binary_folder)
-    assert len(train) == 3 and train.images == ["a", "b", "c"] and not train.has_labels
-    image, fine = train.load(0)
-    assert image.shape == (H, W, 3) and image.dtype == np.uint8
-    assert fine.dtype == bool and fine.sum() == 30 * 40
-    val = PairFolder(binary_folder, split="val")
-    assert val.images == ["d"]
-    every = PairFolder(binary_folder, split=None)
-    assert every.images == ["a", "b", "c", "d"]
-    with pytest.raises(FileNotFoundError, match="split='test'"):
-        PairFolder(binary_folder, split="test")
-
-
-def test_pair_folder_plain_without_split_files(binary_folder):
-    (binary_folder / "train.txt").unlink()
-    (binary_folder / "val.txt").unlink()
-    (binary_folder / "masks" / "d.png").unlink()  # an image without mask is not a pair
-    f = PairFolder(binary_folder, split="val")  # split ignored
-    assert f.images == ["a", "b", "c"] and f.split is None
-
-
-def test_pair_folder_instances(label_folder):
-    f = PairFolder(label_folder)
-    assert f.has_labels and f.images == ["x"]
-    assert [(r.label, r.area, r.bbox) for r in f] == [
-        (1, 1600 - 100, (20, 60, 20, 60)),
-        (2, 100, (35, 45, 35, 45)),
-        (3, 600, (10, 30, 80, 110)),
-    ]
-    _, fine = f.load(0)
-    assert fine.sum() == 1500 and not fine[40, 40]  # instance 1 only: its hole is instance 2
-    assert f.mask("x").sum() == 1600 + 600 + 36  # union
-    binary = PairFolder(label_folder, use_labels=False)
-    assert len(binary) == 1 and binary[0].label is None
-
-
-def test_pair_folder_pickles_without_cache(label_folder):
-    f = PairFolder(label_folder)
-    f.load(0)
-    g = pickle.loads(pickle.dumps(f))
-    assert len(g._cache._d) == 0 and len(f._cache._d) > 0
-    assert np.array_equal(g.load(0)[1], f.load(0)[1])
 
 
 # ----------------------------------------------------------------------------- datasets
@@ -248,3 +127,15 @@ def test_native_patches(binary_folder, label_folder):
     small = NativePatches(binary_folder, size=128)
     _check_item(small[0], 128)
     assert 0 < small[0]["fine"].mean() < 1
+
+
+def test_shared_options_and_their_defaults(binary_folder):
+    for cls in (ObjectCrops, NativePatches):
+        ds = cls(binary_folder)
+        assert (ds.size, ds.rng_seed, ds.coarse_kind, ds.hflip) == (256, 0, "mixed", True)
+        assert ds.color_jitter == (0.9, 1.1) and ds.epoch_length is None and ds.coarse_options == {}
+        with pytest.raises(TypeError):
+            cls(binary_folder, bogus=1)
+        with pytest.raises(ValueError, match="size"):
+            cls(binary_folder, size=4)
+    assert NativePatches(binary_folder, size=32, max_tries=3).max_tries == 3

@@ -1,142 +1,33 @@
-"""Tests of napari_segrefiner.training.synthesis (coarse-mask synthesis)."""
+"""Tests of napari_segrefiner.training.synthesis (simple coarse kinds and make_coarse).
 
-import cv2
+The CascadePSP-style boundary degradation has its own tests in ``test_perturb.py``.
+"""
+
 import numpy as np
 import pytest
+from _mask_helpers import assert_input_not_mutated, blob, disk, iou, rng, square
 
 from napari_segrefiner.training import synthesis as syn
 from napari_segrefiner.training.synthesis import (
+    CAMPAIGN_PROBABILITIES,
+    COARSE_KINDS,
     MIXED_PROBABILITIES,
     dilate_erode,
-    fill_holes,
+    lowres_jitter,
     lowres_mask,
     make_coarse,
-    modify_boundary,
-    modify_boundary_filled,
-    perturb_seg,
+    mask_bbox,
+    near_perfect,
+    shift_mask,
 )
 
-KINDS = ("cascadepsp", "filled", "lowres", "dilate", "erode", "mixed")
+KINDS = COARSE_KINDS  # every kind, including the near-perfect / jitter / campaign ones
 
 
-def rng(seed=0):
-    return np.random.default_rng(seed)
-
-
-def iou(a, b):
-    u = np.count_nonzero(a | b)
-    return np.count_nonzero(a & b) / u if u else 1.0
-
-
-def blob(h=160, w=200):
-    m = np.zeros((h, w), np.uint8)
-    cv2.ellipse(m, (w // 2, h // 2), (w // 3, h // 4), 25, 0, 360, 1, -1)
-    cv2.circle(m, (w // 2 + w // 4, h // 2 - h // 5), h // 8, 1, -1)
-    return m.astype(bool)
-
-
-def disk(h, w, cy, cx, r):
-    yy, xx = np.mgrid[:h, :w]
-    return (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
-
-
-def square(n=40, y=15, x=15, side=10):
-    m = np.zeros((n, n), bool)
-    m[y : y + side, x : x + side] = True
-    return m
-
-
-# ------------------------------------------------------------------ perturb_seg exactness
-
-
-def naive_perturb(mask, gen, iou_target, max_rounds=250):
-    """Whole-image perturb_seg with the module's documented draw order (4 x 9 uniforms a round)."""
-    seg = mask.astype(np.uint8)
-    ref = seg.copy()
-    h, w = seg.shape
-    for _ in range(max_rounds):
-        for a in gen.random((4, 9)):
-            lx, ly = int(a[0] * w), int(a[1] * h)
-            rx, ry = lx + 1 + int(a[2] * (w - lx)), ly + 1 + int(a[3] * (h - ly))
-            if a[4] < 0.25:
-                seg[(ly + ry) // 2, (lx + rx) // 2] = 1 if a[5] >= 0.5 else 0
-            kernel = syn._KERNELS[int(a[7] * 7) * 4 + int(a[8] * 4)]
-            op = cv2.dilate if a[6] < 0.5 else cv2.erode
-            seg[ly:ry, lx:rx] = op(seg[ly:ry, lx:rx].copy(), kernel)
-        i = np.count_nonzero(seg & ref)
-        u = np.count_nonzero(seg | ref)
-        if (i + 1e-6) / (u + 1e-6) < iou_target:
-            break
-    return seg.astype(bool)
-
-
-@pytest.mark.parametrize("case", range(12))
-def test_perturb_seg_equals_whole_image_algorithm(case):
-    # The region-restricted implementation must reproduce the whole-image one exactly,
-    # including blobs grown from far-away seed pixels (low targets run many rounds).
-    g = rng(100 + case)
-    h, w = (int(v) for v in g.integers(20, 140, 2))
-    m = np.zeros((h, w), np.uint8)
-    for _ in range(int(g.integers(1, 4))):
-        cv2.circle(m, (int(g.integers(w)), int(g.integers(h))), int(g.integers(2, 25)), 1, -1)
-    target = [0.8, 0.5, 0.02][case % 3]
-    rounds = int(g.integers(5, 60))
-    fast = perturb_seg(m, rng=rng(case), iou_target=target, max_rounds=rounds)
-    slow = naive_perturb(m, rng(case), target, rounds)
-    assert np.array_equal(fast, slow)
-
-
-def test_perturb_seg_reaches_target_and_reference():
-    m = blob()
-    out = perturb_seg(m, rng=rng(1), iou_target=0.7)
-    assert iou(out, m) < 0.7
-    ref = np.zeros_like(m)
-    ref[:10, :10] = True  # disjoint reference: IoU 0 after the first round
-    out = perturb_seg(m, rng=rng(1), iou_target=0.5, reference=ref)
-    assert out.dtype == bool and out.shape == m.shape
-
-
-# ------------------------------------------------------------------------ modify_boundary
-
-
-def test_modify_boundary_deterministic_and_seed_dependent():
-    m = blob()
-    a = modify_boundary(m, rng=rng(7))
-    b = modify_boundary(m, rng=rng(7))
-    c = modify_boundary(m, rng=rng(8))
-    assert a.dtype == bool and a.shape == m.shape
-    assert np.array_equal(a, b)
-    assert not np.array_equal(a, c)
-
-
-def test_modify_boundary_reaches_iou_target():
-    m = blob()
-    ious = [iou(modify_boundary(m, rng=rng(s)), m) for s in range(12)]
-    # The target applies to the polygon mask, so the IoU to the GT scatters around it.
-    assert all(0.3 < v < 0.9 for v in ious), ious
-    assert np.mean(ious) < 0.82
-    assert np.mean(ious) > 0.55
-    lower = [iou(modify_boundary(m, rng=rng(s), iou_target=0.5), m) for s in range(6)]
-    assert np.mean(lower) < 0.55
-
-
-def test_modify_boundary_same_for_uint8_0_255_and_bool():
-    m = blob()
-    a = modify_boundary(m, rng=rng(3))
-    b = modify_boundary(m.astype(np.uint8) * 255, rng=rng(3))
-    c = modify_boundary(m.astype(np.float32), rng=rng(3))
-    assert np.array_equal(a, b) and np.array_equal(a, c)
-
-
-def test_fill_holes_and_filled_variant():
-    ring = disk(100, 100, 50, 50, 40) & ~disk(100, 100, 50, 50, 22)
-    filled = fill_holes(ring)
-    assert np.array_equal(filled, disk(100, 100, 50, 50, 40) | ring)
-    hole = disk(100, 100, 50, 50, 15)
-    plain_cover = np.mean([modify_boundary(ring, rng=rng(s))[hole].mean() for s in range(6)])
-    filled_cover = np.mean([modify_boundary_filled(ring, rng=rng(s))[hole].mean() for s in range(6)])
-    assert plain_cover < 0.3  # the polygonised hole contour keeps a hole
-    assert filled_cover > 0.7
+def bbox_of(m):
+    """Independent of mask_bbox: the extreme indices of the non-zero pixels."""
+    ys, xs = np.nonzero(m)
+    return ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
 
 
 # ------------------------------------------------------------------ lowres / dilate_erode
@@ -175,6 +66,139 @@ def test_make_coarse_dilate_erode_kinds():
     assert grown.sum() > 100 and (grown & sq).sum() == 100
 
 
+def test_mask_bbox():
+    m = np.zeros((7, 9), np.uint8)
+    m[2, 3] = m[5, 1] = m[4, 7] = 255
+    assert mask_bbox(m) == (2, 6, 1, 8)
+    assert mask_bbox(np.zeros((3, 3), bool)) is None
+
+
+# ------------------------------------------------------------------------------ shift_mask
+
+# 4 x 5 mask with foreground at (0,0), (1,1), (1,2), (2,4), (3,3).
+SHIFT_SRC = np.array(
+    [
+        [1, 0, 0, 0, 0],
+        [0, 1, 1, 0, 0],
+        [0, 0, 0, 0, 1],
+        [0, 0, 0, 1, 0],
+    ],
+    bool,
+)
+
+
+def _only(*pixels):
+    out = np.zeros((4, 5), bool)
+    for y, x in pixels:
+        out[y, x] = True
+    return out
+
+
+@pytest.mark.parametrize(
+    "dy, dx, expected",
+    [
+        (0, 0, SHIFT_SRC),
+        # (0,0)->(1,2), (1,1)->(2,3), (1,2)->(2,4); (2,4)->(3,6) and (3,3)->(4,5) leave.
+        (1, 2, _only((1, 2), (2, 3), (2, 4))),
+        # (0,0) leaves; (1,1)->(0,0), (1,2)->(0,1), (2,4)->(1,3), (3,3)->(2,2).
+        (-1, -1, _only((0, 0), (0, 1), (1, 3), (2, 2))),
+        (0, 4, _only((0, 4))),  # only (0,0) stays in the frame
+        (-3, 0, _only((0, 3))),  # only (3,3) stays in the frame
+        (4, 0, _only()),  # a whole height: everything leaves
+        (0, -5, _only()),  # a whole width
+        (-2, 7, _only()),
+    ],
+)
+def test_shift_mask_exact(dy, dx, expected):
+    for src in (SHIFT_SRC, SHIFT_SRC.astype(np.uint8) * 255):
+        before = src.copy()
+        out = shift_mask(src, dy=dy, dx=dx)
+        assert out.dtype == bool and out.shape == (4, 5)
+        assert np.array_equal(out, expected)
+        assert np.array_equal(src, before) and not np.shares_memory(out, src)
+
+
+def test_shift_mask_matches_pixel_loop():
+    g = rng(4)
+    for _ in range(30):
+        h, w = (int(v) for v in g.integers(1, 12, 2))
+        m = g.random((h, w)) < 0.4
+        dy, dx = (int(v) for v in g.integers(-13, 14, 2))
+        expected = np.zeros((h, w), bool)
+        for y in range(h):
+            for x in range(w):
+                if m[y, x] and 0 <= y + dy < h and 0 <= x + dx < w:
+                    expected[y + dy, x + dx] = True
+        assert np.array_equal(shift_mask(m, dy=dy, dx=dx), expected), (h, w, dy, dx)
+
+
+# ---------------------------------------------------------------------------- near_perfect
+
+
+def test_near_perfect_stays_close_to_the_input():
+    d = disk(80, 80, 40, 40, 25)
+    before = d.copy()
+    outs = []
+    for s in range(60):
+        out = near_perfect(d, rng=rng(s))
+        assert out.dtype == bool and out.shape == d.shape and not np.shares_memory(out, d)
+        assert iou(out, d) >= 0.8, s
+        assert np.array_equal(out, near_perfect(d, rng=rng(s)))  # deterministic per seed
+        outs.append(out.tobytes())
+    assert np.array_equal(d, before)  # never mutated
+    assert len(set(outs)) >= 5  # shifts, low-res masks and +-1 px borders all occur
+    assert d.tobytes() in outs  # a zero shift returns the mask itself (as a copy)
+
+
+def test_near_perfect_edge_cases():
+    empty = np.zeros((20, 30), bool)
+    full = np.ones((20, 30), bool)
+    for s in range(40):  # 40 seeds reach every branch, shifts included
+        assert not near_perfect(empty, rng=rng(s)).any()
+        out = near_perfect(full, rng=rng(s))
+        assert out.all() and out is not full
+
+
+# --------------------------------------------------------------------------- lowres_jitter
+
+
+def test_lowres_jitter_blocky_within_box_and_shift():
+    d = disk(100, 100, 50, 50, 25)
+    y0, y1, x0, x1 = bbox_of(d)  # 25..76 on both axes
+    before = d.copy()
+    for s in range(30):
+        out = lowres_jitter(d, rng=rng(s))
+        assert out.dtype == bool and out.shape == d.shape
+        assert not np.array_equal(out, d)  # degraded: never the input itself
+        assert np.array_equal(out, lowres_jitter(d, rng=rng(s)))
+        ys, xs = np.nonzero(out)
+        # the box, grown by the largest shift (4 px)
+        assert ys.min() >= y0 - 4 and ys.max() < y1 + 4 and xs.min() >= x0 - 4 and xs.max() < x1 + 4
+        assert 0.5 < iou(out, d) < 1.0
+    assert np.array_equal(d, before)
+
+
+def test_lowres_jitter_without_shift_stays_in_box_and_is_coarse():
+    d = disk(100, 100, 50, 50, 25)
+    y0, y1, x0, x1 = bbox_of(d)
+    for s in range(10):
+        out = lowres_jitter(d, rng=rng(s), size=(4, 4), shift=(0, 0))
+        inside = np.zeros_like(d)
+        inside[y0:y1, x0:x1] = True
+        assert not (out & ~inside).any()
+        assert not np.array_equal(out, d)
+        # A 4-px rendering of a 51-px disk loses most of the circle's detail.
+        assert iou(out, d) < 0.97
+
+
+def test_lowres_jitter_edge_cases():
+    empty = np.zeros((20, 30), bool)
+    full = np.ones((20, 30), bool)
+    assert not lowres_jitter(empty, rng=rng()).any()
+    out = lowres_jitter(full, rng=rng())
+    assert out.all() and out is not full
+
+
 # --------------------------------------------------------------------------- make_coarse
 
 
@@ -182,6 +206,80 @@ def test_mixed_probabilities():
     assert set(MIXED_PROBABILITIES) == {"cascadepsp", "filled", "lowres", "dilate", "erode"}
     assert abs(sum(MIXED_PROBABILITIES.values()) - 1.0) < 1e-9
     assert max(MIXED_PROBABILITIES, key=MIXED_PROBABILITIES.get) == "cascadepsp"
+
+
+def test_campaign_probabilities():
+    assert set(CAMPAIGN_PROBABILITIES) == {"cascadepsp", "filled", "nearperfect", "lowres-jitter", "dilate", "erode"}
+    assert abs(sum(CAMPAIGN_PROBABILITIES.values()) - 1.0) < 1e-9
+    assert all(p > 0 for p in CAMPAIGN_PROBABILITIES.values())
+    assert set(CAMPAIGN_PROBABILITIES) <= set(COARSE_KINDS)
+
+
+@pytest.fixture
+def spies(monkeypatch):
+    """Replace every kind's function in synthesis by a recorder: (kind, options) per call."""
+    calls = []
+
+    def spy(name):
+        def record(mask, **kw):
+            kw.pop("rng", None)
+            kind = name
+            if name == "dilate_erode":
+                kind = "dilate" if kw["k"] > 0 else "erode"
+            calls.append((kind, kw))
+            return np.asarray(mask, bool).copy()
+
+        return record
+
+    names = {
+        "modify_boundary": "cascadepsp",
+        "modify_boundary_filled": "filled",
+        "lowres_mask": "lowres",
+        "near_perfect": "nearperfect",
+        "lowres_jitter": "lowres-jitter",
+        "dilate_erode": "dilate_erode",
+    }
+    for attr, name in names.items():
+        monkeypatch.setattr(syn, attr, spy(name))
+    return calls
+
+
+@pytest.mark.parametrize("kind, table", [("campaign", CAMPAIGN_PROBABILITIES), ("mixed", MIXED_PROBABILITIES)])
+def test_mixtures_draw_every_kind_at_its_frequency(spies, kind, table):
+    m = blob(40, 50)
+    n = 4000
+    for s in range(n):
+        make_coarse(m, rng=rng(s), kind=kind)
+    assert len(spies) == n
+    counts = {}
+    for name, _ in spies:
+        counts[name] = counts.get(name, 0) + 1
+    assert set(counts) == set(table)
+    for name, p in table.items():
+        # binomial sd <= sqrt(0.25 / 4000) = 0.008: 0.03 is more than 3.5 sd
+        assert abs(counts[name] / n - p) < 0.03, (name, counts[name] / n, p)
+    for name, kw in spies:
+        if name in ("dilate", "erode"):
+            assert 1 <= abs(kw["k"]) <= 6
+        elif name == "lowres":
+            assert set(kw) == {"factor"} and 4.0 <= kw["factor"] <= 16.0
+        else:
+            assert kw == {}
+
+
+def test_mixture_options_reach_the_boundary_kinds_only(spies):
+    m = blob(40, 50)
+    for s in range(300):
+        make_coarse(m, rng=rng(s), kind="campaign", iou_target=0.5, sample_rate=0.2)
+    seen = {name for name, _ in spies}
+    assert seen == set(CAMPAIGN_PROBABILITIES)
+    for name, kw in spies:
+        if name in ("cascadepsp", "filled"):
+            assert kw == {"iou_target": 0.5, "sample_rate": 0.2}
+        elif name in ("dilate", "erode"):
+            assert set(kw) == {"k"}
+        else:
+            assert kw == {}
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -219,23 +317,18 @@ def test_empty_full_tiny(kind):
 @pytest.mark.parametrize(
     "fn",
     [
-        lambda m: modify_boundary(m, rng=rng(2)),
-        lambda m: modify_boundary_filled(m, rng=rng(2)),
-        lambda m: perturb_seg(m, rng=rng(2)),
-        lambda m: fill_holes(m),
         lambda m: lowres_mask(m, factor=6),
         lambda m: dilate_erode(m, k=-3),
+        lambda m: shift_mask(m, dy=2, dx=-1),
+        lambda m: near_perfect(m, rng=rng(2)),
+        lambda m: lowres_jitter(m, rng=rng(2)),
         lambda m: make_coarse(m, rng=rng(2), kind="mixed"),
+        lambda m: make_coarse(m, rng=rng(2), kind="campaign"),
     ],
 )
 @pytest.mark.parametrize("dtype", [bool, np.uint8])
 def test_inputs_not_mutated(fn, dtype):
-    m = blob(80, 90).astype(dtype) * (1 if dtype is bool else 255)
-    m = m.astype(dtype)
-    before = m.copy()
-    out = fn(m)
-    assert np.array_equal(m, before)
-    assert out is not m and not np.shares_memory(out, m)
+    assert_input_not_mutated(fn, dtype)
 
 
 # ----------------------------------------------------------------------------- errors
@@ -243,28 +336,14 @@ def test_inputs_not_mutated(fn, dtype):
 
 def test_errors():
     m = blob(40, 50)
-    with pytest.raises(ValueError, match="mask must be a 2-D array"):
-        modify_boundary(np.zeros((4, 4, 3), bool), rng=rng())
-    with pytest.raises(ValueError, match="mask must be binary"):
-        modify_boundary(np.arange(12).reshape(3, 4), rng=rng())
     with pytest.raises(ValueError, match="mask must be binary"):
         lowres_mask(-m.astype(int))
     with pytest.raises(ValueError, match="NaN"):
         dilate_erode(np.full((4, 4), np.nan), k=1)
-    with pytest.raises(ValueError, match="must not be empty"):
-        fill_holes(np.zeros((0, 5), bool))
-    with pytest.raises(TypeError, match="rng must be a numpy.random.Generator"):
-        modify_boundary(m, rng=0)
     with pytest.raises(TypeError, match="rng"):
         make_coarse(m, rng=np.random.RandomState(0))
-    with pytest.raises(ValueError, match="iou_target"):
-        modify_boundary(m, rng=rng(), iou_target=0)
-    with pytest.raises(ValueError, match="iou_target"):
-        perturb_seg(m, rng=rng(), iou_target=1.5)
-    with pytest.raises(ValueError, match="sample_rate"):
-        modify_boundary(m, rng=rng(), sample_rate=0.0)
-    with pytest.raises(ValueError, match="reference must have"):
-        perturb_seg(m, rng=rng(), reference=np.zeros((3, 3), bool))
+    with pytest.raises(TypeError, match="rng"):
+        near_perfect(m, rng=0)
     with pytest.raises(ValueError, match="either factor or size"):
         lowres_mask(m, factor=4, size=28)
     with pytest.raises(ValueError, match="factor"):
@@ -277,5 +356,7 @@ def test_errors():
         make_coarse(m, rng=rng(), kind="blur")
     with pytest.raises(ValueError, match="unknown option"):
         make_coarse(m, rng=rng(), kind="cascadepsp", k=3)
+    with pytest.raises(ValueError, match="unknown option"):
+        make_coarse(m, rng=rng(), kind="nearperfect", size=4)
     with pytest.raises(ValueError, match="k must be a positive integer"):
         make_coarse(m, rng=rng(), kind="erode", k=-2)
