@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -97,6 +97,7 @@ def iter_refine(
     labels: Iterable[int] | None = None,
     previews: bool = True,
     autocast: bool = False,
+    cancel: Callable[[], bool] | None = None,
     **options: Any,
 ) -> Iterator[RefineStep]:
     """Refine a mask step by step, yielding one :class:`RefineStep` per diffusion step.
@@ -131,6 +132,10 @@ def iter_refine(
         ``mask`` None on intermediate records, which is faster.
     autocast : bool
         bfloat16 autocast for the network (CUDA only; ignored elsewhere).
+    cancel : callable, optional
+        Asked before every network batch; when it returns True the generator raises
+        :class:`~.sampling.RefineCancelled` (a GUI's Cancel then takes effect within one
+        batch).
     **options
         Overrides of the refiner's :class:`~.config.RefineConfig`: ``pad``, ``min_area``,
         ``context``, ``context_cap``, ``batch_size``, ``size``, ``hr_patch``, ``hr_thr_ratio``,
@@ -189,6 +194,7 @@ def iter_refine(
         generator=generator,
         previews=previews,
         autocast=bool(autocast and refiner.device.type == "cuda"),
+        cancel=cancel,
     )
     cast = _caster(mask, lab)
     return _run(rgb, lab, ids, run, chosen, cast, refiner.device)

@@ -12,7 +12,7 @@ scale on the target device, ``labels`` an int64 (H, W) array.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 import numpy as np
 import torch
@@ -102,6 +102,7 @@ class PipelineRun:
     generator: torch.Generator
     previews: bool
     autocast: bool
+    cancel: Callable[[], bool] | None = None  # asked between network batches (see sampling)
 
 
 def _compose(base: np.ndarray, values: torch.Tensor, boxes: Sequence[Box], ids: Sequence[int], conf: torch.Tensor | None,
@@ -170,6 +171,7 @@ def run_instances(
         generator=run.generator,
         autocast=run.autocast,
         batch_size=run.config.batch_size,
+        cancel=run.cancel,
     )
     for step in loop:
         frame = conf = None
@@ -204,6 +206,7 @@ def _hr_local(image, m_global: torch.Tensor, fine_prob: torch.Tensor, run: Pipel
         generator=run.generator,
         autocast=run.autocast,
         batch_size=run.config.batch_size,
+        cancel=run.cancel,
     ).mask[:, 0]
     acc = torch.zeros((h, w), device=soft.device)
     cnt = torch.zeros((h, w), device=soft.device)
@@ -241,7 +244,8 @@ def _hr_steps(image, labels, ids, run: PipelineRun, *, cast) -> Iterator[RefineS
         coarse = (F.interpolate(m[None, None].float(), size=(size, size), mode="nearest") >= 0.5).float()
         last = None
         loop = iter_denoise(
-            run.network, small, coarse, schedule=run.schedule, steps=steps, generator=run.generator, autocast=run.autocast
+            run.network, small, coarse, schedule=run.schedule, steps=steps, generator=run.generator,
+            autocast=run.autocast, cancel=run.cancel,
         )
         for step in loop:
             last = step

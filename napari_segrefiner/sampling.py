@@ -14,9 +14,13 @@ import torch
 
 from .scheduler import Schedule, reverse_step
 
-__all__ = ["DenoiseStep", "iter_denoise", "denoise"]
+__all__ = ["DenoiseStep", "RefineCancelled", "iter_denoise", "denoise"]
 
 Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class RefineCancelled(Exception):
+    """Raised inside a run when its ``cancel`` callable says stop (between network batches)."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,7 @@ def iter_denoise(
     start: torch.Tensor | None = None,
     autocast: bool = False,
     batch_size: int = 32,
+    cancel: Callable[[], bool] | None = None,
 ) -> Iterator[DenoiseStep]:
     """Run the reverse process, yielding after every network evaluation.
 
@@ -85,6 +90,9 @@ def iter_denoise(
         Run the network under bfloat16 autocast (CUDA only).
     batch_size : int
         Network evaluations are chunked to at most this many samples.
+    cancel : callable, optional
+        Asked before every network batch; when it returns True the loop raises
+        :class:`RefineCancelled` (so a cancel waits for one batch, not a whole step).
 
     Yields
     ------
@@ -105,6 +113,8 @@ def iter_denoise(
             tt = torch.full((n,), int(t), dtype=torch.long, device=image.device)
             chunks = []
             for lo in range(0, n, batch_size):
+                if cancel is not None and cancel():
+                    raise RefineCancelled("the refinement was cancelled")
                 x = torch.cat([image[lo : lo + batch_size], mask[lo : lo + batch_size].to(image.dtype)], dim=1)
                 with torch.autocast(image.device.type, dtype=torch.bfloat16, enabled=autocast):
                     chunks.append(model(x, tt[lo : lo + batch_size]).float())

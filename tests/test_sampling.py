@@ -155,3 +155,25 @@ def test_skipped_steps_use_the_next_visited_timestep():
     assert [r.fine_prob.flatten()[0].item() for r in recs] == pytest.approx([0.48, 0.80, 1.0], abs=1e-6)
 
 
+
+
+def test_cancel_is_asked_before_every_batch_and_stops_the_loop():
+    from napari_segrefiner.sampling import RefineCancelled
+
+    calls = []
+
+    def net(x, t):
+        calls.append(x.shape[0])
+        return torch.zeros(x.shape[0], 1, *x.shape[2:])
+
+    image, coarse = torch.zeros(5, 3, 8, 8), torch.ones(5, 1, 8, 8)
+    asked = []
+
+    def cancel():
+        asked.append(len(calls))
+        return len(calls) == 2  # stop after the second batch of the first step
+
+    loop = iter_denoise(net, image, coarse, schedule=Schedule(), steps=[5, 4], batch_size=2, cancel=cancel)
+    with pytest.raises(RefineCancelled):
+        next(loop)
+    assert calls == [2, 2] and asked == [0, 1, 2]  # the third batch never ran
