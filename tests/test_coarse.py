@@ -10,7 +10,7 @@ import pytest
 
 from napari_segrefiner.evaluation import coarse
 from napari_segrefiner.evaluation.coarse import BenchmarkError
-from napari_segrefiner.training.synthesis import dilate_erode, lowres_mask, modify_boundary
+from napari_segrefiner.training.synthesis import lowres_jitter, near_perfect, dilate_erode, lowres_mask, modify_boundary
 
 
 def _disk(shape, cy, cx, r):
@@ -23,7 +23,7 @@ def _disk(shape, cy, cx, r):
 
 def test_registry_names_and_defaults():
     assert list(coarse.KINDS) == ["cascadepsp-0.6", "cascadepsp-0.8", "cascadepsp-0.9", "lowres-28",
-                                  "lowres-rel", "dilate-3", "erode-3"]
+                                  "lowres-rel", "dilate-3", "erode-3", "lowres-jitter", "nearperfect"]
     assert all(isinstance(desc, str) and desc and callable(f) for desc, f in coarse.KINDS.values())
     assert set(coarse.DEFAULT_PEERS_KINDS) <= set(coarse.KINDS)
 
@@ -35,6 +35,8 @@ def test_registry_names_and_defaults():
         ("lowres-28", lambda gt, rng: lowres_mask(gt, size=28)),
         ("dilate-3", lambda gt, rng: dilate_erode(gt, k=3)),
         ("erode-3", lambda gt, rng: dilate_erode(gt, k=-3)),
+        ("lowres-jitter", lambda gt, rng: lowres_jitter(gt, rng=rng)),
+        ("nearperfect", lambda gt, rng: near_perfect(gt, rng=rng)),
     ],
 )
 def test_make_kind_is_its_synthesis(kind, expected):

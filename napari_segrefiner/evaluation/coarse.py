@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from ..training.synthesis import dilate_erode, lowres_mask, mask_bbox, modify_boundary
+from ..training.synthesis import dilate_erode, lowres_jitter, lowres_mask, mask_bbox, modify_boundary, near_perfect
 
 __all__ = [
     "DEFAULT_PEERS_KINDS",
@@ -76,6 +76,14 @@ KINDS: dict[str, tuple[str, Callable[[np.ndarray, np.random.Generator], np.ndarr
     "lowres-rel": ("lowres_mask(factor=min(8, shorter box side / 8), >= 1): box to 1/8, >= 8 px", _lowres_rel),
     "dilate-3": ("dilate_erode(k=3): boundary 3 px out", lambda gt, rng: dilate_erode(gt, k=3)),
     "erode-3": ("dilate_erode(k=-3): boundary 3 px in", lambda gt, rng: dilate_erode(gt, k=-3)),
+    "lowres-jitter": (
+        "lowres_jitter: box to 8-32 px, nearest/bilinear back, 1-4 px shift (a segmenter's blocky mask)",
+        lambda gt, rng: lowres_jitter(gt, rng=rng),
+    ),
+    "nearperfect": (
+        "near_perfect: GT shifted 0-2 px, low-res 28-64, or +-1 px (already good: keep it)",
+        lambda gt, rng: near_perfect(gt, rng=rng),
+    ),
 }
 
 #: The kinds the classical peers run on by default (they are slow).
