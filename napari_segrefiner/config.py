@@ -194,6 +194,7 @@ _RANGES: dict[str, tuple[str, float, float]] = {
     "hr_iou": ("float", 0.0, 1.0),
     "hr_min_pixels": ("int", 0, 1 << 24),
     "auto_hr_side": ("int", 0, 1 << 20),
+    "keep_bias": ("float", 0.0, 20.0),
 }
 
 
@@ -229,6 +230,10 @@ class RefineConfig:
     auto_hr_side : int
         ``mode="auto"``: a single object whose padded box is longer than this uses the HR
         pipeline; 0 means never (for models not trained for it).
+    keep_bias : float
+        Logit bias towards the coarse mask in every reverse step (0 = the official
+        sampler). A model calibrates it on its val split so that already-good masks stay
+        good, and stores it here.
 
     Raises
     ------
@@ -247,6 +252,7 @@ class RefineConfig:
     hr_iou: float = 0.3
     hr_min_pixels: int = 128
     auto_hr_side: int = 512
+    keep_bias: float = 0.0
 
     def __post_init__(self) -> None:
         for name, (kind, low, high) in _RANGES.items():

@@ -171,7 +171,7 @@ def run_instances(
         generator=run.generator,
         autocast=run.autocast,
         batch_size=run.config.batch_size,
-        cancel=run.cancel,
+        cancel=run.cancel, keep_bias=run.config.keep_bias,
     )
     for step in loop:
         frame = conf = None
@@ -206,7 +206,7 @@ def _hr_local(image, m_global: torch.Tensor, fine_prob: torch.Tensor, run: Pipel
         generator=run.generator,
         autocast=run.autocast,
         batch_size=run.config.batch_size,
-        cancel=run.cancel,
+        cancel=run.cancel, keep_bias=run.config.keep_bias,
     ).mask[:, 0]
     acc = torch.zeros((h, w), device=soft.device)
     cnt = torch.zeros((h, w), device=soft.device)
@@ -245,7 +245,7 @@ def _hr_steps(image, labels, ids, run: PipelineRun, *, cast) -> Iterator[RefineS
         last = None
         loop = iter_denoise(
             run.network, small, coarse, schedule=run.schedule, steps=steps, generator=run.generator,
-            autocast=run.autocast, cancel=run.cancel,
+            autocast=run.autocast, cancel=run.cancel, keep_bias=run.config.keep_bias,
         )
         for step in loop:
             last = step

@@ -66,6 +66,7 @@ def iter_denoise(
     autocast: bool = False,
     batch_size: int = 32,
     cancel: Callable[[], bool] | None = None,
+    keep_bias: float = 0.0,
 ) -> Iterator[DenoiseStep]:
     """Run the reverse process, yielding after every network evaluation.
 
@@ -93,6 +94,10 @@ def iter_denoise(
     cancel : callable, optional
         Asked before every network batch; when it returns True the loop raises
         :class:`RefineCancelled` (so a cancel waits for one batch, not a whole step).
+    keep_bias : float
+        Added to the logits towards the ORIGINAL coarse mask (``+b`` where it is 1, ``-b``
+        where it is 0) before each reverse step: a calibrated "keep" decision that a model
+        stores in its :class:`~.config.RefineConfig` (0, the official sampler, by default).
 
     Yields
     ------
@@ -119,6 +124,8 @@ def iter_denoise(
                 with torch.autocast(image.device.type, dtype=torch.bfloat16, enabled=autocast):
                     chunks.append(model(x, tt[lo : lo + batch_size]).float())
             logits = torch.cat(chunks) if len(chunks) > 1 else chunks[0]
+            if keep_bias:
+                logits = logits + keep_bias * (2.0 * coarse.to(logits.dtype) - 1.0)
             res = reverse_step(
                 logits,
                 int(t),

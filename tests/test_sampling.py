@@ -177,3 +177,20 @@ def test_cancel_is_asked_before_every_batch_and_stops_the_loop():
     with pytest.raises(RefineCancelled):
         next(loop)
     assert calls == [2, 2] and asked == [0, 1, 2]  # the third batch never ran
+
+
+def test_keep_bias_pulls_every_step_towards_the_coarse_mask():
+    # the network says "foreground" with logit 1 everywhere; the coarse mask is half 0, half 1
+    def net(x, t):
+        return torch.ones(x.shape[0], 1, *x.shape[2:])
+
+    coarse = torch.zeros(1, 1, 4, 4)
+    coarse[..., 2:] = 1
+    image = torch.zeros(1, 3, 4, 4)
+    free = denoise(net, image, coarse, schedule=Schedule(), steps=[0])
+    kept = denoise(net, image, coarse, schedule=Schedule(), steps=[0], keep_bias=2.0)
+    s1, s3 = 1 / (1 + math.exp(-1.0)), 1 / (1 + math.exp(-3.0))
+    assert torch.allclose(free.prob, torch.full_like(free.prob, s1))
+    # logit 1 - 2 = -1 where the coarse mask is 0, 1 + 2 = 3 where it is 1
+    assert torch.allclose(kept.prob[..., :2], torch.full((1, 1, 4, 2), 1 - s1))
+    assert torch.allclose(kept.prob[..., 2:], torch.full((1, 1, 4, 2), s3))
