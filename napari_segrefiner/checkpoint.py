@@ -12,6 +12,7 @@ Accepted layouts:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -115,6 +116,58 @@ def load_checkpoint(
     return UNetConfig.official(), _official_state(obj, where), RefineConfig.official(), {}
 
 
+# a stored configuration is data from a file: bound it before building anything from it
+_MAX_INT = 1 << 16
+_MAX_LEVELS = 8  # entries of channel_mult / stem_channels / attention_strides
+_MAX_BLOCKS = 16  # num_res_blocks
+
+
+def _check_config(config: UNetConfig | LiteConfig) -> None:
+    """Raise ValueError for a stored network configuration outside what can be built."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if f.name == "dropout":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+                raise ValueError(f"dropout must be a number in [0, 1), got {value!r}")
+            continue
+        items = value if isinstance(value, tuple) else (value,)
+        fewest = 0 if f.name == "attention_strides" else 1  # no attention at all is fine
+        if not fewest <= len(items) <= _MAX_LEVELS:
+            raise ValueError(f"{f.name} must have {fewest} to {_MAX_LEVELS} entries, got {value!r}")
+        for x in items:
+            if isinstance(x, bool) or not isinstance(x, int) or not 1 <= x <= _MAX_INT:
+                raise ValueError(f"{f.name} must hold integers in [1, {_MAX_INT}], got {value!r}")
+    if (config.in_channels, config.out_channels) != (4, 1):
+        raise ValueError(f"in_channels/out_channels must be 4/1, got {config.in_channels}/{config.out_channels}")
+    if config.num_res_blocks > _MAX_BLOCKS:
+        raise ValueError(f"num_res_blocks must be at most {_MAX_BLOCKS}, got {config.num_res_blocks}")
+
+
+def _build(config: UNetConfig | LiteConfig, refine: RefineConfig, path: str | os.PathLike) -> nn.Module:
+    """Build the network of ``config`` on the meta device (no weights) and check it runs.
+
+    A forward pass on meta tensors checks every shape in milliseconds, so a configuration
+    that builds but cannot run (output channels, level counts...) is refused here.
+    """
+    try:
+        _check_config(config)
+        side = int(config.divisor)
+        with torch.device("meta"), torch.no_grad():  # no random initialisation of weights overwritten anyway
+            model = build_network(config)
+            out = model(torch.zeros(1, 4, side, side), torch.full((1,), config.num_timesteps - 1, dtype=torch.long))
+        if tuple(out.shape) != (1, 1, side, side):
+            raise ValueError(f"a (1, 4, {side}, {side}) input gives {tuple(out.shape)}, not (1, 1, {side}, {side})")
+    except Exception as exc:  # ZeroDivisionError, RuntimeError, ValueError... from a broken config
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: its {config.arch} network configuration cannot be built: {msg}") from None
+    for name in ("size", "hr_patch"):
+        if getattr(refine, name) % side:
+            raise CheckpointError(
+                f"{path}: the stored {name} {getattr(refine, name)} is not a multiple of {side}, which this network needs"
+            )
+    return model
+
+
 def network_from_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, RefineConfig, dict]:
     """Build the network of a checkpoint and load its weights strictly.
 
@@ -130,11 +183,13 @@ def network_from_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, RefineC
     Raises
     ------
     CheckpointError
-        Also if the keys or shapes do not match the network, or a weight is NaN or infinite.
+        Also if the stored network configuration cannot be built or does not map an
+        ``(N, 4, H, W)`` input to ``(N, 1, H, W)`` logits, the stored ``size``/``hr_patch``
+        do not fit the network, the keys or shapes do not match it, or a weight is NaN or
+        infinite.
     """
     config, state, refine, meta = load_checkpoint(path)
-    with torch.device("meta"):  # no random initialisation of weights that are overwritten anyway
-        model = build_network(config)
+    model = _build(config, refine, path)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))

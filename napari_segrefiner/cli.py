@@ -13,99 +13,68 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from .cli_plan import CLIError, check_writable, model_source, plan_file, plan_folders, read_image, read_mask, write_mask
+
 __all__ = ["main"]
 
 
 
-class CLIError(Exception):
-    """A user error reported as one line."""
-
-
-def _read_image(path: Path):
-    from .io import read_image
-
-    if not path.is_file():
-        raise CLIError(f"image file not found: {path}")
-    try:
-        return read_image(path)
-    except (ValueError, OSError) as exc:
-        raise CLIError(f"cannot read image {path}: {exc}") from None
-
-
-def _read_mask(path: Path):
-    from .io import read_mask
-
-    if not path.is_file():
-        raise CLIError(f"mask file not found: {path}")
-    try:
-        return read_mask(path)
-    except (ValueError, OSError) as exc:
-        raise CLIError(f"cannot read mask {path}: {exc}") from None
-
-
-def _write_mask(path: Path, mask) -> None:
-    from .io import write_mask
-
-    try:
-        write_mask(path, mask)
-    except ValueError as exc:
-        raise CLIError(str(exc)) from None
-
-
-def _model_source(args) -> str | None:
-    if getattr(args, "checkpoint", None):
-        return args.checkpoint
-    return getattr(args, "model", None)
-
-
-def _pairs(image_dir: Path, mask_dir: Path) -> list[tuple[Path, Path]]:
-    from .io import IMAGE_EXTENSIONS as IMAGE_EXTS
-
-    masks = {p.stem: p for p in sorted(mask_dir.iterdir()) if p.suffix.lower() in IMAGE_EXTS}
-    pairs = [
-        (p, masks[p.stem]) for p in sorted(image_dir.iterdir()) if p.suffix.lower() in IMAGE_EXTS and p.stem in masks
-    ]
-    if not pairs:
-        raise CLIError(f"no image/mask pairs with matching file names in {image_dir} and {mask_dir}")
-    return pairs
-
-
 def _cmd_refine(args) -> int:
-    import numpy as np
 
-    from .api import iter_refine
     from .refiner import load_refiner
 
     image_path, mask_path, out = Path(args.image), Path(args.mask), Path(args.output)
-    if image_path.is_dir() != mask_path.is_dir():
-        raise CLIError("IMAGE and MASK must both be files or both be folders")
+    folders = image_path.is_dir() or mask_path.is_dir()
+    if folders and not (image_path.is_dir() and mask_path.is_dir()):
+        missing = next((p for p in (image_path, mask_path) if not p.exists()), None)
+        raise CLIError(f"folder not found: {missing}" if missing else "IMAGE and MASK must both be files or both be folders")
+    plan = (plan_folders if folders else plan_file)(image_path, mask_path, out, args)
+    image = mask = None
+    if not folders:  # file mode: every input problem is reported before the model is loaded
+        image, mask = read_image(image_path), read_mask(mask_path)
+        check_writable(out, mask)
     try:
-        refiner = load_refiner(_model_source(args), device=args.device)  # the CLI's one load per run
+        refiner = load_refiner(model_source(args), device=args.device)  # the CLI's one load per run
     except (FileNotFoundError, KeyError, ValueError) as exc:
         raise CLIError(str(exc).strip("'\"")) from None
     opts = dict(model=refiner, mode=args.mode, steps=args.steps, seed=args.seed, previews=False)
-    if image_path.is_dir():
+    if refiner.device.type == "cpu":
+        from .threads import cpu_threads, use_threads
+
+        try:
+            threads = cpu_threads("cli", requested=args.threads)
+        except ValueError as exc:
+            raise CLIError(str(exc)) from None
+        with use_threads(threads):
+            return _run_refine(plan, folders, out, opts, image, mask)
+    return _run_refine(plan, folders, out, opts, image, mask)
+
+
+def _run_refine(plan, folders: bool, out: Path, opts: dict, image, mask) -> int:
+    import numpy as np
+
+    from .api import iter_refine
+
+    if folders:
         from tqdm import tqdm
 
-        pairs = _pairs(image_path, mask_path)
-        out.mkdir(parents=True, exist_ok=True)
         failed = 0
-        for img_p, mask_p in tqdm(pairs, desc="refining", unit="image", file=sys.stderr):
+        for img_p, mask_p, out_p in tqdm(plan, desc="refining", unit="image", file=sys.stderr):
             try:
-                *_, last = iter_refine(_read_image(img_p), _read_mask(mask_p), **opts)
-                ext = args.ext or (mask_p.suffix if mask_p.suffix.lower() in (".png", ".tif", ".tiff", ".npy") else ".png")
-                _write_mask(out / (mask_p.stem + ext), last.mask)
+                image, mask = read_image(img_p), read_mask(mask_p)
+                check_writable(out_p, mask)
+                *_, last = iter_refine(image, mask, **opts)
+                write_mask(out_p, last.mask)
             except (CLIError, ValueError, TypeError) as exc:
                 failed += 1
                 print(f"skipped {img_p.name}: {exc}", file=sys.stderr)
-        print(f"refined {len(pairs) - failed}/{len(pairs)} images into {out}")
-        return 1 if failed == len(pairs) else 0
-    image, mask = _read_image(image_path), _read_mask(mask_path)
+        print(f"refined {len(plan) - failed}/{len(plan)} images into {out}")
+        return 1 if failed == len(plan) else 0
     try:
         *_, last = iter_refine(image, mask, **opts)
     except (ValueError, TypeError) as exc:
         raise CLIError(str(exc)) from None
-    _write_mask(out, last.mask)
+    write_mask(out, last.mask)
     changed = int(np.count_nonzero(np.asarray(last.mask) != np.asarray(mask)))
     print(f"mode={last.mode}: wrote {out} ({changed} pixels changed)")
     return 0
@@ -138,7 +107,13 @@ def _cmd_models(args) -> int:
             where = str(resolve(name))
         except FileNotFoundError:
             where = "not downloaded"
-        print(f"{name:16s} {info.description}\n{'':16s} {where}")
+        if info.shipped:
+            digest = "shipped with the package"
+        elif info.sha256 is None:
+            digest = "SHA-256 unknown (never published): unverified; download with --trust-unknown-hash"
+        else:
+            digest = f"SHA-256 {info.sha256[:16]}... (verified when first loaded)"
+        print(f"{name:16s} {info.description}\n{'':16s} {where}\n{'':16s} {digest}")
     return 0
 
 
@@ -179,7 +154,7 @@ def _cmd_demo(args) -> int:
     from .evaluation.demo import run_demo
 
     try:
-        run_demo(args.output, model=_model_source(args), device=args.device, seed=args.seed)
+        run_demo(args.output, model=model_source(args), device=args.device, seed=args.seed)
     except FileNotFoundError as exc:
         raise CLIError(str(exc).strip("'\"")) from None
     return 0
@@ -202,18 +177,34 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="log what the pipelines choose")
     sub = p.add_subparsers(dest="command", required=True)
 
-    r = sub.add_parser("refine", help="refine IMAGE with coarse MASK (files, or two folders matched by name)")
-    r.add_argument("image")
-    r.add_argument("mask")
-    r.add_argument("-o", "--output", required=True, help="output mask file (or folder in folder mode)")
+    r = sub.add_parser(
+        "refine",
+        help="refine IMAGE with coarse MASK (files, or two folders matched by name)",
+        description="Refine a coarse mask (or labels) of an image and write the result. File mode: IMAGE and "
+        "MASK are files, -o is the output file. Folder mode: IMAGE and MASK are folders whose files are paired "
+        "by name (without extension), -o is the output folder. Outputs are checked before anything runs: an "
+        "output may not be an input (or, in folder mode, lie inside an input folder) and existing files are "
+        "only replaced with --overwrite.",
+    )
+    r.add_argument("image", metavar="IMAGE", help="image file (PNG, JPEG, TIFF, BMP, .npy), or a folder of them (folder mode)")
+    r.add_argument("mask", metavar="MASK", help="coarse mask or labels file (PNG, TIFF, .npy; 0 = background), or a folder of "
+                   "them named like the images")  # fmt: skip
+    r.add_argument("-o", "--output", required=True, metavar="OUT", help="output mask file (.png, .tif, .tiff or .npy; the "
+                   "extension picks the format), or output folder in folder mode")  # fmt: skip
     g = r.add_mutually_exclusive_group()
     g.add_argument("--model", default=None, help="registered model name (default: the shipped segrefiner-lite)")
     g.add_argument("--checkpoint", default=None, help="checkpoint file (ours or an official .pth)")
-    r.add_argument("--mode", default="auto", choices=["auto", "instance", "whole", "hr"])
-    r.add_argument("--steps", type=int, default=None)
-    r.add_argument("--device", default="auto")
-    r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--ext", default=None, help="folder mode: output extension (default: the mask's)")
+    r.add_argument("--mode", default="auto", choices=["auto", "instance", "whole", "hr"],
+                   help="pipeline: each object in its own crop (instance), the whole frame (whole), "
+                   "global + native-resolution patches (hr); auto picks (default: auto)")  # fmt: skip
+    r.add_argument("--steps", type=int, default=None, help="number of reverse diffusion steps (default: all)")
+    r.add_argument("--device", default="auto", help="auto (CUDA, MPS, then CPU), cpu, cuda, cuda:1, mps (default: auto)")
+    r.add_argument("--seed", type=int, default=0, help="seed of the per-pixel random draws (default: 0)")
+    r.add_argument("--ext", default=None, help="folder mode: output extension .png, .tif, .tiff or .npy "
+                   "(default: the mask's, or .png for other mask formats)")  # fmt: skip
+    r.add_argument("--overwrite", action="store_true", help="replace output files that already exist")
+    r.add_argument("--threads", type=int, default=None,
+                   help="CPU threads (default: $OMP_NUM_THREADS, else every core this process may use)")
     r.set_defaults(func=_cmd_refine)
 
     e = sub.add_parser("demo", help="refine the shipped sample, print IoU before/after, write an overlay PNG")

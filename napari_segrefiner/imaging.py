@@ -75,7 +75,7 @@ def check_mask(mask: np.ndarray, *, name: str = "mask", shape: tuple[int, int] |
         For non-numeric dtypes.
     ValueError
         For a shape other than (H, W) (or not equal to ``shape``), NaN, negative labels,
-        float values other than 0/1, or an empty mask.
+        labels above 2**63-1 (uint64), float values other than 0/1, or an empty mask.
     """
     arr = np.asarray(mask)
     if arr.dtype.kind not in "biuf":
@@ -96,6 +96,11 @@ def check_mask(mask: np.ndarray, *, name: str = "mask", shape: tuple[int, int] |
                 f"{name} is a float array with values other than 0 and 1 (e.g. {values[~np.isin(values, (0.0, 1.0))][:3]}); "
                 "pass a bool mask or integer labels"
             )
+    if arr.dtype.kind == "u" and arr.size and int(arr.max()) > np.iinfo(np.int64).max:
+        raise ValueError(
+            f"{name} holds labels above 2**63-1 (largest {int(arr.max())}), which are not supported; "
+            "renumber them (e.g. skimage.segmentation.relabel_sequential)"
+        )
     labels = arr.astype(np.int64)
     if labels.size and labels.min() < 0:
         raise ValueError(f"{name} has negative values; labels must be >= 0")

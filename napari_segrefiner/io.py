@@ -234,7 +234,8 @@ def write_mask(path: str | os.PathLike, mask: np.ndarray) -> Path:
     Raises
     ------
     ValueError
-        For another extension, floats, or data the format cannot hold.
+        For another extension, floats, fewer than 2 dimensions, or data the format cannot
+        hold (PNG: one 2-D image, labels up to 65535; PNG/TIFF: at least one pixel).
     """
     target = Path(path)
     ext = target.suffix.lower()
@@ -243,6 +244,10 @@ def write_mask(path: str | os.PathLike, mask: np.ndarray) -> Path:
     arr = np.asarray(mask)
     if arr.dtype.kind not in "biu":
         raise ValueError(f"cannot save {target.name}: labels must be integers or bool, got dtype {arr.dtype}")
+    if arr.ndim < 2:
+        raise ValueError(f"cannot save {target.name}: a mask has at least 2 dimensions, got shape {arr.shape}")
+    if ext != ".npy" and arr.size == 0:
+        raise ValueError(f"cannot save {target.name}: the mask has no pixels (shape {arr.shape}); use .npy")
     if ext == ".npy":
         return atomic_write(target, lambda tmp: np.save(tmp, arr))
     if ext == ".png":

@@ -2,7 +2,10 @@
 
 * instance: every label in its own padded crop resized to the network size, all instances
   batched and stepped together, pasted back bilinearly (LR-SegRefiner, COCO).
-* whole: the whole frame resized to the network size (one "crop" = the image).
+* whole: the whole frame resized to the network size (one "crop" = the image, seen once
+  per label). The network sees the whole frame, but a label may change only inside the box
+  instance mode would crop for it, and keeps only its connected pieces (8-connected) that
+  overlap its coarse mask: one piece per coarse piece, not specks all over the frame.
 * hr: a global pass on the nearest-downsampled frame (t = 5..1), then one t = 0 step on
   native-resolution patches around low-confidence pixels, merged by averaging (HR-SegRefiner).
 
@@ -17,6 +20,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import ndimage as ndi
 
 from .imaging import normalize
 from .patches import Box, crop_resize, grow_box, object_box, paste, select_patches
@@ -105,13 +109,39 @@ class PipelineRun:
     cancel: Callable[[], bool] | None = None  # asked between network batches (see sampling)
 
 
+_EIGHT = np.ones((3, 3), dtype=bool)
+
+
+def _overlapping(fg: np.ndarray, support: np.ndarray) -> np.ndarray:
+    """The 8-connected pieces of ``fg`` that share a pixel with ``support``."""
+    pieces, n = ndi.label(fg, structure=_EIGHT)
+    if n == 0:
+        return fg
+    keep = np.zeros(n + 1, dtype=bool)
+    keep[pieces[support]] = True
+    keep[0] = False
+    return keep[pieces]
+
+
+def _instance_box(m: np.ndarray, config: RefineConfig, shape: tuple[int, int]) -> Box:
+    """The crop instance mode refines an object in (its padded box, grown for context)."""
+    tight = object_box(m, pad=0)
+    longest = max(tight[1] - tight[0], tight[3] - tight[2])
+    min_side = min(config.context * longest, config.context_cap)
+    return grow_box(object_box(m, pad=config.pad), min_side, shape)
+
+
 def _compose(base: np.ndarray, values: torch.Tensor, boxes: Sequence[Box], ids: Sequence[int], conf: torch.Tensor | None,
-             coarse: np.ndarray):
+             coarse: np.ndarray, limits: Sequence[Box] | None = None):
     """Paste (N, 1, S, S) maps into a copy of ``base``.
 
     Where refined objects overlap, a pixel goes to the object whose coarse mask held it
     (priority +0.5), else to the more confident one; per-pixel competition between two
     confident objects would otherwise fragment their shared border.
+
+    With ``limits`` (whole mode, where every box is the frame) object ``k`` may only take
+    pixels inside ``limits[k]``, in pieces that overlap its coarse mask, and after the
+    competition each object keeps only such pieces.
     """
     out = base.copy()
     best = np.zeros(base.shape, dtype=np.float32)
@@ -121,35 +151,47 @@ def _compose(base: np.ndarray, values: torch.Tensor, boxes: Sequence[Box], ids: 
     for k, (box, lab) in enumerate(zip(boxes, ids)):
         y0, y1, x0, x1 = box
         v = paste(vals[k, 0], box).numpy()
-        priority = v + 0.5 * (coarse[y0:y1, x0:x1] == lab)
-        region, region_best = out[y0:y1, x0:x1], best[y0:y1, x0:x1]
-        win = (v >= 0.5) & (priority > region_best) & ((region == 0) | (region_best > 0))
+        fg = v >= 0.5
+        ry0, ry1, rx0, rx1 = box if limits is None else limits[k]
+        own = coarse[ry0:ry1, rx0:rx1] == lab
+        if limits is not None:
+            v = v[ry0 - y0 : ry1 - y0, rx0 - x0 : rx1 - x0]
+            fg = _overlapping(fg[ry0 - y0 : ry1 - y0, rx0 - x0 : rx1 - x0], own)
+        priority = v + 0.5 * own
+        region, region_best = out[ry0:ry1, rx0:rx1], best[ry0:ry1, rx0:rx1]
+        win = fg & (priority > region_best) & ((region == 0) | (region_best > 0))
         region[win] = lab
         region_best[win] = priority[win]
         if conf_frame is not None:
             c = paste(confs[k, 0], box).numpy()
             np.minimum(conf_frame[y0:y1, x0:x1], c, out=conf_frame[y0:y1, x0:x1])
+    if limits is not None:  # a neighbour may have cut a piece off: it goes back to background
+        for (ry0, ry1, rx0, rx1), lab in zip(limits, ids):
+            region = out[ry0:ry1, rx0:rx1]
+            mine = region == lab
+            region[mine & ~_overlapping(mine, coarse[ry0:ry1, rx0:rx1] == lab)] = 0
     return out, conf_frame
 
 
 def run_instances(
     image: torch.Tensor, labels: np.ndarray, ids: Sequence[int], run: PipelineRun, *, whole: bool, cast
 ) -> Iterator[RefineStep]:
-    """Instance (or whole-frame) pipeline; ``cast`` turns a labels frame into the output dtype."""
-    size, pad = run.config.size, run.config.pad
+    """Instance (or whole-frame) pipeline; ``cast`` turns a labels frame into the output dtype.
+
+    In whole mode each label is refined from the whole frame but may change only inside
+    the box instance mode would crop for it (padded by ``config.pad``, grown by
+    ``config.context``), in 8-connected pieces that overlap its coarse mask.
+    """
+    size = run.config.size
     h, w = labels.shape
-    boxes, keep = [], []
+    boxes, keep, limits = [], [], []
     for lab in ids:
         m = labels == lab
         if not whole and int(m.sum()) < run.config.min_area:
             continue  # tiny objects are left as they are (official area_thr)
-        if whole:
-            boxes.append((0, h, 0, w))
-        else:
-            tight = object_box(m, pad=0)
-            longest = max(tight[1] - tight[0], tight[3] - tight[2])
-            min_side = min(run.config.context * longest, run.config.context_cap)
-            boxes.append(grow_box(object_box(m, pad=pad), min_side, (h, w)))
+        own = _instance_box(m, run.config, (h, w))
+        boxes.append((0, h, 0, w) if whole else own)
+        limits.append(own)  # whole mode: where the label may change
         keep.append(int(lab))
     mode = "whole" if whole else "instance"
     steps = timesteps(run.schedule, run.steps)
@@ -176,7 +218,8 @@ def run_instances(
     for step in loop:
         frame = conf = None
         if run.previews or step.is_last:
-            frame, conf = _compose(base, step.mask, boxes, keep, step.confidence if run.previews else None, labels)
+            frame, conf = _compose(base, step.mask, boxes, keep, step.confidence if run.previews else None, labels,
+                                   limits if whole else None)  # fmt: skip
             frame = cast(frame)
         yield RefineStep(step.index, total, step.timestep, mode, mode, frame, conf, step.is_last)
 

@@ -143,7 +143,7 @@ def _owned(network: nn.Module, device: torch.device) -> nn.Module:
 
 def _checkpoint_path(source: str | os.PathLike, cache: str | os.PathLike | None) -> Path:
     if str(source) in registry.MODELS:
-        return registry.resolve(str(source), cache=cache)
+        return registry.resolve(str(source), cache=cache, verify=True)  # SHA-256, once per process
     path = Path(source)
     if not path.is_file():
         raise FileNotFoundError(

@@ -2,7 +2,9 @@
 
 Nothing is downloaded unless :func:`fetch` is called explicitly. Downloads are verified by
 SHA-256 and cached in :func:`cache_dir` (``$NAPARI_SEGREFINER_CACHE`` or the platform's user
-cache folder), or in a folder the caller passes.
+cache folder), or in a folder the caller passes. A cached file is verified again the first
+time a process loads it (:func:`verify_download`), so a truncated or replaced file is caught
+before it is used; files without a published digest (``segrefiner-hr``) cannot be verified.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ModelInfo", "MODELS", "DEFAULT_MODEL", "cache_dir", "resolve", "fetch", "sha256sum"]
+__all__ = ["ModelInfo", "MODELS", "DEFAULT_MODEL", "cache_dir", "resolve", "fetch", "sha256sum", "verify_download"]
 
 DEFAULT_MODEL = "segrefiner-lite"
 _CACHE_ENV = "NAPARI_SEGREFINER_CACHE"
@@ -114,12 +116,82 @@ def sha256sum(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+# Files whose digest matched in this process, keyed by (path, inode, size, mtime, ctime):
+# a cached download is hashed the first time it is used, not on every load.
+_VERIFIED: set[tuple[str, int, int, int, int]] = set()
+
+
+def _stamp(path: Path) -> tuple[str, int, int, int, int]:
+    st = path.stat()
+    return (str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _digest_matches(path: Path, sha256: str) -> bool:
+    """True if ``path`` has digest ``sha256`` (hashed once per process while unchanged)."""
+    stamp = _stamp(path)
+    if stamp in _VERIFIED:
+        return True
+    if sha256sum(path) != sha256:
+        return False
+    _VERIFIED.add(stamp)
+    return True
+
+
+def verify_download(name: str, path: str | os.PathLike) -> Path:
+    """Check a cached file of a registered model against its published SHA-256.
+
+    The file is hashed the first time it is used in a process (and again only if it
+    changes). Models without a published digest (``segrefiner-hr``) and shipped models are
+    not checked.
+
+    Parameters
+    ----------
+    name : str
+        Registry name.
+    path : str or path-like
+        The cached file (as :func:`resolve` found it).
+
+    Returns
+    -------
+    Path
+        ``path``.
+
+    Raises
+    ------
+    CheckpointError
+        If the digest differs; the message says how to download the file again, or how to
+        use it anyway.
+    """
+    info = MODELS[name]
+    path = Path(path)
+    if info.shipped or info.sha256 is None or _digest_matches(path, info.sha256):
+        return path
+    from .checkpoint import CheckpointError
+
+    raise CheckpointError(
+        f"{path} does not match the published SHA-256 of {name!r} (an interrupted download or a changed "
+        f"file): delete it and run `napari-segrefiner download {name}` (or napari_segrefiner.registry.fetch"
+        f"({name!r})) to download it again, or pass the file's path as a checkpoint (model={str(path)!r}, "
+        "CLI --checkpoint) to use it unverified"
+    )
+
+
 def _shipped_path(info: ModelInfo) -> Path:
     return Path(str(resources.files("napari_segrefiner") / "weights" / info.filename))
 
 
-def resolve(name: str, *, cache: str | os.PathLike | None = None) -> Path:
+def resolve(name: str, *, cache: str | os.PathLike | None = None, verify: bool = False) -> Path:
     """Local file of a registered model, without downloading.
+
+    Parameters
+    ----------
+    name : str
+        Registry name.
+    cache : str or path-like, optional
+        Cache folder (see :func:`cache_dir`).
+    verify : bool
+        Check a downloaded file against its published SHA-256 (see :func:`verify_download`); the
+        loaders do, a mere "is it there?" does not.
 
     Raises
     ------
@@ -127,6 +199,8 @@ def resolve(name: str, *, cache: str | os.PathLike | None = None) -> Path:
         If ``name`` is not registered.
     FileNotFoundError
         If the weights are not present (with the command that fetches them).
+    CheckpointError
+        With ``verify=True``, if the file's digest differs from the published one.
     """
     if name not in MODELS:
         raise KeyError(f"unknown model {name!r}; registered: {', '.join(MODELS)}")
@@ -146,7 +220,7 @@ def resolve(name: str, *, cache: str | os.PathLike | None = None) -> Path:
             f"`napari-segrefiner download {name}` or napari_segrefiner.registry.fetch({name!r}), "
             "or pass the checkpoint file's path"
         )
-    return path
+    return verify_download(name, path) if verify else path
 
 
 def fetch(
@@ -182,7 +256,7 @@ def fetch(
         return resolve(name)
     folder = cache_dir(cache)
     path = folder / info.filename
-    if path.is_file() and info.sha256 and sha256sum(path) == info.sha256:
+    if path.is_file() and info.sha256 and _digest_matches(path, info.sha256):
         return path
     if info.sha256 is None and not trust_unknown_hash:
         raise ValueError(
@@ -196,6 +270,8 @@ def fetch(
     folder.mkdir(parents=True, exist_ok=True)
     known = f"sha256:{info.sha256}" if info.sha256 else None
     got = pooch.retrieve(info.url, known_hash=known, fname=info.filename, path=folder, progressbar=progressbar)
+    if info.sha256 is not None and Path(got).is_file():
+        _VERIFIED.add(_stamp(Path(got)))  # pooch checked the digest
     if info.sha256 is None:
         log.warning("%s: downloaded without a published digest; sha256=%s (pin it)", name, sha256sum(got))
     return Path(got)

@@ -225,3 +225,61 @@ def test_numpy_integer_steps_accepted(tiny):
     img, mask = blob_case()
     recs = list(iter_refine(img, mask, model=tiny, device="cpu", size=64, seed=0, steps=np.int64(3)))
     assert recs[-1].total == 3
+
+
+# --------------------------------------------------------------------------- #
+# argument validation through refine (issue #12, item 4)
+# --------------------------------------------------------------------------- #
+@pytest.mark.parametrize("labels", [[1.7], [True], ["1"], [1, 2.0]])
+def test_labels_must_be_integers(tiny, labels):
+    img, mask = blob_case()
+    with pytest.raises(TypeError, match="labels must hold integers"):
+        refine(img, mask, model=tiny, device="cpu", size=64, labels=labels)
+
+
+def test_labels_order_does_not_change_the_result(tiny):
+    img = np.random.default_rng(3).integers(0, 256, (120, 120, 3), dtype=np.uint8)
+    lab = rect((120, 120), 10, 50, 10, 50, 1) + rect((120, 120), 60, 110, 55, 105, 2) + rect((120, 120), 5, 40, 70, 110, 3)
+    a = refine(img, lab, model=tiny, seed=11, device="cpu", size=64, labels=[2, 1])
+    b = refine(img, lab, model=tiny, seed=11, device="cpu", size=64, labels=[1, 2])
+    c = refine(img, lab, model=tiny, seed=11, device="cpu", size=64, labels=np.array([2, 1, 2]))
+    assert np.array_equal(a, b) and np.array_equal(a, c)
+    assert np.array_equal(a == 3, lab == 3)  # not selected: unchanged
+
+
+def test_uint64_labels_above_int64_are_refused_clearly(tiny):
+    img, mask = blob_case()
+    lab = mask.astype(np.uint64) * np.uint64(2**63)
+    with pytest.raises(ValueError, match=r"labels above 2\*\*63-1 .*not supported") as info:
+        refine(img, lab, model=tiny, device="cpu", size=64)
+    assert "negative" not in str(info.value)
+    ok = mask.astype(np.uint64) * np.uint64(2**63 - 1)  # the largest supported label
+    out = refine(img, ok, model=tiny, device="cpu", size=64, seed=0)
+    assert out.dtype == np.uint64 and set(np.unique(out).tolist()) <= {0, 2**63 - 1}
+
+
+@pytest.mark.parametrize(
+    "kwargs,error,match",
+    [
+        ({"seed": 2**64}, ValueError, r"seed must be in \[0, 2\*\*64\)"),
+        ({"seed": -1}, ValueError, r"seed must be in \[0, 2\*\*64\)"),
+        ({"seed": 1.5}, TypeError, "seed must be an int"),
+        ({"size": 0}, ValueError, "size must be in"),
+        ({"size": -64}, ValueError, "size must be in"),
+        ({"context": float("nan")}, ValueError, "context must be a finite number"),
+        ({"pad": -1}, ValueError, "pad must be in"),
+        ({"device": "xla"}, ValueError, "device 'xla' is not supported"),
+        ({"device": "tpu:0"}, ValueError, "device"),
+    ],
+    ids=lambda v: repr(v) if not isinstance(v, dict) else "-".join(f"{k}={v!r}" for k, v in v.items()),
+)
+def test_invalid_arguments_through_refine(tiny, kwargs, error, match):
+    img, mask = blob_case()
+    kwargs = {"model": tiny, "device": "cpu", **kwargs}
+    with pytest.raises(error, match=match):
+        refine(img, mask, **kwargs)
+
+
+def test_largest_seed_is_accepted(tiny):
+    img, mask = blob_case()
+    assert refine(img, mask, model=tiny, device="cpu", size=64, seed=2**64 - 1).shape == mask.shape

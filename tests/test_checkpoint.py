@@ -397,3 +397,70 @@ def test_our_format_wrong_shape_and_missing_key(tmp_path):
 def test_checkpoint_error_is_a_value_error():
     assert issubclass(CheckpointError, ValueError)
     assert ckpt.FORMAT == "napari-segrefiner"
+
+
+# --------------------------------------------------------------------------- #
+# malformed stored configurations: always a CheckpointError naming the file
+# --------------------------------------------------------------------------- #
+def _our_file(path, config=None, refine=None, **config_changes):
+    """Our format with the tiny network's weights and a (possibly broken) stored header."""
+    torch.manual_seed(0)
+    model = build_network(LiteConfig.tiny())
+    cfg = {**dataclasses.asdict(LiteConfig.tiny()), "arch": "lite", **config_changes} if config is None else config
+    torch.save({"format": "napari-segrefiner", "version": 2, "config": cfg, "state_dict": model.state_dict(),
+                "refine": refine or {}, "meta": {}}, path)  # fmt: skip
+    return path
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"num_heads": 0},  # ZeroDivisionError while building
+        {"norm_groups": 0},
+        {"model_channels": -8},  # RuntimeError: negative dimension
+        {"stem_channels": [8, -1]},
+        {"norm_groups": 3},  # ValueError from GroupNorm
+        {"num_heads": 3},
+        {"channel_mult": []},  # builds, but cannot run
+        {"channel_mult": [1, "a"]},
+        {"head_channels": 0},  # runs, but gives no output channel
+        {"in_channels": 3},
+        {"out_channels": 2},
+        {"num_timesteps": 0},
+        {"dropout": 2.0},
+        {"model_channels": True},
+        {"num_res_blocks": 10**9},  # refused before building (would take forever)
+        {"model_channels": 10**12},
+    ],
+    ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()),
+)
+def test_unbuildable_network_config_is_a_checkpoint_error(tmp_path, changes):
+    path = _our_file(tmp_path / "broken.pt", **changes)
+    with pytest.raises(CheckpointError, match="broken.pt") as info:
+        load_refiner(path, device="cpu")
+    assert len(str(info.value).splitlines()) == 1
+
+
+def test_official_unet_layout_config_still_builds(tmp_path):
+    # the same meta-device check passes a valid small UNet (and the lite/official ones above)
+    torch.manual_seed(0)
+    path = tmp_path / "unet.pt"
+    save_checkpoint(path, build_network(SMALL_UNET))
+    assert load_model(path, device="cpu").config == SMALL_UNET
+
+
+@pytest.mark.parametrize(
+    "refine,match",
+    [
+        ({"size": 4096}, "size must be in"),
+        ({"min_area": 1e9}, "min_area must be an integer"),
+        ({"context": float("nan")}, "context must be a finite number"),
+        ({"bogus": 1}, "unknown options"),
+        ({"size": 100}, "size 100 is not a multiple of 8"),
+        ({"hr_patch": 100}, "hr_patch 100 is not a multiple of 8"),
+    ],
+)
+def test_invalid_stored_refine_config_is_a_checkpoint_error(tmp_path, refine, match):
+    path = _our_file(tmp_path / "opts.pt", refine=refine)
+    with pytest.raises(CheckpointError, match=match):
+        load_refiner(path, device="cpu")

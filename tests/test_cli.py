@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import cv2
 import numpy as np
 import pytest
@@ -44,14 +46,20 @@ def test_refine_keeps_labels_in_16bit_png_and_tif(tmp_path, tiny_checkpoint):
         assert set(np.unique(got)) <= {0, 7, 300}
 
 
-def test_folder_mode_matches_pairs_by_name(tmp_path, tiny_checkpoint, capsys):
-    images, masks = tmp_path / "images", tmp_path / "masks"
+def _folders(root):
+    """root/images/{one,two}.png and root/masks/{one,two}.png."""
+    images, masks = root / "images", root / "masks"
     images.mkdir()
     masks.mkdir()
     for name in ("one", "two"):
-        img, msk, _ = _pair(tmp_path, name)
+        img, msk, _ = _pair(root, name)
         img.rename(images / f"{name}.png")
         msk.rename(masks / f"{name}.png")
+    return images, masks
+
+
+def test_folder_mode_matches_pairs_by_name(tmp_path, tiny_checkpoint, capsys):
+    images, masks = _folders(tmp_path)
     (images / "orphan.png").write_bytes((images / "one.png").read_bytes())
     out = tmp_path / "refined"
     assert main(["refine", str(images), str(masks), "-o", str(out), "--checkpoint", str(tiny_checkpoint), "--device", "cpu"]) == 0
@@ -113,3 +121,185 @@ def test_speed_runs_for_a_tiny_network(tmp_path, capsys):
     assert main(["speed", "--configs", "lite-tiny", "--devices", "cpu", "--batches", "1", "2", "--repeats", "1",
                  "--out", str(out)]) == 0
     assert "s/object" in capsys.readouterr().out and out.is_file()
+
+
+# --------------------------------------------------------------------------- #
+# refine: outputs are checked before anything runs; inputs are never touched
+# --------------------------------------------------------------------------- #
+def _digests(root):
+    """{relative path: sha256} of every file under root (links followed), and the links."""
+    import hashlib
+
+    out = {}
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            out[str(p.relative_to(root))] = hashlib.sha256(p.read_bytes()).hexdigest()
+        elif p.is_symlink():
+            out[str(p.relative_to(root))] = "link -> " + str(p.readlink())
+    return out
+
+
+@pytest.fixture
+def layout(tmp_path):
+    """in/a.png + in/a_mask.png (file mode); images/{one,two}.png + masks/{one,two}.png."""
+    (tmp_path / "in").mkdir()
+    _pair(tmp_path / "in")
+    _folders(tmp_path)
+    return tmp_path
+
+
+def _refused_args(root, case):
+    """The arguments of one refused command (after "refine"), building what the case needs."""
+    a, m = str(root / "in" / "a.png"), str(root / "in" / "a_mask.png")
+    images, masks = str(root / "images"), str(root / "masks")
+    if case == "out_is_image":
+        return [a, m, "-o", a]
+    if case == "out_is_mask_through_dotdot":
+        (root / "in" / "sub").mkdir()
+        return [a, m, "-o", str(root / "in" / "sub" / ".." / "a_mask.png"), "--overwrite"]
+    if case == "out_is_symlink_to_mask":
+        (root / "link.png").symlink_to(root / "in" / "a_mask.png")
+        return [a, m, "-o", str(root / "link.png"), "--overwrite"]
+    if case == "out_is_hard_link_to_image":
+        os.link(root / "in" / "a.png", root / "hard.png")
+        return [a, m, "-o", str(root / "hard.png"), "--overwrite"]
+    if case == "out_in_symlinked_input_folder":
+        (root / "alias").symlink_to(root / "in", target_is_directory=True)
+        return [a, m, "-o", str(root / "alias" / "a.png"), "--overwrite"]
+    if case == "out_is_input_folder":
+        return [a, m, "-o", str(root / "in")]
+    if case == "out_exists":
+        (root / "old.png").write_bytes(b"previous result")
+        return [a, m, "-o", str(root / "old.png")]
+    if case == "out_jpg":
+        return [a, m, "-o", str(root / "out.jpg")]
+    if case == "out_without_extension":
+        return [a, m, "-o", str(root / "out")]
+    if case == "ext_in_file_mode":
+        return [a, m, "-o", str(root / "out.png"), "--ext", ".tif"]
+    if case == "png_cannot_hold_labels":
+        tifffile.imwrite(root / "in" / "big.tif", np.where(cv2.imread(m, cv2.IMREAD_UNCHANGED) > 0, 70000, 0).astype(np.uint32))
+        return [a, str(root / "in" / "big.tif"), "-o", str(root / "out.png")]
+    if case == "mask_missing":
+        return [a, str(root / "in" / "nope.png"), "-o", str(root / "out.png")]
+    if case == "mask_folder_missing":
+        return [images, str(root / "nope"), "-o", str(root / "out")]
+    if case == "file_and_folder":
+        return [a, masks, "-o", str(root / "out")]
+    if case == "out_is_image_folder":
+        return [images, masks, "-o", images, "--overwrite"]
+    if case == "out_inside_mask_folder":
+        return [images, masks, "-o", str(root / "masks" / "refined")]
+    if case == "out_inside_mask_folder_through_symlink":
+        (root / "alias").symlink_to(root / "masks", target_is_directory=True)
+        return [images, masks, "-o", str(root / "alias" / "refined")]
+    if case == "out_folder_is_a_file":
+        return [images, masks, "-o", a]
+    if case == "names_collide":
+        (root / "images" / "two.tif").write_bytes((root / "images" / "two.png").read_bytes())
+        return [images, masks, "-o", str(root / "out")]
+    if case == "several_masks_for_one_image":
+        (root / "masks" / "two.npy").write_bytes(b"not read")
+        return [images, masks, "-o", str(root / "out")]
+    if case == "outputs_exist":
+        (root / "out").mkdir()
+        (root / "out" / "two.png").write_bytes(b"previous result")
+        return [images, masks, "-o", str(root / "out")]
+    if case == "output_is_a_link_to_an_input":
+        (root / "out").mkdir()
+        (root / "out" / "one.png").symlink_to(root / "masks" / "one.png")
+        return [images, masks, "-o", str(root / "out"), "--overwrite"]
+    if case == "ext_jpg":
+        return [images, masks, "-o", str(root / "out"), "--ext", ".jpg"]
+    raise AssertionError(case)
+
+
+REFUSED = {
+    "out_is_image": "is the input file",
+    "out_is_mask_through_dotdot": "is the input file",
+    "out_is_symlink_to_mask": "is the input file",
+    "out_is_hard_link_to_image": "is the input file",
+    "out_in_symlinked_input_folder": "is the input file",
+    "out_is_input_folder": "is a folder",
+    "out_exists": "exists; pass --overwrite",
+    "out_jpg": "extension '.jpg'",
+    "out_without_extension": "no extension",
+    "ext_in_file_mode": "--ext is for folder mode",
+    "png_cannot_hold_labels": "PNG stores labels up to 65535",
+    "mask_missing": "mask file not found",
+    "mask_folder_missing": "folder not found",
+    "file_and_folder": "must both be files or both be folders",
+    "out_is_image_folder": "the IMAGE folder",
+    "out_inside_mask_folder": "the MASK folder",
+    "out_inside_mask_folder_through_symlink": "the MASK folder",
+    "out_folder_is_a_file": "in folder mode -o names a folder",
+    "names_collide": "two.png, two.tif would all be written to",
+    "several_masks_for_one_image": "several masks named 'two'",
+    "outputs_exist": "exists; pass --overwrite",
+    "output_is_a_link_to_an_input": "is the input file",
+    "ext_jpg": "extension '.jpg'",
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+def test_refused_commands_change_nothing(layout, tiny_checkpoint, capsys, monkeypatch, case):
+    from napari_segrefiner import refiner
+
+    args = _refused_args(layout, case)
+    before = _digests(layout)
+    # every refusal comes before the model is loaded, hence before the first refinement
+    monkeypatch.setattr(refiner, "load_refiner", lambda *a, **k: pytest.fail("the model was loaded"))
+    code = main(["refine", *args, "--checkpoint", str(tiny_checkpoint), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code != 0
+    assert REFUSED[case] in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert _digests(layout) == before  # inputs byte-identical, nothing written or replaced
+
+
+def test_overwrite_replaces_existing_outputs(layout, tiny_checkpoint):
+    a, m = layout / "in" / "a.png", layout / "in" / "a_mask.png"
+    out = layout / "old.png"
+    out.write_bytes(b"previous result")
+    common = ["--checkpoint", str(tiny_checkpoint), "--device", "cpu"]
+    assert main(["refine", str(a), str(m), "-o", str(out), *common]) == 2
+    assert out.read_bytes() == b"previous result"
+    inputs = _digests(layout / "in")
+    assert main(["refine", str(a), str(m), "-o", str(out), "--overwrite", *common]) == 0
+    assert cv2.imread(str(out), cv2.IMREAD_UNCHANGED).shape == (64, 80)
+    folder = layout / "out"
+    folder.mkdir()
+    (folder / "two.tif").write_bytes(b"previous result")
+    assert main(["refine", str(layout / "images"), str(layout / "masks"), "-o", str(folder), "--ext", "tif",
+                 "--overwrite", *common]) == 0  # fmt: skip
+    assert sorted(p.name for p in folder.iterdir()) == ["one.tif", "two.tif"]
+    assert tifffile.imread(folder / "two.tif").shape == (64, 80)
+    assert _digests(layout / "in") == inputs
+
+
+def test_folder_mode_lists_unmatched_names(layout, tiny_checkpoint, capsys):
+    (layout / "images" / "lonely.png").write_bytes((layout / "images" / "one.png").read_bytes())
+    (layout / "masks" / "orphan.png").write_bytes((layout / "masks" / "one.png").read_bytes())
+    out = layout / "refined"
+    assert main(["refine", str(layout / "images"), str(layout / "masks"), "-o", str(out),
+                 "--checkpoint", str(tiny_checkpoint), "--device", "cpu"]) == 0  # fmt: skip
+    err = capsys.readouterr().err
+    assert "1 image(s) without a mask" in err and "lonely.png" in err
+    assert "1 mask(s) without an image" in err and "orphan.png" in err
+    assert sorted(p.name for p in out.iterdir()) == ["one.png", "two.png"]
+
+
+def test_refine_help_describes_every_argument(capsys):
+    import argparse
+
+    from napari_segrefiner.cli import _parser
+
+    sub = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
+    refine_parser = sub.choices["refine"]
+    missing = [a.dest for a in refine_parser._actions if not a.help]
+    assert missing == []
+    with pytest.raises(SystemExit):
+        main(["refine", "--help"])
+    text = capsys.readouterr().out
+    for word in ("IMAGE", "MASK", "OUT", "--overwrite", "--ext", "--seed", "--steps", "--device", "--mode"):
+        assert word in text

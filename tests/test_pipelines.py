@@ -153,3 +153,97 @@ def test_records_when_every_object_is_too_small(tiny):
     _check_records(recs)
 
 
+
+
+# --------------------------------------------------------------------------- #
+# whole mode with many labels: each stays near its coarse object, in its own pieces
+# --------------------------------------------------------------------------- #
+class Everywhere(torch.nn.Module):
+    """Predicts foreground on every pixel (confidence 1)."""
+
+    def forward(self, x, t):
+        return torch.full_like(x[:, :1], 50.0)
+
+
+class Specks(torch.nn.Module):
+    """Foreground in scattered 2 x 2 specks all over the crop, background elsewhere."""
+
+    def forward(self, x, t):
+        n, _, h, w = x.shape
+        yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+        specks = ((yy // 2) * 7 + (xx // 2) * 5) % 13 == 0
+        return torch.where(specks, 50.0, -50.0).expand(n, 1, h, w).to(x.dtype)
+
+
+def _many_labels():
+    """14 small objects on a 150 x 200 frame; label 14 is two far-apart pieces."""
+    lab = np.zeros((150, 200), np.uint16)
+    k = 0
+    for r in range(3):
+        for c in range(5):
+            if k == 13:
+                break
+            k += 1
+            y, x = 8 + 48 * r, 10 + 38 * c
+            lab[y : y + 12 + 2 * r, x : x + 10 + c] = k
+    lab[140:146, 5:15] = 14
+    lab[140:146, 180:190] = 14
+    return lab
+
+
+def _padded_box(m, pad):
+    rows, cols = np.flatnonzero(m.any(1)), np.flatnonzero(m.any(0))
+    h, w = m.shape
+    return max(rows[0] - pad, 0), min(rows[-1] + 1 + pad, h), max(cols[0] - pad, 0), min(cols[-1] + 1 + pad, w)
+
+
+def _pieces(m):
+    from scipy import ndimage
+
+    pieces, n = ndimage.label(m, structure=np.ones((3, 3), bool))
+    return [pieces == i for i in range(1, n + 1)]
+
+
+@pytest.mark.parametrize("network", [Everywhere, Specks])
+def test_whole_mode_keeps_each_label_near_its_coarse_object(network):
+    coarse = _many_labels()
+    img = np.random.default_rng(0).integers(0, 256, coarse.shape + (3,), dtype=np.uint8)
+    pad = 6
+    out = refine(img, coarse, model=network().eval(), mode="whole", seed=0, device="cpu", pad=pad)
+    assert out.dtype == coarse.dtype and set(np.unique(out)) <= set(np.unique(coarse))
+    for lab in range(1, 15):
+        own = coarse == lab
+        mine = out == lab
+        y0, y1, x0, x1 = _padded_box(own, pad)
+        inside = np.zeros_like(own)
+        inside[y0:y1, x0:x1] = True
+        assert not (mine & ~inside).any(), f"label {lab} has pixels outside its padded box"
+        pieces = _pieces(mine)
+        assert all((p & own).any() for p in pieces), f"label {lab} has a piece away from its coarse object"
+        if network is Everywhere:  # the padded boxes do not overlap: each label fills its own, in one
+            # piece (label 14's two coarse pieces share one box, a band along the bottom edge)
+            assert len(pieces) == 1 and np.array_equal(mine, inside)
+    if network is Everywhere:
+        # without the limits the first label took the whole background (every label is
+        # foreground everywhere and ties keep the first); now most of the frame stays 0
+        assert (out == 0).mean() > 0.5
+
+
+def test_oracle_whole_mode_with_several_labels_recovers_truth():
+    truth = rect((160, 160), 20, 60, 20, 60, 1) + rect((160, 160), 90, 140, 95, 145, 2)
+    coarse = rect((160, 160), 24, 64, 23, 58, 1)
+    coarse[87:137, 98:148] = 2
+    out = refine(rgb_from_truth(truth), coarse, model=Oracle(), mode="whole", seed=0, device="cpu")
+    assert np.array_equal(out, truth)
+
+
+def test_whole_mode_previews_follow_the_same_rule():
+    coarse = _many_labels()
+    img = np.zeros(coarse.shape + (3,), np.uint8)
+    recs = list(iter_refine(img, coarse, model=Everywhere().eval(), mode="whole", seed=0, device="cpu", pad=6))
+    for rec in recs:
+        for lab in (1, 7, 13):
+            y0, y1, x0, x1 = _padded_box(coarse == lab, 6)
+            outside = rec.mask == lab
+            outside[y0:y1, x0:x1] = False
+            assert not outside.any()

@@ -14,6 +14,7 @@ not computed with hashlib:
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import pooch.core
 import pytest
 
 from napari_segrefiner import registry
+from napari_segrefiner.checkpoint import CheckpointError
 from napari_segrefiner.registry import DEFAULT_MODEL, MODELS, ModelInfo, cache_dir, fetch, resolve, sha256sum
 
 EMPTY = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
@@ -207,3 +209,103 @@ def test_sha256sum_multi_chunk(tmp_path):
     p = tmp_path / "a.bin"
     p.write_bytes(b"a" * 1_000_000)
     assert sha256sum(p, chunk=4096) == MILLION_A  # 245 chunks, the last one partial
+
+
+# --------------------------------------------------------------------------- #
+# cached files are verified the first time a process uses them
+# --------------------------------------------------------------------------- #
+@pytest.fixture
+def counted_hashes(monkeypatch):
+    """Count sha256sum calls, with a fresh set of verified files."""
+    calls = []
+    real = registry.sha256sum
+
+    def counting(path, chunk=1 << 20):
+        calls.append(Path(path))
+        return real(path, chunk)
+
+    monkeypatch.setattr(registry, "sha256sum", counting)
+    monkeypatch.setattr(registry, "_VERIFIED", set())
+    return calls
+
+
+def test_resolve_verify_hashes_a_cached_file_once(monkeypatch, tmp_path, counted_hashes):
+    _register(monkeypatch, ABC)
+    (tmp_path / "unit.pth").write_bytes(b"abc")
+    assert resolve("unit-test", cache=tmp_path) == tmp_path / "unit.pth"
+    assert counted_hashes == []  # a plain look-up does not hash
+    for _ in range(3):
+        assert resolve("unit-test", cache=tmp_path, verify=True) == tmp_path / "unit.pth"
+    assert len(counted_hashes) == 1
+    fetch("unit-test", cache=tmp_path)  # a cache hit of fetch uses the same record
+    assert len(counted_hashes) == 1
+
+
+def test_resolve_verify_refuses_a_changed_file_and_says_what_to_do(monkeypatch, tmp_path, counted_hashes):
+    _register(monkeypatch, ABC)
+    path = tmp_path / "unit.pth"
+    path.write_bytes(b"abc")
+    resolve("unit-test", cache=tmp_path, verify=True)
+    path.write_bytes(b"abc, then more")  # changed after it was verified: checked again
+    with pytest.raises(CheckpointError) as info:
+        resolve("unit-test", cache=tmp_path, verify=True)
+    msg = str(info.value)
+    assert "does not match the published SHA-256 of 'unit-test'" in msg
+    assert "delete it and run `napari-segrefiner download unit-test`" in msg
+    assert f"model={str(path)!r}" in msg and "--checkpoint" in msg
+    assert len(msg.splitlines()) == 1
+    assert len(counted_hashes) == 2
+
+
+def test_unknown_hash_and_shipped_models_are_not_hashed(monkeypatch, tmp_path, counted_hashes):
+    (tmp_path / "segrefiner_hr_latest.pth").write_bytes(b"anything")
+    assert resolve("segrefiner-hr", cache=tmp_path, verify=True) == tmp_path / "segrefiner_hr_latest.pth"
+    resolve("segrefiner-lite", verify=True)
+    assert counted_hashes == []
+
+
+def test_loading_a_registered_name_verifies_the_cached_file(monkeypatch, tmp_path, tiny_checkpoint, counted_hashes):
+    from napari_segrefiner.refiner import load_refiner
+
+    data = tiny_checkpoint.read_bytes()
+    _register(monkeypatch, hashlib.sha256(data).hexdigest())  # a digest to pin, not a test of sha256sum
+    (tmp_path / "unit.pth").write_bytes(data)
+    assert load_refiner("unit-test", device="cpu", cache=tmp_path).source == "unit-test"
+    assert load_refiner("unit-test", device="cpu", cache=tmp_path).source == "unit-test"
+    assert len(counted_hashes) == 1  # hashed once per process
+    (tmp_path / "unit.pth").write_bytes(data[: len(data) // 2])  # a truncated download
+    with pytest.raises(CheckpointError, match="napari-segrefiner download unit-test"):
+        load_refiner("unit-test", device="cpu", cache=tmp_path)
+    # the way out the message names: the file as a checkpoint (here: it is broken too)
+    with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint"):
+        load_refiner(str(tmp_path / "unit.pth"), device="cpu")
+
+
+def test_cli_refine_reports_a_mismatch_in_one_line(monkeypatch, tmp_path, tiny_checkpoint, counted_hashes, capsys):
+    from napari_segrefiner.cli import main
+
+    _register(monkeypatch, ABC)
+    monkeypatch.setenv("NAPARI_SEGREFINER_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "unit.pth").write_bytes(tiny_checkpoint.read_bytes())  # not b"abc"
+    import numpy as np
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "img.tif", np.zeros((32, 32), np.uint8))
+    tifffile.imwrite(tmp_path / "mask.tif", np.pad(np.ones((8, 8), np.uint8), 12))
+    code = main(["refine", str(tmp_path / "img.tif"), str(tmp_path / "mask.tif"), "-o", str(tmp_path / "o.tif"),
+                 "--model", "unit-test", "--device", "cpu"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "napari-segrefiner download unit-test" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o.tif").exists()
+
+
+def test_cli_models_says_which_hashes_are_unknown(capsys):
+    from napari_segrefiner.cli import main
+
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    hr = out[out.index("segrefiner-hr"):]
+    assert "SHA-256 unknown" in hr and "unverified" in hr
+    lr = out[out.index("segrefiner-lr"): out.index("segrefiner-hr")]
+    assert LR_SHA[:16] in lr and "verified when first loaded" in lr

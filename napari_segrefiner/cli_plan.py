@@ -1,0 +1,201 @@
+"""What ``napari-segrefiner refine`` reads and writes, planned and checked before any work.
+
+Inputs are read and outputs written through :mod:`napari_segrefiner.io`. Before the model
+is loaded, every output path is checked: it may not be (or resolve to) an input file or
+lie in an input folder, may not exist unless ``--overwrite`` is given, must have a mask
+extension, and no two inputs may map to the same output name.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["CLIError", "check_writable", "model_source", "plan_file", "plan_folders", "read_image", "read_mask",
+           "write_mask"]
+
+
+class CLIError(Exception):
+    """A user error reported as one line."""
+
+
+def read_image(path: Path):
+    from .io import read_image
+
+    if not path.is_file():
+        raise CLIError(f"image file not found: {path}")
+    try:
+        return read_image(path)
+    except (ValueError, OSError) as exc:
+        raise CLIError(f"cannot read image {path}: {exc}") from None
+
+
+def read_mask(path: Path):
+    from .io import read_mask
+
+    if not path.is_file():
+        raise CLIError(f"mask file not found: {path}")
+    try:
+        return read_mask(path)
+    except (ValueError, OSError) as exc:
+        raise CLIError(f"cannot read mask {path}: {exc}") from None
+
+
+def write_mask(path: Path, mask) -> None:
+    from .io import write_mask
+
+    try:
+        write_mask(path, mask)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+
+
+def model_source(args) -> str | None:
+    if getattr(args, "checkpoint", None):
+        return args.checkpoint
+    return getattr(args, "model", None)
+
+
+# ---------------------------------------------------------------- refine: planning ---
+# Every output path is checked before the model is loaded and before the first refinement:
+# a refused command writes nothing and leaves every input byte-identical.
+def _shown(names: Sequence[str], most: int = 8) -> str:
+    more = len(names) - most
+    return ", ".join(names[:most]) + (f" ... and {more} more" if more > 0 else "")
+
+
+def _out_ext(ext: str, what: str) -> str:
+    from .io import MASK_EXTENSIONS
+
+    if ext.lower() not in MASK_EXTENSIONS:
+        shown = f"extension {ext!r}" if ext else "no extension"
+        raise CLIError(f"{what} has {shown}; masks are written as {', '.join(MASK_EXTENSIONS)}")
+    return ext
+
+
+def _inode(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the file ``path`` leads to (links followed), None if there is none."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _within(path: Path, folder: Path) -> bool:
+    """True if ``path`` is ``folder`` or lies inside it (through links and ``..``)."""
+    res, top = path.resolve(), folder.resolve()
+    if res == top or top in res.parents:
+        return True
+    for p in (path, *path.absolute().parents):  # same inode: bind mounts, aliases resolve() misses
+        try:
+            if os.path.samefile(p, folder):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def _check_outputs(outputs: Sequence[Path], inputs: Sequence[Path], overwrite: bool) -> None:
+    """Refuse outputs that are inputs, are folders, or exist (without --overwrite)."""
+    by_path = {p.resolve(): p for p in inputs}  # symlinks and ".." resolved
+    by_inode = {key: p for p in inputs if (key := _inode(p)) is not None}  # hard links, bind mounts
+    existing = []
+    for out in outputs:
+        src = by_path.get(out.resolve()) or by_inode.get(_inode(out))
+        if src is not None:
+            raise CLIError(f"output {out} is the input file {src}; inputs are never overwritten, choose another output")
+        if out.is_dir():
+            raise CLIError(f"output {out} is a folder, not a mask file")
+        parent = next((p for p in out.absolute().parents if p.exists()), None)
+        if parent is not None and not parent.is_dir():
+            raise CLIError(f"cannot write {out}: {parent} is a file, not a folder")
+        if os.path.lexists(out):
+            existing.append(out)
+    if existing and not overwrite:
+        what = f"output {existing[0]} exists" if len(existing) == 1 else (
+            f"{len(existing)} outputs exist ({_shown([p.name for p in existing])})")
+        raise CLIError(f"{what}; pass --overwrite to replace")
+
+
+def plan_file(image: Path, mask: Path, out: Path, args) -> list[tuple[Path, Path, Path]]:
+    if not image.is_file():
+        raise CLIError(f"image file not found: {image}")
+    if not mask.is_file():
+        raise CLIError(f"mask file not found: {mask}")
+    if args.ext is not None:
+        raise CLIError("--ext is for folder mode; in file mode the extension of -o picks the format")
+    if out.is_dir():
+        raise CLIError(f"output {out} is a folder; in file mode -o names the output file")
+    _out_ext(out.suffix, f"output {out}")
+    _check_outputs([out], [image, mask], args.overwrite)
+    return [(image, mask, out)]
+
+
+def _listing(folder: Path) -> dict[str, list[Path]]:
+    from .io import IMAGE_EXTENSIONS
+
+    by_stem: dict[str, list[Path]] = {}
+    for p in sorted(folder.iterdir()):
+        if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file():
+            by_stem.setdefault(p.stem, []).append(p)
+    return by_stem
+
+
+def plan_folders(image_dir: Path, mask_dir: Path, out: Path, args) -> list[tuple[Path, Path, Path]]:
+    from .io import MASK_EXTENSIONS
+
+    ext = args.ext
+    if ext is not None:
+        ext = _out_ext(ext if ext.startswith(".") else f".{ext}", "--ext")
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"output {out} is a file; in folder mode -o names a folder")
+    for name, folder in (("IMAGE", image_dir), ("MASK", mask_dir)):
+        if _within(out, folder):
+            raise CLIError(f"output folder {out} is (inside) the {name} folder {folder}; choose a folder outside the inputs")
+    images, masks = _listing(image_dir), _listing(mask_dir)
+    for stem, found in masks.items():
+        if len(found) > 1 and stem in images:
+            raise CLIError(f"several masks named {stem!r} in {mask_dir} ({_shown([p.name for p in found])}); keep one")
+    lonely = [p.name for stem, ps in images.items() if stem not in masks for p in ps]
+    orphans = [p.name for stem, ps in masks.items() if stem not in images for p in ps]
+    if lonely:
+        print(f"napari-segrefiner: warning: {len(lonely)} image(s) without a mask of the same name in {mask_dir}, "
+              f"skipped: {_shown(lonely)}", file=sys.stderr)  # fmt: skip
+    if orphans:
+        print(f"napari-segrefiner: warning: {len(orphans)} mask(s) without an image of the same name in {image_dir}, "
+              f"skipped: {_shown(orphans)}", file=sys.stderr)  # fmt: skip
+    plan = []
+    for stem, ps in images.items():
+        if stem not in masks:
+            continue
+        mask_p = masks[stem][0]
+        suffix = ext or (mask_p.suffix if mask_p.suffix.lower() in MASK_EXTENSIONS else ".png")
+        plan += [(img_p, mask_p, out / (mask_p.stem + suffix)) for img_p in ps]
+    if not plan:
+        raise CLIError(f"no image/mask pairs with matching file names in {image_dir} and {mask_dir}")
+    targets: dict[Path, list[str]] = {}
+    for img_p, _, out_p in plan:
+        targets.setdefault(out_p, []).append(img_p.name)
+    for out_p, names in targets.items():
+        if len(names) > 1:
+            raise CLIError(f"images {', '.join(names)} would all be written to {out_p}; rename all but one")
+    inputs = sorted({p for img_p, mask_p, _ in plan for p in (img_p, mask_p)})
+    _check_outputs([o for *_, o in plan], inputs, args.overwrite)
+    return plan
+
+
+def check_writable(out: Path, mask) -> None:
+    """Refuse, before refining, a mask the output format cannot hold (refined labels are a
+    subset of the input's, with its dtype, so the input decides)."""
+    from .io import _for_png
+
+    if out.suffix.lower() == ".png":
+        try:
+            _for_png(mask, out.name)
+        except ValueError as exc:
+            raise CLIError(str(exc)) from None
+
+

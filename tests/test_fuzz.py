@@ -1,0 +1,238 @@
+"""Property tests (hypothesis) of the two doors user data comes in by: ``refine`` and ``io.read_mask``.
+
+Whatever the shapes, dtypes, values and options:
+
+* the only exceptions are ``ValueError``/``TypeError`` (``CheckpointError`` is a
+  ``ValueError``; ``FileNotFoundError`` only for a missing file), with a one-line message;
+* the inputs are never modified;
+* a result has the mask's shape and dtype, holds no label the mask did not hold (0 aside),
+  and leaves labels that were not selected exactly as they were;
+* what ``io.write_mask`` writes, ``io.read_mask`` reads back (binary masks as bool).
+
+Small ``max_examples`` and ``derandomize=True``: a few seconds, the same cases every run,
+and no example database written into the checkout.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from napari_segrefiner import io
+from napari_segrefiner.api import refine
+
+FUZZ = settings(
+    deadline=None,
+    derandomize=True,
+    database=None,
+    print_blob=False,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+ALLOWED = (ValueError, TypeError)
+
+
+def _one_line(exc: BaseException) -> None:
+    assert str(exc).strip() and "\n" not in str(exc).strip(), f"{type(exc).__name__}: {exc!r}"
+
+
+# --------------------------------------------------------------------------- #
+# refine
+# --------------------------------------------------------------------------- #
+IMAGE_DTYPES = [np.uint8, np.uint16, np.int16, np.float32, np.float64, np.bool_]
+MASK_DTYPES = [np.bool_, np.uint8, np.uint16, np.int32, np.int64, np.uint64, np.float32, np.float64]
+
+
+def _pick(valid: bool, good: list, bad: list) -> st.SearchStrategy:
+    """``good`` values only, or any of ``good`` and ``bad``."""
+    return st.sampled_from(good if valid else good + bad)
+
+
+@st.composite
+def refine_cases(draw, valid: bool):
+    """(image, mask, options); with ``valid`` every input is one ``refine`` must accept."""
+    h = draw(st.integers(2 if valid else 1, 24))
+    w = draw(st.integers(2 if valid else 1, 24))
+    channels = draw(_pick(valid, [None, 3, 4, 1], [2]))
+    shape = (h, w) if channels is None else (h, w, channels)
+    idtype = np.dtype(draw(st.sampled_from(IMAGE_DTYPES)))
+    elements = None
+    if idtype.kind == "f":
+        width = idtype.itemsize * 8
+        elements = st.one_of(st.floats(0.0, 1.0, width=width), st.floats(-1e6, 1e6, width=width))
+        if not valid:
+            elements = st.one_of(elements, st.sampled_from([float("nan"), float("inf"), -float("inf")]))
+    image = draw(hnp.arrays(idtype, shape, elements=elements))
+    mdtype = np.dtype(draw(st.sampled_from(MASK_DTYPES)))
+    mshape = draw(_pick(valid, [(h, w)], [(h, w + 1), (h, w, 1)]))
+    if mdtype.kind == "f":
+        values = _pick(valid, [0.0, 1.0], [0.5, float("nan")])
+    elif mdtype.kind == "b":
+        values = st.booleans()
+    else:
+        info = np.iinfo(mdtype)
+        low, high = (0, min(int(info.max), 2**63 - 1)) if valid else (int(info.min), int(info.max))
+        values = st.one_of(st.sampled_from([0, 0, 0, 1, 2, 3, 7]), st.integers(low, high))
+    mask = draw(hnp.arrays(mdtype, mshape, elements=values))
+    if valid and not mask.any():
+        mask.flat[draw(st.integers(0, mask.size - 1))] = 1
+    options = {"seed": draw(_pick(valid, [0, 1, 2**64 - 1, None], [2**64, -1]))}
+    if draw(st.booleans()):
+        options["mode"] = draw(_pick(valid, ["auto", "instance", "whole"], ["hr", "fast"]))
+    if draw(st.booleans()):
+        options["steps"] = draw(_pick(valid, [None, 1, 2], [0, 7, 2.5]))
+    if draw(st.booleans()):
+        present = sorted({int(v) for v in np.unique(mask) if v != 0 and np.isfinite(v)})
+        some = st.lists(st.sampled_from(present), min_size=1, unique=True) if present else st.just([1])
+        options["labels"] = draw(some if valid else st.one_of(some, st.lists(st.integers(-2, 9), max_size=3),
+                                                              st.just([1.7])))  # fmt: skip
+    for name, good, bad in (
+        ("size", [64, 32], [60, 0]),
+        ("pad", [0, 3, 20], [-1]),
+        ("min_area", [0, 4, 10**6], [10**9, 1e3]),
+        ("context", [0.0, 2.0], [float("nan"), -1.0]),
+    ):
+        if draw(st.booleans()):
+            options[name] = draw(_pick(valid, good, bad))
+    return image, mask, options
+
+
+def _refine(tiny_model, image, mask, options):
+    """Run refine on copies-checked inputs; returns the result, or None after an allowed error."""
+    image_copy, mask_copy = image.copy(), mask.copy()
+    out = None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # percentiles of extreme floats
+            out = refine(image, mask, model=tiny_model, device="cpu", **{"size": 64, **options})
+    except ALLOWED as exc:
+        _one_line(exc)
+    assert np.array_equal(image, image_copy, equal_nan=image.dtype.kind == "f")
+    assert np.array_equal(mask, mask_copy, equal_nan=mask.dtype.kind == "f")
+    return out
+
+
+@settings(FUZZ, max_examples=40)
+@given(case=refine_cases(valid=True))
+def test_refine_valid_inputs(tiny_model, case):
+    image, mask, options = case
+    out = _refine(tiny_model, image, mask, options)
+    assert out is not None, "refine refused a valid input"
+    assert out.shape == mask.shape and out.dtype == mask.dtype
+    assert set(np.unique(out).tolist()) <= set(np.unique(mask).tolist()) | {0}
+    labels = options.get("labels")
+    if labels is not None:
+        for value in set(np.unique(mask).tolist()) - set(labels) - {0}:
+            assert np.array_equal(out == value, mask == value), f"label {value} was not selected but changed"
+
+
+@settings(FUZZ, max_examples=40)
+@given(case=refine_cases(valid=False))
+def test_refine_any_inputs(tiny_model, case):
+    image, mask, options = case
+    out = _refine(tiny_model, image, mask, options)
+    if out is not None:
+        assert out.shape == mask.shape and out.dtype == mask.dtype
+        assert set(np.unique(out).tolist()) <= set(np.unique(mask).tolist()) | {0}
+
+
+# --------------------------------------------------------------------------- #
+# io.read_mask / io.write_mask
+# --------------------------------------------------------------------------- #
+READ_EXTENSIONS = [".png", ".tif", ".tiff", ".npy", ".jpg", ".bmp", ".txt", ""]
+
+
+@settings(FUZZ, max_examples=40)
+@given(data=st.binary(max_size=300), ext=st.sampled_from(READ_EXTENSIONS), header=st.sampled_from(
+    [b"", b"\x89PNG\r\n\x1a\n", b"II*\x00", b"\x93NUMPY\x01\x00", b"\xff\xd8\xff"]))
+def test_read_mask_of_random_bytes(tmp_path_factory, data, ext, header):
+    path = tmp_path_factory.mktemp("bytes") / f"m{ext}"
+    path.write_bytes(header + data)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            got = io.read_mask(path)
+    except ALLOWED as exc:
+        _one_line(exc)
+        return
+    assert path.read_bytes() == header + data
+    assert got.ndim == 2 and (got.dtype == bool or got.dtype.kind in "iu")
+
+
+WRITE_DTYPES = [np.bool_, np.uint8, np.uint16, np.uint32, np.int8, np.int32, np.int64, np.uint64, np.float32]
+
+
+@st.composite
+def mask_arrays(draw):
+    dtype = np.dtype(draw(st.sampled_from(WRITE_DTYPES)))
+    shape = draw(st.sampled_from([(draw(st.integers(1, 12)), draw(st.integers(1, 12))), (0, 4), (2, 3, 4), (5,)]))
+    if dtype.kind == "f":
+        values = st.sampled_from([0.0, 1.0, 0.5, float("nan")])
+    elif dtype.kind == "b":
+        values = st.booleans()
+    else:
+        info = np.iinfo(dtype)
+        common = [v for v in (0, 0, 1, 2, 255, int(info.max)) if v <= info.max]
+        values = st.one_of(st.sampled_from(common), st.integers(int(info.min), int(info.max)))
+    return draw(hnp.arrays(dtype, shape, elements=values))
+
+
+def _read_back_matches(arr: np.ndarray, got: np.ndarray) -> None:
+    assert got.shape == arr.shape
+    if got.dtype == bool:  # a binary mask: one non-zero value at most
+        assert len(set(np.unique(arr).tolist()) - {0}) <= 1
+        assert np.array_equal(got, arr != 0)
+    else:
+        assert np.array_equal(got.astype(np.float64), arr.astype(np.float64)) and np.array_equal(got, arr)
+
+
+@settings(FUZZ, max_examples=60)
+@given(arr=mask_arrays(), ext=st.sampled_from([".png", ".tif", ".npy", ".jpg"]))
+def test_write_then_read_mask_round_trips(tmp_path_factory, arr, ext):
+    path = tmp_path_factory.mktemp("arrays") / f"m{ext}"
+    copy = arr.copy()
+    try:
+        io.write_mask(path, arr)
+    except ALLOWED as exc:
+        _one_line(exc)
+        assert not path.exists() and not list(path.parent.iterdir())  # nothing half-written
+        return
+    finally:
+        assert np.array_equal(arr, copy, equal_nan=arr.dtype.kind == "f")
+    try:
+        got = io.read_mask(path, stack=arr.ndim > 2)
+    except ALLOWED as exc:  # e.g. negative labels, 1-D or empty arrays: written as .npy, refused on reading
+        _one_line(exc)
+        return
+    _read_back_matches(arr, got)
+
+
+@settings(FUZZ, max_examples=40)
+@given(arr=mask_arrays())
+def test_read_mask_of_arrays_saved_by_other_tools(tmp_path_factory, arr):
+    """Arrays saved with np.save / tifffile as they are (floats, negatives, stacks)."""
+    import tifffile
+
+    folder = tmp_path_factory.mktemp("saved")
+    np.save(folder / "m.npy", arr)
+    if arr.size and arr.ndim >= 2:  # what tifffile can write
+        tifffile.imwrite(folder / "m.tif", arr, photometric="minisblack")
+    for path in sorted(folder.iterdir()):
+        try:
+            got = io.read_mask(path)
+        except ALLOWED as exc:
+            _one_line(exc)
+            continue
+        assert got.ndim == 2 and (got.dtype == bool or got.dtype.kind in "iu")
+        if path.suffix == ".npy":
+            _read_back_matches(arr.astype(bool) if arr.dtype.kind == "f" else arr, got)
+
+
+def test_read_mask_of_a_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        io.read_mask(tmp_path / "nope.png")
