@@ -21,9 +21,20 @@ from collections.abc import Iterable
 import numpy as np
 from scipy import ndimage as ndi
 
-__all__ = ["clean_labels"]
+__all__ = ["clean_labels", "overlapping_pieces"]
 
 _EIGHT = np.ones((3, 3), dtype=bool)
+
+
+def overlapping_pieces(fg: np.ndarray, support: np.ndarray) -> np.ndarray:
+    """The 8-connected pieces of bool ``fg`` that share a pixel with bool ``support``."""
+    pieces, n = ndi.label(fg, structure=_EIGHT)
+    if n == 0:
+        return fg.copy()
+    keep = np.zeros(n + 1, dtype=bool)
+    keep[pieces[support]] = True
+    keep[0] = False
+    return keep[pieces]
 
 
 def _box(mask: np.ndarray, shape: tuple[int, int], margin: int = 1) -> tuple[slice, slice] | None:

@@ -234,6 +234,9 @@ class RefineConfig:
         Logit bias towards the coarse mask in every reverse step (0 = the official
         sampler). A model calibrates it on its val split so that already-good masks stay
         good, and stores it here.
+    clean : bool
+        Clean each refined object (:func:`~napari_segrefiner.cleanup.clean_labels`: keep
+        the pieces that overlap its coarse object, drop specks, fill pinholes).
 
     Raises
     ------
@@ -253,8 +256,12 @@ class RefineConfig:
     hr_min_pixels: int = 128
     auto_hr_side: int = 512
     keep_bias: float = 0.0
+    clean: bool = True
 
     def __post_init__(self) -> None:
+        if not isinstance(self.clean, (bool, np.bool_)):
+            raise TypeError(f"clean must be True or False, got {type(self.clean).__name__} {self.clean!r}")
+        object.__setattr__(self, "clean", bool(self.clean))
         for name, (kind, low, high) in _RANGES.items():
             check = _check_int if kind == "int" else _check_float
             object.__setattr__(self, name, check(name, getattr(self, name), low, high))
@@ -266,9 +273,10 @@ class RefineConfig:
 
     def replace(self, **overrides: Any) -> "RefineConfig":
         """A copy with some options changed (validated; unknown names are a TypeError)."""
-        unknown = sorted(set(overrides) - set(_RANGES))
+        valid = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(overrides) - valid)
         if unknown:
-            raise TypeError(f"unknown options {unknown}; valid: {sorted(_RANGES)}")
+            raise TypeError(f"unknown options {unknown}; valid: {sorted(valid)}")
         return dataclasses.replace(self, **overrides)
 
     def to_dict(self) -> dict[str, Any]:

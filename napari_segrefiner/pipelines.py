@@ -20,11 +20,11 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import ndimage as ndi
 
 from .imaging import normalize
 from .patches import Box, crop_resize, grow_box, object_box, paste, select_patches
 from .sampling import denoise, iter_denoise
+from .cleanup import clean_labels, overlapping_pieces
 from .config import RefineConfig
 from .scheduler import Schedule, timesteps
 
@@ -109,20 +109,6 @@ class PipelineRun:
     cancel: Callable[[], bool] | None = None  # asked between network batches (see sampling)
 
 
-_EIGHT = np.ones((3, 3), dtype=bool)
-
-
-def _overlapping(fg: np.ndarray, support: np.ndarray) -> np.ndarray:
-    """The 8-connected pieces of ``fg`` that share a pixel with ``support``."""
-    pieces, n = ndi.label(fg, structure=_EIGHT)
-    if n == 0:
-        return fg
-    keep = np.zeros(n + 1, dtype=bool)
-    keep[pieces[support]] = True
-    keep[0] = False
-    return keep[pieces]
-
-
 def _instance_box(m: np.ndarray, config: RefineConfig, shape: tuple[int, int]) -> Box:
     """The crop instance mode refines an object in (its padded box, grown for context)."""
     tight = object_box(m, pad=0)
@@ -156,7 +142,7 @@ def _compose(base: np.ndarray, values: torch.Tensor, boxes: Sequence[Box], ids: 
         own = coarse[ry0:ry1, rx0:rx1] == lab
         if limits is not None:
             v = v[ry0 - y0 : ry1 - y0, rx0 - x0 : rx1 - x0]
-            fg = _overlapping(fg[ry0 - y0 : ry1 - y0, rx0 - x0 : rx1 - x0], own)
+            fg = overlapping_pieces(fg[ry0 - y0 : ry1 - y0, rx0 - x0 : rx1 - x0], own)
         priority = v + 0.5 * own
         region, region_best = out[ry0:ry1, rx0:rx1], best[ry0:ry1, rx0:rx1]
         win = fg & (priority > region_best) & ((region == 0) | (region_best > 0))
@@ -169,7 +155,7 @@ def _compose(base: np.ndarray, values: torch.Tensor, boxes: Sequence[Box], ids: 
         for (ry0, ry1, rx0, rx1), lab in zip(limits, ids):
             region = out[ry0:ry1, rx0:rx1]
             mine = region == lab
-            region[mine & ~_overlapping(mine, coarse[ry0:ry1, rx0:rx1] == lab)] = 0
+            region[mine & ~overlapping_pieces(mine, coarse[ry0:ry1, rx0:rx1] == lab)] = 0
     return out, conf_frame
 
 
@@ -220,6 +206,8 @@ def run_instances(
         if run.previews or step.is_last:
             frame, conf = _compose(base, step.mask, boxes, keep, step.confidence if run.previews else None, labels,
                                    limits if whole else None)  # fmt: skip
+            if step.is_last and run.config.clean:
+                frame = clean_labels(frame, labels, keep)
             frame = cast(frame)
         yield RefineStep(step.index, total, step.timestep, mode, mode, frame, conf, step.is_last)
 
@@ -306,4 +294,6 @@ def _hr_steps(image, labels, ids, run: PipelineRun, *, cast) -> Iterator[RefineS
         result = _hr_local(image, m_global, last.fine_prob[0, 0], run).cpu().numpy()
         out[(out == lab) & ~result] = 0
         out[result & (out == 0)] = lab
+        if run.config.clean:
+            out = clean_labels(out, labels, [lab])
         yield RefineStep(n * per + per - 1, total, 0, "local", "hr", cast(out), None, False)

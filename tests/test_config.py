@@ -53,3 +53,9 @@ def test_network_configs_round_trip():
     for cfg in (UNetConfig.official(), LiteConfig(), LiteConfig.tiny()):
         assert config_from_dict(config_to_dict(cfg)) == cfg
     assert UNetConfig.official().divisor == 32 and LiteConfig().divisor == 32 and LiteConfig.tiny().divisor == 8
+
+
+def test_clean_is_a_bool_option():
+    assert RefineConfig().clean is True and RefineConfig(clean=False).clean is False
+    with pytest.raises(TypeError, match="clean must be True or False"):
+        RefineConfig(clean=1)

@@ -247,3 +247,17 @@ def test_whole_mode_previews_follow_the_same_rule():
             outside = rec.mask == lab
             outside[y0:y1, x0:x1] = False
             assert not outside.any()
+
+
+def test_clean_option_drops_a_stray_speck_and_fills_a_pinhole():
+    coarse = rect((96, 96), 20, 70, 25, 75, value=3)
+    red = coarse > 0
+    red[5, 90] = True  # a stray pixel the oracle calls foreground (inside the crop, off the object)
+    red[40, 50] = False  # a pinhole the oracle calls background
+    kw = dict(model=Oracle(), seed=0, device="cpu", mode="instance", previews=False)
+    raw = refine(rgb_from_truth(red), coarse, clean=False, **kw)
+    cleaned = refine(rgb_from_truth(red), coarse, **kw)  # clean=True is the default
+    assert raw[5, 90] == 3 and raw[40, 50] == 0  # the oracle really made both
+    assert cleaned[5, 90] == 0 and cleaned[40, 50] == 3
+    raw[5, 90], raw[40, 50] = 0, 3
+    np.testing.assert_array_equal(cleaned, raw)  # and nothing else changed
