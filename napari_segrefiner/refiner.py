@@ -204,6 +204,8 @@ def load_refiner(
             f"model must be None, a name, a checkpoint path, a Refiner or a torch.nn.Module, got {type(source).__name__}"
         )
     network, config, meta = network_from_checkpoint(_checkpoint_path(source, cache))
+    if str(source) in registry.MODELS:
+        config = config.replace(**dict(registry.MODELS[str(source)].options))
     network = network.to(dev)  # our own fresh copy
     return Refiner(network, config, _schedule_for(network), dev, source=str(source), meta=meta)
 

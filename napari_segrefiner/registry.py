@@ -43,6 +43,10 @@ class ModelInfo:
         Expected digest; None when the authors never published one.
     shipped : bool
         True if the weights are inside the package.
+    options : tuple of (str, value) pairs
+        :class:`~napari_segrefiner.config.RefineConfig` options that the released file
+        does not store but this model needs (applied by ``load_refiner`` when it is loaded
+        by name); our own checkpoints store theirs.
     """
 
     name: str
@@ -51,6 +55,7 @@ class ModelInfo:
     url: str | None = None
     sha256: str | None = None
     shipped: bool = False
+    options: tuple[tuple[str, Any], ...] = ()
 
 
 _GDRIVE = "https://drive.usercontent.google.com/download?id={}&export=download&confirm=t"
@@ -68,6 +73,7 @@ MODELS: dict[str, ModelInfo] = {
         "segrefiner_lr_latest.pth",
         url=_GDRIVE.format("1FrhbdwNyTlQYNbF9IgFF2tY3iQXHFcau"),
         sha256="d5806a41a4bff6f1e313d1a9dcf18d11dab28e3a8e1497871a156214cd8fe07a",
+        options=(("auto_hr_side", 0),),  # trained on object crops: "auto" never picks the HR pipeline
     ),
     "segrefiner-hr": ModelInfo(
         "segrefiner-hr",

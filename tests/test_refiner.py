@@ -112,3 +112,12 @@ def test_refiner_validates_its_parts(net):
         Refiner("net", RefineConfig(), Schedule(), torch.device("cpu"))  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="config must be a RefineConfig"):
         Refiner(net, {"size": 64}, Schedule(), torch.device("cpu"))  # type: ignore[arg-type]
+
+
+def test_registered_released_models_bring_their_options(monkeypatch, tmp_path, tiny_checkpoint):
+    from napari_segrefiner import registry
+
+    monkeypatch.setattr(registry, "resolve", lambda name, cache=None, verify=False: tiny_checkpoint)
+    assert load_refiner("segrefiner-lr", device="cpu").config.auto_hr_side == 0  # an object-crop model
+    assert load_refiner("segrefiner-hr", device="cpu").config.auto_hr_side == load_refiner(
+        str(tiny_checkpoint), device="cpu").config.auto_hr_side  # fmt: skip
