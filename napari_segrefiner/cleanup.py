@@ -6,10 +6,13 @@ Annotators then have to erase them by hand. Per object, :func:`clean_labels`
 
 1. keeps the connected pieces (8-connectivity) that overlap the object's coarse mask, and
    drops the others (a piece with no support in the input is not a refinement of it);
-2. drops kept pieces smaller than ``speck`` x the object's area (at least 4 px), unless
-   that would drop the whole object;
-3. fills holes smaller than ``hole`` x the object's area with the object's label (only
-   pixels that belong to no other object).
+2. drops kept pieces smaller than ``speck`` x the object's area (at least 4 px, at most
+   ``cap`` px), unless that would drop the whole object;
+3. fills holes up to ``hole`` x the object's area (at least 9 px, at most ``cap`` px)
+   with the object's label (only pixels that belong to no other object).
+
+The caps keep the rules to specks and pinholes on large objects: a person's detached hand
+or the gap between an arm and the body is real, however small a share of the object.
 
 Objects that were not refined (not in ``ids``) are never touched. Pure numpy/scipy.
 """
@@ -48,7 +51,7 @@ def _box(mask: np.ndarray, shape: tuple[int, int], margin: int = 1) -> tuple[sli
     )
 
 
-def _clean_one(obj: np.ndarray, support: np.ndarray, speck: float, hole: float) -> np.ndarray:
+def _clean_one(obj: np.ndarray, support: np.ndarray, speck: float, hole: float, cap: int) -> np.ndarray:
     """Clean one object's bool crop given its coarse-mask crop; returns a new bool crop."""
     pieces, n = ndi.label(obj, structure=_EIGHT)
     if n == 0:
@@ -59,7 +62,7 @@ def _clean_one(obj: np.ndarray, support: np.ndarray, speck: float, hole: float) 
     if not touched.any():
         touched[int(np.argmax(sizes[1:])) + 1] = True  # nothing overlaps: keep the main body
     area = int(sizes[touched].sum())
-    big = sizes >= max(4.0, speck * area)
+    big = sizes >= max(4.0, min(speck * area, cap))
     keep = touched & big
     if not keep.any():
         keep = touched
@@ -68,7 +71,7 @@ def _clean_one(obj: np.ndarray, support: np.ndarray, speck: float, hole: float) 
         holes, m = ndi.label(ndi.binary_fill_holes(out) & ~out)
         if m:
             hole_sizes = np.bincount(holes.ravel(), minlength=m + 1)
-            small = hole_sizes <= hole * max(area, 1)
+            small = hole_sizes <= max(9.0, min(hole * area, cap))
             small[0] = False
             out = out | small[holes]
     return out
@@ -80,7 +83,8 @@ def clean_labels(
     ids: Iterable[int],
     *,
     speck: float = 0.02,
-    hole: float = 0.01,
+    hole: float = 0.02,
+    cap: int = 64,
 ) -> np.ndarray:
     """Clean every refined object of a labels frame (see the module docstring).
 
@@ -93,9 +97,13 @@ def clean_labels(
     ids : iterable of int
         The labels that were refined (others are left exactly as they are).
     speck : float
-        Kept pieces smaller than this fraction of the object's area (or 4 px) are dropped.
+        Kept pieces smaller than this fraction of the object's area (4 to ``cap`` px) are
+        dropped.
     hole : float
-        Holes up to this fraction of the object's area are filled (0 turns it off).
+        Holes up to this fraction of the object's area (9 to ``cap`` px) are filled (0
+        turns it off).
+    cap : int
+        The largest speck dropped and the largest hole filled, in pixels.
 
     Returns
     -------
@@ -121,7 +129,7 @@ def clean_labels(
         box = _box(obj | support, refined.shape)
         if box is None:
             continue
-        cleaned = _clean_one(obj[box], support[box], float(speck), float(hole))
+        cleaned = _clean_one(obj[box], support[box], float(speck), float(hole), int(cap))
         region = out[box]
         region[obj[box] & ~cleaned] = 0
         region[cleaned & (region == 0)] = lab

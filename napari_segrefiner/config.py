@@ -234,6 +234,10 @@ class RefineConfig:
         Logit bias towards the coarse mask in every reverse step (0 = the official
         sampler). A model calibrates it on its val split so that already-good masks stay
         good, and stores it here.
+    paste_changes_only : bool
+        Paste the network's answer back only near pixels whose state it changed at network
+        resolution and keep the native coarse mask elsewhere, so that a mask the network
+        keeps comes back exactly (False: the official bilinear paste of the whole crop).
     clean : bool
         Clean each refined object (:func:`~napari_segrefiner.cleanup.clean_labels`: keep
         the pieces that overlap its coarse object, drop specks, fill pinholes).
@@ -256,12 +260,15 @@ class RefineConfig:
     hr_min_pixels: int = 128
     auto_hr_side: int = 512
     keep_bias: float = 0.0
+    paste_changes_only: bool = False
     clean: bool = True
 
     def __post_init__(self) -> None:
-        if not isinstance(self.clean, (bool, np.bool_)):
-            raise TypeError(f"clean must be True or False, got {type(self.clean).__name__} {self.clean!r}")
-        object.__setattr__(self, "clean", bool(self.clean))
+        for name in ("paste_changes_only", "clean"):
+            value = getattr(self, name)
+            if not isinstance(value, (bool, np.bool_)):
+                raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
+            object.__setattr__(self, name, bool(value))
         for name, (kind, low, high) in _RANGES.items():
             check = _check_int if kind == "int" else _check_float
             object.__setattr__(self, name, check(name, getattr(self, name), low, high))

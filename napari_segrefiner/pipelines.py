@@ -118,7 +118,7 @@ def _instance_box(m: np.ndarray, config: RefineConfig, shape: tuple[int, int]) -
 
 
 def _compose(base: np.ndarray, values: torch.Tensor, boxes: Sequence[Box], ids: Sequence[int], conf: torch.Tensor | None,
-             coarse: np.ndarray, limits: Sequence[Box] | None = None):
+             coarse: np.ndarray, limits: Sequence[Box] | None = None, small_coarse: torch.Tensor | None = None):
     """Paste (N, 1, S, S) maps into a copy of ``base``.
 
     Where refined objects overlap, a pixel goes to the object whose coarse mask held it
@@ -128,15 +128,24 @@ def _compose(base: np.ndarray, values: torch.Tensor, boxes: Sequence[Box], ids: 
     With ``limits`` (whole mode, where every box is the frame) object ``k`` may only take
     pixels inside ``limits[k]``, in pieces that overlap its coarse mask, and after the
     competition each object keeps only such pieces.
+
+    With ``small_coarse`` (the coarse masks at network resolution; ``paste_changes_only``)
+    a native pixel takes the network's answer only near a pixel whose state changed at
+    network resolution, and keeps its native coarse value elsewhere: resizing a crop to
+    the network and back then never degrades what the network kept.
     """
     out = base.copy()
     best = np.zeros(base.shape, dtype=np.float32)
     conf_frame = None if conf is None else np.ones(base.shape, dtype=np.float32)
     vals = values.detach().float().cpu()
     confs = None if conf is None else conf.detach().float().cpu()
+    changed = None if small_coarse is None else ((vals >= 0.5) != (small_coarse.detach().cpu() >= 0.5)).float()
     for k, (box, lab) in enumerate(zip(boxes, ids)):
         y0, y1, x0, x1 = box
         v = paste(vals[k, 0], box).numpy()
+        if changed is not None:  # away from network-resolution changes, the native coarse mask stands
+            near = paste(changed[k, 0], box).numpy() > 0
+            v = np.where(near, v, (coarse[y0:y1, x0:x1] == lab).astype(np.float32))
         fg = v >= 0.5
         ry0, ry1, rx0, rx1 = box if limits is None else limits[k]
         own = coarse[ry0:ry1, rx0:rx1] == lab
@@ -205,7 +214,7 @@ def run_instances(
         frame = conf = None
         if run.previews or step.is_last:
             frame, conf = _compose(base, step.mask, boxes, keep, step.confidence if run.previews else None, labels,
-                                   limits if whole else None)  # fmt: skip
+                                   limits if whole else None, coarse if run.config.paste_changes_only else None)
             if step.is_last and run.config.clean:
                 frame = clean_labels(frame, labels, keep)
             frame = cast(frame)

@@ -76,3 +76,14 @@ def test_bad_arguments():
         clean_labels(np.zeros((3, 3), int), np.zeros((3, 4), int), [1])
     with pytest.raises(ValueError, match="speck must be a fraction"):
         clean_labels(np.zeros((3, 3), int), np.zeros((3, 3), int), [1], speck=2)
+
+
+def test_caps_keep_real_gaps_and_parts_of_large_objects():
+    coarse = np.zeros((220, 220), np.int32)
+    coarse[10:210, 10:210] = 1  # 40,000 px: 2% would be 800 px
+    refined = coarse.copy()
+    refined[50:57, 50:57] = 0  # 49-px hole: a pinhole at this size (<= 64 px) -> filled
+    refined[100:110, 100:110] = 0  # 100-px gap: real, kept although it is 0.25% of the object
+    refined[2:5, 100:130] = 1  # a 90-px piece off the coarse object: dropped whatever its size
+    out = clean_labels(refined, coarse, [1])
+    assert (out[50:57, 50:57] == 1).all() and (out[100:110, 100:110] == 0).all() and (out[2:5] == 0).all()

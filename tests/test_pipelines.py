@@ -261,3 +261,22 @@ def test_clean_option_drops_a_stray_speck_and_fills_a_pinhole():
     assert cleaned[5, 90] == 0 and cleaned[40, 50] == 3
     raw[5, 90], raw[40, 50] = 0, 3
     np.testing.assert_array_equal(cleaned, raw)  # and nothing else changed
+
+
+class KeepNet(torch.nn.Module):
+    """Answers the mask it is given with full confidence: it keeps every coarse pixel."""
+
+    def forward(self, x, t):
+        return 50.0 * (2.0 * x[:, 3:4] - 1.0)
+
+
+def test_paste_changes_only_returns_a_kept_mask_exactly():
+    yy, xx = np.mgrid[:150, :170]
+    coarse = (((yy - 70) ** 2 / 900 + (xx - 80) ** 2 / 2500) <= 1).astype(np.uint8)  # an ellipse
+    coarse[60:64, 20:140:3] = 0  # with fine comb-like detail that a 256-px crop cannot hold
+    image = np.zeros((150, 170, 3), np.uint8)
+    kw = dict(model=KeepNet().eval(), seed=0, mode="instance", clean=False, context=0.0, pad=40, size=64)
+    official = refine(image, coarse, **kw)
+    exact = refine(image, coarse, paste_changes_only=True, **kw)
+    assert (official != coarse).sum() > 20  # resizing to 64 px and back loses the detail...
+    np.testing.assert_array_equal(exact, coarse)  # ...unless only changes are pasted back
