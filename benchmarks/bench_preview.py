@@ -132,6 +132,7 @@ def main(argv=None) -> int:
     # after: the widget's own paint path
     job = RefineJob(image=image, rgb=True, mask=labels, axes=(0, 1), positions=((),), model="tiny")
     run = widget._preview.begin(job, source, uncertainty=True)  # (the running run from here on)
+    widget._preview.open_now(run)  # adds the run's layers (the widget does it just after the Run click)
     by_id = {id(r): u for r, u in zip(records, uncertainties)}
 
     def after(record):

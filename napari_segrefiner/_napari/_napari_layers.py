@@ -15,11 +15,12 @@ from napari.utils.colormaps import Colormap, ensure_colormap
 from napari.utils.notifications import notification_manager
 
 from ._reader import looks_like_mask
-from .worker import RefineJob, StepCounter, Update, all_positions, mask_copy, sync_bar
+from .tracking import StepCounter, sync_bar
+from .worker import RefineJob, Update, all_positions, mask_copy
 
-__all__ = ["ROLE", "StepProgress", "current_position", "is_image_mask", "layer_array", "layer_job", "mask_array",
-           "notify_error", "paint_plane", "plane_axes", "result_layer", "spatial_shape",
-           "uncertainty_colormap"]  # fmt: skip
+__all__ = ["ROLE", "UNCERTAINTY_FLOOR", "StepProgress", "current_position", "is_image_mask", "layer_array",
+           "layer_job", "mask_array", "notify_error", "paint_plane", "plane_axes", "result_layer",
+           "spatial_shape", "uncertainty_colormap"]  # fmt: skip
 
 ROLE = "segrefiner"  # layer.metadata key marking the widget's own preview/uncertainty layers
 
@@ -48,11 +49,22 @@ def mask_array(layer) -> np.ndarray:
 
 
 def is_image_mask(layer) -> bool:
-    """An Image layer that holds a mask: bool, or integer and piecewise constant (in memory)."""
+    """An Image layer that holds a mask: bool, integer and piecewise constant, or float 0/1.
+
+    In-memory data only (lazy data is never loaded here); integer and float data are
+    judged on a sample of rows (:func:`mask_copy` checks every pixel when a run starts).
+    """
     if not isinstance(layer, Image) or layer.rgb or ROLE in layer.metadata:
         return False
     data = layer_array(layer)
-    return data.dtype == bool or (isinstance(data, np.ndarray) and looks_like_mask(data))  # never load lazy data
+    if data.dtype == bool:
+        return True
+    if not isinstance(data, np.ndarray) or data.ndim < 2 or data.size == 0:
+        return False
+    if data.dtype.kind == "f":
+        rows = data.reshape(-1, data.shape[-1])[:: max(1, int(np.ceil(data.size / 4_000_000)))]
+        return bool(((rows == 0) | (rows == 1)).all())
+    return looks_like_mask(data)
 
 
 def plane_axes(viewer, ndim: int) -> tuple[int, int]:
@@ -108,12 +120,21 @@ def paint_plane(layer, index: tuple, values: np.ndarray, *, refresh: bool = True
     return True
 
 
+UNCERTAINTY_FLOOR = 0.1  # below this uncertainty nothing is drawn (no faint boxes around the crops)
+
+
 def uncertainty_colormap() -> Colormap:
-    """magma whose dark (confident) end is transparent, so only unsure pixels show."""
-    ramp = np.linspace(0.0, 1.0, 64)
-    colors = np.asarray(ensure_colormap("magma").map(ramp), dtype=np.float32)
-    colors[:, 3] = 0.85 * np.clip(ramp * 1.5, 0.0, 1.0)
-    return Colormap(colors, name="segrefiner-uncertainty", display_name="uncertainty (magma)")
+    """magma, fully transparent below :data:`UNCERTAINTY_FLOOR`, so only unsure pixels show.
+
+    The layer holds ``255 * uncertainty`` (uint8): the transparent part ends just under the
+    floor, between two uint8 values, so no value below the floor gets any colour.
+    """
+    edge = UNCERTAINTY_FLOOR - 0.25 / 255  # above 25/255, the last uint8 value under the floor (25.5/255)
+    controls = np.concatenate([[0.0, edge], np.linspace(UNCERTAINTY_FLOOR, 1.0, 32)])
+    colors = np.asarray(ensure_colormap("magma").map(controls), dtype=np.float32)
+    alpha = 0.85 * np.clip(0.2 + (controls - UNCERTAINTY_FLOOR) * 1.5, 0.0, 1.0)
+    colors[:, 3] = np.where(controls < UNCERTAINTY_FLOOR, 0.0, alpha)
+    return Colormap(colors, controls=controls, name="segrefiner-uncertainty", display_name="uncertainty (magma)")
 
 
 def result_layer(source, data: np.ndarray, name: str) -> Labels:
@@ -128,15 +149,37 @@ class StepProgress:
     Create it, feed it and close it on the main thread: in the slots of the worker's
     ``yielded`` and ``finished`` signals. The step count is unknown until the worker has
     loaded the model, so the bar starts indeterminate (total 0) and takes its total from
-    the records (see :class:`~.worker.StepCounter`). Closing twice is harmless.
+    the records (see :class:`~.tracking.StepCounter`). With ``deferred`` the napari bar
+    appears only at :meth:`open` (napari processes pending events while it adds one, which
+    must not happen inside a click); steps counted before are shown then. Closing twice is
+    harmless.
     """
 
-    def __init__(self, desc: str):
-        self.bar = progress(total=0, desc=desc)
+    def __init__(self, desc: str, *, deferred: bool = False):
+        self.desc = desc
+        self.bar = None
         self._counter = StepCounter()
+        self._count: tuple[int, int | None] = (0, None)
+        self._closed = False
+        if not deferred:
+            self.open()
+
+    def open(self) -> None:
+        if self.bar is not None or self._closed:
+            return
+        bar = progress(total=0, desc=self.desc)  # napari processes events in here: the run may end
+        if self._closed:
+            bar.close()
+        else:
+            self.bar = bar
+            sync_bar(bar, *self._count)
 
     def update(self, update: Update) -> None:
-        sync_bar(self.bar, *self._counter.advance(update))
+        self._count = self._counter.advance(update)
+        if self.bar is not None:
+            sync_bar(self.bar, *self._count)
 
     def close(self, *_) -> None:
-        self.bar.close()  # tqdm's close returns at once when closed already
+        self._closed = True
+        if self.bar is not None:
+            self.bar.close()  # tqdm's close returns at once when closed already

@@ -1,8 +1,11 @@
 """Layers > Segment > "Refine mask (SegRefiner)": refine the selected Labels layer with defaults.
 
-Defaults: the shipped model, ``mode="auto"``, all steps, ``device="auto"``, seed 0, all
-labels; for a stack, the slice the viewer shows. The image is the topmost Image layer of
-the same shape. The run happens in a worker (a progress bar in the activity dock); the result is
+(napari appends the plugin's display name to the command title "Refine mask".) Defaults:
+the shipped model, ``mode="auto"``, all steps, ``device="auto"``, seed 0, all labels; for a
+stack, the slice the viewer shows. The image is the topmost Image layer of the same shape.
+Nothing to refine (an empty mask or slice) gives a warning and no run; more than
+:data:`~.preflight.LARGE_RUN_OBJECTS` objects on a CPU a warning with a time estimate, and
+the run. The run happens in a worker (a progress bar in the activity dock); the result is
 a new Labels layer "<name> refined" with the input's scale, translate and axis labels.
 """
 
@@ -14,8 +17,10 @@ from napari.qt.threading import create_worker
 from napari.utils.notifications import show_info, show_warning
 
 from .. import registry
+from ..refiner import resolve_device
 from ._napari_layers import ROLE, StepProgress, layer_job, notify_error, result_layer, spatial_shape
-from .worker import assemble, iter_job
+from .preflight import LARGE_RUN_OBJECTS, check_job, estimate_seconds, estimate_text
+from .worker import RefineCancelled, assemble, iter_job
 
 __all__ = ["find_image", "refine_selected_labels"]
 
@@ -39,6 +44,13 @@ def refine_selected_labels(labels: Labels | None = None, viewer: napari.Viewer |
         show_warning(f"SegRefiner: no Image layer has the shape of {labels.name!r} {spatial_shape(labels)}")
         return None
     job = layer_job(viewer, image, labels, model=registry.DEFAULT_MODEL)
+    objects, why = check_job(job, labels.name)
+    if why is not None:
+        show_warning(f"SegRefiner: {why}")
+        return None
+    if objects > LARGE_RUN_OBJECTS and resolve_device(job.device).type == "cpu":
+        text = estimate_text(objects, estimate_seconds(objects, job.model, job.steps), measured=False)
+        show_warning(f"SegRefiner: {text}; the dock widget can refine a selected label or cancel")
     if job.positions[0]:
         where = job.positions[0]
         show_info(f"SegRefiner: refining the displayed slice {where} only; the dock widget can do all slices")
@@ -52,7 +64,7 @@ def refine_selected_labels(labels: Labels | None = None, viewer: napari.Viewer |
     # lambdas, not bar's bound methods: Qt holds those weakly, and nothing else keeps bar alive
     worker.yielded.connect(lambda update: bar.update(update))
     worker.returned.connect(add_result)
-    worker.errored.connect(notify_error)
+    worker.errored.connect(lambda exc: None if isinstance(exc, RefineCancelled) else notify_error(exc))
     worker.finished.connect(lambda: bar.close())
     worker.start()
     return worker

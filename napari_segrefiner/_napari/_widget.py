@@ -7,10 +7,12 @@ result layer (:class:`~._widget_preview.RunPreview`, which also caches the steps
 step slider), a status line and a progress bar in the activity dock. The model widgets
 and downloads live in :class:`~._widget_models.ModelChoice`.
 
-Layers change only in main-thread slots. Errors inside the worker are re-raised as
-:class:`~.worker.RefinementError` (not a ``RuntimeError``, which a generator worker would
-swallow) and reach the user as napari notifications; UI state is reset in ``_on_finished``.
-Everything that needs neither Qt nor napari lives in ``worker.py``.
+Before any worker starts, Run checks on the main thread that there is something to
+refine (:func:`~.preflight.check_job`: otherwise a warning and a status line, no worker)
+and, for more than :data:`~.preflight.LARGE_RUN_OBJECTS` objects on a CPU, asks with a time
+estimate (``confirm``, replaceable). The run's slots, Cancel and what closing the dock does
+are in :class:`~._widget_run.RunSlots`. Everything that needs neither Qt nor napari lives
+in ``worker.py``, ``tracking.py`` and ``preflight.py``.
 """
 
 from __future__ import annotations
@@ -22,32 +24,41 @@ from magicgui.widgets import CheckBox, ComboBox, Container, Label, PushButton, S
 from napari.layers import Image, Labels
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_warning
-from qtpy.QtCore import QEvent, QObject, Qt
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QComboBox
 
 from ..api import MODES
 from ..refiner import available_devices
-from ._napari_layers import ROLE, StepProgress, is_image_mask, layer_job, notify_error, spatial_shape
+from ._napari_layers import ROLE, StepProgress, is_image_mask, layer_job, spatial_shape
+from ._widget_guard import RemovalWatcher, ask_yes_no, qt_slot
 from ._widget_models import ModelChoice
-from ._widget_preview import RunPreview, step_status
-from .worker import RefineJob, Update, iter_job
+from ._widget_preview import RunPreview
+from ._widget_run import CLOSE_WAIT_S, RunSlots
+from .preflight import check_job
+from .worker import RefineJob, iter_job
 
-__all__ = ["SegRefinerWidget"]
+__all__ = ["CLOSE_WAIT_S", "MIN_WIDTH", "SegRefinerWidget"]
+
+MIN_WIDTH = 340  # px: the dock title and the layer names in the combo boxes stay readable
 
 STEPS_TIP = ("Reverse diffusion steps: 'all' = every timestep of the model (the HR global stage skips t=0); "
              "fewer is faster")
 
 
-class SegRefinerWidget(Container):
+class SegRefinerWidget(RunSlots, Container):
     """Dock widget: refine a coarse mask with SegRefiner and watch the diffusion steps."""
 
-    def __init__(self, napari_viewer):
+    def __init__(self, napari_viewer, *, confirm=None):
         self._viewer = napari_viewer
         self._models: dict = {}  # (source, device, cache) -> loaded network
+        self._speed: dict = {}  # model -> measured CPU seconds per object-step
         self._worker = None
         self._bar: StepProgress | None = None
         self._slots: list = []
-        self._preview = RunPreview(napari_viewer)
+        self._closed = False
         self._choice = ModelChoice()
+        #: ``confirm(text) -> bool`` asks before a long CPU run (default: a Yes/No dialog)
+        self.confirm = confirm if confirm is not None else (lambda text: ask_yes_no(self.native, text))
 
         self._image = ComboBox(label="image", choices=self._image_choices)
         self._mask = ComboBox(label="coarse mask", choices=self._mask_choices)
@@ -55,14 +66,15 @@ class SegRefinerWidget(Container):
         self._which = ComboBox(label="labels", choices=["all", "selected label"], value="all")
         self._slices = ComboBox(label="slices", choices=["displayed slice", "all slices"], value="displayed slice")
         self._mode = ComboBox(label="mode", choices=list(MODES), value="auto")
-        self._steps = SpinBox(label="steps", min=0, max=32, value=0, tooltip=STEPS_TIP)
-        self._steps.native.setSpecialValueText("all")  # 0 = every timestep of the loaded model
+        # a combo box, not a spin box: magicgui's spin box cannot show "all" for 0
+        steps = [("all", 0), *((str(n), n) for n in range(1, 33))]
+        self._steps = ComboBox(label="steps", choices=steps, value=0, tooltip=STEPS_TIP)
         self._device = ComboBox(label="device", choices=available_devices(), value="auto")
         self._seed = SpinBox(label="seed", min=0, max=2**31 - 1, value=0)
         self._replace = CheckBox(text="replace input (one undo step)", value=False)
         self._show_unc = CheckBox(text="show uncertainty map", value=True)
         self._run_btn = PushButton(text="Run")
-        self._step_slider = Slider(label="step", min=0, max=0, value=0, enabled=False)
+        self._step_slider = Slider(label="step", min=1, max=1, value=1, enabled=False)  # 1-based, as the status
         self._status = Label(label="", value="")
         options = [self._mode, self._steps, self._device, self._seed, self._replace, self._show_unc]
         self._params = [self._image, self._mask, self._new_mask, self._which, self._slices, *self._choice.inputs,
@@ -71,12 +83,17 @@ class SegRefinerWidget(Container):
                                   *self._choice.widgets, *options, self._run_btn, self._step_slider,
                                   self._status])  # fmt: skip
 
+        self._preview = RunPreview(napari_viewer, parent=self.native)
+        self.native.setMinimumWidth(MIN_WIDTH)
+        for combo in (self._image, self._mask):
+            combo.native.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.native.setMinimumContentsLength(12)
         self._run_btn.changed.connect(self._on_run_clicked)
         self._new_mask.changed.connect(self.new_coarse_mask)
         self._mask.changed.connect(self._update_slices)
         self._step_slider.changed.connect(self.show_step)
         self.native.destroyed.connect(self._on_destroyed)
-        self._watcher = _RemovalWatcher(self._on_removed)
+        self._watcher = RemovalWatcher(self._on_removed)
         self.native.installEventFilter(self._watcher)
         self._update_slices()
 
@@ -89,16 +106,12 @@ class SegRefinerWidget(Container):
         labels = [l for l in self._viewer.layers if isinstance(l, Labels) and ROLE not in l.metadata]
         return [(l.name, l) for l in labels + [l for l in self._viewer.layers if is_image_mask(l)]]
 
+    @qt_slot
     def _update_slices(self, *_) -> None:
         mask = self._mask.value
         self._slices.visible = mask is not None and len(spatial_shape(mask)) > 2
 
     # -- public actions --------------------------------------------------------------
-    @property
-    def busy(self) -> bool:
-        """True while a refinement runs (the guard against a second run)."""
-        return self._worker is not None
-
     def set_model(self, source: str | Path) -> None:
         """Choose a registered model by name, or a checkpoint file by path."""
         self._choice.set(source)
@@ -150,16 +163,22 @@ class SegRefinerWidget(Container):
     def start(self):
         """Start a run with the current parameters; returns its worker (None if refused)."""
         if self.busy:
-            show_warning("SegRefiner: a refinement is already running")
-            return None
+            return self._refuse("a refinement is already running")
         try:
             job = self.job()
         except ValueError as exc:
-            show_warning(f"SegRefiner: {exc}")
+            return self._refuse(str(exc))
+        objects, why = check_job(job, self._mask.value.name)
+        if why is not None:
+            return self._refuse(why)
+        if not self._confirm_large(job, objects):
+            self._status.value = "not started"
             return None
-        run = self._preview.begin(job, self._mask.value, uncertainty=self._show_unc.value)
-        # the step count is known once the worker has loaded the model: the records carry it
-        self._bar = StepProgress("SegRefiner")
+        # the step count is known once the worker has loaded the model: the records carry it;
+        # the bar and the run's layers appear just after this click (see RunPreview.begin)
+        self._bar = StepProgress("SegRefiner", deferred=True)
+        run = self._preview.begin(job, self._mask.value, uncertainty=self._show_unc.value, on_open=self._bar.open)
+        run.objects = objects
         worker = create_worker(iter_job, job, self._models, _ignore_errors=True)
         # set from the worker thread itself, so that closing can wait for it without deadlock
         worker.finished.connect(run.done_event.set, type=Qt.ConnectionType.DirectConnection)
@@ -174,110 +193,24 @@ class SegRefinerWidget(Container):
             signal.connect(slot)
         self._worker = worker
         self._set_running(True)
+        self._status.value = "starting (loading the model)"
         worker.start()
         return worker
 
-    def cancel(self) -> None:
-        """Ask the running refinement to stop after its current step."""
-        if self._worker is not None:
-            self._worker.quit()
-            self._run_btn.text = "Cancelling..."
-            self._run_btn.enabled = False
-
+    @qt_slot
     def show_step(self, index: int | None = None) -> None:
-        """Show cached step ``index`` of the last run in its preview layer (no recomputing)."""
+        """Show cached step ``index`` (1-based, as slider and status count) of the last run."""
         if self.busy:
             return
-        status = self._preview.replay(self._step_slider.value if index is None else int(index))
+        status = self._preview.replay((self._step_slider.value if index is None else int(index)) - 1)
         if status is not None:
             self._status.value = status
 
     # -- main-thread slots -----------------------------------------------------------
+    @qt_slot
     def _on_run_clicked(self, *_):
         if self.busy:
             self.cancel()
         else:
             self.start()
 
-    def _set_running(self, running: bool) -> None:
-        for w in self._params:
-            w.enabled = not running
-        self._step_slider.enabled = not running and self._preview.n_steps() > 1
-        self._run_btn.text = "Cancel" if running else "Run"
-        self._run_btn.enabled = True
-
-    def _on_yielded(self, update: Update) -> None:
-        if self._preview.run is None:
-            return
-        self._preview.add(update)
-        self._status.value = step_status(update)
-        if self._bar is not None:
-            self._bar.update(update)
-
-    def _on_returned(self, finals: dict) -> None:
-        self._preview.write_result(finals, replace=self._replace.value)
-
-    def _on_errored(self, exc: Exception) -> None:
-        if self._preview.run is not None:
-            self._preview.run.outcome = "error"
-        notify_error(exc)
-
-    def _on_aborted(self) -> None:
-        if self._preview.run is not None:
-            self._preview.run.outcome = "cancelled"
-
-    def _on_finished(self) -> None:
-        """The one place where UI state is reset, whatever the outcome."""
-        self._worker = None
-        self._close_bar()
-        run = self._preview.end()
-        if run is not None and run.outcome == "done":
-            top = max(run.steps.n_steps() - 1, 0)
-            self._step_slider.max = top
-            with self._step_slider.changed.blocked():
-                self._step_slider.value = top
-        elif run is not None:
-            self._status.value = "cancelled" if run.outcome == "cancelled" else "failed (see notification)"
-        self._set_running(False)
-
-    def _close_bar(self) -> None:
-        bar, self._bar = self._bar, None
-        if bar is not None:
-            bar.close()
-
-    def _stop(self, *, disconnect: bool) -> None:
-        """Quit the running worker and wait (bounded) until its thread has left."""
-        self._preview.flush_timer.stop()
-        run, worker = self._preview.run, self._worker
-        if worker is None:
-            return
-        if disconnect:  # the widgets are being deleted: no slot may touch them later
-            for signal, slot in self._slots:
-                try:
-                    signal.disconnect(slot)
-                except (TypeError, RuntimeError):
-                    pass
-            self._close_bar()  # _on_finished will not run
-        worker.quit()
-        run.done_event.wait(timeout=10)
-
-    def _on_removed(self) -> None:
-        """The dock widget was closed (napari unparents it): cancel and wait."""
-        self._stop(disconnect=False)
-
-    def _on_destroyed(self, *_) -> None:
-        """The widget or the viewer window is being deleted: stop the worker first."""
-        self._stop(disconnect=True)
-
-
-class _RemovalWatcher(QObject):
-    """Calls back when the watched widget loses its parent (napari's "close dock widget")."""
-
-    def __init__(self, callback):
-        super().__init__()
-        self._callback = callback
-
-    def eventFilter(self, obj, event):  # noqa: N802 (Qt API)
-        if event.type() == QEvent.Type.ParentChange and obj.parent() is None:
-            self._callback()
-        return False

@@ -18,7 +18,7 @@ from qtpy.QtCore import QTimer
 
 from .. import registry
 from ._napari_layers import notify_error
-from .worker import DownloadTracker
+from .tracking import DownloadTracker
 
 __all__ = ["CHECKPOINT", "MODEL_CHOICES", "ModelChoice"]
 
@@ -102,12 +102,16 @@ class ModelChoice:
         worker.errored.connect(notify_error)
 
         def done():
-            timer.stop()
-            tracker.sync(bar)
-            bar.close()
             self.downloading = None
-            self.download_btn.enabled = True
-            self.update()
+            try:  # the dock may have been closed meanwhile: its widgets are gone then
+                timer.stop()
+                tracker.sync(bar)
+                bar.close()
+                self.download_btn.enabled = True
+                self.update()
+            except RuntimeError as exc:
+                if "deleted" not in str(exc):
+                    raise
 
         worker.finished.connect(done)
         self.downloading = worker

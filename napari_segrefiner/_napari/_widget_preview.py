@@ -1,17 +1,24 @@
 """The dock widget's run layers: a live preview of the steps, then a replay of the cached ones.
 
+A run's preview and uncertainty layers are added just after the Run click, one per
+event-loop turn (napari needs a few hundred milliseconds for each), while the worker loads
+the model.
 While a run goes, every yielded :class:`~.worker.Update` is cached (:class:`~.worker.StepCache`)
 and painted in place into the run's preview (and uncertainty) layer, coalesced to at most one
 repaint every ``FLUSH_MS`` whatever the step rate, so the viewer stays responsive. A run that
 ends well keeps its layers ("<mask> steps", "<mask> uncertainty") until the next one ends
 well, and the widget's step slider replays its cached steps without recomputing anything;
-a cancelled or failed run leaves the layers as they were. Main thread only.
+a cancelled, failed or abandoned (dock closed) run leaves the layers as they were: its
+preview layers go and the layer selection of before the run comes back. The repaint timer
+is a child of the dock widget, so it dies with it and never fires into a closed dock.
+Main thread only.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,9 +28,10 @@ from napari.utils.notifications import show_info
 from qtpy.QtCore import QTimer
 
 from ._napari_layers import ROLE, current_position, paint_plane, result_layer, uncertainty_colormap
-from .worker import RefineJob, StepCache, Update, assemble, preview_dtype
+from .tracking import StepCache
+from .worker import RefineJob, Update, assemble, preview_dtype
 
-__all__ = ["FLUSH_MS", "Run", "RunPreview", "step_status"]
+__all__ = ["FLUSH_MS", "Run", "RunPreview", "step_status", "stop_timer"]
 
 FLUSH_MS = 50  # minimum time between two preview repaints (keeps the viewer responsive)
 
@@ -34,11 +42,24 @@ class Run:
 
     job: RefineJob
     source: Any  # the mask layer
-    preview: Labels
-    uncertainty: Image | None
+    preview: Labels | None = None  # None until opened (see RunPreview.begin)
+    uncertainty: Image | None = None
     steps: StepCache = field(default_factory=StepCache)
     outcome: str = "running"  # -> "done", "error", "cancelled"
     done_event: threading.Event = field(default_factory=threading.Event)
+    selection: tuple = ((), None)  # the viewer's selected layers and active layer before the run
+    objects: int = 0  # objects it refines (counted before it started)
+    opening: list[Callable[[], Any]] = field(default_factory=list)  # its layers still to add, in order
+    on_open: Callable[[], Any] | None = None  # called once they are there (not when it ends before)
+    first_step: float | None = None  # time.perf_counter() when its first step arrived
+
+
+def stop_timer(timer: QTimer) -> None:
+    """Stop ``timer``; nothing happens when Qt has deleted it already (a closing dock)."""
+    try:
+        timer.stop()
+    except RuntimeError:  # "wrapped C/C++ object of type QTimer has been deleted"
+        pass
 
 
 def step_status(update: Update) -> str:
@@ -52,31 +73,49 @@ def step_status(update: Update) -> str:
 class RunPreview:
     """The layers of the running run (``run``) and of the last one that ended well (``last``)."""
 
-    def __init__(self, viewer):
+    def __init__(self, viewer, parent=None):
         self._viewer = viewer
         self.run: Run | None = None
         self.last: Run | None = None
         self._last_flush = 0.0
-        self.flush_timer = QTimer()
+        self.flush_timer = QTimer(parent)  # parented: deleted with the dock widget, never orphaned
         self.flush_timer.setSingleShot(True)
         self.flush_timer.timeout.connect(self.flush)
 
-    def begin(self, job: RefineJob, source, *, uncertainty: bool) -> Run:
-        """Add the new run's preview (and uncertainty) layer over ``source``; it becomes ``run``."""
+    def begin(self, job: RefineJob, source, *, uncertainty: bool, on_open=None) -> Run:
+        """Make the new run over ``source`` the ``run``; its layers come just after the click.
+
+        Each layer costs napari a few hundred milliseconds (layer controls, vispy visuals):
+        they are added after the Run click has returned, one per event-loop turn (0 ms
+        timer), while the worker loads the model; then ``on_open()`` (the widget's progress
+        bar). Steps are painted once the run is open.
+        """
+        selection = (tuple(self._viewer.layers.selection), self._viewer.layers.selection.active)
+        run = self.run = Run(job, source, selection=selection)
         place = {"scale": source.scale, "translate": source.translate, "axis_labels": source.axis_labels}
-        preview = self._viewer.add_labels(
-            job.mask.astype(preview_dtype(job.mask)),
-            name=f"{source.name} preview", opacity=0.7, metadata={ROLE: "preview"}, **place,
-        )  # fmt: skip
-        unc = None
-        if uncertainty:
-            unc = self._viewer.add_image(
+
+        def add_preview():
+            run.preview = self._viewer.add_labels(
+                job.mask.astype(preview_dtype(job.mask)),
+                name=f"{source.name} preview", opacity=0.7, metadata={ROLE: "preview"}, **place,
+            )  # fmt: skip
+
+        def add_uncertainty():
+            run.uncertainty = self._viewer.add_image(
                 np.zeros(job.mask.shape, dtype=np.uint8),
                 name=f"{source.name} uncertainty", colormap=uncertainty_colormap(), contrast_limits=(0, 255),
                 blending="translucent", metadata={ROLE: "uncertainty"}, **place,
             )  # fmt: skip
-        self.run = Run(job, source, preview, unc)
-        return self.run
+
+        run.opening, run.on_open = [add_preview, *([add_uncertainty] if uncertainty else [])], on_open
+        self.flush_timer.start(0)
+        return run
+
+    def open_now(self, run: Run) -> None:
+        """Add the rest of ``run``'s layers at once (it is ending: no ``on_open``)."""
+        run.on_open = None
+        while run.opening:
+            run.opening.pop(0)()
 
     def add(self, update: Update) -> None:
         """Cache a yielded step and schedule its (coalesced) repaint."""
@@ -88,15 +127,27 @@ class RunPreview:
             self.flush_timer.start(int(max(0, wait)))
 
     def flush(self) -> None:
-        """Paint the newest unpainted step of every plane."""
-        if self.run is None:
+        """Open the run one piece per call, then paint the newest unpainted step of every plane."""
+        run = self.run
+        if run is None:
             return
-        for pos, (mask, unc) in self.run.steps.take_pending().items():
-            self.paint(self.run, pos, mask, unc)
+        if run.opening or run.on_open is not None:
+            if run.opening:
+                run.opening.pop(0)()
+            else:
+                on_open, run.on_open = run.on_open, None
+                on_open()  # napari may process events in there (even end this run)
+            if self.run is run:
+                self.flush_timer.start(0)
+            return
+        for pos, (mask, unc) in run.steps.take_pending().items():
+            self.paint(run, pos, mask, unc)
         self._last_flush = time.perf_counter()
 
     def paint(self, run: Run, pos, mask, unc) -> None:
         """Write one plane's step into the run's layers (refreshing only if that plane is shown)."""
+        if run.preview is None:
+            return
         axes, index = run.job.axes, run.job.index(pos)
         shown = len(pos) == 0 or current_position(self._viewer, run.preview, axes) == pos
         if run.preview in self._viewer.layers:
@@ -107,7 +158,10 @@ class RunPreview:
     def write_result(self, finals: dict, *, replace: bool) -> None:
         """The run ended well: its result into the input (one undo step) or a new layer."""
         run = self.run
-        self.flush_timer.stop()
+        if run is None:  # abandoned already (the dock was closed)
+            return
+        stop_timer(self.flush_timer)
+        self.open_now(run)
         self.flush()
         result, source, layers = assemble(run.job, finals), run.source, self._viewer.layers
         if replace and isinstance(source, Labels) and source in layers:
@@ -118,18 +172,19 @@ class RunPreview:
         else:
             if replace:
                 show_info("SegRefiner: 'replace input' needs a Labels layer; the result is a new layer")
-            ours = [layers.index(layer) for layer in (run.preview, run.uncertainty) if layer in layers]
+            ours = [layers.index(lay) for lay in (run.preview, run.uncertainty) if lay is not None and lay in layers]
             layers.insert(min(ours, default=len(layers)), result_layer(source, result, f"{source.name} refined"))
         run.outcome = "done"
 
     def end(self) -> Run | None:
         """The run is over: it becomes ``last`` if it ended well, else its layers go."""
         run, self.run = self.run, None
-        self.flush_timer.stop()
+        stop_timer(self.flush_timer)
         if run is None:
             return None
         if run.outcome != "done":
-            self.remove(run)  # cancelled or failed: every layer as it was
+            self.remove(run)  # cancelled, failed or abandoned: every layer as it was
+            self.restore_selection(run)
             return run
         if self.last is not None:
             self.remove(self.last)
@@ -156,6 +211,15 @@ class RunPreview:
             self.paint(run, pos, mask, unc)
         run.preview.visible = index < last
         return f"step {index + 1}/{last + 1} (t={timestep}, {stage})"
+
+    def restore_selection(self, run: Run) -> None:
+        """Select again the layers that were selected before ``run`` (those still there)."""
+        layers = self._viewer.layers
+        chosen, active = run.selection
+        layers.selection.clear()
+        layers.selection.update([layer for layer in chosen if layer in layers])
+        if active is not None and active in layers:
+            layers.selection.active = active
 
     def remove(self, run: Run) -> None:
         layers = self._viewer.layers

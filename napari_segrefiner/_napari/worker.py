@@ -1,20 +1,24 @@
 """What the napari front ends run in a worker, without any GUI import (numpy/torch only).
 
-A :class:`RefineJob` holds everything one refinement needs, gathered on the main thread;
-:func:`iter_job` refines its 2-D planes with :func:`~napari_segrefiner.api.iter_refine`
-and yields an :class:`Update` per core step, and :func:`assemble` builds the full result.
-:class:`StepCache` keeps the yielded steps (for the widget's step slider) within a memory
-budget; :class:`StepCounter` turns the records into a progress count; :class:`DownloadTracker`
-counts a download's bytes in its worker.
+A :class:`RefineJob` holds everything one refinement needs, gathered on the main thread,
+and its cancel flag; :func:`iter_job` refines its 2-D planes with
+:func:`~napari_segrefiner.api.iter_refine` (on a CPU with :func:`~..threads.cpu_threads`
+``("gui")`` torch threads: one core stays free for the event loop) and yields an
+:class:`Update` per core step; :func:`assemble` builds the full result. What the main thread
+keeps of a run (step cache, progress count) is in ``tracking.py``; the checks and the time
+estimate made before a run in ``preflight.py``.
 
 Used by the napari modules (``_widget*.py``, ``_napari_layers.py``, ``_napari_menu.py``);
-``tests/test_jobs.py`` checks that importing this module loads no napari, magicgui or Qt.
+``tests/test_import_boundaries.py`` checks that importing this module loads no napari,
+magicgui or Qt.
 """
 
 from __future__ import annotations
 
 import itertools
+import threading
 from collections.abc import Generator, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,13 +28,14 @@ import torch
 from .. import registry
 from ..api import RefineStep, iter_refine
 from ..refiner import Refiner, load_refiner
+from ..sampling import RefineCancelled
+from ..threads import cpu_threads, use_threads
 
 __all__ = [
-    "DownloadTracker",
+    "CPU_BATCH_SIZE",
+    "RefineCancelled",
     "RefineJob",
     "RefinementError",
-    "StepCache",
-    "StepCounter",
     "Update",
     "all_positions",
     "assemble",
@@ -39,11 +44,11 @@ __all__ = [
     "iter_job",
     "mask_copy",
     "preview_dtype",
-    "sync_bar",
     "to_uncertainty",
 ]
 
-CACHE_BYTES = 1 << 30  # budget of cached intermediate steps for the slider
+
+CPU_BATCH_SIZE = 2  # crops per network call on a CPU: a Cancel waits for one call (~0.3 s, shipped model)
 
 
 class RefinementError(Exception):
@@ -71,6 +76,9 @@ class RefineJob:
     ``mask`` is a private copy of the coarse mask (any number of dimensions); ``axes`` are
     its two plane axes and ``positions`` the indices along the other axes of the planes to
     refine. ``image`` may be lazy (dask): only the needed planes are read, in the worker.
+    Setting ``cancel`` stops the run within one network batch (:func:`iter_job` then raises
+    :class:`RefineCancelled`); every job has its own (``dataclasses.replace`` makes a new
+    one) and it takes no part in comparisons.
     """
 
     image: Any
@@ -85,6 +93,7 @@ class RefineJob:
     steps: int | None = None
     seed: int | None = 0
     labels: tuple[int, ...] | None = None
+    cancel: threading.Event = field(default_factory=threading.Event, init=False, compare=False, repr=False)
 
     def index(self, pos: tuple[int, ...]) -> tuple:
         """Slicing tuple of the plane at ``pos`` (for the mask, or the image's spatial axes)."""
@@ -166,126 +175,52 @@ def iter_job(job: RefineJob, refiners: dict | None = None) -> Generator[Update, 
     """Refine every plane of ``job``; yields :class:`Update`s, returns ``{pos: result plane}``.
 
     The refiner is loaded here (in the worker) and kept in ``refiners`` (see
-    :func:`cached_refiner`). Planes without any of the chosen labels are skipped. Any
-    failure is re-raised as :class:`RefinementError` with a message for the user.
+    :func:`cached_refiner`) with ``cpu_threads("gui")`` torch threads, and so is a run on
+    the CPU (a thread pool that oversubscribes a loaded machine is many times slower), in
+    batches of at most :data:`CPU_BATCH_SIZE` crops (results do not depend on the batch
+    size; on a CPU small batches are as fast per object, and Cancel waits for one batch).
+    Planes without any of the chosen labels are skipped. ``job.cancel`` is looked at before
+    every network batch and between planes: once set, :class:`RefineCancelled` is raised
+    (as it is). Any other failure is re-raised as :class:`RefinementError` with a message
+    for the user.
     """
     refiners = {} if refiners is None else refiners
     device = str(job.device)
     try:
-        refiner = cached_refiner(refiners, job.model, job.device, job.cache)
+        with use_threads(cpu_threads("gui")):  # loading runs on the CPU whatever the device
+            refiner = cached_refiner(refiners, job.model, job.device, job.cache)
         device = str(refiner.device)
-        channel = (slice(None),) if job.rgb else ()
-        finals: dict[tuple[int, ...], np.ndarray] = {}
-        for n, pos in enumerate(job.positions):
-            plane = job.mask[job.index(pos)]
-            ids = None if job.labels is None else [v for v in job.labels if np.any(plane == v)]
-            if not np.any(plane) or ids == []:
-                continue  # nothing of the chosen labels in this plane
-            image = np.asarray(job.image[job.index(pos) + channel])
-            steps = iter_refine(
-                image, plane, model=refiner, mode=job.mode, steps=job.steps, seed=job.seed, labels=ids
-            )
-            for step in steps:
-                if step.done:
-                    finals[pos] = step.mask
-                yield Update(n, len(job.positions), pos, step, to_uncertainty(step.confidence))
+        threads = nullcontext()
+        if refiner.device.type == "cpu":
+            threads = use_threads(cpu_threads("gui"))
+            if refiner.config.batch_size > CPU_BATCH_SIZE:  # Cancel waits for one batch at most
+                refiner = refiner.with_options(batch_size=CPU_BATCH_SIZE)
+        with threads:
+            finals = yield from _refine_planes(job, refiner)
         if not finals:
             raise ValueError("nothing to refine: the chosen labels do not occur in the chosen plane(s)")
         return finals
+    except RefineCancelled:
+        raise
     except Exception as exc:
         raise RefinementError(explain(exc, device)) from exc
 
 
-@dataclass
-class StepCache:
-    """The steps of one run per plane, kept for scrubbing afterwards, within ``budget`` bytes.
-
-    ``steps[pos]`` lists ``(mask, uncertainty_u8, timestep, stage)``; ``pending[pos]`` is
-    the newest ``(mask, uncertainty_u8)`` of a plane not painted yet. Past the budget,
-    intermediate steps are dropped (``truncated``), never a plane's first step or result.
-    """
-
-    budget: int = CACHE_BYTES
-    steps: dict = field(default_factory=dict)
-    pending: dict = field(default_factory=dict)
-    nbytes: int = 0
-    truncated: bool = False
-
-    def add(self, update: Update) -> None:
-        step = update.step
-        if step.mask is None:
-            return
-        unc = update.uncertainty
-        size = step.mask.nbytes + (0 if unc is None else unc.nbytes)
-        entries = self.steps.setdefault(update.pos, [])
-        if self.nbytes + size > self.budget and not step.done and entries:
-            self.truncated = True  # keep memory bounded: drop intermediates, never the result
-        else:
-            entries.append((step.mask, unc, step.timestep, step.stage))
-            self.nbytes += size
-        self.pending[update.pos] = (step.mask, unc)
-
-    def take_pending(self) -> dict:
-        """The planes' newest unpainted steps, ``{pos: (mask, uncertainty_u8)}``; clears them."""
-        pending, self.pending = self.pending, {}
-        return pending
-
-    def at(self, index: int) -> dict:
-        """``{pos: (mask, uncertainty_u8, timestep, stage)}`` of step ``index`` (or a plane's last)."""
-        return {pos: entries[min(index, len(entries) - 1)] for pos, entries in self.steps.items()}
-
-    def n_steps(self) -> int:
-        return max((len(v) for v in self.steps.values()), default=0)
-
-
-@dataclass
-class StepCounter:
-    """Steps done and expected of a run, counted from the :class:`Update`s it yields.
-
-    A plane's run yields ``step.total`` records (:func:`~napari_segrefiner.pipelines.count_steps`:
-    it depends on the model's schedule, the mode and, for "hr", the objects), known only once
-    the worker has loaded the model. Planes still to come are expected to take as many steps
-    as the current one; planes skipped (nothing to refine) drop out when the next one starts.
-    """
-
-    before: int = 0  # records of the planes finished before the current one
-    plane: int | None = None
-    n: int = 0
-
-    def advance(self, update: Update) -> tuple[int, int]:
-        """``(steps done, steps expected)`` once ``update`` has arrived."""
-        step = update.step
-        if update.plane != self.plane:
-            self.before, self.plane = self.n, update.plane
-        self.n = self.before + step.index + 1
-        return self.n, max(self.n, self.before + (update.planes - update.plane) * max(step.total, 1))
-
-
-def sync_bar(bar, n: int, total: int | None) -> None:
-    """Bring ``bar`` (a napari progress bar: main thread only) to ``n`` of ``total``."""
-    if total and bar.total != int(total):
-        bar.total = int(total)
-    if n != bar.n:
-        bar.update(n - bar.n)
-
-
-class DownloadTracker:
-    """tqdm-like object handed to pooch in the download worker; the main thread mirrors it
-    into a napari progress bar (napari's bars update Qt widgets and must not be driven off-thread)."""
-
-    def __init__(self):
-        self.total = None
-        self.n = 0
-
-    def update(self, n: int = 1) -> None:
-        self.n += n
-
-    def reset(self) -> None:
-        self.n = 0
-
-    def close(self) -> None:
-        pass
-
-    def sync(self, bar) -> None:
-        """Bring ``bar`` (a napari progress bar, main thread only) up to date."""
-        sync_bar(bar, self.n, self.total)
+def _refine_planes(job: RefineJob, refiner: Refiner) -> Generator[Update, None, dict]:
+    channel = (slice(None),) if job.rgb else ()
+    finals: dict[tuple[int, ...], np.ndarray] = {}
+    for n, pos in enumerate(job.positions):
+        if job.cancel.is_set():
+            raise RefineCancelled("the refinement was cancelled")
+        plane = job.mask[job.index(pos)]
+        ids = None if job.labels is None else [v for v in job.labels if np.any(plane == v)]
+        if not np.any(plane) or ids == []:
+            continue  # nothing of the chosen labels in this plane
+        image = np.asarray(job.image[job.index(pos) + channel])
+        steps = iter_refine(image, plane, model=refiner, mode=job.mode, steps=job.steps, seed=job.seed, labels=ids,
+                            cancel=job.cancel.is_set)  # fmt: skip
+        for step in steps:
+            if step.done:
+                finals[pos] = step.mask
+            yield Update(n, len(job.positions), pos, step, to_uncertainty(step.confidence))
+    return finals

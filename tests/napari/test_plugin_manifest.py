@@ -42,6 +42,9 @@ def test_manifest_contributions(manifest):
     assert {e for w in c.writers for e in w.filename_extensions} == {".tif", ".tiff", ".png", ".npy"}
     assert [w.layer_types for w in c.writers] == [["labels"]]
     assert [i.command for i in c.menus[MENU]] == [REFINE_CMD]
+    # napari shows "<title> (SegRefiner)" and "SegRefiner <writer name>": never the name twice
+    assert not [cmd.title for cmd in c.commands if "segrefiner" in cmd.title.lower()]
+    assert [w.display_name for w in c.writers] == ["labels (.tif/.png/.npy)"]
 
 
 COMMANDS = npe2.PluginManifest.from_file(ROOT / "napari.yaml").contributions.commands
@@ -89,7 +92,6 @@ def test_dock_widget_and_sample_data(make_napari_viewer):
 def test_menu_entry_registered_and_executes(make_napari_viewer, qtbot, monkeypatch, blobs, tiny_model):
     # napari's own accessor: under make_napari_viewer the app-model instance is a test double
     from napari._app_model import get_app_model
-
     from napari.utils import progress
 
     from napari_segrefiner._napari import _napari_menu, worker as _jobs
@@ -104,8 +106,8 @@ def test_menu_entry_registered_and_executes(make_napari_viewer, qtbot, monkeypat
     monkeypatch.setattr(_napari_menu, "StepProgress", RecordedProgress)
     viewer = make_napari_viewer()
     app = get_app_model()
-    ids = [item.command.id for item in app.menus.get_menu(MENU) if hasattr(item, "command")]
-    assert REFINE_CMD in ids
+    titles = {item.command.id: item.command.title for item in app.menus.get_menu(MENU) if hasattr(item, "command")}
+    assert titles[REFINE_CMD] == "Refine mask (SegRefiner)"  # napari appends the display name once
 
     monkeypatch.setattr(_jobs, "load_refiner", lambda source, device, cache: tiny_model)
     image, mask = blobs
@@ -122,6 +124,17 @@ def test_menu_entry_registered_and_executes(make_napari_viewer, qtbot, monkeypat
     [bar] = bars
     qtbot.waitUntil(lambda: bar not in progress._all_instances, timeout=30_000)
     assert bar.n == bar.total > 0
+
+    # nothing to refine: a warning, no worker
+    from napari.utils.notifications import NotificationSeverity, notification_manager
+
+    empty = viewer.add_labels(np.zeros_like(mask), name="empty")
+    viewer.layers.selection.active = empty
+    n = len(notification_manager.records)
+    assert app.commands.execute_command(REFINE_CMD).result() is None
+    [record] = notification_manager.records[n:]
+    assert record.severity == NotificationSeverity.WARNING and "'empty' is empty" in str(record.message)
+    assert bars == [bars[0]]  # no second run started
 
 
 @pytest.mark.slow

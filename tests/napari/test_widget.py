@@ -127,15 +127,17 @@ def test_run_previews_steps_then_adds_result_and_scrubs(qtbot, monkeypatch, setu
     # the slider scrubs the cached steps: no new computation
     calls = gate.calls
     steps = viewer.layers["mask steps"]
-    assert widget._step_slider.max == final.total - 1 == 5 and widget._step_slider.enabled
-    assert not steps.visible
-    widget._step_slider.value = 0
-    assert steps.visible and "step 1/6" in widget._status.value
+    # slider and status count the same way: 1-based, "step k/6" at slider value k
+    assert widget._step_slider.max == widget._step_slider.value == final.total == 6 and widget._step_slider.enabled
+    assert widget._step_slider.min == 1 and not steps.visible
+    widget._step_slider.value = 1
+    assert steps.visible and widget._status.value.startswith("step 1/6")
     np.testing.assert_array_equal(steps.data, gate.records[0].mask)
-    widget._step_slider.value = 3
+    widget._step_slider.value = 4
+    assert widget._status.value.startswith("step 4/6")
     np.testing.assert_array_equal(steps.data, gate.records[3].mask)
-    widget._step_slider.value = 5
-    assert not steps.visible
+    widget._step_slider.value = 6
+    assert not steps.visible and widget._status.value.startswith("step 6/6")
     assert gate.calls == calls and not widget.busy
 
     # a second run replaces the first run's steps/uncertainty layers, not its result, and
@@ -170,18 +172,23 @@ def test_cancel_mid_run_leaves_layers_as_they_were(qtbot, monkeypatch, setup):
     before, original = layer_names(viewer), labels.data.copy()
     gate = Gate()
     monkeypatch.setattr(_jobs, "iter_refine", gate)
+    viewer.layers.selection.active = labels
+    n = len(notification_manager.records)
     worker = widget.start()
     qtbot.waitUntil(gate.first.is_set, timeout=RUN_TIMEOUT)
     assert "mask preview" in layer_names(viewer)
-    with qtbot.waitSignal(worker.aborted, timeout=RUN_TIMEOUT):
+    with qtbot.waitSignal(worker.finished, timeout=RUN_TIMEOUT):
         widget._run_btn.native.click()  # the Run button is Cancel now
         assert widget._run_btn.text == "Cancelling..."
+        assert widget._preview.run.job.cancel.is_set()  # the core stops before its next network batch
         gate.release.set()
     qtbot.waitUntil(lambda: not widget.busy, timeout=RUN_TIMEOUT)
     assert layer_names(viewer) == before
     np.testing.assert_array_equal(labels.data, original)
     assert widget._run_btn.text == "Run" and widget._run_btn.enabled
     assert widget._status.value == "cancelled"
+    assert notification_manager.records[n:] == []  # a cancel is no error
+    assert list(viewer.layers.selection) == [labels] and viewer.layers.selection.active is labels  # restored
 
 
 def test_errors_are_reported_and_the_widget_recovers(qtbot, monkeypatch, setup):
@@ -271,7 +278,7 @@ def test_stack_refines_displayed_or_all_slices(qtbot, make_napari_viewer, tiny_c
         changed = [not np.array_equal(result[z], stack[z]) for z in (0, 2)]
         assert changed == ([True, True] if slices == "all slices" else [False, True])
         np.testing.assert_array_equal(labels.data, stack)
-        widget._step_slider.value = 0  # scrubbing works on stacks too
+        widget._step_slider.value = 1  # scrubbing works on stacks too
         assert viewer.layers["stack steps"].visible
         np.testing.assert_array_equal(viewer.layers["stack steps"].data[1], 0)
 
@@ -298,10 +305,10 @@ def test_model_choices_missing_model_and_download(qtbot, monkeypatch, setup, tmp
     # the shipped model is being trained and may be absent: say so, in the widget and on Run
     real_resolve = registry.resolve
 
-    def resolve(name, cache=None):
+    def resolve(name, cache=None, **kwargs):
         if name == "segrefiner-lite":
             raise FileNotFoundError(f"the shipped model {name!r} is missing from this installation")
-        return real_resolve(name, cache=cache)
+        return real_resolve(name, cache=cache, **kwargs)
 
     monkeypatch.setattr(registry, "resolve", resolve)
     widget.set_model("segrefiner-lite")

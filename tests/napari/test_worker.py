@@ -10,16 +10,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from napari_segrefiner._napari.worker import (
-    RefineJob,
-    RefinementError,
-    StepCounter,
-    Update,
-    all_positions,
-    assemble,
-    iter_job,
-    sync_bar,
-)
+from napari_segrefiner._napari.tracking import StepCounter, sync_bar
+from napari_segrefiner._napari.worker import RefineJob, RefinementError, Update, all_positions, assemble, iter_job
+
 
 @pytest.fixture
 def stack_job(blobs, tiny_model):
@@ -102,3 +95,60 @@ def test_step_counter_counts_steps_over_planes_for_a_progress_bar(stack_job):
     for n, total in counts:
         sync_bar(bar, n, total)
         assert (bar.n, bar.total) == (n, total)
+
+
+def test_a_set_cancel_flag_stops_iter_job_and_takes_no_part_in_equality(stack_job):
+    from napari_segrefiner._napari.worker import RefineCancelled
+
+    job, models = stack_job
+    twin = replace(job)
+    assert twin == job and twin.cancel is not job.cancel  # its own flag, not compared
+    gen = iter_job(job, models)
+    first = next(gen)
+    assert first.plane == 0
+    job.cancel.set()  # checked before every network batch and between planes: not a RefinementError
+    with pytest.raises(RefineCancelled):
+        list(gen)
+    job2 = replace(job)
+    job2.cancel.set()
+    with pytest.raises(RefineCancelled):  # set before the start: nothing runs
+        next(iter_job(job2, models))
+
+
+def test_iter_job_uses_the_gui_thread_count_on_a_cpu_and_restores_it(stack_job, monkeypatch):
+    import torch
+
+    from napari_segrefiner._napari import worker
+
+    job, models = stack_job
+    seen = []
+    real = worker.iter_refine
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(worker, "iter_refine", spy)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # wins over cores - 1
+    before = torch.get_num_threads()
+    list(iter_job(job, models))
+    assert seen == [3, 3, 3] and torch.get_num_threads() == before
+
+
+def test_preflight_counts_objects_and_says_why_nothing_runs(stack_job):
+    from napari_segrefiner._napari.preflight import check_job, count_objects, estimate_seconds, estimate_text, plane_ids
+
+    job, _ = stack_job
+    assert list(plane_ids(np.array([[0, 3], [7, 3]], dtype=np.uint16))) == [3, 7]
+    assert list(plane_ids(np.array([[0, 2**40]], dtype=np.int64))) == [2**40]  # large values: np.unique
+    assert count_objects(job) == 6  # two labels in each of three planes
+    assert check_job(replace(job, labels=(2,)), "m") == (3, None)
+    empty = replace(job, mask=np.zeros_like(job.mask))
+    assert check_job(empty, "m") == (0, "the coarse mask 'm' is empty: paint the objects first (one label each)")
+    one = replace(job, positions=((1,),), mask=job.mask * (np.arange(3) != 1)[:, None, None])
+    assert "nothing to refine in the displayed slice (1,) of 'm'" in check_job(one, "m")[1]
+    absent = replace(job, labels=(9,))
+    assert check_job(absent, "m")[1].startswith("label 9 (the selected label) does not occur in the slices of 'm'")
+    assert estimate_seconds(300, "segrefiner-lite", None) == pytest.approx(300 * 6 * 0.14)
+    assert estimate_seconds(300, "x.pt", 2, measured=0.1) == pytest.approx(60.0)
+    assert estimate_text(300, 252.0, measured=False) == "300 objects on the CPU: about 4 min (nominal speed)"
