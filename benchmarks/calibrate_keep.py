@@ -61,10 +61,13 @@ def main() -> int:
     p.add_argument("--max-items", type=int, default=16)
     p.add_argument("--max-harm", type=float, default=0.3)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--paste-changes-only", action="store_true", help="calibrate with paste_changes_only=True")
     p.add_argument("--out", default="benchmarks/results/keep_bias.json")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     refiner = load_refiner(args.checkpoint, device="cpu")
+    if args.paste_changes_only:
+        refiner = refiner.with_options(paste_changes_only=True)
     curve = []
     for bias in args.biases:
         res = run_benchmark(args.data, kinds=HARM_KINDS + GAIN_KINDS, methods=["identity", "segrefiner"],
@@ -85,7 +88,8 @@ def main() -> int:
 
     chosen = next((e["keep_bias"] for e in curve if ok(e)), None)
     print(f"chosen keep_bias: {chosen} (smallest meeting harm >= -{args.max_harm} points and <= 20% worse by > 1 point)")
-    text = json.dumps({"source": refiner.source, "max_items": args.max_items, "curve": curve, "chosen": chosen}, indent=1)
+    text = json.dumps({"source": refiner.source, "max_items": args.max_items, "options": refiner.config.to_dict(),
+                       "curve": curve, "chosen": chosen}, indent=1)  # fmt: skip
     atomic_write(args.out, lambda tmp: Path(tmp).write_text(text))
     return 0
 
