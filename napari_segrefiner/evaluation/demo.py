@@ -71,8 +71,15 @@ def run_demo(out: str | Path = "segrefiner_demo.png", *, model=None, device: str
         ],
     )
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(out), panel[..., ::-1])
+    from ..io import atomic_write
+
+    def write_png(tmp: Path) -> None:
+        ok, buf = cv2.imencode(".png", panel[..., ::-1])
+        if not ok:  # pragma: no cover - OpenCV refuses only impossible layouts
+            raise ValueError(f"cannot encode {out.name}")
+        buf.tofile(str(tmp))
+
+    atomic_write(out, write_png)
     log(f"wrote {out}")
     return {"iou_before": before["iou"], "iou_after": after["iou"], "mba_before": before["mba"],
             "mba_after": after["mba"], "seconds": seconds, "objects": n, "out": str(out)}
