@@ -110,12 +110,19 @@ def add_arguments(parser) -> None:
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 32])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-seconds", type=float, default=120.0, help="skip measurements estimated longer")
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: torch's own; the GUI and CLI defaults are printed)")
     parser.add_argument("--out", default="benchmarks/results/speed.json")
 
 
 def run_from_args(args) -> int:
     """Run from parsed CLI arguments; writes a JSON file."""
+    from ..threads import available_cores, cpu_threads
+
+    defaults = {"torch_default": torch.get_num_threads(), "gui": cpu_threads("gui"), "cli": cpu_threads("cli"),
+                "cores": available_cores()}  # fmt: skip
+    print(f"threads: torch's default {defaults['torch_default']}, the plugin uses {defaults['gui']}, the CLI "
+          f"{defaults['cli']} ({defaults['cores']} cores; OMP_NUM_THREADS overrides both)")  # fmt: skip
     if args.threads:
         torch.set_num_threads(args.threads)
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
@@ -125,11 +132,14 @@ def run_from_args(args) -> int:
             return 2
     rows = run_speed(args.configs, devices, args.batches, repeats=args.repeats, max_seconds=args.max_seconds)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    meta = dict(torch=torch.__version__, threads=torch.get_num_threads(), machine=platform.machine(),
+    meta = dict(torch=torch.__version__, threads=torch.get_num_threads(), thread_defaults=defaults,
+                machine=platform.machine(),
                 processor=platform.processor() or platform.platform(),
                 cuda=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
                 date=time.strftime("%Y-%m-%d %H:%M:%S"))
-    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    from ..io import atomic_write
+
+    text = json.dumps({"meta": meta, "rows": rows}, indent=2)
+    atomic_write(out, lambda tmp: tmp.write_text(text))
     print(f"wrote {out}")
     return 0
