@@ -11,7 +11,7 @@ synthesised from the ground truth with a seeded generator, the same in every run
 every method (:mod:`napari_segrefiner.evaluation.coarse`).
 
 Methods: ``identity`` (the coarse mask itself), ``segrefiner`` (the model, loaded once,
-through :func:`~napari_segrefiner.api.refine` with ``mode="instance", seed=0``) and the
+through :func:`~napari_segrefiner.api.refine` with its defaults, ``mode="auto"``, and ``seed=0``) and the
 classical peers of :mod:`napari_segrefiner.evaluation.peers`. Peers run only on ``peers_kinds``
 (default ``cascadepsp-0.8`` and ``lowres-28``).
 

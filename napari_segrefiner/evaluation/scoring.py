@@ -88,7 +88,7 @@ def _predict(method: str, img: np.ndarray, coarse: np.ndarray, net: Any, peer_fn
     if method == "segrefiner":
         from ..api import refine
 
-        return refine(img, coarse, model=net, mode="instance", seed=0)
+        return refine(img, coarse, model=net, seed=0)  # refine()'s defaults: what users meet (mode="auto")
     return peer_fns[method](img, coarse, seed=0)
 
 
