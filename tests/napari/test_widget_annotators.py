@@ -59,10 +59,18 @@ def slow_setup(make_napari_viewer, monkeypatch):
 
 
 def start_and_wait_first_step(qtbot, widget):
-    """Start, and wait until the run's layers are there and the network has run a few batches."""
+    """Start, and wait until the run's layers are there and the network has run a few batches.
+
+    (A short run may already be over by then: the widget then holds no run any more.)
+    """
     worker = widget.start()
     assert worker is not None
-    qtbot.waitUntil(lambda: len(SlowNet.threads) >= 3 and widget._preview.run.uncertainty is not None, timeout=20_000)
+
+    def first_step_shown():
+        run = widget._preview.run
+        return len(SlowNet.threads) >= 3 and (run is None or run.uncertainty is not None)
+
+    qtbot.waitUntil(first_step_shown, timeout=20_000)
     return worker
 
 
