@@ -21,26 +21,26 @@ class CLIError(Exception):
     """A user error reported as one line."""
 
 
-def read_image(path: Path):
-    from .io import read_image
-
+def _read(path: Path, what: str, reader):
+    """``reader(path)`` with the CLI's one-line errors for a missing or unreadable file."""
     if not path.is_file():
-        raise CLIError(f"image file not found: {path}")
+        raise CLIError(f"{what} file not found: {path}")
     try:
-        return read_image(path)
+        return reader(path)
     except (ValueError, OSError) as exc:
-        raise CLIError(f"cannot read image {path}: {exc}") from None
+        raise CLIError(f"cannot read {what} {path}: {exc}") from None
+
+
+def read_image(path: Path):
+    from . import io
+
+    return _read(path, "image", io.read_image)
 
 
 def read_mask(path: Path):
-    from .io import read_mask
+    from . import io
 
-    if not path.is_file():
-        raise CLIError(f"mask file not found: {path}")
-    try:
-        return read_mask(path)
-    except (ValueError, OSError) as exc:
-        raise CLIError(f"cannot read mask {path}: {exc}") from None
+    return _read(path, "mask", io.read_mask)
 
 
 def write_mask(path: Path, mask) -> None:
