@@ -18,11 +18,12 @@ import torch
 from .config import RefineConfig
 from .imaging import as_rgb_uint8, check_mask
 from .patches import object_box
-from .pipelines import PipelineRun, RefineStep, run_hr, run_instances
+from .hints import check_hints, owners
+from .pipelines import Hints, PipelineRun, RefineStep, instance_box, run_hr, run_instances
 from .refiner import Refiner, load_refiner
 from .scheduler import timesteps
 
-__all__ = ["MODES", "RefineStep", "choose_mode", "iter_refine", "make_generator", "refine"]
+__all__ = ["MODES", "RefineStep", "choose_mode", "iter_refine", "resolve_seed", "refine"]
 
 log = logging.getLogger(__name__)
 MODES = ("auto", "instance", "whole", "hr")
@@ -45,8 +46,13 @@ def choose_mode(labels: np.ndarray, ids: Iterable[int], config: RefineConfig) ->
     return "instance"
 
 
-def make_generator(seed: int | None) -> torch.Generator:
-    """The CPU generator of a run's per-pixel draws (same numbers on every device).
+def resolve_seed(seed: int | None) -> int:
+    """The seed of a run's per-pixel draws (None draws a fresh one).
+
+    Every object of a run draws from its own CPU stream
+    (:func:`~napari_segrefiner.scheduler.stream` of the seed and its label): the same
+    numbers on every device, for every batch size, and whether the object is refined alone
+    or with others.
 
     Raises
     ------
@@ -59,7 +65,7 @@ def make_generator(seed: int | None) -> torch.Generator:
         raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
     if not 0 <= int(seed) < 2**64:
         raise ValueError(f"seed must be in [0, 2**64), got {seed}")
-    return torch.Generator().manual_seed(int(seed))
+    return int(seed)
 
 
 def _caster(mask: np.ndarray, labels: np.ndarray):
@@ -98,6 +104,7 @@ def iter_refine(
     previews: bool = True,
     autocast: bool = False,
     cancel: Callable[[], bool] | None = None,
+    hints: np.ndarray | None = None,
     **options: Any,
 ) -> Iterator[RefineStep]:
     """Refine a mask step by step, yielding one :class:`RefineStep` per diffusion step.
@@ -136,6 +143,12 @@ def iter_refine(
         Asked before every network batch; when it returns True the generator raises
         :class:`~.sampling.RefineCancelled` (a GUI's Cancel then takes effect within one
         batch).
+    hints : ndarray of shape (H, W), optional
+        Annotator hints, integers: 0 = free, 1 = "object here", 2 = "background here".
+        A 1 belongs to the object whose coarse mask holds it, else to the nearest object
+        if it lies in that object's crop (else it is refused). Hinted pixels are held in
+        every step and in the result, for every pipeline and every object (also those not
+        in ``labels``); see :mod:`napari_segrefiner.hints`.
     **options
         Overrides of the refiner's :class:`~.config.RefineConfig`: ``pad``, ``min_area``,
         ``context``, ``context_cap``, ``batch_size``, ``size``, ``hr_patch``, ``hr_thr_ratio``,
@@ -173,7 +186,8 @@ def iter_refine(
             raise ValueError(f"labels {missing} do not occur in mask (present: {present[:10]})")
         if not ids:
             raise ValueError("labels is empty: nothing to refine")
-    generator = make_generator(seed)
+    seed = resolve_seed(seed)
+    hint_values = check_hints(hints, shape=lab.shape)
     refiner = _refiner(model, device).with_options(**options)
     config = refiner.config
     chosen = choose_mode(lab, ids, config) if mode == "auto" else mode
@@ -191,21 +205,25 @@ def iter_refine(
         schedule=refiner.schedule,
         config=config,
         steps=steps,
-        generator=generator,
+        seed=seed,
         previews=previews,
         autocast=bool(autocast and refiner.device.type == "cuda"),
         cancel=cancel,
     )
+    held = None
+    if hint_values is not None:
+        owner = owners(lab, hint_values, lambda v: instance_box(lab == v, config, lab.shape))
+        held = Hints(hint_values, owner)
     cast = _caster(mask, lab)
-    return _run(rgb, lab, ids, run, chosen, cast, refiner.device)
+    return _run(rgb, lab, ids, run, chosen, cast, refiner.device, held)
 
 
-def _run(rgb, lab, ids, run: PipelineRun, chosen: str, cast, dev) -> Iterator[RefineStep]:
+def _run(rgb, lab, ids, run: PipelineRun, chosen: str, cast, dev, hints) -> Iterator[RefineStep]:
     image_t = torch.from_numpy(rgb).to(dev).permute(2, 0, 1)[None].float()
     if chosen == "hr":
-        yield from run_hr(image_t, lab, ids, run, cast=cast)
+        yield from run_hr(image_t, lab, ids, run, cast=cast, hints=hints)
     else:
-        yield from run_instances(image_t, lab, ids, run, whole=chosen == "whole", cast=cast)
+        yield from run_instances(image_t, lab, ids, run, whole=chosen == "whole", cast=cast, hints=hints)
 
 
 def refine(image: np.ndarray, mask: np.ndarray, **kwargs: Any) -> np.ndarray:

@@ -24,11 +24,13 @@ import torch.nn.functional as F
 from .imaging import normalize
 from .patches import Box, crop_resize, grow_box, object_box, paste, select_patches
 from .sampling import denoise, iter_denoise
+from .hints import apply_hints, crop_hints
+from .scores import boundary_uncertainty
 from .cleanup import clean_labels, overlapping_pieces
 from .config import RefineConfig
-from .scheduler import Schedule, timesteps
+from .scheduler import Schedule, stream, timesteps
 
-__all__ = ["PipelineRun", "RefineStep", "count_steps", "run_instances", "run_hr"]
+__all__ = ["Hints", "PipelineRun", "RefineStep", "count_steps", "instance_box", "run_instances", "run_hr"]
 
 MODES = ("instance", "whole", "hr")
 
@@ -83,6 +85,9 @@ class RefineStep:
         Network confidence ``2|sigmoid - 0.5|`` of this step (1 outside refined regions).
     done : bool
         True on the final record.
+    uncertainty : dict of int to float or None
+        On the final record, per refined label: ``1 - mean confidence`` on its boundary
+        band (:func:`~.scores.boundary_uncertainty`; higher = look at it first).
     """
 
     index: int
@@ -93,6 +98,19 @@ class RefineStep:
     mask: np.ndarray | None
     confidence: np.ndarray | None
     done: bool
+    uncertainty: dict[int, float] | None = None
+
+
+@dataclass(frozen=True)
+class Hints:
+    """Validated hints of a run: the 0/1/2 frame and the owner of every hint-1 pixel."""
+
+    values: np.ndarray  # uint8 (H, W): 0 free, 1 object, 2 background
+    owner: np.ndarray  # int64 (H, W): the label a hint-1 pixel belongs to, else 0
+
+    def apply(self, frame: np.ndarray) -> np.ndarray:
+        """Force ``frame`` (in place) to the hints; returns it."""
+        return apply_hints(frame, self.values, self.owner)
 
 
 @dataclass(frozen=True)
@@ -103,14 +121,14 @@ class PipelineRun:
     schedule: Schedule
     config: RefineConfig
     steps: int | None
-    generator: torch.Generator
+    seed: int  # object ``lab`` draws from ``scheduler.stream(seed, lab)``
     previews: bool
     autocast: bool
     cancel: Callable[[], bool] | None = None  # asked between network batches (see sampling)
 
 
-def _instance_box(m: np.ndarray, config: RefineConfig, shape: tuple[int, int]) -> Box:
-    """The crop instance mode refines an object in (its padded box, grown for context)."""
+def instance_box(m: np.ndarray, config: RefineConfig, shape: tuple[int, int]) -> Box:
+    """The crop instance mode refines object mask ``m`` in (its padded box, grown for context)."""
     tight = object_box(m, pad=0)
     longest = max(tight[1] - tight[0], tight[3] - tight[2])
     min_side = min(config.context * longest, config.context_cap)
@@ -169,13 +187,15 @@ def _compose(base: np.ndarray, values: torch.Tensor, boxes: Sequence[Box], ids: 
 
 
 def run_instances(
-    image: torch.Tensor, labels: np.ndarray, ids: Sequence[int], run: PipelineRun, *, whole: bool, cast
+    image: torch.Tensor, labels: np.ndarray, ids: Sequence[int], run: PipelineRun, *, whole: bool, cast,
+    hints: Hints | None = None,
 ) -> Iterator[RefineStep]:
     """Instance (or whole-frame) pipeline; ``cast`` turns a labels frame into the output dtype.
 
     In whole mode each label is refined from the whole frame but may change only inside
     the box instance mode would crop for it (padded by ``config.pad``, grown by
-    ``config.context``), in 8-connected pieces that overlap its coarse mask.
+    ``config.context``), in 8-connected pieces that overlap its coarse mask. ``hints`` are
+    held at network resolution in every step and forced on every frame.
     """
     size = run.config.size
     h, w = labels.shape
@@ -184,14 +204,15 @@ def run_instances(
         m = labels == lab
         if not whole and int(m.sum()) < run.config.min_area:
             continue  # tiny objects are left as they are (official area_thr)
-        own = _instance_box(m, run.config, (h, w))
+        own = instance_box(m, run.config, (h, w))
         boxes.append((0, h, 0, w) if whole else own)
         limits.append(own)  # whole mode: where the label may change
         keep.append(int(lab))
     mode = "whole" if whole else "instance"
     steps = timesteps(run.schedule, run.steps)
+    finish = (lambda f: cast(f)) if hints is None else (lambda f: cast(hints.apply(f)))
     if not keep:
-        yield RefineStep(0, 1, -1, mode, mode, cast(labels), None, True)
+        yield RefineStep(0, 1, -1, mode, mode, finish(labels.copy()), None, True, {})
         return
     total = count_steps(run.schedule, mode, run.steps)
     base = labels.copy()
@@ -199,30 +220,51 @@ def run_instances(
     lab_t = torch.from_numpy(labels).to(image.device)
     crops = torch.cat([crop_resize(image, b, size) for b in boxes])
     coarse = torch.cat([(crop_resize((lab_t == lab)[None, None], b, size) >= 0.5).float() for b, lab in zip(boxes, keep)])
+    held = None if hints is None else crop_hints(hints.values, hints.owner, boxes, keep, size, image.device)
     loop = iter_denoise(
         run.network,
         normalize(crops),
         coarse,
         schedule=run.schedule,
         steps=steps,
-        generator=run.generator,
+        generator=[stream(run.seed, lab) for lab in keep],
         autocast=run.autocast,
         batch_size=run.config.batch_size,
         cancel=run.cancel, keep_bias=run.config.keep_bias,
+        hints=held,
     )
     for step in loop:
-        frame = conf = None
+        frame = conf = scores = None
         if run.previews or step.is_last:
             frame, conf = _compose(base, step.mask, boxes, keep, step.confidence if run.previews else None, labels,
                                    limits if whole else None, coarse if run.config.paste_changes_only else None)
             if step.is_last and run.config.clean:
                 frame = clean_labels(frame, labels, keep)
-            frame = cast(frame)
-        yield RefineStep(step.index, total, step.timestep, mode, mode, frame, conf, step.is_last)
+            frame = finish(frame)
+        if step.is_last:
+            region = _regions(limits, (h, w), size, image.device) if whole else None
+            unc = boundary_uncertainty(step.prob, step.confidence, region=region)
+            scores = {lab: float(u) for lab, u in zip(keep, unc.tolist())}
+        yield RefineStep(step.index, total, step.timestep, mode, mode, frame, conf, step.is_last, scores)
 
 
-def _hr_local(image, m_global: torch.Tensor, fine_prob: torch.Tensor, run: PipelineRun) -> torch.Tensor:
-    """Refine native-resolution patches around uncertain pixels; returns the merged bool frame."""
+def _regions(limits: Sequence[Box], shape: tuple[int, int], size: int, device) -> torch.Tensor:
+    """Whole mode: each label's own box at network resolution, as a bool (N, 1, S, S) map."""
+    h, w = shape
+    out = torch.zeros((len(limits), 1, size, size), dtype=torch.bool, device=device)
+    for k, (y0, y1, x0, x1) in enumerate(limits):
+        ry0, ry1 = int(y0 * size / h), max(int(np.ceil(y1 * size / h)), int(y0 * size / h) + 1)
+        rx0, rx1 = int(x0 * size / w), max(int(np.ceil(x1 * size / w)), int(x0 * size / w) + 1)
+        out[k, 0, ry0:ry1, rx0:rx1] = True
+    return out
+
+
+def _hr_local(image, m_global: torch.Tensor, fine_prob: torch.Tensor, run: PipelineRun, generator,
+              held: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """Refine native-resolution patches around uncertain pixels; returns the merged bool frame.
+
+    ``held`` = (fixed, value) native (H, W) bool maps of this object's hints.
+    """
     patch = run.config.hr_patch
     h, w = m_global.shape
     corners = select_patches(
@@ -237,16 +279,20 @@ def _hr_local(image, m_global: torch.Tensor, fine_prob: torch.Tensor, run: Pipel
         return m_global
     imgs = torch.cat([image[:, :, y : y + patch, x : x + patch] for y, x in kept])
     masks = torch.stack([m_global[y : y + patch, x : x + patch] for y, x in kept])[:, None].float()
+    patch_hints = None
+    if held is not None:
+        patch_hints = tuple(torch.stack([m[y : y + patch, x : x + patch] for y, x in kept])[:, None] for m in held)
     soft = denoise(
         run.network,
         normalize(imgs),
         masks,
         schedule=run.schedule,
         steps=[0],
-        generator=run.generator,
+        generator=generator,
         autocast=run.autocast,
         batch_size=run.config.batch_size,
         cancel=run.cancel, keep_bias=run.config.keep_bias,
+        hints=patch_hints,
     ).mask[:, 0]
     acc = torch.zeros((h, w), device=soft.device)
     cnt = torch.zeros((h, w), device=soft.device)
@@ -257,19 +303,25 @@ def _hr_local(image, m_global: torch.Tensor, fine_prob: torch.Tensor, run: Pipel
     return torch.where(cnt > 0, merged, m_global)
 
 
-def run_hr(image: torch.Tensor, labels: np.ndarray, ids: Sequence[int], run: PipelineRun, *, cast) -> Iterator[RefineStep]:
-    """High-resolution pipeline, one object at a time (global 256 pass + local patches)."""
+def run_hr(image: torch.Tensor, labels: np.ndarray, ids: Sequence[int], run: PipelineRun, *, cast,
+           hints: Hints | None = None) -> Iterator[RefineStep]:
+    """High-resolution pipeline, one object at a time (global 256 pass + local patches).
+
+    ``hints`` are held in the global steps (at 256 px) and in the local patches (native).
+    """
     pending = None
-    for record in _hr_steps(image, labels, ids, run, cast=cast):
+    scores: dict[int, float] = {}
+    finish = cast if hints is None else (lambda f: cast(hints.apply(f)))
+    for record in _hr_steps(image, labels, ids, run, finish=finish, hints=hints, scores=scores):
         if pending is not None:
             yield pending
         pending = record
     if pending is None:  # every object was too small to refine
-        pending = RefineStep(0, 1, -1, "local", "hr", cast(labels), None, False)
-    yield replace(pending, done=True)
+        pending = RefineStep(0, 1, -1, "local", "hr", finish(labels.copy()), None, False)
+    yield replace(pending, done=True, uncertainty=scores)
 
 
-def _hr_steps(image, labels, ids, run: PipelineRun, *, cast) -> Iterator[RefineStep]:
+def _hr_steps(image, labels, ids, run: PipelineRun, *, finish, hints: Hints | None, scores: dict) -> Iterator[RefineStep]:
     size = run.config.size
     h, w = labels.shape
     steps = timesteps(run.schedule, run.steps, last=1)
@@ -283,9 +335,16 @@ def _hr_steps(image, labels, ids, run: PipelineRun, *, cast) -> Iterator[RefineS
         m = lab_t == lab
         coarse = (F.interpolate(m[None, None].float(), size=(size, size), mode="nearest") >= 0.5).float()
         last = None
+        gen = stream(run.seed, lab)
+        held = native = None
+        if hints is not None:
+            held = crop_hints(hints.values, hints.owner, [(0, h, 0, w)], [lab], size, image.device)
+            obj = torch.from_numpy(hints.owner == lab).to(image.device)
+            bg = torch.from_numpy((hints.values == 2) | ((hints.owner != 0) & (hints.owner != lab))).to(image.device)
+            native = (obj | bg, obj)
         loop = iter_denoise(
-            run.network, small, coarse, schedule=run.schedule, steps=steps, generator=run.generator,
-            autocast=run.autocast, cancel=run.cancel, keep_bias=run.config.keep_bias,
+            run.network, small, coarse, schedule=run.schedule, steps=steps, generator=gen,
+            autocast=run.autocast, cancel=run.cancel, keep_bias=run.config.keep_bias, hints=held,
         )
         for step in loop:
             last = step
@@ -295,14 +354,19 @@ def _hr_steps(image, labels, ids, run: PipelineRun, *, cast) -> Iterator[RefineS
                 frame = out.copy()
                 frame[(out == lab) & ~state] = 0
                 frame[state & (out == 0)] = lab
-                frame = cast(frame)
+                frame = finish(frame)
                 conf = F.interpolate(step.confidence, size=(h, w), mode="bilinear", align_corners=False)
                 conf = conf[0, 0].cpu().numpy()
             yield RefineStep(n * per + step.index, total, step.timestep, "global", "hr", frame, conf, False)
+        scores[int(lab)] = float(boundary_uncertainty(last.prob, last.confidence)[0])
         m_global = F.interpolate(last.mask, size=(h, w), mode="nearest")[0, 0] >= 0.5
-        result = _hr_local(image, m_global, last.fine_prob[0, 0], run).cpu().numpy()
+        if native is not None:
+            m_global = torch.where(native[0], native[1], m_global)
+        result = _hr_local(image, m_global, last.fine_prob[0, 0], run, gen, native).cpu().numpy()
         out[(out == lab) & ~result] = 0
         out[result & (out == 0)] = lab
         if run.config.clean:
             out = clean_labels(out, labels, [lab])
-        yield RefineStep(n * per + per - 1, total, 0, "local", "hr", cast(out), None, False)
+        if hints is not None:
+            hints.apply(out)
+        yield RefineStep(n * per + per - 1, total, 0, "local", "hr", finish(out.copy()), None, False)

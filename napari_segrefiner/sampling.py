@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .scheduler import Schedule, reverse_step
+from .scheduler import Schedule, clamp, reverse_step
 
 __all__ = ["DenoiseStep", "RefineCancelled", "iter_denoise", "denoise"]
 
@@ -61,12 +61,13 @@ def iter_denoise(
     *,
     schedule: Schedule,
     steps: Sequence[int],
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | Sequence[torch.Generator] | None = None,
     start: torch.Tensor | None = None,
     autocast: bool = False,
     batch_size: int = 32,
     cancel: Callable[[], bool] | None = None,
     keep_bias: float = 0.0,
+    hints: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> Iterator[DenoiseStep]:
     """Run the reverse process, yielding after every network evaluation.
 
@@ -82,8 +83,8 @@ def iter_denoise(
         The diffusion schedule.
     steps : sequence of int
         Decreasing timesteps (see :func:`~napari_segrefiner.scheduler.timesteps`).
-    generator : torch.Generator, optional
-        Randomness for the per-pixel draws.
+    generator : torch.Generator or sequence of torch.Generator, optional
+        Randomness for the per-pixel draws; a sequence gives each sample its own stream.
     start : Tensor, optional
         First network input (default: ``coarse``). The HR local stage starts from the
         global result.
@@ -98,6 +99,11 @@ def iter_denoise(
         Added to the logits towards the ORIGINAL coarse mask (``+b`` where it is 1, ``-b``
         where it is 0) before each reverse step: a calibrated "keep" decision that a model
         stores in its :class:`~.config.RefineConfig` (0, the official sampler, by default).
+    hints : (Tensor, Tensor), optional
+        ``(fixed, value)``, bool (N, 1, H, W): pixels held at ``value``. They are set in
+        the coarse mask and the first input (the network sees them), count as fine from the
+        start, and are clamped after every step (:func:`~.scheduler.clamp`), so every
+        yielded state shows them.
 
     Yields
     ------
@@ -112,6 +118,14 @@ def iter_denoise(
     n = image.shape[0]
     mask = coarse if start is None else start
     fine_prob = torch.zeros_like(coarse, dtype=torch.float32)
+    fixed = value = None
+    if hints is not None:
+        fixed, value = hints
+        if fixed.shape != coarse.shape or value.shape != coarse.shape:
+            raise ValueError(f"hint maps {tuple(fixed.shape)} must have the coarse shape {tuple(coarse.shape)}")
+        coarse = torch.where(fixed, value.to(coarse.dtype), coarse)
+        mask = torch.where(fixed, value.to(mask.dtype), mask)
+        fine_prob = fixed.to(torch.float32)
     for i, t in enumerate(steps):
         last = i == len(steps) - 1
         with torch.inference_mode():
@@ -136,6 +150,7 @@ def iter_denoise(
                 last=last,
                 generator=generator,
             )
+            res = clamp(res, fixed, value)
         mask, fine_prob = res.mask, res.fine_prob
         yield DenoiseStep(
             index=i,

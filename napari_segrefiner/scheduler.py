@@ -17,20 +17,41 @@ from __future__ import annotations
 import numbers
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
-__all__ = ["Schedule", "ReverseStep", "add_noise", "reverse_step", "timesteps", "uniform"]
+__all__ = ["Schedule", "ReverseStep", "add_noise", "clamp", "reverse_step", "stream", "timesteps", "uniform"]
 
 
-def uniform(shape: torch.Size, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+def uniform(shape: torch.Size, generator, device: torch.device) -> torch.Tensor:
     """U[0, 1) float32 draws of ``shape`` on ``device``, drawn on the generator's device.
 
     A CPU generator thus gives the same numbers whatever device the tensors live on, so a
     seed means the same draws on CPU and CUDA (one host-to-device copy per step).
+
+    ``generator`` may also be a sequence of generators, one per sample (``shape[0]``): each
+    sample then draws from its own stream, so its numbers do not depend on which other
+    samples share the batch (the pipelines give every object its own stream).
     """
+    if generator is not None and not isinstance(generator, torch.Generator):
+        gens = list(generator)
+        if len(gens) != shape[0]:
+            raise ValueError(f"got {len(gens)} generators for {shape[0]} samples")
+        u = torch.cat([torch.rand((1, *shape[1:]), generator=g, device=g.device, dtype=torch.float32) for g in gens])
+        return u if u.device == device else u.to(device, non_blocking=True)
     where = generator.device if generator is not None else device
     u = torch.rand(shape, generator=generator, device=where, dtype=torch.float32)
     return u if u.device == device else u.to(device, non_blocking=True)
+
+
+def stream(seed: int, key: int) -> torch.Generator:
+    """A CPU generator for object ``key`` of a run seeded with ``seed``.
+
+    Derived with numpy's ``SeedSequence([seed, key])``: independent streams per object, the
+    same for an object whether it is refined alone or with a thousand others.
+    """
+    state = np.random.SeedSequence([int(seed), int(key)]).generate_state(2, np.uint32)
+    return torch.Generator().manual_seed(int(state[0]) << 31 ^ int(state[1]))
 
 
 @dataclass(frozen=True)
@@ -192,8 +213,8 @@ def reverse_step(
         The timestep the sampler moves to (default ``timestep - 1``; -1 means clean).
     last : bool
         If True return the soft prediction as ``mask`` and draw nothing.
-    generator : torch.Generator, optional
-        Source of randomness (on any device; see :func:`uniform`).
+    generator : torch.Generator or sequence of torch.Generator, optional
+        Source of randomness (on any device; one per sample allowed; see :func:`uniform`).
 
     Returns
     -------
@@ -212,3 +233,19 @@ def reverse_step(
     u = uniform(fine.shape, generator, fine.device)
     mask = torch.where(u < fine, hard, coarse)
     return ReverseStep(mask=mask, prob=prob, confidence=confidence, fine_prob=fine)
+
+
+def clamp(step: ReverseStep, fixed: torch.Tensor | None, value: torch.Tensor | None) -> ReverseStep:
+    """Hold hinted pixels: where ``fixed``, the state is ``value``, already fine and certain.
+
+    Pure: returns a new :class:`ReverseStep` (``step`` itself if ``fixed`` is None).
+    """
+    if fixed is None:
+        return step
+    v = value.to(step.mask.dtype)
+    return ReverseStep(
+        mask=torch.where(fixed, v, step.mask),
+        prob=torch.where(fixed, v.to(step.prob.dtype), step.prob),
+        confidence=torch.where(fixed, torch.ones_like(step.confidence), step.confidence),
+        fine_prob=torch.where(fixed, torch.ones_like(step.fine_prob), step.fine_prob),
+    )

@@ -218,3 +218,16 @@ def test_uniform_draws_on_the_generators_device():
     assert torch.equal(a, b) and a.dtype == torch.float32
     # the draws do not depend on how the batch is later split: one draw per step for all samples
     assert torch.equal(uniform((2, 1, 4, 4), torch.Generator().manual_seed(5), torch.device("cpu"))[1], b[1])
+
+
+def test_each_object_stream_is_the_same_whatever_shares_its_batch():
+    from napari_segrefiner.scheduler import stream, uniform
+
+    batch = uniform(torch.Size([3, 1, 4, 4]), [stream(0, 5), stream(0, 7), stream(0, 9)], torch.device("cpu"))
+    alone = uniform(torch.Size([1, 1, 4, 4]), [stream(0, 7)], torch.device("cpu"))
+    assert torch.equal(batch[1], alone[0])
+    assert not torch.equal(batch[0], batch[1])  # different objects, different streams
+    other_seed = uniform(torch.Size([1, 1, 4, 4]), [stream(1, 7)], torch.device("cpu"))
+    assert not torch.equal(other_seed[0], alone[0])
+    with pytest.raises(ValueError, match="2 generators for 3 samples"):
+        uniform(torch.Size([3, 1, 4, 4]), [stream(0, 5), stream(0, 7)], torch.device("cpu"))
