@@ -223,6 +223,8 @@ def test_cli_writes_json_and_markdown(folders, tmp_path, capsys):
         (["--max-items", "0"], "max_items"),
         (["--device", "cuda:99" if torch.cuda.is_available() else "cuda"], "device"),
         (["--checkpoint", "/no/such/file.pt"], "no/such/file.pt"),
+        (["--hints", "-1"], "hints must be an integer in [0, 50]"),
+        (["--hints", "2", "--methods", "identity"], "hints needs the segrefiner method"),
     ],
 )
 def test_cli_bad_input_is_one_line_exit_2(folders, tmp_path, capsys, argv, needle):
@@ -266,3 +268,20 @@ def test_failures_are_counted_and_per_item_records(folders, monkeypatch):
         assert record["set"] == folders[0].name and record["kind"] == "lowres-28"
         assert set(record["methods"]) == {"identity", "grabcut"}
         assert record["methods"]["grabcut"]["iou"] == record["coarse_iou"]
+
+
+def test_hints_report_iou_after_each_click_and_the_review_correlation(folders, model):
+    from napari_segrefiner.evaluation.report import format_table
+
+    res = _run(folders, model, kinds=["dilate-3"], methods=["identity", "segrefiner"], hints=2)
+    assert res["meta"]["hints"] == 2
+    for s in res["sets"].values():
+        review = s["kinds"]["dilate-3"]["segrefiner_review"]
+        after = review["iou_after_clicks"]
+        assert list(after) == ["0", "1", "2"]
+        # the first entry is the result the method table scores
+        assert after["0"] == pytest.approx(s["kinds"]["dilate-3"]["methods"]["segrefiner"]["iou"])
+        # clicks agree with the truth and are held: a click never moves the mean away from it here
+        assert after["2"] >= after["1"] - 1e-9 >= after["0"] - 2e-9
+        assert "uncertainty_spearman" in review and "uncertainty_spearman" in s
+    assert "IoU after clicks 0:" in format_table(res)

@@ -178,6 +178,7 @@ def run_benchmark(
     progress: bool = True,
     peers_kinds: Iterable[str] | None = None,
     per_item: bool = False,
+    hints: int = 0,
 ) -> dict[str, Any]:
     """Run the quality benchmark; returns the results as a JSON-ready dict.
 
@@ -206,6 +207,12 @@ def run_benchmark(
         :data:`~napari_segrefiner.evaluation.coarse.DEFAULT_PEERS_KINDS` (those of them in ``kinds``).
     per_item : bool
         Also return every object's figures under ``"items"`` (large for full runs).
+    hints : int
+        After SegRefiner's result, place this many simulated clicks one by one on the
+        largest error region and refine again with them
+        (:func:`~napari_segrefiner.evaluation.interactive.click_curve`); the mean IoU after
+        each click goes under ``"segrefiner_review"`` of each kind. Whatever ``hints``,
+        that entry holds the rank correlation of the review score with the IoU error.
 
     Returns
     -------
@@ -234,6 +241,10 @@ def run_benchmark(
         raise BenchmarkError(f"max_items must be a positive integer, got {max_items!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise BenchmarkError(f"seed must be an integer, got {seed!r}")
+    if isinstance(hints, bool) or not isinstance(hints, (int, np.integer)) or not 0 <= hints <= 50:
+        raise BenchmarkError(f"hints must be an integer in [0, 50], got {hints!r}")
+    if hints and "segrefiner" not in methods:
+        raise BenchmarkError("hints needs the segrefiner method")
     peer_fns = _peer_functions(methods)
     pfolders = _open_folders(folders)
     names = _set_names(pfolders)
@@ -258,7 +269,10 @@ def run_benchmark(
         "kinds": {k: KINDS[k][0] for k in kinds},
         "methods": methods,
         "peers_kinds": p_kinds,
-        "segrefiner_call": "refine(region_image, coarse, model=<loaded once>, mode='instance', seed=0)",
+        "segrefiner_call": "refine(region_image, coarse, model=<loaded once>, seed=0) (mode auto)",
+        "hints": int(hints),
+        "review_score": "1 - mean network confidence on the object's boundary band (last step); "
+        "uncertainty_spearman = rank correlation with 1 - IoU",
         "peer_call": "f(region_image, coarse, seed=0)",
         "seeds": (
             "objects: SeedSequence([seed, key(set), key('select')]); coarse: SeedSequence([seed, key(set), "
@@ -285,7 +299,7 @@ def run_benchmark(
         for folder, name, indices in plan:
             sets[name] = score_set(
                 folder, name, indices, kinds, methods, p_kinds, peer_fns, net, seed, bar,
-                items if per_item else None,
+                items if per_item else None, clicks=int(hints),
             )
     finally:
         bar.close()
@@ -320,6 +334,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="base seed of object selection and coarse masks")
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"output path without extension (default {DEFAULT_OUT})")
     parser.add_argument("--per-item", action="store_true", help="also store every object's figures in the JSON")
+    parser.add_argument("--hints", type=int, default=0, metavar="K",
+                        help="simulate K annotator clicks on the largest errors after SegRefiner's result and "
+                        "report IoU after each (default 0)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -355,6 +372,7 @@ def run_from_args(args: argparse.Namespace) -> int:
             progress=not getattr(args, "no_progress", False),
             peers_kinds=peers_kinds,
             per_item=getattr(args, "per_item", False),
+            hints=getattr(args, "hints", 0),
         )
     except BenchmarkError as exc:
         print(f"napari-segrefiner: error: {exc}", file=sys.stderr)

@@ -146,8 +146,24 @@ def format_table(results: dict) -> str:
             for r in rows:
                 cells = [c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))]
                 lines.append("  " + "  ".join(cells))
+            if k.get("segrefiner_review"):
+                lines.append("  " + _review_line(k["segrefiner_review"]))
+            lines.append("")
+        if s.get("uncertainty_spearman") is not None:
+            lines.append(f"{name}: review score vs IoU error, Spearman {s['uncertainty_spearman']:+.2f} (all kinds)")
             lines.append("")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _review_line(review: dict) -> str:
+    """'IoU after clicks 0: 81.2, 1: 84.0 ...; review score vs IoU error: Spearman +0.41'."""
+    parts = []
+    after = review.get("iou_after_clicks")
+    if after:
+        parts.append("IoU after clicks " + ", ".join(f"{c}: {100 * v:.1f}" for c, v in after.items()))
+    rho = review.get("uncertainty_spearman")
+    parts.append("review score vs IoU error: Spearman " + ("-" if rho is None else f"{rho:+.2f}"))
+    return "; ".join(parts)
 
 
 def format_markdown(results: dict) -> str:
@@ -183,6 +199,12 @@ def format_markdown(results: dict) -> str:
             for method, fig in k["methods"].items():
                 cells = [_fmt(fig[key], how) for _, key, how in _COLUMNS]
                 out.append(f"| {kind} | {method} | " + " | ".join(cells) + " |")
+        reviews = [(kind, k["segrefiner_review"]) for kind, k in s["kinds"].items() if k.get("segrefiner_review")]
+        if reviews:
+            out.append("")
+            out.extend(f"- {kind}: {_review_line(r)}" for kind, r in reviews)
+            if s.get("uncertainty_spearman") is not None:
+                out.append(f"- all kinds: review score vs IoU error, Spearman {s['uncertainty_spearman']:+.2f}")
         replaced = {kind: k["empty_coarse_replaced"] for kind, k in s["kinds"].items() if k["empty_coarse_replaced"]}
         if replaced:
             out.append("")

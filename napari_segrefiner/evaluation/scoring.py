@@ -20,7 +20,8 @@ import numpy as np
 
 from ..training.synthesis import mask_bbox
 from .coarse import KINDS, coarse_seed, evaluation_region, make_kind
-from .metrics import evaluate
+from .interactive import click_curve, spearman
+from .metrics import evaluate, iou
 
 __all__ = ["WORSE_TOL", "score_set"]
 
@@ -85,14 +86,33 @@ def _predict(method: str, img: np.ndarray, coarse: np.ndarray, net: Any, peer_fn
     """One method's mask for one region and coarse mask."""
     if method == "identity":
         return coarse.copy()
-    if method == "segrefiner":
-        from ..api import refine
-
-        return refine(img, coarse, model=net, seed=0)  # refine()'s defaults: what users meet (mode="auto")
     return peer_fns[method](img, coarse, seed=0)
 
 
-def _kind_entry(kind: str, replaced: int, digest, coarse_acc: _Acc, accs: dict[str, _Acc]) -> dict[str, Any]:
+class _Review:
+    """SegRefiner's review score and IoU error per object, and its IoU after each click."""
+
+    def __init__(self, clicks: int):
+        self.score: list[float] = []
+        self.error: list[float] = []
+        self.after: list[list[float]] = [[] for _ in range(clicks + 1)]
+
+    def add(self, masks: list, uncertainty: float, gt: np.ndarray) -> None:
+        ious = [iou(m, gt) for m in masks]
+        self.score.append(uncertainty)
+        self.error.append(1.0 - ious[0])
+        for i, v in enumerate(ious[: len(self.after)]):
+            self.after[i].append(v)
+
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"uncertainty_spearman": spearman(self.score, self.error)}
+        if len(self.after) > 1:
+            out["iou_after_clicks"] = {str(i): float(np.mean(v)) for i, v in enumerate(self.after) if v}
+        return out
+
+
+def _kind_entry(kind: str, replaced: int, digest, coarse_acc: _Acc, accs: dict[str, _Acc],
+                review: _Review | None = None) -> dict[str, Any]:
     """The results of one coarse kind of a set."""
     entry: dict[str, Any] = {
         "description": KINDS[kind][0],
@@ -104,6 +124,8 @@ def _kind_entry(kind: str, replaced: int, digest, coarse_acc: _Acc, accs: dict[s
         entry["coarse_iou"] = c["iou"]
         entry["coarse_pooled_iou"] = c["pooled_iou"]
         entry["methods"] = {m: acc.summary() for m, acc in accs.items()}
+        if review is not None and review.score:
+            entry["segrefiner_review"] = review.summary()
     else:
         entry["coarse_iou"] = None
         entry["methods"] = {}
@@ -113,6 +135,7 @@ def _kind_entry(kind: str, replaced: int, digest, coarse_acc: _Acc, accs: dict[s
 def score_set(
     folder, name: str, indices: Sequence[int], kinds: Sequence[str], methods: Sequence[str],
     p_kinds: Sequence[str], peer_fns: dict[str, Callable], net: Any, seed: int, bar, items: list | None,
+    clicks: int = 0,
 ) -> dict[str, Any]:
     """Score every method on the chosen objects of one set.
 
@@ -140,6 +163,10 @@ def score_set(
         Progress bar, advanced by one per (object, kind).
     items : list or None
         When a list, one record per (object, kind) with every method's figures is appended.
+    clicks : int
+        Simulated clicks after SegRefiner's first result (:func:`~.interactive.click_curve`);
+        the IoU after each and the review score's rank correlation with the IoU error go
+        under ``"segrefiner_review"`` of each kind.
 
     Returns
     -------
@@ -151,6 +178,8 @@ def score_set(
     instance = bool(folder.has_labels)
     accs = {k: {m: _Acc() for m in methods if m not in peer_fns or k in p_kinds} for k in kinds}
     coarse_acc = {k: _Acc() for k in kinds}
+    reviews = {k: _Review(clicks) for k in kinds}
+    all_review = _Review(0)
     replaced = dict.fromkeys(kinds, 0)
     digests = {k: hashlib.sha256() for k in kinds}
     objects, used = [], []
@@ -181,11 +210,19 @@ def score_set(
                 t0 = time.perf_counter()
                 failure = None
                 try:
-                    pred = _predict(method, img, coarse, net, peer_fns)
+                    if method == "segrefiner":  # refine()'s defaults: what users meet (mode="auto")
+                        masks, unc, first = click_curve(img, coarse, gt, net, clicks)
+                        pred = masks[0]
+                        reviews[kind].add(masks, unc, gt)
+                        all_review.add(masks[:1], unc, gt)
+                    else:
+                        pred = _predict(method, img, coarse, net, peer_fns)
                 except Exception as exc:  # keep the run going; counted and reported
                     failure = f"{ref.image_id}/{ref.label}/{kind}: {type(exc).__name__}: {exc}"
                     pred = coarse
                 seconds = time.perf_counter() - t0
+                if method == "segrefiner" and failure is None:
+                    seconds = first  # the clicks' extra refinements are not the method's speed
                 m = c_metrics if method == "identity" else evaluate(np.asarray(pred, dtype=bool), gt)
                 acc.add(m, seconds, c_metrics["iou"])
                 if failure:
@@ -206,5 +243,6 @@ def score_set(
         "skipped_empty_gt": skipped,
         "indices": used,
         "objects": objects,
-        "kinds": {k: _kind_entry(k, replaced[k], digests[k], coarse_acc[k], accs[k]) for k in kinds},
+        "kinds": {k: _kind_entry(k, replaced[k], digests[k], coarse_acc[k], accs[k], reviews[k]) for k in kinds},
+        "uncertainty_spearman": spearman(all_review.score, all_review.error),
     }
