@@ -37,3 +37,21 @@ def test_region_limits_the_band_and_an_empty_band_is_most_uncertain():
 def test_shapes_are_checked():
     with pytest.raises(ValueError, match="must be"):
         boundary_uncertainty(torch.zeros(1, 12, 12), torch.zeros(1, 12, 12))
+
+
+def test_review_score_is_expected_error_plus_changed_share():
+    from napari_segrefiner.scores import review_score
+
+    coarse = torch.zeros(1, 1, 10, 10)
+    coarse[0, 0, 2:6, 2:6] = 1  # 16 px
+    prob = torch.zeros(1, 1, 10, 10)
+    prob[0, 0, 2:6, 2:8] = 1.0  # refined: 24 px, 8 of them new
+    prob[0, 0, 0, 0] = 0.25  # the network half-expects an error here (min(p, 1-p) = 0.25)
+    # expected error 0.25 / 24 px; change 8 / 24 (XOR over OR)
+    assert float(review_score(prob, coarse)[0]) == pytest.approx(0.25 / 24 + 8 / 24)
+    same = coarse.clone()
+    assert float(review_score(same, coarse)[0]) == 0.0  # kept exactly, with certainty
+    region = torch.zeros(1, 1, 10, 10, dtype=torch.bool)
+    region[0, 0, :, :6] = True  # columns 0-5: the unsure pixel is inside, the 8 new pixels (columns 6-7) are not
+    assert float(review_score(prob, coarse, region=region)[0]) == pytest.approx(0.25 / 16)
+    assert float(review_score(torch.zeros(1, 1, 10, 10), coarse)[0]) == pytest.approx(2.0)  # vanished: 1 + all changed

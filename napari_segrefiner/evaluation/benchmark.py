@@ -271,7 +271,7 @@ def run_benchmark(
         "peers_kinds": p_kinds,
         "segrefiner_call": "refine(region_image, coarse, model=<loaded once>, seed=0) (mode auto)",
         "hints": int(hints),
-        "review_score": "1 - mean network confidence on the object's boundary band (last step); "
+        "review_score": "expected error per object pixel + changed share (scores.review_score); "
         "uncertainty_spearman = rank correlation with 1 - IoU",
         "peer_call": "f(region_image, coarse, seed=0)",
         "seeds": (

@@ -8,7 +8,7 @@ deepest inside that region (the most central of the deepest), cut to the region,
 Clicks stay inside the crop the object is refined in (where a hint can belong to it).
 
 :func:`spearman` is the rank correlation the benchmark prints between the review queue's
-score (boundary uncertainty) and the per-object IoU error.
+score (:func:`~napari_segrefiner.scores.review_score`) and the per-object IoU error.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def click_curve(image: np.ndarray, coarse: np.ndarray, gt: np.ndarray, refiner: 
         The result after 0, 1, ..., ``clicks`` clicks (when no error is left, the last
         result repeats).
     uncertainty : float
-        The review score of the first result (1 - mean boundary confidence).
+        The review score of the first result (:func:`~napari_segrefiner.scores.review_score`).
     seconds : float
         Wall time of the first refinement (what the speed figures report).
     """
