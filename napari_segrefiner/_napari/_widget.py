@@ -5,7 +5,10 @@ The widget gathers parameters into a :class:`~.worker.RefineJob`, runs :func:`~.
 what it yields: a preview layer per diffusion step, an optional uncertainty layer, then a
 result layer (:class:`~._widget_preview.RunPreview`, which also caches the steps for the
 step slider), a status line and a progress bar in the activity dock. The model widgets
-and downloads live in :class:`~._widget_models.ModelChoice`.
+and downloads live in :class:`~._widget_models.ModelChoice`. The annotator's tools: a hints
+layer (:class:`~._widget_hints.HintsPanel`), re-runs of changed objects only
+(``_widget_annotator.py`` over :class:`~._widget_rerun.Memories`) and the review queue
+(:class:`~._widget_review.ReviewPanel`).
 
 Before any worker starts, Run checks on the main thread that there is something to
 refine (:func:`~.preflight.check_job`: otherwise a warning and a status line, no worker)
@@ -30,9 +33,13 @@ from qtpy.QtWidgets import QComboBox
 from ..api import MODES
 from ..refiner import available_devices
 from ._napari_layers import ROLE, StepProgress, is_image_mask, layer_job, spatial_shape
+from ._widget_annotator import AnnotatorSlots
 from ._widget_guard import RemovalWatcher, ask_yes_no, qt_slot
+from ._widget_hints import HintsPanel
 from ._widget_models import ModelChoice
 from ._widget_preview import RunPreview
+from ._widget_rerun import Memories
+from ._widget_review import ReviewPanel
 from ._widget_run import CLOSE_WAIT_S, RunSlots
 from .preflight import check_job
 from .worker import RefineJob, iter_job
@@ -41,11 +48,13 @@ __all__ = ["CLOSE_WAIT_S", "MIN_WIDTH", "SegRefinerWidget"]
 
 MIN_WIDTH = 340  # px: the dock title and the layer names in the combo boxes stay readable
 
+ONLY_CHANGED_TIP = ("Run again over the last result of this image and mask: refine only the objects whose mask "
+                    "or hints changed; the others keep their result")
 STEPS_TIP = ("Reverse diffusion steps: 'all' = every timestep of the model (the HR global stage skips t=0); "
              "fewer is faster")
 
 
-class SegRefinerWidget(RunSlots, Container):
+class SegRefinerWidget(AnnotatorSlots, RunSlots, Container):
     """Dock widget: refine a coarse mask with SegRefiner and watch the diffusion steps."""
 
     def __init__(self, napari_viewer, *, confirm=None):
@@ -73,15 +82,24 @@ class SegRefinerWidget(RunSlots, Container):
         self._seed = SpinBox(label="seed", min=0, max=2**31 - 1, value=0)
         self._replace = CheckBox(text="replace input (one undo step)", value=False)
         self._show_unc = CheckBox(text="show uncertainty map", value=True)
+        self._hints = HintsPanel(napari_viewer, self._mask)
+        self._only_changed = CheckBox(text="Only changed objects", value=True, tooltip=ONLY_CHANGED_TIP)
+        self._rerefine = PushButton(text="Re-refine selected", tooltip="Refine the mask's selected label again "
+                                    "(with whatever else changed), into the last result")  # fmt: skip
         self._run_btn = PushButton(text="Run")
         self._step_slider = Slider(label="step", min=1, max=1, value=1, enabled=False)  # 1-based, as the status
         self._status = Label(label="", value="")
         options = [self._mode, self._steps, self._device, self._seed, self._replace, self._show_unc]
-        self._params = [self._image, self._mask, self._new_mask, self._which, self._slices, *self._choice.inputs,
-                        *options]  # fmt: skip
-        super().__init__(widgets=[self._image, self._mask, self._new_mask, self._which, self._slices,
-                                  *self._choice.widgets, *options, self._run_btn, self._step_slider,
+        rerun = [self._only_changed, self._rerefine]
+        hints = self._hints.widgets
+        self._params = [self._image, self._mask, self._new_mask, *hints, self._which, self._slices,
+                        *self._choice.inputs, *options, *rerun]  # fmt: skip
+        super().__init__(widgets=[self._image, self._mask, self._new_mask, *hints, self._which, self._slices,
+                                  *self._choice.widgets, *options, *rerun, self._run_btn, self._step_slider,
                                   self._status])  # fmt: skip
+        self._memories = Memories(napari_viewer)
+        self._review = ReviewPanel(napari_viewer)
+        self.native.layout().addWidget(self._review)
 
         self._preview = RunPreview(napari_viewer, parent=self.native)
         self.native.setMinimumWidth(MIN_WIDTH)
@@ -89,6 +107,7 @@ class SegRefinerWidget(RunSlots, Container):
             combo.native.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
             combo.native.setMinimumContentsLength(12)
         self._run_btn.changed.connect(self._on_run_clicked)
+        self._rerefine.changed.connect(self.rerefine_selected)
         self._new_mask.changed.connect(self.new_coarse_mask)
         self._mask.changed.connect(self._update_slices)
         self._step_slider.changed.connect(self.show_step)
@@ -158,16 +177,28 @@ class SegRefinerWidget(RunSlots, Container):
             self._viewer, image, mask, all_slices=self._slices.value == "all slices",
             model=self._choice.source(), cache=self._choice.cache_folder(), device=self._device.value,
             mode=self._mode.value, steps=int(self._steps.value) or None, seed=int(self._seed.value), labels=labels,
+            hints=self._hints.hints_for(mask),
         )  # fmt: skip
 
-    def start(self):
-        """Start a run with the current parameters; returns its worker (None if refused)."""
+    def start(self, select=()):
+        """Start a run with the current parameters; returns its worker (None if refused).
+
+        With "Only changed objects" (or ``select``: labels to refine again), a run over the
+        last result of the same image and mask refines only what changed (see
+        ``_widget_annotator.py``); nothing changed: no worker.
+        """
         if self.busy:
             return self._refuse("a refinement is already running")
         try:
             job = self.job()
+            plan = self._plan(job, select)
         except ValueError as exc:
             return self._refuse(str(exc))
+        if plan is not None:
+            why = self._nothing_to_do(plan)
+            if why is not None:
+                return self._refuse(why) if why else None
+            job = plan.job
         objects, why = check_job(job, self._mask.value.name)
         if why is not None:
             return self._refuse(why)
@@ -176,8 +207,9 @@ class SegRefinerWidget(RunSlots, Container):
             return None
         # the step count is known once the worker has loaded the model: the records carry it;
         # the bar and the run's layers appear just after this click (see RunPreview.begin)
-        self._bar = StepProgress("SegRefiner", deferred=True)
-        run = self._preview.begin(job, self._mask.value, uncertainty=self._show_unc.value, on_open=self._bar.open)
+        self._bar = None if plan is not None else StepProgress("SegRefiner", deferred=True)  # a re-run is short
+        run = self._preview.begin(job, self._mask.value, uncertainty=self._show_unc.value,
+                                  on_open=self._bar and self._bar.open, plan=plan)  # fmt: skip
         run.objects = objects
         worker = create_worker(iter_job, job, self._models, _ignore_errors=True)
         # set from the worker thread itself, so that closing can wait for it without deadlock
@@ -193,7 +225,7 @@ class SegRefinerWidget(RunSlots, Container):
             signal.connect(slot)
         self._worker = worker
         self._set_running(True)
-        self._status.value = "starting (loading the model)"
+        self._status.value = f"re-refining: {plan.changes.summary()}" if plan else "starting (loading the model)"
         worker.start()
         return worker
 

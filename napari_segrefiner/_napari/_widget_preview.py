@@ -2,8 +2,7 @@
 
 A run's preview and uncertainty layers are added just after the Run click, one per
 event-loop turn (napari needs a few hundred milliseconds for each), while the worker loads
-the model.
-While a run goes, every yielded :class:`~.worker.Update` is cached (:class:`~.worker.StepCache`)
+the model (a re-run of changed objects adds none). While a run goes, every yielded :class:`~.worker.Update` is cached (:class:`~.worker.StepCache`)
 and painted in place into the run's preview (and uncertainty) layer, coalesced to at most one
 repaint every ``FLUSH_MS`` whatever the step rate, so the viewer stays responsive. A run that
 ends well keeps its layers ("<mask> steps", "<mask> uncertainty") until the next one ends
@@ -27,13 +26,21 @@ from napari.layers import Image, Labels
 from napari.utils.notifications import show_info
 from qtpy.QtCore import QTimer
 
-from ._napari_layers import ROLE, current_position, paint_plane, result_layer, uncertainty_colormap
+from ._napari_layers import (
+    ROLE,
+    current_position,
+    paint_plane,
+    result_layer,
+    uncertainty_colormap,
+)
+from ._widget_guard import quietly
 from .tracking import StepCache
 from .worker import RefineJob, Update, assemble, preview_dtype
 
-__all__ = ["FLUSH_MS", "Run", "RunPreview", "step_status", "stop_timer"]
+__all__ = ["DROP_MS", "FLUSH_MS", "Run", "RunPreview", "step_status", "stop_timer"]
 
 FLUSH_MS = 50  # minimum time between two preview repaints (keeps the viewer responsive)
+DROP_MS = 300  # a re-run's stale "steps" layer goes this long after its result was written
 
 
 @dataclass
@@ -52,14 +59,13 @@ class Run:
     opening: list[Callable[[], Any]] = field(default_factory=list)  # its layers still to add, in order
     on_open: Callable[[], Any] | None = None  # called once they are there (not when it ends before)
     first_step: float | None = None  # time.perf_counter() when its first step arrived
+    plan: Any = None  # a re-run of changed objects (_widget_rerun.Plan): no layers of its own
+    finals: dict = field(default_factory=dict)  # {pos: (mode, uncertainty scores)} of the final records
 
 
 def stop_timer(timer: QTimer) -> None:
     """Stop ``timer``; nothing happens when Qt has deleted it already (a closing dock)."""
-    try:
-        timer.stop()
-    except RuntimeError:  # "wrapped C/C++ object of type QTimer has been deleted"
-        pass
+    quietly(timer.stop)
 
 
 def step_status(update: Update) -> str:
@@ -81,17 +87,21 @@ class RunPreview:
         self.flush_timer = QTimer(parent)  # parented: deleted with the dock widget, never orphaned
         self.flush_timer.setSingleShot(True)
         self.flush_timer.timeout.connect(self.flush)
+        self._dropped: list = []
+        self.drop_timer = QTimer(parent)
+        self.drop_timer.setSingleShot(True)
+        self.drop_timer.timeout.connect(self._drop)
 
-    def begin(self, job: RefineJob, source, *, uncertainty: bool, on_open=None) -> Run:
+    def begin(self, job: RefineJob, source, *, uncertainty: bool, on_open=None, plan=None) -> Run:
         """Make the new run over ``source`` the ``run``; its layers come just after the click.
 
         Each layer costs napari a few hundred milliseconds (layer controls, vispy visuals):
         they are added after the Run click has returned, one per event-loop turn (0 ms
         timer), while the worker loads the model; then ``on_open()`` (the widget's progress
-        bar). Steps are painted once the run is open.
+        bar). Steps are painted once the run is open. A re-run (``plan``) adds no layer.
         """
         selection = (tuple(self._viewer.layers.selection), self._viewer.layers.selection.active)
-        run = self.run = Run(job, source, selection=selection)
+        run = self.run = Run(job, source, selection=selection, plan=plan)
         place = {"scale": source.scale, "translate": source.translate, "axis_labels": source.axis_labels}
 
         def add_preview():
@@ -107,7 +117,8 @@ class RunPreview:
                 blending="translucent", metadata={ROLE: "uncertainty"}, **place,
             )  # fmt: skip
 
-        run.opening, run.on_open = [add_preview, *([add_uncertainty] if uncertainty else [])], on_open
+        layers = [] if plan is not None else [add_preview, *([add_uncertainty] if uncertainty else [])]
+        run.opening, run.on_open = layers, on_open
         self.flush_timer.start(0)
         return run
 
@@ -155,11 +166,11 @@ class RunPreview:
         if unc is not None and run.uncertainty is not None and run.uncertainty in self._viewer.layers:
             paint_plane(run.uncertainty, index, unc, refresh=shown)
 
-    def write_result(self, finals: dict, *, replace: bool) -> None:
-        """The run ended well: its result into the input (one undo step) or a new layer."""
+    def write_result(self, finals: dict, *, replace: bool) -> Labels | None:
+        """The run ended well: its result into the input (one undo step) or a new layer (returned)."""
         run = self.run
         if run is None:  # abandoned already (the dock was closed)
-            return
+            return None
         stop_timer(self.flush_timer)
         self.open_now(run)
         self.flush()
@@ -173,8 +184,12 @@ class RunPreview:
             if replace:
                 show_info("SegRefiner: 'replace input' needs a Labels layer; the result is a new layer")
             ours = [layers.index(lay) for lay in (run.preview, run.uncertainty) if lay is not None and lay in layers]
-            layers.insert(min(ours, default=len(layers)), result_layer(source, result, f"{source.name} refined"))
+            layer = result_layer(source, result, f"{source.name} refined")
+            layers.insert(min(ours, default=len(layers)), layer)
+            run.outcome = "done"
+            return layer
         run.outcome = "done"
+        return None
 
     def end(self) -> Run | None:
         """The run is over: it becomes ``last`` if it ended well, else its layers go."""
@@ -186,6 +201,9 @@ class RunPreview:
             self.remove(run)  # cancelled, failed or abandoned: every layer as it was
             self.restore_selection(run)
             return run
+        if run.plan is not None:  # a re-run: the last run's steps no longer show the result
+            self.drop_steps()
+            return run
         if self.last is not None:
             self.remove(self.last)
         self.last = run
@@ -196,6 +214,19 @@ class RunPreview:
         if run.steps.truncated:
             show_info("SegRefiner: some intermediate steps were not kept (memory budget)")
         return run
+
+    def drop_steps(self) -> None:
+        """Forget the last run's steps; its "steps" layer goes ``DROP_MS`` later, once the
+        result is on screen (removing a layer blocks napari a few hundred ms)."""
+        if self.last is not None:
+            self._dropped += [self.last.preview] if self.last.preview is not None else []
+            self.last.preview, self.last.steps = None, StepCache()
+            self.drop_timer.start(DROP_MS)
+
+    def _drop(self) -> None:
+        for layer in [lay for lay in self._dropped if lay in self._viewer.layers]:
+            self._viewer.layers.remove(layer)
+        self._dropped = []
 
     def n_steps(self) -> int:
         """Steps of the last run that can be replayed."""

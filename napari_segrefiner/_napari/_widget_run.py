@@ -10,6 +10,8 @@ state (``_preview``, ``_worker``, ``_bar``, ``_slots``, ``_speed``, ``_closed``,
 * Closing the dock (napari unparents the widget) cancels the run, disconnects its slots,
   waits at most :data:`CLOSE_WAIT_S` for the worker's thread and removes the run's preview
   layers; the viewer being deleted does the same without touching any layer.
+* A run's result goes to a new layer (then remembered for re-runs and reviewed) or, for a
+  re-run of changed objects, is merged into its layer (``_widget_annotator.py``).
 * Every slot is a :func:`~._widget_guard.qt_slot`: a no-op once the dock is closed.
 """
 
@@ -65,6 +67,7 @@ class RunSlots:
     def _set_running(self, running: bool) -> None:
         for w in self._params:
             w.enabled = not running
+        self._review.setEnabled(not running)
         self._step_slider.enabled = not running and self._preview.n_steps() > 1
         self._run_btn.text = "Cancel" if running else "Run"
         self._run_btn.enabled = True
@@ -76,6 +79,8 @@ class RunSlots:
             return
         if run.first_step is None:
             run.first_step = time.perf_counter()
+        if update.step.done:  # its pipeline, its objects' scores, its uncertainty map
+            run.finals[update.pos] = (update.step.mode, update.step.uncertainty, update.uncertainty)
         self._preview.add(update)
         self._status.value = step_status(update)
         if self._bar is not None:
@@ -83,7 +88,13 @@ class RunSlots:
 
     @qt_slot
     def _on_returned(self, finals: dict) -> None:
-        self._preview.write_result(finals, replace=self._replace.value)
+        run = self._preview.run
+        if run is not None and run.plan is not None:  # a re-run of changed objects: merged into its layer
+            self._finish_rerun(run, finals)
+            return
+        layer = self._preview.write_result(finals, replace=self._replace.value)
+        if layer is not None:
+            self._remember(run, finals, layer)
 
     @qt_slot
     def _on_errored(self, exc: Exception) -> None:

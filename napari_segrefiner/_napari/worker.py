@@ -76,6 +76,7 @@ class RefineJob:
     ``mask`` is a private copy of the coarse mask (any number of dimensions); ``axes`` are
     its two plane axes and ``positions`` the indices along the other axes of the planes to
     refine. ``image`` may be lazy (dask): only the needed planes are read, in the worker.
+    ``hints`` (optional, the mask's shape) go plane by plane to ``iter_refine(hints=...)``.
     Setting ``cancel`` stops the run within one network batch (:func:`iter_job` then raises
     :class:`RefineCancelled`); every job has its own (``dataclasses.replace`` makes a new
     one) and it takes no part in comparisons.
@@ -93,6 +94,7 @@ class RefineJob:
     steps: int | None = None
     seed: int | None = 0
     labels: tuple[int, ...] | None = None
+    hints: np.ndarray | None = None  # of the mask's shape: 0 free, 1 object, 2 background (validated)
     cancel: threading.Event = field(default_factory=threading.Event, init=False, compare=False, repr=False)
 
     def index(self, pos: tuple[int, ...]) -> tuple:
@@ -217,8 +219,9 @@ def _refine_planes(job: RefineJob, refiner: Refiner) -> Generator[Update, None, 
         if not np.any(plane) or ids == []:
             continue  # nothing of the chosen labels in this plane
         image = np.asarray(job.image[job.index(pos) + channel])
+        hints = None if job.hints is None else job.hints[job.index(pos)]
         steps = iter_refine(image, plane, model=refiner, mode=job.mode, steps=job.steps, seed=job.seed, labels=ids,
-                            cancel=job.cancel.is_set)  # fmt: skip
+                            cancel=job.cancel.is_set, hints=hints)  # fmt: skip
         for step in steps:
             if step.done:
                 finals[pos] = step.mask

@@ -143,6 +143,7 @@ def test_run_previews_steps_then_adds_result_and_scrubs(qtbot, monkeypatch, setu
     # a second run replaces the first run's steps/uncertainty layers, not its result, and
     # reuses the network cached on the widget (keyed by source and device)
     loads = []
+    widget._only_changed.value = False  # (on, nothing changed: no second run at all)
     monkeypatch.setattr(_jobs, "iter_refine", REAL_CORE)
     monkeypatch.setattr(_jobs, "load_refiner", lambda *a, **k: loads.append(a))
     run_to_end(qtbot, widget)
