@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .api import RefineStep, iter_refine, refine
     from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
     from .config import LiteConfig, RefineConfig, UNetConfig
+    from .lazy import refine_lazy
     from .nets import build_network
     from .refiner import Refiner, available_devices, load_model, load_refiner
 
@@ -40,6 +41,7 @@ __all__ = [
     "load_model",
     "load_refiner",
     "refine",
+    "refine_lazy",
     "save_checkpoint",
 ]
 
@@ -58,6 +60,7 @@ _SOURCES = {
     "RefineStep": "api",
     "iter_refine": "api",
     "refine": "api",
+    "refine_lazy": "lazy",
 }
 
 

@@ -24,15 +24,31 @@ def _cmd_refine(args) -> int:
     from .refiner import load_refiner
 
     image_path, mask_path, out = Path(args.image), Path(args.mask), Path(args.output)
+    if args.workers is not None and args.workers < 1:
+        raise CLIError(f"--workers must be at least 1, got {args.workers}")
+    from .cli_zarr import is_zarr
+
+    if is_zarr(image_path) or is_zarr(mask_path) or is_zarr(out):
+        from .cli_zarr import run_zarr
+
+        return run_zarr(image_path, mask_path, out, args)
+    if args.chunks is not None:
+        raise CLIError("--chunks is for .zarr arrays (zarr mode)")
     folders = image_path.is_dir() or mask_path.is_dir()
     if folders and not (image_path.is_dir() and mask_path.is_dir()):
         missing = next((p for p in (image_path, mask_path) if not p.exists()), None)
         raise CLIError(f"folder not found: {missing}" if missing else "IMAGE and MASK must both be files or both be folders")
-    plan = (plan_folders if folders else plan_file)(image_path, mask_path, out, args)
-    image = mask = None
-    if not folders:  # file mode: every input problem is reported before the model is loaded
-        image, mask = read_image(image_path), read_mask(mask_path)
-        check_writable(out, mask)
+    if folders:  # resumable: outputs an earlier run made with the same inputs and settings are its own
+        from .cli_folder import FolderRun, run_folder
+
+        run = FolderRun(out, args)
+        plan = plan_folders(image_path, mask_path, out, args, owned=run.owned)
+        return run_folder(plan, out, args, run)
+    if args.workers or args.scheduler:
+        raise CLIError("--workers and --scheduler are for folder mode and .zarr arrays; one pair runs here")
+    plan = plan_file(image_path, mask_path, out, args)
+    image, mask = read_image(image_path), read_mask(mask_path)  # every input problem before the model loads
+    check_writable(out, mask)
     try:
         refiner = load_refiner(model_source(args), device=args.device)  # the CLI's one load per run
     except (FileNotFoundError, KeyError, ValueError) as exc:
@@ -46,30 +62,15 @@ def _cmd_refine(args) -> int:
         except ValueError as exc:
             raise CLIError(str(exc)) from None
         with use_threads(threads):
-            return _run_refine(plan, folders, out, opts, image, mask)
-    return _run_refine(plan, folders, out, opts, image, mask)
+            return _run_refine(plan, out, opts, image, mask)
+    return _run_refine(plan, out, opts, image, mask)
 
 
-def _run_refine(plan, folders: bool, out: Path, opts: dict, image, mask) -> int:
+def _run_refine(plan, out: Path, opts: dict, image, mask) -> int:
     import numpy as np
 
     from .api import iter_refine
 
-    if folders:
-        from tqdm import tqdm
-
-        failed = 0
-        for img_p, mask_p, out_p in tqdm(plan, desc="refining", unit="image", file=sys.stderr):
-            try:
-                image, mask = read_image(img_p), read_mask(mask_p)
-                check_writable(out_p, mask)
-                *_, last = iter_refine(image, mask, **opts)
-                write_mask(out_p, last.mask)
-            except (CLIError, ValueError, TypeError) as exc:
-                failed += 1
-                print(f"skipped {img_p.name}: {exc}", file=sys.stderr)
-        print(f"refined {len(plan) - failed}/{len(plan)} images into {out}")
-        return 1 if failed == len(plan) else 0
     try:
         *_, last = iter_refine(image, mask, **opts)
     except (ValueError, TypeError) as exc:
@@ -182,7 +183,10 @@ def _parser() -> argparse.ArgumentParser:
         help="refine IMAGE with coarse MASK (files, or two folders matched by name)",
         description="Refine a coarse mask (or labels) of an image and write the result. File mode: IMAGE and "
         "MASK are files, -o is the output file. Folder mode: IMAGE and MASK are folders whose files are paired "
-        "by name (without extension), -o is the output folder. Outputs are checked before anything runs: an "
+        "by name (without extension), -o is the output folder; it is resumable: a rerun with the same inputs and "
+        "settings skips the outputs it finished (see segrefiner-manifest.json in the output folder). Zarr mode: "
+        "IMAGE and MASK are .zarr arrays (any size, 2-D or stacks), -o is the output .zarr, refined object by "
+        "object in instance mode, chunk by chunk, resumably. Outputs are checked before anything runs: an "
         "output may not be an input (or, in folder mode, lie inside an input folder) and existing files are "
         "only replaced with --overwrite.",
     )
@@ -202,9 +206,20 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=0, help="seed of the per-pixel random draws (default: 0)")
     r.add_argument("--ext", default=None, help="folder mode: output extension .png, .tif, .tiff or .npy "
                    "(default: the mask's, or .png for other mask formats)")  # fmt: skip
-    r.add_argument("--overwrite", action="store_true", help="replace output files that already exist")
+    r.add_argument("--overwrite", action="store_true", help="replace output files that already exist (outputs "
+                   "the manifest shows finished from the same inputs and settings are still skipped)")
     r.add_argument("--threads", type=int, default=None,
-                   help="CPU threads (default: $OMP_NUM_THREADS, else every core this process may use)")
+                   help="CPU threads (default: $OMP_NUM_THREADS, else every core this process may use; shared "
+                   "by the --workers)")  # fmt: skip
+    c = r.add_mutually_exclusive_group()
+    c.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="folder and .zarr modes: refine on a local dask cluster of N worker processes, each "
+                   "loading the model once")  # fmt: skip
+    c.add_argument("--scheduler", default=None, metavar="ADDR",
+                   help="folder and .zarr modes: refine on a running dask.distributed cluster (e.g. "
+                   "tcp://host:8786) whose workers see the same files")  # fmt: skip
+    r.add_argument("--chunks", type=int, default=None, metavar="PX",
+                   help=".zarr mode: output chunk side in pixels (default: the mask's chunks)")
     r.set_defaults(func=_cmd_refine)
 
     e = sub.add_parser("demo", help="refine the shipped sample, print IoU before/after, write an overlay PNG")

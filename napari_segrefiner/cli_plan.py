@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 __all__ = ["CLIError", "check_writable", "model_source", "plan_file", "plan_folders", "read_image", "read_mask",
@@ -98,8 +98,14 @@ def _within(path: Path, folder: Path) -> bool:
     return False
 
 
-def _check_outputs(outputs: Sequence[Path], inputs: Sequence[Path], overwrite: bool) -> None:
-    """Refuse outputs that are inputs, are folders, or exist (without --overwrite)."""
+def _check_outputs(outputs: Sequence[Path], inputs: Sequence[Path], overwrite: bool,
+                   owned: Callable[[Path], bool] | None = None) -> None:
+    """Refuse outputs that are inputs, are folders, or exist (without --overwrite).
+
+    ``owned(out)`` True marks an existing output this run made itself (its manifest says
+    so): it is not foreign, so it needs no --overwrite; it is still refused if it is an
+    input.
+    """
     by_path = {p.resolve(): p for p in inputs}  # symlinks and ".." resolved
     by_inode = {key: p for p in inputs if (key := _inode(p)) is not None}  # hard links, bind mounts
     existing = []
@@ -112,7 +118,7 @@ def _check_outputs(outputs: Sequence[Path], inputs: Sequence[Path], overwrite: b
         parent = next((p for p in out.absolute().parents if p.exists()), None)
         if parent is not None and not parent.is_dir():
             raise CLIError(f"cannot write {out}: {parent} is a file, not a folder")
-        if os.path.lexists(out):
+        if os.path.lexists(out) and not (owned is not None and not out.is_symlink() and owned(out)):
             existing.append(out)
     if existing and not overwrite:
         what = f"output {existing[0]} exists" if len(existing) == 1 else (
@@ -144,7 +150,13 @@ def _listing(folder: Path) -> dict[str, list[Path]]:
     return by_stem
 
 
-def plan_folders(image_dir: Path, mask_dir: Path, out: Path, args) -> list[tuple[Path, Path, Path]]:
+def plan_folders(image_dir: Path, mask_dir: Path, out: Path, args,
+                 owned: Callable[[Path, Path, Path], bool] | None = None) -> list[tuple[Path, Path, Path]]:
+    """The (image, mask, output) triples of folder mode, checked.
+
+    ``owned(image, mask, output)`` says whether an existing output was made by an earlier
+    run with the same inputs and settings (see :mod:`~napari_segrefiner.manifest`).
+    """
     from .io import MASK_EXTENSIONS
 
     ext = args.ext
@@ -183,7 +195,8 @@ def plan_folders(image_dir: Path, mask_dir: Path, out: Path, args) -> list[tuple
         if len(names) > 1:
             raise CLIError(f"images {', '.join(names)} would all be written to {out_p}; rename all but one")
     inputs = sorted({p for img_p, mask_p, _ in plan for p in (img_p, mask_p)})
-    _check_outputs([o for *_, o in plan], inputs, args.overwrite)
+    by_out = {o: (i, m, o) for i, m, o in plan}
+    _check_outputs([o for *_, o in plan], inputs, args.overwrite, None if owned is None else (lambda o: owned(*by_out[o])))
     return plan
 
 

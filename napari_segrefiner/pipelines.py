@@ -25,12 +25,14 @@ from .imaging import normalize
 from .patches import Box, crop_resize, grow_box, object_box, paste, select_patches
 from .sampling import denoise, iter_denoise
 from .hints import apply_hints, crop_hints
-from .scores import boundary_uncertainty
+from .scores import review_score
 from .cleanup import clean_labels, overlapping_pieces
+from .compose import fold, object_values
 from .config import RefineConfig
 from .scheduler import Schedule, stream, timesteps
 
-__all__ = ["Hints", "PipelineRun", "RefineStep", "count_steps", "instance_box", "run_instances", "run_hr"]
+__all__ = ["Hints", "PipelineRun", "RefineStep", "box_from_bounds", "count_steps", "instance_box", "run_instances",
+           "run_hr"]
 
 MODES = ("instance", "whole", "hr")
 
@@ -86,8 +88,8 @@ class RefineStep:
     done : bool
         True on the final record.
     uncertainty : dict of int to float or None
-        On the final record, per refined label: ``1 - mean confidence`` on its boundary
-        band (:func:`~.scores.boundary_uncertainty`; higher = look at it first).
+        On the final record, per refined label: its review score
+        (:func:`~.scores.review_score`: expected error + changed share; higher = look at it first).
     """
 
     index: int
@@ -129,10 +131,21 @@ class PipelineRun:
 
 def instance_box(m: np.ndarray, config: RefineConfig, shape: tuple[int, int]) -> Box:
     """The crop instance mode refines object mask ``m`` in (its padded box, grown for context)."""
-    tight = object_box(m, pad=0)
-    longest = max(tight[1] - tight[0], tight[3] - tight[2])
+    return box_from_bounds(object_box(m, pad=0), config, shape)
+
+
+def box_from_bounds(tight: Box, config: RefineConfig, shape: tuple[int, int]) -> Box:
+    """:func:`instance_box` from the object's tight bounds ``(y0, y1, x0, x1)`` alone.
+
+    The lazy path finds bounds chunk by chunk and never holds an object's mask.
+    """
+    y0, y1, x0, x1 = tight
+    h, w = shape
+    longest = max(y1 - y0, x1 - x0)
     min_side = min(config.context * longest, config.context_cap)
-    return grow_box(object_box(m, pad=config.pad), min_side, shape)
+    pad = config.pad
+    padded = (max(y0 - pad, 0), min(y1 + pad, h), max(x0 - pad, 0), min(x1 + pad, w))
+    return grow_box(padded, min_side, shape)
 
 
 def _compose(base: np.ndarray, values: torch.Tensor, boxes: Sequence[Box], ids: Sequence[int], conf: torch.Tensor | None,
@@ -160,21 +173,19 @@ def _compose(base: np.ndarray, values: torch.Tensor, boxes: Sequence[Box], ids: 
     changed = None if small_coarse is None else ((vals >= 0.5) != (small_coarse.detach().cpu() >= 0.5)).float()
     for k, (box, lab) in enumerate(zip(boxes, ids)):
         y0, y1, x0, x1 = box
-        v = paste(vals[k, 0], box).numpy()
-        if changed is not None:  # away from network-resolution changes, the native coarse mask stands
-            near = paste(changed[k, 0], box).numpy() > 0
-            v = np.where(near, v, (coarse[y0:y1, x0:x1] == lab).astype(np.float32))
-        fg = v >= 0.5
-        ry0, ry1, rx0, rx1 = box if limits is None else limits[k]
-        own = coarse[ry0:ry1, rx0:rx1] == lab
-        if limits is not None:
+        v = object_values(vals[k, 0], box, lab, coarse[y0:y1, x0:x1], None if changed is None else changed[k, 0])
+        if limits is None:  # instance mode: the shared overlap rule (compose.fold)
+            fold(out, best, (0, 0), box, lab, v, coarse)
+        else:
+            ry0, ry1, rx0, rx1 = limits[k]
+            own = coarse[ry0:ry1, rx0:rx1] == lab
             v = v[ry0 - y0 : ry1 - y0, rx0 - x0 : rx1 - x0]
-            fg = overlapping_pieces(fg[ry0 - y0 : ry1 - y0, rx0 - x0 : rx1 - x0], own)
-        priority = v + 0.5 * own
-        region, region_best = out[ry0:ry1, rx0:rx1], best[ry0:ry1, rx0:rx1]
-        win = fg & (priority > region_best) & ((region == 0) | (region_best > 0))
-        region[win] = lab
-        region_best[win] = priority[win]
+            fg = overlapping_pieces(v >= 0.5, own)
+            priority = v + 0.5 * own
+            region, region_best = out[ry0:ry1, rx0:rx1], best[ry0:ry1, rx0:rx1]
+            win = fg & (priority > region_best) & ((region == 0) | (region_best > 0))
+            region[win] = lab
+            region_best[win] = priority[win]
         if conf_frame is not None:
             c = paste(confs[k, 0], box).numpy()
             np.minimum(conf_frame[y0:y1, x0:x1], c, out=conf_frame[y0:y1, x0:x1])
@@ -243,7 +254,7 @@ def run_instances(
             frame = finish(frame)
         if step.is_last:
             region = _regions(limits, (h, w), size, image.device) if whole else None
-            unc = boundary_uncertainty(step.prob, step.confidence, region=region)
+            unc = review_score(step.prob, coarse, region=region)
             scores = {lab: float(u) for lab, u in zip(keep, unc.tolist())}
         yield RefineStep(step.index, total, step.timestep, mode, mode, frame, conf, step.is_last, scores)
 
@@ -358,7 +369,7 @@ def _hr_steps(image, labels, ids, run: PipelineRun, *, finish, hints: Hints | No
                 conf = F.interpolate(step.confidence, size=(h, w), mode="bilinear", align_corners=False)
                 conf = conf[0, 0].cpu().numpy()
             yield RefineStep(n * per + step.index, total, step.timestep, "global", "hr", frame, conf, False)
-        scores[int(lab)] = float(boundary_uncertainty(last.prob, last.confidence)[0])
+        scores[int(lab)] = float(review_score(last.prob, coarse)[0])
         m_global = F.interpolate(last.mask, size=(h, w), mode="nearest")[0, 0] >= 0.5
         if native is not None:
             m_global = torch.where(native[0], native[1], m_global)

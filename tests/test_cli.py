@@ -63,7 +63,7 @@ def test_folder_mode_matches_pairs_by_name(tmp_path, tiny_checkpoint, capsys):
     (images / "orphan.png").write_bytes((images / "one.png").read_bytes())
     out = tmp_path / "refined"
     assert main(["refine", str(images), str(masks), "-o", str(out), "--checkpoint", str(tiny_checkpoint), "--device", "cpu"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["one.png", "two.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["one.png", "segrefiner-manifest.json", "two.png"]
     assert "refined 2/2" in capsys.readouterr().out
 
 
@@ -272,7 +272,7 @@ def test_overwrite_replaces_existing_outputs(layout, tiny_checkpoint):
     (folder / "two.tif").write_bytes(b"previous result")
     assert main(["refine", str(layout / "images"), str(layout / "masks"), "-o", str(folder), "--ext", "tif",
                  "--overwrite", *common]) == 0  # fmt: skip
-    assert sorted(p.name for p in folder.iterdir()) == ["one.tif", "two.tif"]
+    assert sorted(p.name for p in folder.iterdir()) == ["one.tif", "segrefiner-manifest.json", "two.tif"]
     assert tifffile.imread(folder / "two.tif").shape == (64, 80)
     assert _digests(layout / "in") == inputs
 
@@ -286,7 +286,7 @@ def test_folder_mode_lists_unmatched_names(layout, tiny_checkpoint, capsys):
     err = capsys.readouterr().err
     assert "1 image(s) without a mask" in err and "lonely.png" in err
     assert "1 mask(s) without an image" in err and "orphan.png" in err
-    assert sorted(p.name for p in out.iterdir()) == ["one.png", "two.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["one.png", "segrefiner-manifest.json", "two.png"]
 
 
 def test_refine_help_describes_every_argument(capsys):

@@ -1,0 +1,189 @@
+"""Folder mode of ``napari-segrefiner refine``: many image/mask pairs, resumable, on a cluster.
+
+Every output is written atomically (:func:`~napari_segrefiner.io.write_mask`) and noted
+in the output folder's manifest (:mod:`~napari_segrefiner.manifest`): a rerun with the same
+inputs and settings skips the outputs it finished, redoes the ones it had only claimed,
+and still refuses (without ``--overwrite``) every output it did not make. Temporary files a
+killed run left beside the outputs it was writing are removed first.
+
+Without ``--workers``/``--scheduler`` the pairs are refined one after the other in this
+process. ``--workers N`` starts a local cluster of N worker processes, ``--scheduler ADDR``
+uses a running ``dask.distributed`` scheduler (whose workers must see the same files);
+each worker loads the model once and refines whole pairs (:func:`refine_file`).
+"""
+
+from __future__ import annotations
+
+import sys
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+from .cli_plan import (
+    CLIError,
+    check_writable,
+    model_source,
+    read_image,
+    read_mask,
+    write_mask,
+)
+from .manifest import MANIFEST, Manifest, model_id
+
+__all__ = ["FolderRun", "refine_file", "run_folder", "sweep_temporaries"]
+
+
+class FolderRun:
+    """The manifest of a folder run, with its settings computed when first needed."""
+
+    def __init__(self, out: Path, args):
+        self.out = Path(out)
+        self.args = args
+        self._manifest: Manifest | None = None
+
+    def settings(self) -> dict[str, Any]:
+        from . import __version__
+        from .refiner import resolve_device
+
+        try:
+            device = resolve_device(self.args.device).type
+        except (ValueError, TypeError):
+            device = str(self.args.device)
+        return {"model": model_id(model_source(self.args)), "device": device, "mode": self.args.mode,
+                "steps": self.args.steps, "seed": self.args.seed, "version": __version__}
+
+    @property
+    def manifest(self) -> Manifest:
+        if self._manifest is None:
+            self._manifest = Manifest(self.out / MANIFEST, self.settings())
+        return self._manifest
+
+    def status(self, image: Path, mask: Path, out: Path) -> str | None:
+        if not (self.out / MANIFEST).is_file():
+            return None
+        return self.manifest.status(out.name, out, {"image": image, "mask": mask})
+
+    def owned(self, image: Path, mask: Path, out: Path) -> bool:
+        """For :func:`~.cli_plan.plan_folders`: an existing output this run may replace or skip."""
+        return self.status(image, mask, out) is not None
+
+
+def sweep_temporaries(plan) -> int:
+    """Remove the temporary files a killed run left beside planned outputs; returns how many.
+
+    Only names :func:`~napari_segrefiner.io.atomic_write` makes for these outputs
+    (``.<stem>.<random>.tmp<ext>``) are touched.
+    """
+    n = 0
+    for *_, out in plan:
+        for p in out.parent.glob(f".{out.stem}.*.tmp{out.suffix}"):
+            if p.is_file() and not p.is_symlink():
+                p.unlink()
+                n += 1
+    return n
+
+
+def refine_file(spec, image_p: Path, mask_p: Path, out_p: Path, opts: dict) -> dict:
+    """Refine one pair and write its output atomically (in this process or a dask worker).
+
+    Returns ``{"output": file_id}`` or ``{"error": message}`` for a pair that cannot be
+    refined (unreadable file, empty mask...).
+    """
+    from .api import iter_refine
+    from .cluster import refiner_for
+    from .manifest import file_id
+
+    try:
+        image, mask = read_image(Path(image_p)), read_mask(Path(mask_p))
+        check_writable(Path(out_p), mask)
+        *_, last = iter_refine(image, mask, model=refiner_for(spec), **opts)
+        write_mask(Path(out_p), last.mask)
+    except (CLIError, ValueError, TypeError) as exc:
+        return {"error": str(exc)}
+    return {"output": file_id(out_p)}
+
+
+def _load(args, device: str):
+    from .refiner import load_refiner
+
+    try:
+        return load_refiner(model_source(args), device=device)
+    except (FileNotFoundError, KeyError, ValueError) as exc:
+        raise CLIError(str(exc).strip("'\"")) from None
+
+
+def run_folder(plan, out: Path, args, run: FolderRun) -> int:
+    """Refine every planned pair not finished before; returns the exit code."""
+    from tqdm import tqdm
+
+    from .cluster import ModelSpec, get_client, local_cluster, worker_threads
+    from .threads import cpu_threads, use_threads
+
+    todo, done = [], 0
+    for item in plan:
+        if run.status(*item) == "done":
+            done += 1
+        else:
+            todo.append(item)
+    swept = sweep_temporaries(todo)
+    if done or swept:
+        print(f"resuming: {done} of {len(plan)} outputs already done" + (f", {swept} stale temporary file(s) removed"
+              if swept else ""), file=sys.stderr)  # fmt: skip
+    opts = dict(mode=args.mode, steps=args.steps, seed=args.seed, previews=False)
+    try:
+        threads = cpu_threads("cli", requested=args.threads)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    from .allocator import return_large_blocks
+
+    distributed = bool(args.workers or args.scheduler)
+    refiner = _load(args, "cpu" if distributed else args.device)  # checks the model before any work
+    return_large_blocks()  # a long run: freed network batches go back to the system
+    manifest = run.manifest
+    for img_p, mask_p, out_p in todo:
+        manifest.claim(out_p.name, {"image": img_p, "mask": mask_p})
+    manifest.save()
+    failed = 0
+    bar = tqdm(total=len(plan), initial=done, desc="refining", unit="image", file=sys.stderr)
+
+    def finished(item, result: dict) -> None:
+        nonlocal failed
+        if "error" in result:
+            failed += 1
+            print(f"skipped {item[0].name}: {result['error']}", file=sys.stderr)
+        else:
+            manifest.record(item[2].name, result["output"])
+        bar.update(1)
+
+    cluster = client = None
+    try:
+        if not distributed:
+            spec = ModelSpec(refiner=refiner)
+            with use_threads(threads) if refiner.device.type == "cpu" else nullcontext():
+                for item in todo:
+                    finished(item, refine_file(spec, *item, opts))
+        else:
+            from distributed import as_completed
+
+            if args.workers:
+                cluster, client = local_cluster(args.workers)
+            else:
+                client = get_client(args.scheduler)
+            workers = max(1, len(client.scheduler_info().get("workers", {})) or 1)
+            client.run(return_large_blocks)
+            spec = ModelSpec(source=model_source(args), device=args.device,
+                             threads=worker_threads(threads, args.workers or workers))
+            futures = {client.submit(refine_file, spec, *item, opts, pure=False): item for item in todo}
+            try:
+                for fut in as_completed(list(futures), loop=client.loop):
+                    finished(futures[fut], fut.result())
+            finally:
+                client.cancel(list(futures))
+    finally:
+        bar.close()
+        manifest.save()
+        if client is not None:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+    print(f"refined {len(todo) - failed}/{len(plan)} images into {out}" + (f" ({done} already done)" if done else ""))
+    return 1 if todo and failed == len(todo) else 0

@@ -1,0 +1,292 @@
+"""Folder and zarr modes of ``napari-segrefiner refine``: resumable, atomic, on a cluster.
+
+A run stopped half way and started again finishes without redoing finished files and
+without a partial file in the output; outputs the run did not make are still refused
+without --overwrite.
+"""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from napari_segrefiner import cli_folder
+from napari_segrefiner.cli import main
+from napari_segrefiner.manifest import MANIFEST
+
+N = 6
+REAL_REFINE_FILE = cli_folder.refine_file
+
+
+@pytest.fixture(scope="module")
+def ckpt(tiny_model, tmp_path_factory):
+    """The tiny network as a checkpoint whose options keep most of the objects (keep_bias;
+    without it the random network erases every object and all outputs look alike)."""
+    from napari_segrefiner import save_checkpoint
+
+    path = tmp_path_factory.mktemp("models") / "tiny-biased.pt"
+    save_checkpoint(path, tiny_model.network, refine=tiny_model.config.replace(keep_bias=0.2))
+    return path
+
+
+@pytest.fixture
+def pairs(tmp_path):
+    """images/p0..p5.png and masks/p0..p5.png: two discs per image, coarse square labels."""
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    yy, xx = np.mgrid[:64, :80]
+    for k in range(N):
+        image = np.full((64, 80, 3), 30, np.uint8)
+        mask = np.zeros((64, 80), np.uint8)
+        for v, (cy, cx) in enumerate([(20 + k, 22), (42, 55 - k)], start=1):
+            image[(yy - cy) ** 2 + (xx - cx) ** 2 <= 90] = (220, 120, 200)
+            mask[cy - 11 : cy + 11, cx - 11 : cx + 11] = v
+        cv2.imwrite(str(images / f"p{k}.png"), image)
+        cv2.imwrite(str(masks / f"p{k}.png"), mask)
+    return tmp_path
+
+
+def _args(root, ckpt, *extra):
+    return ["refine", str(root / "images"), str(root / "masks"), "-o", str(root / "out"),
+            "--checkpoint", str(ckpt), "--device", "cpu", "--threads", "1", *extra]
+
+
+def _listing(folder):
+    return {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+
+
+class _Counting:
+    """Wraps cli_folder.refine_file: counts calls, raises KeyboardInterrupt on call ``stop``."""
+
+    def __init__(self, stop=None):
+        self.calls, self.stop, self.real = [], stop, REAL_REFINE_FILE
+
+    def __call__(self, spec, image_p, mask_p, out_p, opts):
+        if self.stop is not None and len(self.calls) == self.stop:
+            raise KeyboardInterrupt
+        self.calls.append(out_p.name)
+        return self.real(spec, image_p, mask_p, out_p, opts)
+
+
+def test_interrupted_run_resumes_without_redoing_finished_files(pairs, ckpt, monkeypatch, capsys):
+    out = pairs / "out"
+    first = _Counting(stop=3)
+    monkeypatch.setattr(cli_folder, "refine_file", first)
+    assert main(_args(pairs, ckpt)) == 130  # Ctrl-C after three files
+    done = _listing(out)
+    assert sorted(done) == ["p0.png", "p1.png", "p2.png", MANIFEST]  # no partial or temporary file
+    entries = json.loads((out / MANIFEST).read_text())["outputs"]
+    assert sorted(k for k, e in entries.items() if e["output"]) == ["p0.png", "p1.png", "p2.png"]
+
+    second = _Counting()
+    monkeypatch.setattr(cli_folder, "refine_file", second)
+    assert main(_args(pairs, ckpt)) == 0  # no --overwrite needed for its own files
+    assert sorted(second.calls) == ["p3.png", "p4.png", "p5.png"]
+    after = _listing(out)
+    assert sorted(after) == [*(f"p{k}.png" for k in range(N)), MANIFEST]
+    assert all(after[name] == done[name] for name in ("p0.png", "p1.png", "p2.png"))  # not rewritten
+    assert "3 of 6 outputs already done" in capsys.readouterr().err
+
+    third = _Counting()
+    monkeypatch.setattr(cli_folder, "refine_file", third)
+    assert main(_args(pairs, ckpt)) == 0
+    assert third.calls == [] and _listing(out) == after  # everything done: nothing is touched
+
+
+def test_killed_run_leaves_no_partial_output_and_resumes(tmp_path, ckpt):
+    """kill -9 half way through a real process; the rerun sweeps its temporary files and
+    does not redo what the manifest recorded as finished."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:160, :160]
+    for k in range(8):
+        image = rng.integers(0, 60, (160, 160, 3), dtype=np.uint8)
+        mask = np.zeros((160, 160), np.uint8)
+        for v in range(1, 13):
+            cy, cx = rng.integers(15, 145, size=2)
+            image[(yy - cy) ** 2 + (xx - cx) ** 2 <= 60] = 220
+            mask[(yy - cy) ** 2 + (xx - cx) ** 2 <= 80] = v
+        cv2.imwrite(str(images / f"q{k:02d}.png"), image)
+        cv2.imwrite(str(masks / f"q{k:02d}.png"), mask)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "napari_segrefiner.cli", "refine", str(images), str(masks),
+           "-o", str(out), "--checkpoint", str(ckpt), "--device", "cpu", "--threads", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=dict(os.environ, OMP_NUM_THREADS="1"))
+    recorded = {}
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            entries = json.loads((out / MANIFEST).read_text())["outputs"]
+        except (OSError, ValueError, KeyError):
+            entries = {}
+        recorded = {k for k, e in entries.items() if e.get("output")}
+        if recorded and len(list(out.glob("q*.png"))) >= 3:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    assert proc.wait(timeout=60) == -signal.SIGKILL  # it was stopped half way, not finished
+    finished = {name: (out / name).stat().st_mtime_ns for name in recorded}
+    for p in out.iterdir():  # whatever is visible is complete: never a partial image
+        if not p.name.startswith(".") and p.suffix == ".png":
+            assert cv2.imread(str(p), cv2.IMREAD_UNCHANGED) is not None, p
+    assert main(_args(tmp_path, ckpt)) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted([f"q{k:02d}.png" for k in range(8)] + [MANIFEST])  # temporaries swept
+    assert all((out / name).stat().st_mtime_ns == t for name, t in finished.items())
+
+
+def test_resumed_outputs_equal_an_uninterrupted_run(pairs, ckpt, monkeypatch):
+    monkeypatch.setattr(cli_folder, "refine_file", _Counting(stop=2))
+    main(_args(pairs, ckpt))
+    monkeypatch.setattr(cli_folder, "refine_file", _Counting())
+    assert main(_args(pairs, ckpt)) == 0
+    whole = pairs / "whole"
+    args = _args(pairs, ckpt)
+    args[4] = str(whole)
+    assert main(args) == 0
+    for k in range(N):
+        assert (pairs / "out" / f"p{k}.png").read_bytes() == (whole / f"p{k}.png").read_bytes()
+    assert cv2.imread(str(whole / "p0.png"), cv2.IMREAD_UNCHANGED).any()
+
+
+def test_claimed_but_unrecorded_output_is_redone_and_stale_temporaries_go(pairs, ckpt, monkeypatch):
+    out = pairs / "out"
+    assert main(_args(pairs, ckpt)) == 0
+    data = json.loads((out / MANIFEST).read_text())
+    data["outputs"]["p4.png"]["output"] = None  # killed between writing p4.png and recording it
+    (out / MANIFEST).write_text(json.dumps(data))
+    (out / ".p4.k2j3h4g5.tmp.png").write_bytes(b"half a png")  # what a kill -9 during a write leaves
+    counting = _Counting()
+    monkeypatch.setattr(cli_folder, "refine_file", counting)
+    assert main(_args(pairs, ckpt)) == 0
+    assert counting.calls == ["p4.png"]
+    assert sorted(p.name for p in out.iterdir()) == [*(f"p{k}.png" for k in range(N)), MANIFEST]
+
+
+@pytest.mark.parametrize("change", ["foreign_file", "edited_output", "other_seed", "changed_input"])
+def test_outputs_the_run_did_not_make_are_still_refused(pairs, ckpt, change, capsys):
+    out = pairs / "out"
+    assert main(_args(pairs, ckpt)) == 0
+    extra = []
+    if change == "foreign_file":
+        (out / "p1.png").unlink()
+        (out / "p1.png").write_bytes(b"someone else's result")
+        data = json.loads((out / MANIFEST).read_text())
+        del data["outputs"]["p1.png"]
+        (out / MANIFEST).write_text(json.dumps(data))
+    elif change == "edited_output":
+        (out / "p1.png").write_bytes(b"edited by hand")
+    elif change == "other_seed":
+        extra = ["--seed", "7"]
+    else:
+        img = cv2.imread(str(pairs / "images" / "p1.png"))
+        cv2.imwrite(str(pairs / "images" / "p1.png"), 255 - img)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+    assert main(_args(pairs, ckpt, *extra)) == 2
+    assert "pass --overwrite" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert main(_args(pairs, ckpt, *extra, "--overwrite")) == 0
+
+
+def test_workers_run_on_a_local_cluster_with_the_same_results(pairs, ckpt):
+    pytest.importorskip("distributed")
+    assert main(_args(pairs, ckpt)) == 0
+    cluster_out = pairs / "cluster"
+    args = _args(pairs, ckpt, "--workers", "2")
+    args[4] = str(cluster_out)
+    assert main(args) == 0
+    for k in range(N):
+        assert (cluster_out / f"p{k}.png").read_bytes() == (pairs / "out" / f"p{k}.png").read_bytes()
+    entries = json.loads((cluster_out / MANIFEST).read_text())["outputs"]
+    assert all(e["output"] for e in entries.values()) and len(entries) == N
+
+
+def test_workers_are_refused_in_file_mode(pairs, ckpt, capsys):
+    args = ["refine", str(pairs / "images" / "p0.png"), str(pairs / "masks" / "p0.png"), "-o", str(pairs / "o.png"),
+            "--checkpoint", str(ckpt), "--workers", "2"]
+    assert main(args) == 2
+    assert "folder mode and .zarr" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------ zarr mode ---
+@pytest.fixture
+def stores(tmp_path):
+    import zarr
+
+    from napari_segrefiner._napari._sample_data import make_sample_data
+
+    (img, _, _), (lab, _, _) = make_sample_data()
+    zarr.create_array(store=str(tmp_path / "img.zarr"), data=img, chunks=(64, 64, 3))
+    zarr.create_array(store=str(tmp_path / "lab.zarr"), data=lab, chunks=(64, 64))
+    return tmp_path, img, lab
+
+
+def _zargs(root, ckpt, *extra):
+    return ["refine", str(root / "img.zarr"), str(root / "lab.zarr"), "-o", str(root / "out.zarr"),
+            "--checkpoint", str(ckpt), "--device", "cpu", "--threads", "1", "--seed", "3", *extra]
+
+
+def test_zarr_mode_is_chunk_wise_resumable_and_matches_refine(stores, tiny_model, ckpt, monkeypatch):
+    import zarr
+
+    from napari_segrefiner import cli_zarr, refine
+
+    root, img, lab = stores
+    written = []
+    real = cli_zarr._write_chunk
+
+    def failing(block, folder, region):
+        if len(written) == 7:
+            raise RuntimeError("disk gone")
+        written.append(region)
+        real(block, folder, region)
+
+    monkeypatch.setattr(cli_zarr, "_write_chunk", failing)
+    assert main(_zargs(root, ckpt)) == 1
+    assert not (root / "out.zarr").exists()  # never a partial output
+    partial = root / ".out.zarr.partial"
+    assert len(json.loads((partial / MANIFEST).read_text())["done"]) == 7
+
+    resumed = []
+
+    def counting(block, folder, region):
+        resumed.append(region)
+        real(block, folder, region)
+
+    monkeypatch.setattr(cli_zarr, "_write_chunk", counting)
+    assert main(_zargs(root, ckpt)) == 0
+    assert len(resumed) == 20 - 7 and not set(resumed) & set(written)  # 4 x 5 chunks of 64 px
+    assert not partial.exists()
+    expected = refine(img, lab, model=tiny_model.with_options(keep_bias=0.2), mode="instance", seed=3)
+    assert (expected > 0).sum() > 0.8 * (lab > 0).sum() and (expected != lab).any()
+    assert np.array_equal(zarr.open_array(str(root / "out.zarr"))[:], expected)
+
+    resumed.clear()
+    assert main(_zargs(root, ckpt)) == 0 and resumed == []  # finished: nothing redone
+
+
+def test_zarr_mode_refuses_foreign_outputs_and_other_modes(stores, ckpt, capsys):
+    root, _, _ = stores
+    (root / "out.zarr").mkdir()
+    assert main(_zargs(root, ckpt)) == 2
+    assert "exists; pass --overwrite" in capsys.readouterr().err
+    assert main(_zargs(root, ckpt, "--mode", "hr")) == 2
+    assert "instance mode" in capsys.readouterr().err
+    args = _zargs(root, ckpt)
+    args[4] = str(root / "lab.zarr" / "out.zarr")
+    assert main(args) == 2
+    assert "outside the inputs" in capsys.readouterr().err
