@@ -3,7 +3,8 @@
 (napari appends the plugin's display name to the command title "Refine mask".) Defaults:
 the shipped model, ``mode="auto"``, all steps, ``device="auto"``, seed 0, all labels; for a
 stack, the slice the viewer shows. The image is the topmost Image layer of the same shape.
-Nothing to refine (an empty mask or slice) gives a warning and no run; more than
+Nothing to refine (an empty mask or slice) gives a warning and no run, and so does a big or
+zarr/dask-backed mask (the dock widget refines those lazily); more than
 :data:`~.preflight.LARGE_RUN_OBJECTS` objects on a CPU a warning with a time estimate, and
 the run. The run happens in a worker (a progress bar in the activity dock); the result is
 a new Labels layer "<name> refined" with the input's scale, translate and axis labels.
@@ -18,7 +19,8 @@ from napari.utils.notifications import show_info, show_warning
 
 from .. import registry
 from ..refiner import resolve_device
-from ._napari_layers import ROLE, StepProgress, layer_job, notify_error, result_layer, spatial_shape
+from ._napari_layers import ROLE, StepProgress, layer_array, layer_job, notify_error, result_layer, spatial_shape
+from .lazy_worker import lazy_reason
 from .preflight import LARGE_RUN_OBJECTS, check_job, estimate_seconds, estimate_text
 from .worker import RefineCancelled, assemble, iter_job
 
@@ -38,6 +40,10 @@ def refine_selected_labels(labels: Labels | None = None, viewer: napari.Viewer |
     """Refine the active Labels layer with default settings; returns the worker (or None)."""
     if labels is None or viewer is None:
         show_warning("SegRefiner: select a Labels layer to refine")
+        return None
+    if lazy_reason(layer_array(labels), multiscale=bool(getattr(labels, "multiscale", False))) is not None:
+        show_warning(f"SegRefiner: {labels.name!r} is big or zarr/dask-backed: refine it lazily with the dock widget "
+                     "(Plugins > SegRefiner)")  # fmt: skip
         return None
     image = find_image(viewer, labels)
     if image is None:

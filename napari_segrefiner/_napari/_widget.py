@@ -8,7 +8,9 @@ step slider), a status line and a progress bar in the activity dock. The model w
 and downloads live in :class:`~._widget_models.ModelChoice`. The annotator's tools: a hints
 layer (:class:`~._widget_hints.HintsPanel`), re-runs of changed objects only
 (``_widget_annotator.py`` over :class:`~._widget_rerun.Memories`) and the review queue
-(:class:`~._widget_review.ReviewPanel`).
+(:class:`~._widget_review.ReviewPanel`). A big or zarr/dask-backed mask is refined lazily,
+object by object into a zarr store, with progress but no step previews
+(``_widget_lazy.py`` over ``lazy_worker.py``).
 
 Before any worker starts, Run checks on the main thread that there is something to
 refine (:func:`~.preflight.check_job`: otherwise a warning and a status line, no worker)
@@ -36,6 +38,7 @@ from ._napari_layers import ROLE, StepProgress, is_image_mask, layer_job, spatia
 from ._widget_annotator import AnnotatorSlots
 from ._widget_guard import RemovalWatcher, ask_yes_no, qt_slot
 from ._widget_hints import HintsPanel
+from ._widget_lazy import LazySlots
 from ._widget_models import ModelChoice
 from ._widget_preview import RunPreview
 from ._widget_rerun import Memories
@@ -54,7 +57,7 @@ STEPS_TIP = ("Reverse diffusion steps: 'all' = every timestep of the model (the 
              "fewer is faster")
 
 
-class SegRefinerWidget(AnnotatorSlots, RunSlots, Container):
+class SegRefinerWidget(LazySlots, AnnotatorSlots, RunSlots, Container):
     """Dock widget: refine a coarse mask with SegRefiner and watch the diffusion steps."""
 
     def __init__(self, napari_viewer, *, confirm=None):
@@ -62,6 +65,7 @@ class SegRefinerWidget(AnnotatorSlots, RunSlots, Container):
         self._models: dict = {}  # (source, device, cache) -> loaded network
         self._speed: dict = {}  # model -> measured CPU seconds per object-step
         self._worker = None
+        self._lazy = None  # the running lazy run (_widget_lazy.LazyRun)
         self._bar: StepProgress | None = None
         self._slots: list = []
         self._closed = False
@@ -110,11 +114,14 @@ class SegRefinerWidget(AnnotatorSlots, RunSlots, Container):
         self._rerefine.changed.connect(self.rerefine_selected)
         self._new_mask.changed.connect(self.new_coarse_mask)
         self._mask.changed.connect(self._update_slices)
+        self._mask.changed.connect(self._on_mask_changed)
+        napari_viewer.layers.events.removed.connect(self._on_layer_removed)
         self._step_slider.changed.connect(self.show_step)
         self.native.destroyed.connect(self._on_destroyed)
         self._watcher = RemovalWatcher(self._on_removed)
         self.native.installEventFilter(self._watcher)
         self._update_slices()
+        self._on_mask_changed()
 
     # -- choices and visibility ------------------------------------------------------
     def _image_choices(self, _widget=None) -> list:
@@ -189,6 +196,9 @@ class SegRefinerWidget(AnnotatorSlots, RunSlots, Container):
         """
         if self.busy:
             return self._refuse("a refinement is already running")
+        reason = self.lazy_reason()
+        if reason is not None:  # a big or zarr/dask-backed mask: nothing is read here (_widget_lazy.py)
+            return self._start_lazy(reason, select)
         try:
             job = self.job()
             plan = self._plan(job, select)

@@ -10,6 +10,9 @@ state (``_preview``, ``_worker``, ``_bar``, ``_slots``, ``_speed``, ``_closed``,
 * Closing the dock (napari unparents the widget) cancels the run, disconnects its slots,
   waits at most :data:`CLOSE_WAIT_S` for the worker's thread and removes the run's preview
   layers; the viewer being deleted does the same without touching any layer.
+* A lazy run (a big or zarr/dask-backed mask, ``_widget_lazy.py``) has slots of its own;
+  Cancel and closing only set its cancel flag (never ``quit()``): its worker ends within one
+  network call and removes its partial store itself.
 * A run's result goes to a new layer (then remembered for re-runs and reviewed) or, for a
   re-run of changed objects, is merged into its layer (``_widget_annotator.py``).
 * Every slot is a :func:`~._widget_guard.qt_slot`: a no-op once the dock is closed.
@@ -57,7 +60,9 @@ class RunSlots:
 
     def cancel(self) -> None:
         """Stop the running refinement within one network batch (its layers go)."""
-        if self._worker is not None:
+        if self._lazy is not None:  # a lazy run (_widget_lazy.py): its worker ends by itself
+            self._cancel_lazy()
+        elif self._worker is not None:
             if self._preview.run is not None:
                 self._preview.run.job.cancel.set()
             self._worker.quit()
@@ -71,6 +76,7 @@ class RunSlots:
         self._step_slider.enabled = not running and self._preview.n_steps() > 1
         self._run_btn.text = "Cancel" if running else "Run"
         self._run_btn.enabled = True
+        self._apply_lazy_state()  # what a lazy mask does not have stays disabled
 
     @qt_slot
     def _on_yielded(self, update: Update) -> None:
@@ -148,28 +154,38 @@ class RunSlots:
         it had not arrived); without, the viewer is being deleted and nothing is touched.
         """
         stop_timer(self._preview.flush_timer)
-        run, worker = self._preview.run, self._worker
+        run, worker, lazy = self._preview.run, self._worker, self._lazy
         if worker is None:
             return
         if run is not None:
             run.job.cancel.set()
+        if lazy is not None:
+            lazy.job.cancel.set()
         for signal, slot in self._slots:
             try:
                 signal.disconnect(slot)
             except (TypeError, RuntimeError):
                 pass
         self._slots = []
-        worker.quit()
-        if run is not None:
-            run.done_event.wait(timeout=CLOSE_WAIT_S)
-            if run.outcome != "done":
-                run.outcome = "cancelled"
+        if lazy is None:  # (a lazy run's generator ends by itself: it removes its partial store)
+            worker.quit()
+        for state in (run, lazy):
+            if state is not None:
+                state.done_event.wait(timeout=CLOSE_WAIT_S)
+                if state.outcome != "done":
+                    state.outcome = "cancelled"
         self._worker = None
         self._close_bar()
         if touch_layers:
+            self._end_lazy()
             self._preview.end()
             self._set_running(False)
         else:
+            if lazy is not None:
+                lazy.closed = True
+                self._lazy = None
+                if lazy.bar is not None:
+                    quietly(lazy.bar.close)
             self._preview.run = None
 
     def _on_removed(self) -> None:

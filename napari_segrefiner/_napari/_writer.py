@@ -26,9 +26,12 @@ def write_labels(path: str, data: Any, meta: dict) -> list[str]:
     path : str
         Target file ending in .tif, .tiff, .png or .npy.
     data : array-like
-        Integer labels of any dimensionality (.png: 2-D, labels 0..65535).
+        Integer labels of any dimensionality (.png: 2-D, labels 0..65535); of a multiscale
+        layer (``meta["multiscale"]``, e.g. a lazy run's result), the list of levels: the
+        full-resolution one is written.
     meta : dict
-        Layer metadata from napari (unused: the formats store the array only).
+        Layer metadata from napari (only ``multiscale`` is looked at: the formats store
+        the array only).
 
     Returns
     -------
@@ -43,6 +46,8 @@ def write_labels(path: str, data: Any, meta: dict) -> list[str]:
     target = Path(path)
     if target.suffix.lower() not in EXTENSIONS:
         raise ValueError(f"cannot save {target.name}: use one of {', '.join(EXTENSIONS)}")
+    if meta.get("multiscale"):
+        data = data[0]
     arr = np.asarray(data)
     if arr.dtype.kind not in "biu":
         raise ValueError(f"cannot save {target.name}: labels must be integers, got dtype {arr.dtype}")
