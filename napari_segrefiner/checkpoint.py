@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .config import LiteConfig, RefineConfig, UNetConfig, config_from_dict, config_to_dict
+from .config import EncDecConfig, LiteConfig, RefineConfig, UNetConfig, config_from_dict, config_to_dict
 from .nets import build_network
 
 __all__ = ["CheckpointError", "load_checkpoint", "save_checkpoint", "network_from_checkpoint"]
@@ -126,6 +126,8 @@ def _check_config(config: UNetConfig | LiteConfig) -> None:
     """Raise ValueError for a stored network configuration outside what can be built."""
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
+        if f.name == "encoder":
+            continue  # a name, checked by EncDecConfig itself
         if f.name == "dropout":
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
                 raise ValueError(f"dropout must be a number in [0, 1), got {value!r}")
@@ -139,7 +141,7 @@ def _check_config(config: UNetConfig | LiteConfig) -> None:
                 raise ValueError(f"{f.name} must hold integers in [1, {_MAX_INT}], got {value!r}")
     if (config.in_channels, config.out_channels) != (4, 1):
         raise ValueError(f"in_channels/out_channels must be 4/1, got {config.in_channels}/{config.out_channels}")
-    if config.num_res_blocks > _MAX_BLOCKS:
+    if getattr(config, "num_res_blocks", 0) > _MAX_BLOCKS:
         raise ValueError(f"num_res_blocks must be at most {_MAX_BLOCKS}, got {config.num_res_blocks}")
 
 
@@ -252,8 +254,8 @@ def save_checkpoint(
         Further entries of plain tensors/JSON-like values (e.g. optimizer state for resuming).
     """
     config = getattr(model, "config", None)
-    if not isinstance(config, (UNetConfig, LiteConfig)):
-        raise TypeError("model must carry a UNetConfig or LiteConfig as .config")
+    if not isinstance(config, (UNetConfig, LiteConfig, EncDecConfig)):
+        raise TypeError("model must carry a UNetConfig, LiteConfig or EncDecConfig as .config")
     state = {
         k: (v.detach().cpu().half() if half and v.is_floating_point() else v.detach().cpu())
         for k, v in model.state_dict().items()

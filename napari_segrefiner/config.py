@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["UNetConfig", "LiteConfig", "RefineConfig", "config_from_dict", "config_to_dict"]
+__all__ = ["UNetConfig", "LiteConfig", "EncDecConfig", "ENCODERS", "RefineConfig", "config_from_dict", "config_to_dict"]
 
 
 @dataclass(frozen=True)
@@ -131,17 +131,74 @@ class LiteConfig:
         return 4 * 2 ** (len(self.channel_mult) - 1)
 
 
-_ARCHS = {"unet": UNetConfig, "lite": LiteConfig}
+@dataclass(frozen=True)
+class EncDecConfig:
+    """Configuration of the encoder-decoder refiner (``nets/encdec.py``).
+
+    A frozen pretrained image encoder runs once per crop (``encode``); a small mask
+    decoder conditioned on the timestep runs at every reverse step (``denoise``).
+
+    Parameters
+    ----------
+    encoder : {"efficientnet-lite0", "dinov2-vits14"}
+        The pretrained feature extractor (its tensors are stored in the checkpoint).
+    encoder_taps : tuple of int
+        EfficientNet: output strides whose features are used; DINOv2: block indices.
+    widths : tuple of int
+        Decoder widths at strides 32, 16, 8, 4 (coarsest first).
+    stem_channels : tuple of int
+        Widths of the trainable image+mask stem at strides 2 and 4.
+    head_channels : int
+        Width of the full-resolution head.
+    time_channels : int
+        Width of the learned timestep embedding.
+    num_timesteps : int
+        Rows of the timestep embedding table (6).
+    norm_groups : int
+        GroupNorm groups of the decoder blocks.
+    """
+
+    encoder: str = "efficientnet-lite0"
+    encoder_taps: tuple[int, ...] = (4, 8, 16, 32)
+    widths: tuple[int, ...] = (128, 96, 64, 32)
+    stem_channels: tuple[int, ...] = (16, 32)
+    head_channels: int = 12
+    time_channels: int = 64
+    num_timesteps: int = 6
+    norm_groups: int = 8
+    in_channels: int = 4
+    out_channels: int = 1
+
+    arch = "encdec"
+    divisor = 32
+
+    def __post_init__(self) -> None:
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"encoder must be one of {ENCODERS}, got {self.encoder!r}")
+        if len(self.widths) != 4 or len(self.stem_channels) != 2:
+            raise ValueError(f"widths needs 4 entries and stem_channels 2, got {self.widths}, {self.stem_channels}")
+
+    @classmethod
+    def tiny(cls, encoder: str = "efficientnet-lite0") -> "EncDecConfig":
+        """A very small decoder for tests (random weights)."""
+        taps = (16,) if encoder == "efficientnet-lite0" else (0,)
+        return cls(encoder=encoder, encoder_taps=taps, widths=(8, 8, 8, 8), stem_channels=(4, 8), head_channels=4,
+                   time_channels=8, norm_groups=4)
 
 
-def config_to_dict(config: UNetConfig | LiteConfig) -> dict[str, Any]:
+ENCODERS = ("efficientnet-lite0", "dinov2-vits14")
+
+_ARCHS = {"unet": UNetConfig, "lite": LiteConfig, "encdec": EncDecConfig}
+
+
+def config_to_dict(config: UNetConfig | LiteConfig | EncDecConfig) -> dict[str, Any]:
     """Serialise a config to plain JSON-compatible values (with its ``arch``)."""
     out = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(config).items()}
     out["arch"] = config.arch
     return out
 
 
-def config_from_dict(data: dict[str, Any]) -> UNetConfig | LiteConfig:
+def config_from_dict(data: dict[str, Any]) -> UNetConfig | LiteConfig | EncDecConfig:
     """Rebuild a config written by :func:`config_to_dict`.
 
     Raises

@@ -1,8 +1,10 @@
 """The reverse-diffusion loop as a generator of typed step records.
 
-``iter_denoise`` evaluates the network once per timestep and yields a :class:`DenoiseStep`;
-``denoise`` drains it. The loop knows nothing about images, crops or napari: it takes
-normalised image tensors and coarse masks at network resolution.
+``iter_denoise`` encodes every crop once (``network.encode``), evaluates the decoder once
+per timestep (``network.denoise``) and yields a :class:`DenoiseStep`; ``denoise`` drains
+it. The loop knows nothing about images, crops or napari: it takes normalised image
+tensors and coarse masks at network resolution. A plain callable ``model(x, t)`` with
+``x = cat(image, mask)`` works too (its "features" are the image itself).
 """
 
 from __future__ import annotations
@@ -17,6 +19,20 @@ from .scheduler import Schedule, clamp, reverse_step
 __all__ = ["DenoiseStep", "RefineCancelled", "iter_denoise", "denoise"]
 
 Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def two_parts(model) -> tuple[Callable, Callable]:
+    """``(encode, denoise)`` of a network, or of a plain ``model(x, t)`` callable.
+
+    ``encode(image) -> features`` (a tuple of tensors whose first axis is the sample),
+    ``denoise(mask, t, features, image) -> logits``.
+    """
+    encode, step = getattr(model, "encode", None), getattr(model, "denoise", None)
+    if callable(encode) and callable(step):
+        return encode, step
+    if not callable(model):
+        raise TypeError(f"model must be a network or a callable model(x, t), got {type(model).__name__}")
+    return (lambda image: (image,)), (lambda mask, t, feats, image: model(torch.cat([feats[0], mask.to(feats[0].dtype)], 1), t))
 
 
 class RefineCancelled(Exception):
@@ -73,8 +89,10 @@ def iter_denoise(
 
     Parameters
     ----------
-    model : callable
-        ``model(x, t) -> logits`` with ``x`` of shape (N, 4, H, W).
+    model : network or callable
+        A network with ``encode(image)`` (run once per sample) and ``denoise(mask, t,
+        features, image)`` (run per step), or a callable ``model(x, t) -> logits`` with
+        ``x`` of shape (N, 4, H, W).
     image : Tensor of shape (N, 3, H, W)
         Normalised image.
     coarse : Tensor of shape (N, 1, H, W)
@@ -93,7 +111,7 @@ def iter_denoise(
     batch_size : int
         Network evaluations are chunked to at most this many samples.
     cancel : callable, optional
-        Asked before every network batch; when it returns True the loop raises
+        Asked before every network batch (encoder and decoder); when it returns True the loop raises
         :class:`RefineCancelled` (so a cancel waits for one batch, not a whole step).
     keep_bias : float
         Added to the logits towards the ORIGINAL coarse mask (``+b`` where it is 1, ``-b``
@@ -126,17 +144,26 @@ def iter_denoise(
         coarse = torch.where(fixed, value.to(coarse.dtype), coarse)
         mask = torch.where(fixed, value.to(mask.dtype), mask)
         fine_prob = fixed.to(torch.float32)
+    encode, step_fn = two_parts(model)
+    device_type = image.device.type
+    features = []  # per network batch: the encoder's features, computed once
+    with torch.inference_mode():
+        for lo in range(0, n, batch_size):
+            if cancel is not None and cancel():
+                raise RefineCancelled("the refinement was cancelled")
+            with torch.autocast(device_type, dtype=torch.bfloat16, enabled=autocast):
+                features.append(encode(image[lo : lo + batch_size]))
     for i, t in enumerate(steps):
         last = i == len(steps) - 1
         with torch.inference_mode():
             tt = torch.full((n,), int(t), dtype=torch.long, device=image.device)
             chunks = []
-            for lo in range(0, n, batch_size):
+            for k, lo in enumerate(range(0, n, batch_size)):
                 if cancel is not None and cancel():
                     raise RefineCancelled("the refinement was cancelled")
-                x = torch.cat([image[lo : lo + batch_size], mask[lo : lo + batch_size].to(image.dtype)], dim=1)
-                with torch.autocast(image.device.type, dtype=torch.bfloat16, enabled=autocast):
-                    chunks.append(model(x, tt[lo : lo + batch_size]).float())
+                hi = lo + batch_size
+                with torch.autocast(device_type, dtype=torch.bfloat16, enabled=autocast):
+                    chunks.append(step_fn(mask[lo:hi].to(image.dtype), tt[lo:hi], features[k], image[lo:hi]).float())
             logits = torch.cat(chunks) if len(chunks) > 1 else chunks[0]
             if keep_bias:
                 logits = logits + keep_bias * (2.0 * coarse.to(logits.dtype) - 1.0)

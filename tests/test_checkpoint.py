@@ -363,7 +363,7 @@ def test_save_extra_entries_still_load(tmp_path):
 
 
 def test_save_requires_a_config():
-    with pytest.raises(TypeError, match="UNetConfig or LiteConfig"):
+    with pytest.raises(TypeError, match="UNetConfig, LiteConfig or EncDecConfig"):
         save_checkpoint("unused.pt", nn.Linear(2, 2))
 
 

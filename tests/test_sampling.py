@@ -161,7 +161,9 @@ def test_cancel_is_asked_before_every_batch_and_stops_the_loop():
     loop = iter_denoise(net, image, coarse, schedule=Schedule(), steps=[5, 4], batch_size=2, cancel=cancel)
     with pytest.raises(RefineCancelled):
         next(loop)
-    assert calls == [2, 2] and asked == [0, 1, 2]  # the third batch never ran
+    # asked before each of the 3 encoder batches (a plain callable's encoder costs nothing),
+    # then before each decoder batch: the third decoder batch never ran
+    assert calls == [2, 2] and asked == [0, 0, 0, 0, 1, 2]
 
 
 def test_keep_bias_pulls_every_step_towards_the_coarse_mask():

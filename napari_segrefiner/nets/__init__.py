@@ -1,19 +1,22 @@
-"""The denoising networks: the official UNet, the CPU-first Lite refiner and their blocks.
+"""The denoising networks: the official UNet, the Lite refiner, the encoder-decoder refiner.
 
-Both map ``(N, 4, H, W)`` (normalised RGB + mask) and ``(N,)`` long timesteps to
-``(N, 1, H, W)`` logits. Module names mirror the released checkpoint keys.
+Every network has two parts: ``encode(image) -> features``, run once per crop, and
+``denoise(mask, t, features, image) -> logits``, run at every reverse step; ``forward(x, t)``
+with ``x = cat(image, mask)`` does both. The official UNet and the Lite refiner pass the
+normalised image through ``encode`` unchanged. Module names mirror the released
+checkpoint keys.
 """
 
 from __future__ import annotations
 
 from torch import nn
 
-from ..config import LiteConfig, UNetConfig
+from ..config import EncDecConfig, LiteConfig, UNetConfig
 
 __all__ = ["build_network"]
 
 
-def build_network(config: UNetConfig | LiteConfig) -> nn.Module:
+def build_network(config: UNetConfig | LiteConfig | EncDecConfig) -> nn.Module:
     """Instantiate the network described by ``config`` (random weights).
 
     Parameters
@@ -33,6 +36,7 @@ def build_network(config: UNetConfig | LiteConfig) -> nn.Module:
     TypeError
         If ``config`` is neither.
     """
+    from .encdec import EncDecRefiner
     from .lite import LiteRefiner
     from .unet import UNet
 
@@ -40,4 +44,6 @@ def build_network(config: UNetConfig | LiteConfig) -> nn.Module:
         return UNet(config)
     if isinstance(config, LiteConfig):
         return LiteRefiner(config)
-    raise TypeError(f"config must be a UNetConfig or LiteConfig, got {type(config).__name__}")
+    if isinstance(config, EncDecConfig):
+        return EncDecRefiner(config)
+    raise TypeError(f"config must be a UNetConfig, LiteConfig or EncDecConfig, got {type(config).__name__}")

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
+    "ConcatDenoiser",
     "GroupNorm32",
     "TimestepBlock",
     "TimestepSequential",
@@ -137,3 +138,21 @@ class Upsample(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+class ConcatDenoiser(nn.Module):
+    """A denoiser that sees the image only as input channels: ``forward(cat(image, mask), t)``.
+
+    Its :meth:`encode` passes the normalised image through unchanged and :meth:`denoise`
+    concatenates it with the mask, so it has the two-part contract of every network (the
+    encoder-decoder refiner computes real features once per crop instead).
+    """
+
+    def encode(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The normalised image itself (nothing to precompute)."""
+        return (image,)
+
+    def denoise(self, mask: torch.Tensor, t: torch.Tensor, features: tuple[torch.Tensor, ...],
+                image: torch.Tensor) -> torch.Tensor:
+        """``forward(cat(features[0], mask), t)``: the network's logits."""
+        return self(torch.cat([features[0], mask.to(features[0].dtype)], dim=1), t)

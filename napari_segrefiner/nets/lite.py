@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import LiteConfig, UNetConfig
+from .blocks import ConcatDenoiser
 from .unet import UNet
 
 __all__ = ["LiteRefiner"]
@@ -24,7 +25,7 @@ def _conv(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, 3, stride=stride, padding=1)
 
 
-class LiteRefiner(nn.Module):
+class LiteRefiner(ConcatDenoiser):
     """Stem (1/2, 1/4) -> inner UNet at 1/4 -> decoder with skips -> logits.
 
     Parameters

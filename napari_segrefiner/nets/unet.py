@@ -10,13 +10,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .blocks import AttentionBlock, Downsample, GroupNorm32, ResBlock, TimestepSequential, Upsample
+from .blocks import AttentionBlock, ConcatDenoiser, Downsample, GroupNorm32, ResBlock, TimestepSequential, Upsample
 from ..config import UNetConfig
 
 __all__ = ["UNet"]
 
 
-class UNet(nn.Module):
+class UNet(ConcatDenoiser):
     """Denoiser mapping ``(x, t)`` to fine-mask logits.
 
     Parameters

@@ -183,22 +183,38 @@ class _Base(Dataset):
         image, fine, coarse = self._sample(self.folders[f], j, rng)
         return self._finish(image, fine, coarse, rng)
 
+    def item_with_coarse(self, index: int, count: int) -> dict[str, torch.Tensor]:
+        """Item ``index`` with ``count`` coarse masks of the same crop (for feature caches).
+
+        The crop, flip and colour jitter are drawn once; the coarse masks are synthesised
+        one after the other from the same native-resolution GT, so they differ. Returns the
+        item's ``image`` and ``fine`` and ``coarse`` of shape (count, 1, S, S).
+        """
+        rng = self._rng(index)
+        f, j = self.locate(index, rng)
+        image, fine, coarse = self._sample(self.folders[f], j, rng)
+        extra = [self._coarse(fine, rng) for _ in range(count - 1)]
+        return self._finish(image, fine, coarse, rng, extra=extra)
+
     def _coarse(self, fine: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return make_coarse(fine, rng=rng, kind=self.coarse_kind, **self.coarse_options)
 
-    def _finish(self, image, fine, coarse, rng) -> dict[str, torch.Tensor]:
+    def _finish(self, image, fine, coarse, rng, extra=()) -> dict[str, torch.Tensor]:
+        """Resize, flip and jitter; ``extra`` coarse masks (same crop) are stacked with ``coarse``."""
         s = self.size
+        coarse = [coarse, *extra]
         if image.shape[:2] != (s, s):
             image = cv2.resize(image, (s, s), interpolation=cv2.INTER_LINEAR)
             fine = cv2.resize(fine.astype(np.uint8), (s, s), interpolation=cv2.INTER_NEAREST)
-            coarse = cv2.resize(coarse.astype(np.uint8), (s, s), interpolation=cv2.INTER_NEAREST)
+            coarse = [cv2.resize(c.astype(np.uint8), (s, s), interpolation=cv2.INTER_NEAREST) for c in coarse]
         flip = self.hflip and rng.random() < 0.5
         if flip:
-            image, fine, coarse = image[:, ::-1], fine[:, ::-1], coarse[:, ::-1]
+            image, fine, coarse = image[:, ::-1], fine[:, ::-1], [c[:, ::-1] for c in coarse]
         if self.color_jitter is not None:
             image = _color_jitter(image, rng, self.color_jitter)
         return {
             "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
             "fine": torch.from_numpy(np.ascontiguousarray(fine, dtype=np.float32)[None]),
-            "coarse": torch.from_numpy(np.ascontiguousarray(coarse, dtype=np.float32)[None]),
+            "coarse": torch.stack([torch.from_numpy(np.ascontiguousarray(c, dtype=np.float32)[None]) for c in coarse])
+            if extra else torch.from_numpy(np.ascontiguousarray(coarse[0], dtype=np.float32)[None]),
         }

@@ -30,7 +30,7 @@ from ..refiner import load_refiner, resolve_device
 from ..sampling import denoise
 from ..scheduler import Schedule, add_noise, timesteps
 
-__all__ = ["TrainConfig", "MixedSamples", "train", "evaluate_batch"]
+__all__ = ["TrainConfig", "MixedSamples", "batch_iou", "evaluate_batch", "lr_at", "train"]
 
 
 @dataclass
@@ -135,11 +135,16 @@ def _step(model, opt, batch, fine, *, schedule, gen, device, autocast, clip, t_w
     return logits.detach(), {k: v.detach() for k, v in losses.items()}, gnorm
 
 
+def lr_at(step: int, *, lr: float, warmup: int, iters: int, min_ratio: float) -> float:
+    """Learning rate at ``step``: linear warm-up to ``lr``, then cosine decay to ``min_ratio * lr``."""
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    progress = (step - warmup) / max(1, iters - warmup)
+    return lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
 def _lr_at(step: int, cfg: TrainConfig) -> float:
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    progress = (step - cfg.warmup) / max(1, cfg.iters - cfg.warmup)
-    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+    return lr_at(step, lr=cfg.lr, warmup=cfg.warmup, iters=cfg.iters, min_ratio=cfg.min_lr_ratio)
 
 
 def _initial_model(cfg: TrainConfig, device) -> tuple[torch.nn.Module, RefineConfig]:
@@ -160,7 +165,8 @@ def _initial_model(cfg: TrainConfig, device) -> tuple[torch.nn.Module, RefineCon
     return build_network(config).to(device), RefineConfig.official()
 
 
-def _iou(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+def batch_iou(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """Per-sample IoU of two (N, 1, H, W) maps thresholded at 0.5 (1 where both are empty)."""
     p, g = pred.flatten(1) > 0.5, gt.flatten(1) > 0.5
     inter = (p & g).sum(1).float()
     union = (p | g).sum(1).float()
@@ -176,7 +182,7 @@ def evaluate_batch(model, batch: dict, *, device, schedule: Schedule, seed: int 
     out = denoise(model, image, coarse, schedule=schedule, steps=timesteps(schedule), generator=gen).mask
     model.train()
     fine = batch["fine"].to(device)
-    return {"iou_coarse": float(_iou(coarse, fine).mean()), "iou_refined": float(_iou(out, fine).mean())}
+    return {"iou_coarse": float(batch_iou(coarse, fine).mean()), "iou_refined": float(batch_iou(out, fine).mean())}
 
 
 def _val_batch(cfg: TrainConfig):
@@ -255,7 +261,7 @@ def train(cfg: TrainConfig, *, progress: Callable[[int, dict], None] | None = No
             seen += fine.shape[0]
             for k, v in losses.items():
                 running[k] = running.get(k, 0.0) + float(v)
-            running["iou"] = running.get("iou", 0.0) + float(_iou((logits >= 0).float(), fine).mean())
+            running["iou"] = running.get("iou", 0.0) + float(batch_iou((logits >= 0).float(), fine).mean())
             running["n"] = running.get("n", 0) + 1
             if step % cfg.log_every == 0 or step == cfg.iters:
                 n = running.pop("n")
