@@ -19,14 +19,18 @@ from .config import RefineConfig
 from .imaging import as_rgb_uint8, check_mask
 from .patches import object_box
 from .hints import check_hints, owners
-from .pipelines import Hints, PipelineRun, RefineStep, instance_box, run_hr, run_instances
+from .batch import PipelineRun
+from .pipelines import MODES as PIPELINES
+from .pipelines import Hints, instance_box, run_hr, run_instances
+from .records import RefineStep
 from .refiner import Refiner, load_refiner
 from .scheduler import timesteps
 
-__all__ = ["MODES", "RefineStep", "choose_mode", "iter_refine", "resolve_seed", "refine"]
+__all__ = ["DEFAULT_SEED", "MODES", "RefineStep", "choose_mode", "iter_refine", "resolve_seed", "refine"]
 
 log = logging.getLogger(__name__)
-MODES = ("auto", "instance", "whole", "hr")
+MODES = ("auto", *PIPELINES)
+DEFAULT_SEED = 0  # every front end (API, lazy, CLI, plugin) refines with this seed unless told otherwise
 
 
 def choose_mode(labels: np.ndarray, ids: Iterable[int], config: RefineConfig) -> str:
@@ -47,7 +51,7 @@ def choose_mode(labels: np.ndarray, ids: Iterable[int], config: RefineConfig) ->
 
 
 def resolve_seed(seed: int | None) -> int:
-    """The seed of a run's per-pixel draws (None draws a fresh one).
+    """The seed of a run's per-pixel draws (None draws a fresh one; the default is ``DEFAULT_SEED``).
 
     Every object of a run draws from its own CPU stream
     (:func:`~napari_segrefiner.scheduler.stream` of the seed and its label): the same
@@ -99,15 +103,20 @@ def iter_refine(
     mode: str = "auto",
     steps: int | None = None,
     device: str | torch.device | None = None,
-    seed: int | None = None,
+    seed: int | None = DEFAULT_SEED,
     labels: Iterable[int] | None = None,
-    previews: bool = True,
+    previews: bool = False,
     autocast: bool = False,
     cancel: Callable[[], bool] | None = None,
     hints: np.ndarray | None = None,
+    order: Iterable[int] = (),
     **options: Any,
 ) -> Iterator[RefineStep]:
-    """Refine a mask step by step, yielding one :class:`RefineStep` per diffusion step.
+    """Refine a mask batch by batch, yielding one :class:`RefineStep` per network batch of objects.
+
+    Each batch of objects is encoded once and taken through every reverse step before the
+    next one starts, so objects stream through (memory grows with the batch, not with the
+    number of objects) and every record carries finished objects.
 
     Parameters
     ----------
@@ -129,14 +138,15 @@ def iter_refine(
     device : str or torch.device, optional
         Where to load the model: ``"auto"`` (CUDA, MPS, then CPU; the default), ``"cpu"``,
         ``"cuda"``... With a :class:`~.refiner.Refiner`, None keeps its device.
-    seed : int, optional
+    seed : int or None
         Seed of the per-pixel draws (made on the CPU, so a seed gives the same draws on
-        every device and batch size); ``None`` draws a fresh one.
+        every device and batch size); default 0, as every front end (the same call gives
+        the same result); ``None`` draws a fresh one.
     labels : iterable of int, optional
         Refine only these label values (others are kept exactly); default all.
     previews : bool
-        Paste every intermediate step into the frame (for display). ``False`` leaves
-        ``mask`` None on intermediate records, which is faster.
+        Keep every object's state after each reverse step and its last confidence map
+        (:class:`~.records.ObjectResult`; :func:`~.records.replay` composes a step's frame).
     autocast : bool
         bfloat16 autocast for the network (CUDA only; ignored elsewhere).
     cancel : callable, optional
@@ -149,6 +159,9 @@ def iter_refine(
         if it lies in that object's crop (else it is refused). Hinted pixels are held in
         every step and in the result, for every pipeline and every object (also those not
         in ``labels``); see :mod:`napari_segrefiner.hints`.
+    order : iterable of int
+        Labels to refine first (those an annotator looks at); the rest follow in label
+        order. The result is composed in label order whatever the order.
     **options
         Overrides of the refiner's :class:`~.config.RefineConfig`: ``pad``, ``min_area``,
         ``context``, ``context_cap``, ``batch_size``, ``size``, ``hr_patch``, ``hr_thr_ratio``,
@@ -157,7 +170,9 @@ def iter_refine(
     Yields
     ------
     RefineStep
-        The last record has ``done=True`` and holds the result in ``mask``.
+        One per network batch (HR: per object) with its finished objects; the last has
+        ``done=True`` and holds the result in ``mask`` and every review score in
+        ``uncertainty``.
 
     Raises
     ------
@@ -197,42 +212,43 @@ def iter_refine(
         chosen = "instance"
     if mode == "auto":
         log.info("mode='auto' chose %r", chosen)
-    timesteps(refiner.schedule, steps, last=1 if chosen == "hr" else 0)  # validates steps
+    schedule_steps = tuple(timesteps(refiner.schedule, steps, last=1 if chosen == "hr" else 0))  # validates steps
     if chosen == "hr" and config.hr_patch % refiner.divisor:
         raise ValueError(f"hr_patch must be a multiple of {refiner.divisor} for this network, got {config.hr_patch}")
     run = PipelineRun(
         network=refiner.network,
         schedule=refiner.schedule,
         config=config,
-        steps=steps,
+        steps=schedule_steps,
         seed=seed,
-        previews=previews,
+        previews=bool(previews),
         autocast=bool(autocast and refiner.device.type == "cuda"),
         cancel=cancel,
+        order=tuple(int(v) for v in order),
+        device=refiner.device,
     )
     held = None
     if hint_values is not None:
         owner = owners(lab, hint_values, lambda v: instance_box(lab == v, config, lab.shape))
         held = Hints(hint_values, owner)
     cast = _caster(mask, lab)
-    return _run(rgb, lab, ids, run, chosen, cast, refiner.device, held)
+    return _run(rgb, lab, ids, run, chosen, cast, held)
 
 
-def _run(rgb, lab, ids, run: PipelineRun, chosen: str, cast, dev, hints) -> Iterator[RefineStep]:
-    image_t = torch.from_numpy(rgb).to(dev).permute(2, 0, 1)[None].float()
+def _run(rgb, lab, ids, run: PipelineRun, chosen: str, cast, hints) -> Iterator[RefineStep]:
     if chosen == "hr":
+        image_t = torch.from_numpy(rgb).to(run.device).permute(2, 0, 1)[None].float()
         yield from run_hr(image_t, lab, ids, run, cast=cast, hints=hints)
     else:
-        yield from run_instances(image_t, lab, ids, run, whole=chosen == "whole", cast=cast, hints=hints)
+        yield from run_instances(rgb, lab, ids, run, whole=chosen == "whole", cast=cast, hints=hints)
 
 
 def refine(image: np.ndarray, mask: np.ndarray, **kwargs: Any) -> np.ndarray:
     """Refine a coarse mask or labels array; returns an array of ``mask``'s shape and dtype.
 
     Takes the arguments of :func:`iter_refine` (``model=None, mode="auto", steps=None,
-    device=None, seed=None, labels=None, ...``): a binary mask in gives a binary mask
+    device=None, seed=0, labels=None, ...``): a binary mask in gives a binary mask
     out; a labels array in gives the same labels, refined, out.
     """
-    kwargs.setdefault("previews", False)
     *_, last = iter_refine(image, mask, **kwargs)
     return last.mask

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage as ndi
 
-__all__ = ["FREE", "OBJECT", "BACKGROUND", "check_hints", "owners", "crop_hints", "apply_hints"]
+__all__ = ["FREE", "OBJECT", "BACKGROUND", "apply_hints", "check_hints", "crop_hints", "hint_maps", "owners"]
 
 FREE, OBJECT, BACKGROUND = 0, 1, 2
 
@@ -112,6 +112,18 @@ def crop_hints(
 ) -> tuple[torch.Tensor, torch.Tensor] | None:
     """Per-crop hint maps at network resolution: ``(fixed, value)``, bool (N, 1, S, S).
 
+    ``hints`` and ``own`` are frames; each crop is cut out at its box (see
+    :func:`hint_maps`). Returns None when no crop holds a hint.
+    """
+    pairs = [(hints[y0:y1, x0:x1], own[y0:y1, x0:x1]) for y0, y1, x0, x1 in boxes]
+    return hint_maps(pairs, ids, size, device)
+
+
+def hint_maps(
+    pairs: Sequence[tuple[np.ndarray, np.ndarray]], ids: Sequence[int], size: int, device
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Hint maps at network resolution from each crop's ``(hints, owner)`` arrays.
+
     For object ``k`` a pixel is "object" where its hint-1 pixels are and "background" where
     the hints say background or give the pixel to another object. A network pixel is held
     where any hinted native pixel falls in it (area resampling, so a one-pixel stroke is
@@ -120,9 +132,7 @@ def crop_hints(
     """
     fixed, value = [], []
     any_hint = False
-    for (y0, y1, x0, x1), lab in zip(boxes, ids):
-        h = hints[y0:y1, x0:x1]
-        o = own[y0:y1, x0:x1]
+    for (h, o), lab in zip(pairs, ids):
         obj = o == lab
         bg = (h == BACKGROUND) | ((o != 0) & ~obj)
         if obj.any() or bg.any():

@@ -26,8 +26,9 @@ labels numbered in scan order (``scipy.ndimage.label``, ``skimage.measure.label`
 band of the image.
 
 Runs on dask's threaded scheduler by default; with a ``distributed`` client (or address)
-the model is loaded once per worker process (:mod:`~.cluster`). Hints and the whole and HR
-pipelines are not available here (``auto`` picks instance mode for many objects anyway).
+the model is loaded once per worker process (:mod:`~.cluster`). Hints are held as in memory
+(:mod:`~.lazy_hints`); the whole and HR pipelines are not available here (``auto`` picks
+instance mode for many objects anyway).
 """
 
 from __future__ import annotations
@@ -148,8 +149,8 @@ def _spatial_chunks(mask_chunks, shape, chunks) -> tuple[tuple[int, ...], tuple[
     return out[0], out[1]
 
 
-def plan_lazy(image, mask, *, config, seed: int, steps: int | None = None, labels: Iterable[int] | None = None,
-              chunks=None, client=None, autocast: bool = False, token: str | None = None) -> LazyPlan:
+def plan_lazy(image, mask, *, config, seed: int, steps: tuple[int, ...], labels: Iterable[int] | None = None,
+              chunks=None, client=None, autocast: bool = False, token: str | None = None, hints=None) -> LazyPlan:
     """Scan ``mask`` (and ``image`` when it is not 8-bit) and plan the batches and chunks.
 
     ``image`` and ``mask`` are dask arrays; ``config`` the run's :class:`~.config.RefineConfig`.
@@ -173,8 +174,10 @@ def plan_lazy(image, mask, *, config, seed: int, steps: int | None = None, label
     scaling = _scalings(image, tables, lead, rgb_axis, client)
     from .pipelines import box_from_bounds
 
+    windows = _hint_windows(hints, mask, tables, config, client)
     batches, boxes_of = [], {}
     for pos, table in tables.items():
+        win = windows.get(pos)
         keep = table.area >= config.min_area
         if wanted is not None:
             keep &= np.isin(table.labels, wanted)
@@ -187,7 +190,8 @@ def plan_lazy(image, mask, *, config, seed: int, steps: int | None = None, label
                 pos=pos, labels=tuple(int(v) for v in ids[lo : lo + config.batch_size]),
                 boxes=tuple(tuple(int(v) for v in b) for b in boxes[lo : lo + config.batch_size]), width=int(w),
                 scaling=scaling[pos], rgb_axis=rgb_axis, seed=int(seed), steps=steps, autocast=bool(autocast),
-                token=token,
+                token=token, hints=None if win is None else tuple(
+                    win.over(tuple(int(v) for v in b)) for b in boxes[lo : lo + config.batch_size]),
             ))
         boxes_of[pos] = (ids, boxes, first + np.arange(len(ids)) // config.batch_size)
     rows, cols = _spatial_chunks(mask.chunks, mask.shape, chunks)
@@ -206,14 +210,35 @@ def plan_lazy(image, mask, *, config, seed: int, steps: int | None = None, label
                               max(min(region[2], int(b[:, 2].min()) - 1), 0), min(max(region[3], int(b[:, 3].max()) + 1), w))
                 refined = _meeting(boxes, window)
                 idx = (*pos, i, j)
+                win = windows.get(tuple(pos))
                 plan_chunks[idx] = ChunkTask(pos=tuple(pos), region=region, window=window,
                                              refined=tuple(int(v) for v in ids[refined]),
                                              owners=tuple(int(v) for v in ids[owners]),
-                                             clean=bool(config.clean), dtype=str(mask.dtype))
+                                             clean=bool(config.clean), dtype=str(mask.dtype),
+                                             hints=None if win is None else win.over(region))
                 deps[idx] = sorted({int(v) for v in batch_of[refined]})
     out_chunks = tuple([(1,) * n for n in mask.shape[:lead]] + [rows, cols])
     objects = sum(len(b.labels) for b in batches)
     return LazyPlan(tables, batches, plan_chunks, deps, objects, out_chunks)
+
+
+def _hint_windows(hints, mask, tables: dict, config, client) -> dict:
+    """Plane -> :class:`~.lazy_hints.HintWindow` (empty without hints)."""
+    if hints is None:
+        return {}
+    from .lazy_hints import hint_bounds, merge_bounds, plan_hints
+    from .pipelines import box_from_bounds
+
+    bounds = merge_bounds(_compute([_delayed(hint_bounds)(b, off) for b, off in _blocks(hints)], client))
+    shape = tuple(mask.shape[-2:])
+    boxes_of, reach = {}, 1
+    for pos, table in tables.items():
+        boxes_of[pos] = {}
+        for lab, t in zip(table.labels.tolist(), table.bounds.tolist()):
+            b = box_from_bounds(tuple(t), config, shape)
+            boxes_of[pos][lab] = b
+            reach = max(reach, t[0] - b[0], b[1] - t[1], t[2] - b[2], b[3] - t[3])
+    return plan_hints(hints, mask, bounds, boxes_of, reach + 1, shape)
 
 
 def _meeting(boxes: np.ndarray, region) -> np.ndarray:
@@ -283,6 +308,7 @@ def refine_lazy(
     client: Any = None,
     progress: Callable[[int, int], None] | None = None,
     autocast: bool = False,
+    hints: Any = None,
     **options: Any,
 ):
     """Refine a big labels array object by object, lazily; returns a dask array.
@@ -300,7 +326,10 @@ def refine_lazy(
         Coarse labels (0 = background) or a binary mask (then one object per plane: label
         a binary mask first to refine its pieces one by one).
     model, device, seed, steps, labels, autocast
-        As :func:`~napari_segrefiner.api.refine`.
+        As :func:`~napari_segrefiner.api.refine` (the same default seed).
+    hints : numpy, zarr or dask array of the mask's shape, optional
+        Annotator hints (0 free, 1 object, 2 background), held as in memory
+        (:mod:`~napari_segrefiner.hints`): the result equals ``refine(..., hints=hints)``.
     chunks : int or (int, int), optional
         Output chunk (and composition window) size along the last two axes; default: the
         mask's chunks (1024 for numpy input).
@@ -349,7 +378,7 @@ def refine_lazy(
     client = get_client(client)
     remote = client is not None and (model is None or isinstance(model, (str, os.PathLike)))
     refiner = _refiner(model, "cpu" if remote else device).with_options(**options)
-    timesteps(refiner.schedule, steps)  # validates steps
+    schedule_steps = tuple(timesteps(refiner.schedule, steps))  # validates steps; computed once
     config = refiner.config
     if remote:
         spec = ModelSpec(source=None if model is None else str(model), device=device or "auto",
@@ -357,8 +386,15 @@ def refine_lazy(
     else:
         spec = ModelSpec(refiner=refiner)
     tracker = Progress(progress, 0) if progress is not None else None
-    plan = plan_lazy(image_d, mask_d, config=config, seed=seed, steps=steps, labels=labels, chunks=chunks,
-                     client=client, autocast=autocast, token=None if tracker is None else tracker.token)
+    hints_d = None
+    if hints is not None:
+        if tuple(hints.shape) != tuple(mask_d.shape):
+            raise ValueError(f"hints shape {tuple(hints.shape)} does not match the mask's shape {tuple(mask_d.shape)}")
+        if np.dtype(hints.dtype).kind not in "biu":
+            raise TypeError(f"hints must be an integer array (0 free, 1 object, 2 background), got dtype {hints.dtype}")
+        hints_d = _as_dask(hints, mask_d.chunks)
+    plan = plan_lazy(image_d, mask_d, config=config, seed=seed, steps=schedule_steps, labels=labels, chunks=chunks,
+                     client=client, autocast=autocast, token=None if tracker is None else tracker.token, hints=hints_d)
     log.info("refine_lazy: %d objects in %d batches, %d output chunks", plan.objects, len(plan.batches), len(plan.chunks))
     name = f"segrefiner-{_token()}"
     model_d = delayed(spec, name=f"{name}-model", traverse=False)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .compose import ObjectMap, compose_window, object_values
+from .compose import ObjectMap, compose_window
 
 __all__ = ["BatchTask", "ChunkTask", "Source", "compose_chunk", "refine_batch"]
 
@@ -64,9 +64,10 @@ class BatchTask:
     scaling: tuple
     rgb_axis: bool
     seed: int
-    steps: int | None
+    steps: tuple[int, ...]  # the reverse timesteps, computed once for the run
     autocast: bool
     token: str | None
+    hints: tuple | None = None  # per object: (hint values, hint owners) over its box
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,7 @@ class ChunkTask:
     owners: tuple[int, ...]
     clean: bool
     dtype: str
+    hints: tuple | None = None  # (hint values, hint owners) over ``region``
 
 
 def _region(pos: tuple, box: Box) -> tuple:
@@ -91,65 +93,41 @@ def _region(pos: tuple, box: Box) -> tuple:
     return (*pos, slice(y0, y1), slice(x0, x1))
 
 
-def _image_tensor(rgb: np.ndarray, full_width: bool, device):
-    """A crop as the (1, 3, h, w) float tensor instance mode slices from the whole frame.
-
-    In memory the crop is a view of the whole image with its row stride; a crop narrower
-    than the image is given one spare column here, so that it has the same memory layout
-    class and the resampling kernels take the same path (the bits then match).
-    """
-    import torch
-
-    h, w, _ = rgb.shape
-    if full_width:
-        buf = np.ascontiguousarray(rgb)
-    else:
-        buf = np.zeros((h, w + 1, 3), dtype=np.uint8)
-        buf[:, :w] = rgb
-    return torch.from_numpy(buf).to(device).permute(2, 0, 1)[None].float()[:, :, :, :w]
-
-
 def refine_batch(spec, image: Source, labels: Source, task: BatchTask) -> list[ObjectMap]:
-    """Refine one batch of objects; returns their :class:`~.compose.ObjectMap` (label order)."""
-    import torch
+    """Refine one batch of objects; returns their :class:`~.compose.ObjectMap` (label order).
 
+    The objects go through :func:`~.batch.refine_batch`, the batch step of the in-memory
+    pipelines, each read over its own box only.
+    """
+    from .batch import PipelineRun, object_crop
+    from .batch import refine_batch as run_batch
     from .cluster import refiner_for, report
-    from .imaging import apply_scaling, normalize
+    from .imaging import apply_scaling
     from .lazy_scan import as_labels
-    from .patches import crop_resize
-    from .sampling import denoise
-    from .scheduler import stream, timesteps
+
+    import torch
 
     refiner = refiner_for(spec)
     config, dev = refiner.config, refiner.device
-    size = config.size
     regions = [_region(task.pos, b) for b in task.boxes]
     imgs = image.read(regions)
     labs = [as_labels(a, name=labels.name) for a in labels.read(regions)]
     crops, coarse = [], []
     for lab, box, img, lb in zip(task.labels, task.boxes, imgs, labs):
-        h, w = box[1] - box[0], box[3] - box[2]
-        rgb = _channels(img, task.rgb_axis)
-        t = _image_tensor(apply_scaling(rgb, task.scaling), w == task.width, dev)
-        crops.append(crop_resize(t, (0, h, 0, w), size))
-        lab_t = torch.from_numpy(lb).to(dev)
-        coarse.append((crop_resize((lab_t == lab)[None, None], (0, h, 0, w), size) >= 0.5).float())
-    small = torch.cat(coarse)
-    last = denoise(
-        refiner.network, normalize(torch.cat(crops)), small, schedule=refiner.schedule,
-        steps=timesteps(refiner.schedule, task.steps), generator=[stream(task.seed, lab) for lab in task.labels],
-        autocast=task.autocast and dev.type == "cuda", batch_size=config.batch_size, keep_bias=config.keep_bias,
-    )
-    vals = last.mask.detach().float().cpu()
-    changed = None
-    if config.paste_changes_only:
-        changed = ((vals >= 0.5) != (small.detach().cpu() >= 0.5)).float()
-    out = []
-    for k, (lab, box, lb) in enumerate(zip(task.labels, task.boxes, labs)):
-        v = object_values(vals[k, 0], box, lab, lb, None if changed is None else changed[k, 0])
-        out.append(ObjectMap.from_values(lab, box, v))
-    report(task.token, len(out))
-    return out
+        rgb = apply_scaling(_channels(img, task.rgb_axis), task.scaling)
+        c, m = object_crop(rgb, lb, lab, full_width=box[3] - box[2] == task.width, size=config.size, device=dev)
+        crops.append(c)
+        coarse.append(m)
+    run = PipelineRun(refiner.network, refiner.schedule, config, task.steps, task.seed,
+                      autocast=task.autocast and dev.type == "cuda", device=dev)
+    held = None
+    if task.hints is not None:
+        from .hints import hint_maps
+
+        held = hint_maps(task.hints, task.labels, config.size, dev)
+    objs = run_batch(run, task.labels, task.boxes, torch.cat(crops), torch.cat(coarse), labs, hints=held)
+    report(task.token, len(objs))
+    return [o.answer for o in objs]
 
 
 def _channels(img: np.ndarray, rgb_axis: bool) -> np.ndarray:
@@ -182,6 +160,10 @@ def compose_chunk(labels: Source, batches: list[list[ObjectMap]], task: ChunkTas
         out = lw
     y0, y1, x0, x1 = task.region
     chunk = out[y0 - wy0 : y1 - wy0, x0 - wx0 : x1 - wx0]
+    if task.hints is not None:
+        from .hints import apply_hints
+
+        chunk = apply_hints(chunk.copy(), *task.hints)
     dtype = np.dtype(task.dtype)
     chunk = chunk != 0 if dtype == bool else chunk.astype(dtype)
     return chunk.reshape((1,) * len(task.pos) + chunk.shape)

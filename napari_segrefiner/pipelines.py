@@ -1,106 +1,46 @@
-"""The three SegRefiner pipelines as generators over full-frame step records.
+"""The three SegRefiner pipelines as generators of :class:`~.records.RefineStep` records.
 
-* instance: every label in its own padded crop resized to the network size, all instances
-  batched and stepped together, pasted back bilinearly (LR-SegRefiner, COCO).
-* whole: the whole frame resized to the network size (one "crop" = the image, seen once
-  per label). The network sees the whole frame, but a label may change only inside the box
-  instance mode would crop for it, and keeps only its connected pieces (8-connected) that
-  overlap its coarse mask: one piece per coarse piece, not specks all over the frame.
-* hr: a global pass on the nearest-downsampled frame (t = 5..1), then one t = 0 step on
-  native-resolution patches around low-confidence pixels, merged by averaging (HR-SegRefiner).
+* instance: every label in its own padded crop resized to the network size, refined batch
+  by batch (:func:`~.batch.refine_batch`), pasted back bilinearly (LR-SegRefiner, COCO).
+* whole: the whole frame resized to the network size (encoded once, seen once per label).
+  A label may change only inside the box instance mode would crop for it, and keeps only
+  its connected pieces (8-connected) that overlap its coarse mask. A label the whole frame
+  is too coarse for (it vanishes at network resolution) gets its instance-mode result:
+  whole mode never deletes an object that instance mode keeps.
+* hr: a global pass on the nearest-downsampled frame (t = 5..1, encoded once for every
+  object), then one t = 0 step on native-resolution patches around low-confidence pixels,
+  merged by averaging (HR-SegRefiner), one object at a time.
 
-Inputs here are already validated: ``image`` is a (1, 3, H, W) float tensor on the 0-255
-scale on the target device, ``labels`` an int64 (H, W) array.
+Every record carries the objects of one network batch as soon as they are done; the last
+holds the composed result. Inputs here are already validated: ``rgb`` is the (H, W, 3)
+uint8 frame, ``image`` its (1, 3, H, W) float tensor on the target device, ``labels`` an
+int64 (H, W) array.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .imaging import normalize
-from .patches import Box, crop_resize, grow_box, object_box, paste, select_patches
-from .sampling import denoise, iter_denoise
-from .hints import apply_hints, crop_hints
-from .scores import review_score
+from .batch import PipelineRun, object_crop, refine_batch
 from .cleanup import clean_labels, overlapping_pieces
-from .compose import fold, object_values
+from .compose import ObjectMap, fold
 from .config import RefineConfig
-from .scheduler import Schedule, stream, timesteps
+from .hints import apply_hints, crop_hints
+from .imaging import normalize
+from .patches import Box, grow_box, object_box, select_patches
+from .records import ObjectResult, RefineStep
+from .sampling import denoise, iter_denoise, two_parts
+from .scheduler import stream
+from .scores import review_score
 
-__all__ = ["Hints", "PipelineRun", "RefineStep", "box_from_bounds", "count_steps", "instance_box", "run_instances",
-           "run_hr"]
+__all__ = ["Hints", "MODES", "box_from_bounds", "count_records", "instance_box", "run_hr", "run_instances"]
 
 MODES = ("instance", "whole", "hr")
-
-
-def count_steps(schedule: Schedule, mode: str, steps: int | None = None, *, objects: int = 1) -> int:
-    """Number of records a run yields: the one place that knows it.
-
-    Parameters
-    ----------
-    schedule : Schedule
-        The refiner's schedule.
-    mode : {"instance", "whole", "hr"}
-        The pipeline that runs (after ``"auto"`` was resolved).
-    steps : int, optional
-        Reverse steps asked for (default all).
-    objects : int
-        Objects the HR pipeline refines (one after the other; each takes its global steps
-        plus one local step). Ignored by the other pipelines, which step all objects at once.
-
-    Returns
-    -------
-    int
-        At least 1 (a run with nothing to refine yields one final record).
-    """
-    if mode == "hr":
-        return max(1, (len(timesteps(schedule, steps, last=1)) + 1) * int(objects))
-    if mode in ("instance", "whole"):
-        return len(timesteps(schedule, steps))
-    raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-
-
-@dataclass(frozen=True)
-class RefineStep:
-    """One step of a refinement, on the full frame.
-
-    Attributes
-    ----------
-    index : int
-        0-based step number (over all stages).
-    total : int
-        Number of steps of this run.
-    timestep : int
-        Diffusion timestep the network was evaluated at.
-    stage : str
-        ``"instance"``, ``"whole"``, ``"global"`` or ``"local"``.
-    mode : str
-        The pipeline that runs (``"instance"``, ``"whole"`` or ``"hr"``).
-    mask : ndarray of shape (H, W) or None
-        The current diffusion state pasted into the frame, with the input's dtype; on the
-        final record the refined result. None on intermediate records when previews are off.
-    confidence : ndarray of shape (H, W) or None
-        Network confidence ``2|sigmoid - 0.5|`` of this step (1 outside refined regions).
-    done : bool
-        True on the final record.
-    uncertainty : dict of int to float or None
-        On the final record, per refined label: its review score
-        (:func:`~.scores.review_score`: expected error + changed share; higher = look at it first).
-    """
-
-    index: int
-    total: int
-    timestep: int
-    stage: str
-    mode: str
-    mask: np.ndarray | None
-    confidence: np.ndarray | None
-    done: bool
-    uncertainty: dict[int, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -114,19 +54,19 @@ class Hints:
         """Force ``frame`` (in place) to the hints; returns it."""
         return apply_hints(frame, self.values, self.owner)
 
+    def crop(self, box: Box) -> Hints:
+        """The hints over ``box``."""
+        y0, y1, x0, x1 = box
+        return Hints(self.values[y0:y1, x0:x1], self.owner[y0:y1, x0:x1])
 
-@dataclass(frozen=True)
-class PipelineRun:
-    """Everything a pipeline needs besides the data (built once by the API)."""
 
-    network: torch.nn.Module
-    schedule: Schedule
-    config: RefineConfig
-    steps: int | None
-    seed: int  # object ``lab`` draws from ``scheduler.stream(seed, lab)``
-    previews: bool
-    autocast: bool
-    cancel: Callable[[], bool] | None = None  # asked between network batches (see sampling)
+def count_records(mode: str, objects: int, batch_size: int) -> int:
+    """Records a run yields: one per network batch (HR: per object); at least 1."""
+    if mode == "hr":
+        return max(1, int(objects))
+    if mode in ("instance", "whole"):
+        return max(1, -(-int(objects) // int(batch_size)))
+    raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
 
 
 def instance_box(m: np.ndarray, config: RefineConfig, shape: tuple[int, int]) -> Box:
@@ -148,115 +88,120 @@ def box_from_bounds(tight: Box, config: RefineConfig, shape: tuple[int, int]) ->
     return grow_box(padded, min_side, shape)
 
 
-def _compose(base: np.ndarray, values: torch.Tensor, boxes: Sequence[Box], ids: Sequence[int], conf: torch.Tensor | None,
-             coarse: np.ndarray, limits: Sequence[Box] | None = None, small_coarse: torch.Tensor | None = None):
-    """Paste (N, 1, S, S) maps into a copy of ``base``.
+def _ordered(ids: Sequence[int], first: Sequence[int]) -> list[int]:
+    front = [v for v in dict.fromkeys(first) if v in set(ids)]
+    return front + [v for v in ids if v not in set(front)]
 
-    Where refined objects overlap, a pixel goes to the object whose coarse mask held it
-    (priority +0.5), else to the more confident one; per-pixel competition between two
-    confident objects would otherwise fragment their shared border.
 
-    With ``limits`` (whole mode, where every box is the frame) object ``k`` may only take
-    pixels inside ``limits[k]``, in pieces that overlap its coarse mask, and after the
-    competition each object keeps only such pieces.
+def compose(labels: np.ndarray, results: Sequence[ObjectResult], *, whole: bool = False, clean: bool = True,
+            hints: Hints | None = None) -> np.ndarray:
+    """The refined labels frame from every object's answer (int64; the overlap rule, clean-up, hints).
 
-    With ``small_coarse`` (the coarse masks at network resolution; ``paste_changes_only``)
-    a native pixel takes the network's answer only near a pixel whose state changed at
-    network resolution, and keeps its native coarse value elsewhere: resizing a crop to
-    the network and back then never degrades what the network kept.
+    Objects are folded in label order (:func:`~.compose.fold`); whole mode then returns to
+    the background any piece of an object that a neighbour cut off from its coarse mask.
     """
-    out = base.copy()
-    best = np.zeros(base.shape, dtype=np.float32)
-    conf_frame = None if conf is None else np.ones(base.shape, dtype=np.float32)
-    vals = values.detach().float().cpu()
-    confs = None if conf is None else conf.detach().float().cpu()
-    changed = None if small_coarse is None else ((vals >= 0.5) != (small_coarse.detach().cpu() >= 0.5)).float()
-    for k, (box, lab) in enumerate(zip(boxes, ids)):
-        y0, y1, x0, x1 = box
-        v = object_values(vals[k, 0], box, lab, coarse[y0:y1, x0:x1], None if changed is None else changed[k, 0])
-        if limits is None:  # instance mode: the shared overlap rule (compose.fold)
-            fold(out, best, (0, 0), box, lab, v, coarse)
-        else:
-            ry0, ry1, rx0, rx1 = limits[k]
-            own = coarse[ry0:ry1, rx0:rx1] == lab
-            v = v[ry0 - y0 : ry1 - y0, rx0 - x0 : rx1 - x0]
-            fg = overlapping_pieces(v >= 0.5, own)
-            priority = v + 0.5 * own
-            region, region_best = out[ry0:ry1, rx0:rx1], best[ry0:ry1, rx0:rx1]
-            win = fg & (priority > region_best) & ((region == 0) | (region_best > 0))
-            region[win] = lab
-            region_best[win] = priority[win]
-        if conf_frame is not None:
-            c = paste(confs[k, 0], box).numpy()
-            np.minimum(conf_frame[y0:y1, x0:x1], c, out=conf_frame[y0:y1, x0:x1])
-    if limits is not None:  # a neighbour may have cut a piece off: it goes back to background
-        for (ry0, ry1, rx0, rx1), lab in zip(limits, ids):
+    ids = sorted(r.label for r in results)
+    out = labels.copy()
+    out[np.isin(out, np.asarray(ids, dtype=np.int64))] = 0
+    best = np.zeros(labels.shape, dtype=np.float32)
+    for r in sorted(results, key=lambda r: r.label):
+        fold(out, best, (0, 0), r.answer.box, r.label, r.answer.dense(), labels)
+    if whole:
+        for r in results:
+            ry0, ry1, rx0, rx1 = r.limit
             region = out[ry0:ry1, rx0:rx1]
-            mine = region == lab
-            region[mine & ~overlapping_pieces(mine, coarse[ry0:ry1, rx0:rx1] == lab)] = 0
-    return out, conf_frame
+            mine = region == r.label
+            region[mine & ~overlapping_pieces(mine, labels[ry0:ry1, rx0:rx1] == r.label)] = 0
+    if clean and ids:
+        out = clean_labels(out, labels, ids)
+    if hints is not None:
+        hints.apply(out)
+    return out
 
 
-def run_instances(
-    image: torch.Tensor, labels: np.ndarray, ids: Sequence[int], run: PipelineRun, *, whole: bool, cast,
-    hints: Hints | None = None,
-) -> Iterator[RefineStep]:
+def _crops(rgb: np.ndarray, labels: np.ndarray, ids: Sequence[int], boxes: Sequence[Box], size: int, device):
+    w = labels.shape[1]
+    pairs = [object_crop(rgb[y0:y1, x0:x1], labels[y0:y1, x0:x1], lab, full_width=(x1 - x0) == w, size=size,
+                         device=device) for lab, (y0, y1, x0, x1) in zip(ids, boxes)]
+    return torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs])
+
+
+def _batches(ids: Sequence[int], size: int) -> Iterator[list[int]]:
+    for lo in range(0, len(ids), size):
+        yield list(ids[lo : lo + size])
+
+
+def _record(n: int, total: int, mode: str, objs, done: int, count: int, run: PipelineRun) -> RefineStep:
+    return RefineStep(n, total, mode, tuple(objs), done, count, tuple(run.steps), False)
+
+
+def run_instances(rgb: np.ndarray, labels: np.ndarray, ids: Sequence[int], run: PipelineRun, *, whole: bool, cast,
+                  hints: Hints | None = None) -> Iterator[RefineStep]:
     """Instance (or whole-frame) pipeline; ``cast`` turns a labels frame into the output dtype.
 
-    In whole mode each label is refined from the whole frame but may change only inside
-    the box instance mode would crop for it (padded by ``config.pad``, grown by
-    ``config.context``), in 8-connected pieces that overlap its coarse mask. ``hints`` are
-    held at network resolution in every step and forced on every frame.
+    Objects smaller than ``config.min_area`` are left as they are (instance mode). The
+    hints are held at network resolution in every step and forced on the result.
     """
-    size = run.config.size
+    cfg, size = run.config, run.config.size
     h, w = labels.shape
-    boxes, keep, limits = [], [], []
+    device = run.device
+    boxes = {}
     for lab in ids:
         m = labels == lab
-        if not whole and int(m.sum()) < run.config.min_area:
-            continue  # tiny objects are left as they are (official area_thr)
-        own = instance_box(m, run.config, (h, w))
-        boxes.append((0, h, 0, w) if whole else own)
-        limits.append(own)  # whole mode: where the label may change
-        keep.append(int(lab))
+        if whole or int(m.sum()) >= cfg.min_area:  # tiny objects are left as they are (official area_thr)
+            boxes[int(lab)] = instance_box(m, cfg, (h, w))
+    keep = _ordered(sorted(boxes), run.order)
     mode = "whole" if whole else "instance"
-    steps = timesteps(run.schedule, run.steps)
-    finish = (lambda f: cast(f)) if hints is None else (lambda f: cast(hints.apply(f)))
+    total = count_records(mode, len(keep), cfg.batch_size)
     if not keep:
-        yield RefineStep(0, 1, -1, mode, mode, finish(labels.copy()), None, True, {})
+        frame = labels.copy() if hints is None else hints.apply(labels.copy())
+        yield RefineStep(0, 1, mode, (), 0, 0, tuple(run.steps), True, cast(frame), {})
         return
-    total = count_steps(run.schedule, mode, run.steps)
-    base = labels.copy()
-    base[np.isin(base, keep)] = 0
-    lab_t = torch.from_numpy(labels).to(image.device)
-    crops = torch.cat([crop_resize(image, b, size) for b in boxes])
-    coarse = torch.cat([(crop_resize((lab_t == lab)[None, None], b, size) >= 0.5).float() for b, lab in zip(boxes, keep)])
-    held = None if hints is None else crop_hints(hints.values, hints.owner, boxes, keep, size, image.device)
-    loop = iter_denoise(
-        run.network,
-        normalize(crops),
-        coarse,
-        schedule=run.schedule,
-        steps=steps,
-        generator=[stream(run.seed, lab) for lab in keep],
-        autocast=run.autocast,
-        batch_size=run.config.batch_size,
-        cancel=run.cancel, keep_bias=run.config.keep_bias,
-        hints=held,
-    )
-    for step in loop:
-        frame = conf = scores = None
-        if run.previews or step.is_last:
-            frame, conf = _compose(base, step.mask, boxes, keep, step.confidence if run.previews else None, labels,
-                                   limits if whole else None, coarse if run.config.paste_changes_only else None)
-            if step.is_last and run.config.clean:
-                frame = clean_labels(frame, labels, keep)
-            frame = finish(frame)
-        if step.is_last:
-            region = _regions(limits, (h, w), size, image.device) if whole else None
-            unc = review_score(step.prob, coarse, region=region)
-            scores = {lab: float(u) for lab, u in zip(keep, unc.tolist())}
-        yield RefineStep(step.index, total, step.timestep, mode, mode, frame, conf, step.is_last, scores)
+    shared = None
+    if whole:
+        frame_box = (0, h, 0, w)
+        full = object_crop(rgb, labels, -1, full_width=True, size=size, device=device)[0]
+        with torch.inference_mode():  # one frame for every label: encoded once
+            shared = two_parts(run.network)[0](normalize(full))
+    results: list[ObjectResult] = []
+    for n, group in enumerate(_batches(keep, cfg.batch_size)):
+        if whole:
+            gboxes = [frame_box] * len(group)
+            limits = [boxes[lab] for lab in group]
+            coarse = torch.cat([object_crop(rgb, labels, lab, full_width=True, size=size, device=device)[1]
+                                for lab in group])
+            region = _regions(limits, (h, w), size, device)
+            held = None if hints is None else crop_hints(hints.values, hints.owner, gboxes, group, size, device)
+            objs = refine_batch(run, group, gboxes, full, coarse, [labels] * len(group), hints=held, limits=limits,
+                                region=region, features=shared)
+            objs = _whole_fallback(run, rgb, labels, objs, hints, device)
+        else:
+            gboxes = [boxes[lab] for lab in group]
+            crops, coarse = _crops(rgb, labels, group, gboxes, size, device)
+            held = None if hints is None else crop_hints(hints.values, hints.owner, gboxes, group, size, device)
+            objs = refine_batch(run, group, gboxes, crops, coarse, [labels[y0:y1, x0:x1] for y0, y1, x0, x1 in gboxes],
+                                hints=held)
+        results.extend(objs)
+        if n + 1 < total:
+            yield _record(n, total, mode, objs, len(results), len(keep), run)
+    frame = compose(labels, results, whole=whole, clean=cfg.clean, hints=hints)
+    scores = {r.label: r.score for r in sorted(results, key=lambda r: r.label)}
+    yield RefineStep(total - 1, total, mode, tuple(objs), len(results), len(keep), tuple(run.steps), True,
+                     cast(frame), scores)
+
+
+def _whole_fallback(run: PipelineRun, rgb, labels, objs: list[ObjectResult], hints, device) -> list[ObjectResult]:
+    """Objects the whole frame lost (nothing left at network resolution) get their instance result."""
+    lost = [r.label for r in objs if not r.answer.values.size]
+    if not lost:
+        return objs
+    boxes = [r.limit for r in objs if r.label in lost]
+    crops, coarse = _crops(rgb, labels, lost, boxes, run.config.size, device)
+    held = None if hints is None else crop_hints(hints.values, hints.owner, boxes, lost, run.config.size, device)
+    again = refine_batch(run, lost, boxes, crops, coarse, [labels[y0:y1, x0:x1] for y0, y1, x0, x1 in boxes],
+                         hints=held)
+    by_label = {r.label: r for r in again}
+    return [by_label.get(r.label, r) for r in objs]
 
 
 def _regions(limits: Sequence[Box], shape: tuple[int, int], size: int, device) -> torch.Tensor:
@@ -294,15 +239,8 @@ def _hr_local(image, m_global: torch.Tensor, fine_prob: torch.Tensor, run: Pipel
     if held is not None:
         patch_hints = tuple(torch.stack([m[y : y + patch, x : x + patch] for y, x in kept])[:, None] for m in held)
     soft = denoise(
-        run.network,
-        normalize(imgs),
-        masks,
-        schedule=run.schedule,
-        steps=[0],
-        generator=generator,
-        autocast=run.autocast,
-        batch_size=run.config.batch_size,
-        cancel=run.cancel, keep_bias=run.config.keep_bias,
+        run.network, normalize(imgs), masks, schedule=run.schedule, steps=[0], generator=generator,
+        autocast=run.autocast, batch_size=run.config.batch_size, cancel=run.cancel, keep_bias=run.config.keep_bias,
         hints=patch_hints,
     ).mask[:, 0]
     acc = torch.zeros((h, w), device=soft.device)
@@ -316,36 +254,30 @@ def _hr_local(image, m_global: torch.Tensor, fine_prob: torch.Tensor, run: Pipel
 
 def run_hr(image: torch.Tensor, labels: np.ndarray, ids: Sequence[int], run: PipelineRun, *, cast,
            hints: Hints | None = None) -> Iterator[RefineStep]:
-    """High-resolution pipeline, one object at a time (global 256 pass + local patches).
+    """High-resolution pipeline, one object at a time (global pass + local patches).
 
-    ``hints`` are held in the global steps (at 256 px) and in the local patches (native).
+    The global pass sees the whole frame downsampled (nearest) to the network size; it is
+    encoded once for every object. ``hints`` are held in the global steps (at the network
+    size) and in the local patches (native).
     """
-    pending = None
-    scores: dict[int, float] = {}
-    finish = cast if hints is None else (lambda f: cast(hints.apply(f)))
-    for record in _hr_steps(image, labels, ids, run, finish=finish, hints=hints, scores=scores):
-        if pending is not None:
-            yield pending
-        pending = record
-    if pending is None:  # every object was too small to refine
-        pending = RefineStep(0, 1, -1, "local", "hr", finish(labels.copy()), None, False)
-    yield replace(pending, done=True, uncertainty=scores)
-
-
-def _hr_steps(image, labels, ids, run: PipelineRun, *, finish, hints: Hints | None, scores: dict) -> Iterator[RefineStep]:
     size = run.config.size
     h, w = labels.shape
-    steps = timesteps(run.schedule, run.steps, last=1)
-    per = len(steps) + 1
     lab_t = torch.from_numpy(labels).to(image.device)
     ids = [lab for lab in ids if int((lab_t == lab).sum()) > run.config.hr_min_pixels]  # others stay as they are
-    total = count_steps(run.schedule, "hr", run.steps, objects=len(ids))
-    out = labels.copy()
+    ids = _ordered(ids, run.order)
+    finish = cast if hints is None else (lambda f: cast(hints.apply(f)))
+    steps = tuple(run.steps)
+    if not ids:
+        yield RefineStep(0, 1, "hr", (), 0, 0, steps + (0,), True, finish(labels.copy()), {})
+        return
     small = normalize(F.interpolate(image, size=(size, size), mode="nearest"))
+    with torch.inference_mode():  # one global input for every object: encoded once
+        shared = two_parts(run.network)[0](small)
+    out = labels.copy()
+    scores: dict[int, float] = {}
     for n, lab in enumerate(ids):
         m = lab_t == lab
         coarse = (F.interpolate(m[None, None].float(), size=(size, size), mode="nearest") >= 0.5).float()
-        last = None
         gen = stream(run.seed, lab)
         held = native = None
         if hints is not None:
@@ -353,22 +285,13 @@ def _hr_steps(image, labels, ids, run: PipelineRun, *, finish, hints: Hints | No
             obj = torch.from_numpy(hints.owner == lab).to(image.device)
             bg = torch.from_numpy((hints.values == 2) | ((hints.owner != 0) & (hints.owner != lab))).to(image.device)
             native = (obj | bg, obj)
-        loop = iter_denoise(
-            run.network, small, coarse, schedule=run.schedule, steps=steps, generator=gen,
-            autocast=run.autocast, cancel=run.cancel, keep_bias=run.config.keep_bias, hints=held,
-        )
-        for step in loop:
-            last = step
-            frame = conf = None
+        states, last = [], None
+        for step in iter_denoise(run.network, small, coarse, schedule=run.schedule, steps=list(steps), generator=gen,
+                                 autocast=run.autocast, cancel=run.cancel, keep_bias=run.config.keep_bias, hints=held,
+                                 features=shared):
             if run.previews:
-                state = (F.interpolate(step.mask, size=(h, w), mode="nearest")[0, 0] >= 0.5).cpu().numpy()
-                frame = out.copy()
-                frame[(out == lab) & ~state] = 0
-                frame[state & (out == 0)] = lab
-                frame = finish(frame)
-                conf = F.interpolate(step.confidence, size=(h, w), mode="bilinear", align_corners=False)
-                conf = conf[0, 0].cpu().numpy()
-            yield RefineStep(n * per + step.index, total, step.timestep, "global", "hr", frame, conf, False)
+                states.append(np.packbits((step.mask >= 0.5).cpu().numpy()[0, 0], axis=None))
+            last = step
         scores[int(lab)] = float(review_score(last.prob, coarse)[0])
         m_global = F.interpolate(last.mask, size=(h, w), mode="nearest")[0, 0] >= 0.5
         if native is not None:
@@ -380,4 +303,11 @@ def _hr_steps(image, labels, ids, run: PipelineRun, *, finish, hints: Hints | No
             out = clean_labels(out, labels, [lab])
         if hints is not None:
             hints.apply(out)
-        yield RefineStep(n * per + per - 1, total, 0, "local", "hr", finish(out.copy()), None, False)
+        frame = (0, h, 0, w)
+        answer = ObjectMap.from_values(lab, frame, (out == lab).astype(np.float32))
+        conf = last.confidence.cpu().numpy()[0, 0].astype(np.float16) if run.previews else None
+        obj_result = ObjectResult(int(lab), answer, scores[int(lab)], frame, frame,
+                                  np.stack(states) if run.previews else None, conf)
+        done = n + 1 == len(ids)
+        yield RefineStep(n, len(ids), "hr", (obj_result,), n + 1, len(ids), steps + (0,), done,
+                         finish(out.copy()) if done else None, dict(scores) if done else None)

@@ -22,7 +22,7 @@ from torch import nn
 
 from .checkpoint import network_from_checkpoint
 from .config import RefineConfig
-from .pipelines import count_steps
+from .pipelines import count_records
 from . import registry
 from .scheduler import Schedule
 
@@ -124,9 +124,9 @@ class Refiner:
         """The same network with some pipeline options changed (validated)."""
         return replace(self, config=self.config.replace(**overrides)) if overrides else self
 
-    def count_steps(self, mode: str, steps: int | None = None, *, objects: int = 1) -> int:
-        """How many records a run in ``mode`` yields (see :func:`~.pipelines.count_steps`)."""
-        return count_steps(self.schedule, mode, steps, objects=objects)
+    def count_records(self, mode: str, objects: int) -> int:
+        """How many records a run in ``mode`` over ``objects`` objects yields (one per network batch)."""
+        return count_records(mode, objects, self.config.batch_size)
 
 
 def _schedule_for(network: nn.Module) -> Schedule:

@@ -16,7 +16,7 @@ import torch
 
 from .scheduler import Schedule, clamp, reverse_step
 
-__all__ = ["DenoiseStep", "RefineCancelled", "iter_denoise", "denoise"]
+__all__ = ["DenoiseStep", "NonFiniteOutputError", "RefineCancelled", "denoise", "iter_denoise", "two_parts"]
 
 Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -37,6 +37,10 @@ def two_parts(model) -> tuple[Callable, Callable]:
 
 class RefineCancelled(Exception):
     """Raised inside a run when its ``cancel`` callable says stop (between network batches)."""
+
+
+class NonFiniteOutputError(ArithmeticError):
+    """The network returned NaN or infinite logits: the run stops instead of emptying masks."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,7 @@ def iter_denoise(
     cancel: Callable[[], bool] | None = None,
     keep_bias: float = 0.0,
     hints: tuple[torch.Tensor, torch.Tensor] | None = None,
+    features: tuple[torch.Tensor, ...] | None = None,
 ) -> Iterator[DenoiseStep]:
     """Run the reverse process, yielding after every network evaluation.
 
@@ -93,8 +98,8 @@ def iter_denoise(
         A network with ``encode(image)`` (run once per sample) and ``denoise(mask, t,
         features, image)`` (run per step), or a callable ``model(x, t) -> logits`` with
         ``x`` of shape (N, 4, H, W).
-    image : Tensor of shape (N, 3, H, W)
-        Normalised image.
+    image : Tensor of shape (N, 3, H, W) or (1, 3, H, W)
+        Normalised image; a single image is shared by all N samples (encoded once).
     coarse : Tensor of shape (N, 1, H, W)
         Original coarse mask in {0, 1} (the mixing target of every step).
     schedule : Schedule
@@ -123,17 +128,21 @@ def iter_denoise(
         start, and are clamped after every step (:func:`~.scheduler.clamp`), so every
         yielded state shows them.
 
+    features : tuple of Tensor, optional
+        ``network.encode(image)`` computed by the caller (leading axis N, or 1 when shared):
+        the encoder then does not run here.
+
     Yields
     ------
     DenoiseStep
     """
-    if image.ndim != 4 or coarse.ndim != 4 or image.shape[0] != coarse.shape[0]:
+    if image.ndim != 4 or coarse.ndim != 4 or image.shape[0] not in (1, coarse.shape[0]):
         raise ValueError(
             f"image (N,3,H,W) and coarse (N,1,H,W) must agree, got {tuple(image.shape)} and {tuple(coarse.shape)}"
         )
     if not steps:
         raise ValueError("steps must not be empty")
-    n = image.shape[0]
+    n = coarse.shape[0]
     mask = coarse if start is None else start
     fine_prob = torch.zeros_like(coarse, dtype=torch.float32)
     fixed = value = None
@@ -146,13 +155,26 @@ def iter_denoise(
         fine_prob = fixed.to(torch.float32)
     encode, step_fn = two_parts(model)
     device_type = image.device.type
-    features = []  # per network batch: the encoder's features, computed once
-    with torch.inference_mode():
-        for lo in range(0, n, batch_size):
-            if cancel is not None and cancel():
-                raise RefineCancelled("the refinement was cancelled")
-            with torch.autocast(device_type, dtype=torch.bfloat16, enabled=autocast):
-                features.append(encode(image[lo : lo + batch_size]))
+    shared = image.shape[0] == 1 and n > 1  # one image for every sample: encode it once
+    if features is None:
+        features = []  # per network batch: the encoder's features, computed once
+        with torch.inference_mode():
+            for lo in range(0, 1 if shared else n, batch_size):
+                if cancel is not None and cancel():
+                    raise RefineCancelled("the refinement was cancelled")
+                with torch.autocast(device_type, dtype=torch.bfloat16, enabled=autocast):
+                    features.append(encode(image[lo : lo + batch_size]))
+        shared_features = features[0] if shared else None
+    else:
+        shared_features = features if features[0].shape[0] == 1 and n > 1 else None
+        features = [tuple(f[lo : lo + batch_size] for f in features) for lo in range(0, n, batch_size)]
+
+    def chunk(lo: int, hi: int, k: int):
+        if shared_features is None:
+            return features[k], image[lo:hi] if image.shape[0] > 1 else image
+        m = min(hi, n) - lo
+        return tuple(f.expand(m, *f.shape[1:]) for f in shared_features), image.expand(m, *image.shape[1:])
+
     for i, t in enumerate(steps):
         last = i == len(steps) - 1
         with torch.inference_mode():
@@ -162,9 +184,15 @@ def iter_denoise(
                 if cancel is not None and cancel():
                     raise RefineCancelled("the refinement was cancelled")
                 hi = lo + batch_size
+                feats, img = chunk(lo, hi, k)
                 with torch.autocast(device_type, dtype=torch.bfloat16, enabled=autocast):
-                    chunks.append(step_fn(mask[lo:hi].to(image.dtype), tt[lo:hi], features[k], image[lo:hi]).float())
+                    chunks.append(step_fn(mask[lo:hi].to(img.dtype), tt[lo:hi], feats, img).float())
             logits = torch.cat(chunks) if len(chunks) > 1 else chunks[0]
+            if not bool(torch.isfinite(logits).all()):
+                raise NonFiniteOutputError(
+                    f"the network returned NaN or infinite logits at timestep {int(t)}: its weights are broken "
+                    "(the run was stopped; nothing was changed)"
+                )
             if keep_bias:
                 logits = logits + keep_bias * (2.0 * coarse.to(logits.dtype) - 1.0)
             res = reverse_step(

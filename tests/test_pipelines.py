@@ -1,7 +1,7 @@
 """The instance, whole and HR pipelines (napari_segrefiner.pipelines), driven through the API.
 
 An oracle network must lead every pipeline back to the truth; the records each run yields
-are checked against the counts that count_steps promises.
+(one per network batch of objects) are checked against the counts count_records promises.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from _refine_helpers import Oracle, blob_case, rect, rgb_from_truth
 from napari_segrefiner.api import choose_mode, iter_refine, refine
 from napari_segrefiner.config import LiteConfig, RefineConfig
 from napari_segrefiner.nets import build_network
+from napari_segrefiner.records import replay
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +48,7 @@ def test_oracle_whole_mode_recovers_truth():
     img = rgb_from_truth(truth)
     oracle = Oracle()
     recs = list(iter_refine(img, coarse, model=oracle, mode="whole", seed=0, device="cpu"))
-    assert all(r.mode == "whole" and r.stage == "whole" for r in recs)
+    assert all(r.mode == "whole" for r in recs)
     assert np.array_equal(recs[-1].mask, truth)
     assert all(c[0] == (1, 4, 256, 256) for c in oracle.calls)  # the whole frame, resized
 
@@ -66,10 +67,10 @@ def test_oracle_hr_mode_recovers_truth_with_local_patches():
     img_before, coarse_before = img.copy(), coarse.copy()
     oracle = Oracle()
     recs = list(iter_refine(img, coarse, model=oracle, mode="hr", seed=0, device="cpu", previews=True))
-    assert [r.stage for r in recs] == ["global"] * 5 + ["local"]
-    assert [r.timestep for r in recs] == [5, 4, 3, 2, 1, 0]
-    assert all(r.mode == "hr" for r in recs)
-    glob = recs[4].mask
+    assert len(recs) == 1 and recs[0].mode == "hr" and recs[0].steps == (5, 4, 3, 2, 1, 0)
+    (obj,) = recs[0].objects
+    assert len(obj.states) == 5  # the global steps t = 5..1 (the local step has no full-frame state)
+    glob = replay(np.zeros_like(coarse), [obj], 4)  # the global result, pasted to the frame
     diff = glob != truth
     assert diff.sum() == 100 and diff[101, 200:300].all()  # only the odd row was wrong
     assert recs[-1].done and np.array_equal(recs[-1].mask, truth)
@@ -112,27 +113,35 @@ def _check_records(recs):
     assert recs[-1].mask is not None
 
 
-@pytest.mark.parametrize("steps,total", [(None, 6), (3, 3), (1, 1)])
-def test_iter_refine_records_instance(tiny, steps, total):
-    img, mask = blob_case()
-    recs = list(iter_refine(img, mask, model=tiny, seed=0, device="cpu", size=64, steps=steps))
-    assert recs[0].total == total
+@pytest.mark.parametrize("steps,n_steps", [(None, 6), (3, 3), (1, 1)])
+@pytest.mark.parametrize("batch", [1, 2])
+def test_iter_refine_records_instance(tiny, steps, n_steps, batch):
+    img, _ = blob_case()
+    mask = rect((96, 96), 5, 30, 5, 30, 1) + rect((96, 96), 40, 60, 50, 90, 2) + rect((96, 96), 70, 90, 10, 40, 3)
+    n = 3
+    recs = list(iter_refine(img, mask, model=tiny, seed=0, device="cpu", size=64, steps=steps, previews=True,
+                            batch_size=batch, min_area=0))
+    assert recs[0].total == -(-n // batch)  # one record per network batch
     _check_records(recs)
-    assert all(r.mask is not None and r.confidence is not None for r in recs)  # previews on
-    assert all(r.mask.shape == mask.shape and r.confidence.shape == mask.shape for r in recs)
+    objs = [o for r in recs for o in r.objects]
+    assert sorted(o.label for o in objs) == list(range(1, n + 1))  # every object exactly once
+    assert [r.done_objects for r in recs] == [min((k + 1) * batch, n) for k in range(len(recs))]
+    assert all(len(o.states) == n_steps and o.confidence.shape == (64, 64) for o in objs)  # previews on
+    assert len(recs[-1].steps) == n_steps and set(recs[-1].uncertainty) == set(range(1, n + 1))
 
 
 def test_iter_refine_records_hr():
     truth = rect((512, 512), 101, 300, 200, 300, 1, dtype=bool)
     recs = list(iter_refine(rgb_from_truth(truth), truth, model=Oracle(), mode="hr", seed=0, device="cpu"))
-    assert recs[0].total == 6
+    assert recs[0].total == 1  # one record per object
     _check_records(recs)
 
 
-def test_previews_off_gives_none_on_intermediate_records(tiny):
+def test_previews_off_keeps_no_states(tiny):
     img, mask = blob_case()
-    recs = list(iter_refine(img, mask, model=tiny, seed=0, device="cpu", size=64, previews=False))
+    recs = list(iter_refine(img, mask, model=tiny, seed=0, device="cpu", size=64, previews=False, min_area=0))
     _check_records(recs)
+    assert all(o.states is None and o.confidence is None for r in recs for o in r.objects)
     assert all(r.mask is None for r in recs[:-1])
     assert recs[-1].mask is not None and recs[-1].mask.dtype == bool
 

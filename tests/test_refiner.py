@@ -8,7 +8,7 @@ import torch
 
 from napari_segrefiner import LiteConfig, RefineConfig, Refiner, build_network, iter_refine, load_model, load_refiner, refine
 from napari_segrefiner import refiner as refiner_mod
-from napari_segrefiner.pipelines import count_steps
+from napari_segrefiner.pipelines import count_records
 from napari_segrefiner.scheduler import Schedule
 
 
@@ -80,16 +80,18 @@ def test_unknown_devices_and_sources_are_clear_errors(net):
         load_refiner("no-such-model.pt")
 
 
-def test_count_steps_matches_what_runs_yield(tiny_model, blobs):
+def test_count_records_matches_what_runs_yield(tiny_model, blobs):
     image, mask = blobs
-    assert count_steps(Schedule(), "instance") == 6 and count_steps(Schedule(), "whole", 3) == 3
-    assert count_steps(Schedule(), "hr", objects=2) == 12 and count_steps(Schedule(), "hr", 2, objects=3) == 9
-    assert tiny_model.count_steps("hr", objects=0) == 1
+    n = len(np.unique(mask)) - 1  # objects of the fixture
+    # one record per network batch: ceil(objects / batch_size); HR: one per object
+    assert count_records("instance", 5, 2) == 3 and count_records("whole", 4, 2) == 2
+    assert count_records("hr", 3, 2) == 3 and count_records("instance", 0, 8) == 1
     with pytest.raises(ValueError, match="mode must be one of"):
-        count_steps(Schedule(), "auto")
-    for steps in (None, 2):
-        recs = list(iter_refine(image, mask, model=tiny_model, seed=0, steps=steps))
-        assert len(recs) == recs[-1].total == tiny_model.count_steps("instance", steps)
+        count_records("auto", 1, 1)
+    for batch in (1, 2, 32):
+        recs = list(iter_refine(image, mask, model=tiny_model, seed=0, batch_size=batch, min_area=0))
+        assert len(recs) == recs[-1].total == tiny_model.with_options(batch_size=batch).count_records("instance", n)
+        assert [r.done_objects for r in recs][-1] == n and recs[-1].done and not any(r.done for r in recs[:-1])
 
 
 def test_same_seed_same_result_for_any_batch_size(tiny_model, blobs):

@@ -69,11 +69,10 @@ def stop_timer(timer: QTimer) -> None:
 
 
 def step_status(update: Update) -> str:
-    """The status line of a yielded step, e.g. "step 2/6 (t=4, instance)" or "(t=5, global, hr)"."""
+    """The status line of a yielded record, e.g. "refining: 4 of 21 objects done"."""
     s = update.step
     where = f"slice {update.plane + 1}/{update.planes} · " if update.planes > 1 else ""
-    kind = s.stage if s.stage == s.mode else f"{s.stage}, {s.mode}"
-    return f"{where}step {s.index + 1}/{max(s.total, 1)} (t={s.timestep}, {kind})"
+    return f"{where}refining: {s.done_objects} of {s.total_objects} objects done"
 
 
 class RunPreview:
@@ -241,7 +240,7 @@ class RunPreview:
         for pos, (mask, unc, timestep, stage) in run.steps.at(index).items():
             self.paint(run, pos, mask, unc)
         run.preview.visible = index < last
-        return f"step {index + 1}/{last + 1} (t={timestep}, {stage})"
+        return f"step {index + 1}/{last + 1} (t={timestep})" + (" = result" if stage == "result" else "")
 
     def restore_selection(self, run: Run) -> None:
         """Select again the layers that were selected before ``run`` (those still there)."""

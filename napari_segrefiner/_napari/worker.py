@@ -4,7 +4,7 @@ A :class:`RefineJob` holds everything one refinement needs, gathered on the main
 and its cancel flag; :func:`iter_job` refines its 2-D planes with
 :func:`~napari_segrefiner.api.iter_refine` (on a CPU with :func:`~..threads.cpu_threads`
 ``("gui")`` torch threads: one core stays free for the event loop) and yields an
-:class:`Update` per core step; :func:`assemble` builds the full result. What the main thread
+:class:`Update` per network batch of objects; :func:`assemble` builds the full result. What the main thread
 keeps of a run (step cache, progress count) is in ``tracking.py``; the checks and the time
 estimate made before a run in ``preflight.py``.
 
@@ -27,6 +27,7 @@ import torch
 
 from .. import registry
 from ..api import RefineStep, iter_refine
+from ..records import confidence_frame
 from ..refiner import Refiner, load_refiner
 from ..sampling import RefineCancelled
 from ..threads import cpu_threads, use_threads
@@ -48,7 +49,7 @@ __all__ = [
 ]
 
 
-CPU_BATCH_SIZE = 2  # crops per network call on a CPU: a Cancel waits for one call (~0.3 s, shipped model)
+CPU_BATCH_SIZE = 1  # objects per network batch on a CPU: each object shows as soon as it is done
 
 
 class RefinementError(Exception):
@@ -105,17 +106,23 @@ class RefineJob:
 
 @dataclass(frozen=True)
 class Update:
-    """What the worker yields: one core step of one plane.
+    """What the worker yields: one network batch of objects of one plane, done.
 
-    ``uncertainty`` is ``1 - step.confidence`` as uint8 (0..255), computed in the worker so
-    that the main thread only copies it into the uncertainty layer.
+    ``frame`` is the plane with every object refined so far (the result on the last
+    record); ``uncertainty`` (last record only) is ``1 - confidence`` as uint8 (0..255),
+    computed in the worker so that the main thread only copies it into its layer.
+    ``objects`` (last record only) are all the plane's :class:`~..records.ObjectResult`
+    (for the step replay) and ``base`` the plane without them.
     """
 
     plane: int
     planes: int
     pos: tuple[int, ...]
     step: RefineStep
+    frame: np.ndarray | None = None
     uncertainty: np.ndarray | None = None
+    objects: tuple = ()
+    base: np.ndarray | None = None
 
 
 def to_uncertainty(confidence: np.ndarray | None) -> np.ndarray | None:
@@ -220,10 +227,23 @@ def _refine_planes(job: RefineJob, refiner: Refiner) -> Generator[Update, None, 
             continue  # nothing of the chosen labels in this plane
         image = np.asarray(job.image[job.index(pos) + channel])
         hints = None if job.hints is None else job.hints[job.index(pos)]
-        steps = iter_refine(image, plane, model=refiner, mode=job.mode, steps=job.steps, seed=job.seed, labels=ids,
-                            cancel=job.cancel.is_set, hints=hints)  # fmt: skip
-        for step in steps:
+        records = iter_refine(image, plane, model=refiner, mode=job.mode, steps=job.steps, seed=job.seed, labels=ids,
+                              cancel=job.cancel.is_set, hints=hints, previews=True)  # fmt: skip
+        frame, done = plane.copy(), []
+        for step in records:
+            done.extend(step.objects)
             if step.done:
                 finals[pos] = step.mask
-            yield Update(n, len(job.positions), pos, step, to_uncertainty(step.confidence))
+                unc = to_uncertainty(confidence_frame(plane.shape, done))
+                base = plane.copy()
+                base[np.isin(base, [o.label for o in done])] = 0
+                yield Update(n, len(job.positions), pos, step, step.mask, unc, tuple(done), base)
+            else:
+                for obj in step.objects:  # paint each finished object over its coarse pixels
+                    y0, y1, x0, x1 = obj.answer.box
+                    fg = obj.answer.dense() >= 0.5
+                    region = frame[y0:y1, x0:x1]
+                    region[region == obj.label] = 0
+                    region[fg & (region == 0)] = obj.label
+                yield Update(n, len(job.positions), pos, step, frame.copy())
     return finals

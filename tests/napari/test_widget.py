@@ -90,7 +90,9 @@ def shown(w) -> bool:
     return not w.native.isHidden()
 
 
-def test_run_previews_steps_then_adds_result_and_scrubs(qtbot, monkeypatch, setup):
+def test_run_previews_objects_then_adds_result_and_scrubs(qtbot, monkeypatch, setup):
+    from napari_segrefiner.records import replay
+
     viewer, widget, labels = setup
     original = labels.data.copy()
     gate = Gate()
@@ -100,15 +102,19 @@ def test_run_previews_steps_then_adds_result_and_scrubs(qtbot, monkeypatch, setu
     qtbot.waitUntil(gate.first.is_set, timeout=RUN_TIMEOUT)
     preview = viewer.layers["mask preview"]
     assert viewer.layers["mask uncertainty"].colormap.name == "segrefiner-uncertainty"
-    # the step the worker yielded reaches the preview layer while the run is paused
-    qtbot.waitUntil(lambda: np.array_equal(preview.data, gate.records[0].mask), timeout=5_000)
-    assert not np.array_equal(preview.data, original)
-    # the status names the mode once when the stage is the mode; the bar's total comes from the record
+    # the first object reaches the preview layer while the run is paused: it changed inside its
+    # box only, and the other object still shows its coarse mask
     first = gate.records[0]
-    assert first.stage == first.mode
-    assert widget._status.value == f"step 1/{first.total} (t={first.timestep}, {first.mode})"
+    assert not first.done and len(first.objects) == 1 and first.total_objects == 2
+    (obj,) = first.objects
+    y0, y1, x0, x1 = obj.answer.box
+    qtbot.waitUntil(lambda: not np.array_equal(preview.data, original), timeout=5_000)
+    outside = np.ones(original.shape, bool)
+    outside[y0:y1, x0:x1] = False
+    np.testing.assert_array_equal(preview.data[outside], original[outside])
+    assert widget._status.value == "refining: 1 of 2 objects done"
     bar = widget._bar.bar
-    assert (bar.n, bar.total) == (1, first.total) and bar in progress._all_instances
+    assert (bar.n, bar.total) == (1, 2) and bar in progress._all_instances
     gate.release.set()
     qtbot.waitUntil(lambda: not widget.busy, timeout=RUN_TIMEOUT)
     assert widget._bar is None and bar not in progress._all_instances  # closed in the finished slot
@@ -124,18 +130,20 @@ def test_run_previews_steps_then_adds_result_and_scrubs(qtbot, monkeypatch, setu
     np.testing.assert_array_equal(labels.data, original)  # input untouched
     assert widget._run_btn.text == "Run" and widget._mode.enabled
 
-    # the slider scrubs the cached steps: no new computation
+    # the slider scrubs the reverse steps, composed from the objects' kept states: no new computation
     calls = gate.calls
     steps = viewer.layers["mask steps"]
+    objects = [o for r in gate.records for o in r.objects]
+    base = np.where(np.isin(original, [o.label for o in objects]), 0, original)
     # slider and status count the same way: 1-based, "step k/6" at slider value k
-    assert widget._step_slider.max == widget._step_slider.value == final.total == 6 and widget._step_slider.enabled
-    assert widget._step_slider.min == 1 and not steps.visible
+    assert widget._step_slider.max == widget._step_slider.value == len(final.steps) == 6
+    assert widget._step_slider.enabled and widget._step_slider.min == 1 and not steps.visible
     widget._step_slider.value = 1
     assert steps.visible and widget._status.value.startswith("step 1/6")
-    np.testing.assert_array_equal(steps.data, gate.records[0].mask)
+    np.testing.assert_array_equal(steps.data, replay(base, objects, 0))
     widget._step_slider.value = 4
     assert widget._status.value.startswith("step 4/6")
-    np.testing.assert_array_equal(steps.data, gate.records[3].mask)
+    np.testing.assert_array_equal(steps.data, replay(base, objects, 3))
     widget._step_slider.value = 6
     assert not steps.visible and widget._status.value.startswith("step 6/6")
     assert gate.calls == calls and not widget.busy
@@ -155,17 +163,16 @@ def test_run_previews_steps_then_adds_result_and_scrubs(qtbot, monkeypatch, setu
     assert device == "cpu" and source.endswith("tiny.pt")
 
 
-def test_status_line_names_the_mode_once():
-    from napari_segrefiner.api import RefineStep
+def test_status_line_counts_objects():
+    from napari_segrefiner.records import RefineStep
     from napari_segrefiner._napari._widget_preview import step_status
 
-    def status(stage, mode, plane=0, planes=1):
-        step = RefineStep(1, 9, 4, stage, mode, None, None, False)
+    def status(done, total, plane=0, planes=1):
+        step = RefineStep(done - 1, total, "instance", (), done, total, (5, 4, 3, 2, 1, 0), False)
         return step_status(_jobs.Update(plane, planes, (plane,), step))
 
-    assert status("instance", "instance") == "step 2/9 (t=4, instance)"
-    assert status("global", "hr") == "step 2/9 (t=4, global, hr)"
-    assert status("whole", "whole", plane=1, planes=3) == "slice 2/3 · step 2/9 (t=4, whole)"
+    assert status(2, 9) == "refining: 2 of 9 objects done"
+    assert status(1, 3, plane=1, planes=3) == "slice 2/3 · refining: 1 of 3 objects done"
 
 
 def test_cancel_mid_run_leaves_layers_as_they_were(qtbot, monkeypatch, setup):

@@ -80,9 +80,9 @@ def test_step_counter_counts_steps_over_planes_for_a_progress_bar(stack_job):
     counter, counts = StepCounter(), []
     for u in updates:
         counts.append(counter.advance(u))
-    first = updates[0].step
-    assert counts[0] == (1, 3 * first.total)  # 3 planes of the first plane's step count, until known better
-    assert [n for n, _ in counts] == list(range(1, len(updates) + 1))  # n: steps done so far
+    first = updates[0].step  # one object per record (CPU batches of 1)
+    assert counts[0] == (1, 3 * first.total_objects)  # 3 planes of the first plane's objects, until known better
+    assert [n for n, _ in counts] == list(range(1, len(updates) + 1))  # n: objects done so far
     assert counts[-1] == (len(updates), len(updates))  # the skipped plane dropped out of the total
 
     class Bar:  # what sync_bar uses of a napari progress bar
