@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .atomic import atomic_write
 from .config import EncDecConfig, LiteConfig, RefineConfig, UNetConfig, config_from_dict, config_to_dict
 from .nets import build_network
 
@@ -273,8 +274,4 @@ def save_checkpoint(
         if clash:
             raise ValueError(f"extra must not override the reserved entries {sorted(clash)}")
         obj.update(extra)
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_suffix(p.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, p)
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
