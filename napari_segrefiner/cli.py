@@ -16,6 +16,7 @@ from pathlib import Path
 from .cli_plan import (
     CLIError,
     check_folder_output,
+    check_labels,
     check_writable,
     model_source,
     output_lock,
@@ -63,11 +64,12 @@ def _cmd_refine(args) -> int:
     plan = plan_file(image_path, mask_path, out, args)
     image, mask = read_image(image_path), read_mask(mask_path)  # every input problem before the model loads
     check_writable(out, mask)
+    check_labels(mask, args.force)  # a photo as the mask (or image and mask swapped): refused in milliseconds
     try:
         refiner = load_refiner(model_source(args), device=args.device)  # the CLI's one load per run
     except (FileNotFoundError, KeyError, ValueError) as exc:
         raise CLIError(str(exc).strip("'\"")) from None
-    opts = dict(model=refiner, mode=args.mode, steps=args.steps, seed=args.seed, previews=False)
+    opts = dict(model=refiner, mode=args.mode, steps=args.steps, seed=args.seed, previews=False, force=args.force)
     if refiner.device.type == "cpu":
         from .threads import cpu_threads, use_threads
 
@@ -226,6 +228,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--overwrite", action="store_true", help="replace output files that already exist (outputs "
                    "the manifest shows finished from the same inputs and settings are still skipped); a replaced "
                    "file keeps its permissions")
+    r.add_argument("--force", action="store_true", help="refine a mask with implausibly many labels (more than "
+                   "max(1024, pixels/16): a photo as the mask, or image and mask swapped) or a run estimated to "
+                   "need more memory than is available")
     r.add_argument("--threads", type=int, default=None,
                    help="CPU threads (default: $OMP_NUM_THREADS, else every core this process may use; shared "
                    "by the --workers)")  # fmt: skip

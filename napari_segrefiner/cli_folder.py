@@ -116,7 +116,7 @@ def run_folder(plan, out: Path, args, run: FolderRun) -> int:
     if done or swept:
         print(f"resuming: {done} of {len(plan)} outputs already done" + (f", {swept} stale temporary file(s) removed"
               if swept else ""), file=sys.stderr)  # fmt: skip
-    opts = dict(mode=args.mode, steps=args.steps, seed=args.seed, previews=False)
+    opts = dict(mode=args.mode, steps=args.steps, seed=args.seed, previews=False, force=args.force)
     try:
         threads = cpu_threads("cli", requested=args.threads)
     except ValueError as exc:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["CLIError", "check_folder_output", "check_writable", "model_source", "output_lock",
+__all__ = ["CLIError", "check_folder_output", "check_labels", "check_writable", "model_source", "output_lock",
            "plan_file", "plan_folders", "read_image", "read_mask", "write_mask"]
 
 
@@ -54,6 +54,16 @@ def write_mask(path: Path, mask, *, overwrite: bool) -> None:
         raise CLIError(str(exc)) from None
     except FileExistsError as exc:
         raise CLIError(f"{exc}; pass --overwrite to replace it") from None
+
+
+def check_labels(mask, force: bool) -> None:
+    """Refuse a mask with implausibly many labels (:mod:`~napari_segrefiner.plausible`) unless ``force``."""
+    from .plausible import check_label_count, count_labels
+
+    try:
+        check_label_count(count_labels(mask), mask.shape, force=force)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
 
 
 @contextmanager

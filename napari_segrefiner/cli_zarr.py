@@ -218,7 +218,7 @@ def _refine_into(image, mask, out: Path, partial: Path, state: _Progress, args) 
             with use_threads(threads) if client is None and refiner.device.type == "cpu" else nullcontext():
                 result = refine_lazy(image, mask, model=model, device=None if client is None else args.device,
                                      seed=args.seed, steps=args.steps, chunks=args.chunks, client=client,
-                                     progress=progress)
+                                     progress=progress, force=args.force)
                 chunk_shape = tuple(c[0] for c in result.chunks)
                 if not (partial / "zarr.json").is_file():
                     zarr.create_array(store=str(partial), shape=result.shape, dtype=result.dtype, chunks=chunk_shape,

@@ -29,6 +29,7 @@ from .scores import review_score
 from .cleanup import clean_labels, overlapping_pieces
 from .compose import fold, object_values
 from .config import RefineConfig
+from .lazy_scan import scan_plane
 from .scheduler import Schedule, stream, timesteps
 
 __all__ = ["Hints", "PipelineRun", "RefineStep", "box_from_bounds", "count_steps", "instance_box", "run_instances",
@@ -211,11 +212,13 @@ def run_instances(
     size = run.config.size
     h, w = labels.shape
     boxes, keep, limits = [], [], []
+    table = scan_plane(labels, (0, 0))  # every label's bounds and area in one pass: linear in the labels
+    row = {v: k for k, v in enumerate(table.labels.tolist())}
     for lab in ids:
-        m = labels == lab
-        if not whole and int(m.sum()) < run.config.min_area:
+        k = row[int(lab)]
+        if not whole and int(table.area[k]) < run.config.min_area:
             continue  # tiny objects are left as they are (official area_thr)
-        own = instance_box(m, run.config, (h, w))
+        own = box_from_bounds(tuple(int(v) for v in table.bounds[k]), run.config, (h, w))
         boxes.append((0, h, 0, w) if whole else own)
         limits.append(own)  # whole mode: where the label may change
         keep.append(int(lab))
@@ -230,7 +233,8 @@ def run_instances(
     base[np.isin(base, keep)] = 0
     lab_t = torch.from_numpy(labels).to(image.device)
     crops = torch.cat([crop_resize(image, b, size) for b in boxes])
-    coarse = torch.cat([(crop_resize((lab_t == lab)[None, None], b, size) >= 0.5).float() for b, lab in zip(boxes, keep)])
+    coarse = torch.cat([(crop_resize((lab_t[y0:y1, x0:x1] == lab)[None, None], (0, y1 - y0, 0, x1 - x0), size) >= 0.5)
+                        .float() for (y0, y1, x0, x1), lab in zip(boxes, keep)])  # each object's box only
     held = None if hints is None else crop_hints(hints.values, hints.owner, boxes, keep, size, image.device)
     loop = iter_denoise(
         run.network,

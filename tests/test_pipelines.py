@@ -36,9 +36,12 @@ def test_oracle_instance_mode_recovers_truth():
     out = refine(img, coarse, model=oracle, mode="instance", seed=0, device="cpu")
     assert np.array_equal(out, truth)
     assert np.array_equal(img, img_before) and np.array_equal(coarse, coarse_before)
-    # both instances were batched together: 6 calls of 2 crops at 256 x 256, t = 5..0
-    assert [c[1] for c in oracle.calls] == [[t, t] for t in (5, 4, 3, 2, 1, 0)]
-    assert all(c[0] == (2, 4, 256, 256) for c in oracle.calls)
+    # load_refiner's probe first (a tiny input at the first and last timestep), then both
+    # instances batched together: 6 calls of 2 crops at 256 x 256, t = 5..0
+    probe, *calls = oracle.calls
+    assert probe == ((2, 4, 32, 32), [5, 0])
+    assert [c[1] for c in calls] == [[t, t] for t in (5, 4, 3, 2, 1, 0)]
+    assert all(c[0] == (2, 4, 256, 256) for c in calls)
 
 
 def test_oracle_whole_mode_recovers_truth():
@@ -49,7 +52,7 @@ def test_oracle_whole_mode_recovers_truth():
     recs = list(iter_refine(img, coarse, model=oracle, mode="whole", seed=0, device="cpu"))
     assert all(r.mode == "whole" and r.stage == "whole" for r in recs)
     assert np.array_equal(recs[-1].mask, truth)
-    assert all(c[0] == (1, 4, 256, 256) for c in oracle.calls)  # the whole frame, resized
+    assert all(c[0] == (1, 4, 256, 256) for c in oracle.calls[1:])  # the whole frame, resized (after the probe)
 
 
 def test_oracle_hr_mode_recovers_truth_with_local_patches():
@@ -74,10 +77,11 @@ def test_oracle_hr_mode_recovers_truth_with_local_patches():
     assert diff.sum() == 100 and diff[101, 200:300].all()  # only the odd row was wrong
     assert recs[-1].done and np.array_equal(recs[-1].mask, truth)
     assert recs[-1].mask.dtype == np.uint8
-    # 5 global calls at 256 x 256, then one local batch of native 256 x 256 patches at t = 0
-    assert [c[1] for c in oracle.calls[:5]] == [[5], [4], [3], [2], [1]]
-    local_shape, local_t = oracle.calls[5]
-    assert local_shape[1:] == (4, 256, 256) and set(local_t) == {0} and len(oracle.calls) == 6
+    # after the probe, 5 global calls at 256 x 256, then one local batch of native 256 x 256 patches at t = 0
+    calls = oracle.calls[1:]
+    assert [c[1] for c in calls[:5]] == [[5], [4], [3], [2], [1]]
+    local_shape, local_t = calls[5]
+    assert local_shape[1:] == (4, 256, 256) and set(local_t) == {0} and len(calls) == 6
     assert np.array_equal(img, img_before) and np.array_equal(coarse, coarse_before)
 
 
