@@ -23,6 +23,7 @@ from .batch import PipelineRun
 from .pipelines import MODES as PIPELINES
 from .pipelines import Hints, instance_box, run_hr, run_instances
 from .records import RefineStep
+from .plausible import check_label_count, check_memory
 from .refiner import Refiner, load_refiner
 from .scheduler import timesteps
 
@@ -72,11 +73,10 @@ def resolve_seed(seed: int | None) -> int:
     return int(seed)
 
 
-def _caster(mask: np.ndarray, labels: np.ndarray):
-    """Map a refined int64 labels frame back to the input's dtype and binary value."""
+def _caster(mask: np.ndarray, ids: list[int]):
+    """Map a refined int64 labels frame back to the input's dtype and binary value (``ids``:
+    the labels present)."""
     dtype = np.asarray(mask).dtype
-    ids = np.unique(labels)
-    ids = ids[ids != 0]
     if dtype == bool:
         return lambda frame: frame != 0
     if len(ids) == 1 and ids[0] != 1:
@@ -110,6 +110,7 @@ def iter_refine(
     cancel: Callable[[], bool] | None = None,
     hints: np.ndarray | None = None,
     order: Iterable[int] = (),
+    force: bool = False,
     **options: Any,
 ) -> Iterator[RefineStep]:
     """Refine a mask batch by batch, yielding one :class:`RefineStep` per network batch of objects.
@@ -162,6 +163,10 @@ def iter_refine(
     order : iterable of int
         Labels to refine first (those an annotator looks at); the rest follow in label
         order. The result is composed in label order whatever the order.
+    force : bool
+        Refine a mask that fails the checks of :mod:`~napari_segrefiner.plausible` anyway:
+        more labels than ``max(1024, H * W / 16)`` (a photo passed as the mask, or image
+        and mask swapped), or a run whose estimated memory exceeds what is available.
     **options
         Overrides of the refiner's :class:`~.config.RefineConfig`: ``pad``, ``min_area``,
         ``context``, ``context_cap``, ``batch_size``, ``size``, ``hr_patch``, ``hr_thr_ratio``,
@@ -177,8 +182,8 @@ def iter_refine(
     Raises
     ------
     ValueError, TypeError
-        For invalid inputs (named in the message), raised by this call itself, before the
-        generator runs.
+        For invalid inputs (named in the message) and implausible masks or runs (see
+        ``force``), raised by this call itself, before the generator runs.
     FileNotFoundError, CheckpointError
         If the model cannot be loaded.
     """
@@ -186,7 +191,12 @@ def iter_refine(
     lab = check_mask(mask, name="mask", shape=rgb.shape[:2])
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    present = [int(v) for v in np.unique(lab) if v != 0]
+    _check_flags(previews=previews, autocast=autocast, force=force)
+    if cancel is not None and not callable(cancel):
+        raise TypeError(f"cancel must be None or a callable, got {type(cancel).__name__}")
+    values, areas = np.unique(lab, return_counts=True)  # one sort: linear in the labels after it
+    present = values[values != 0].tolist()
+    check_label_count(len(present), lab.shape, force=force)
     if labels is None:
         ids = present
     else:
@@ -213,6 +223,10 @@ def iter_refine(
     if mode == "auto":
         log.info("mode='auto' chose %r", chosen)
     schedule_steps = tuple(timesteps(refiner.schedule, steps, last=1 if chosen == "hr" else 0))  # validates steps
+    refined = np.isin(values, ids) & (areas >= config.min_area if chosen == "instance" else True)
+    # objects stream through the network batch by batch (hr: one object after the other)
+    at_once = 1 if chosen == "hr" else min(int(np.count_nonzero(refined)), config.batch_size)
+    check_memory(lab.shape, at_once, size=config.size, device=refiner.device, force=force)
     if chosen == "hr" and config.hr_patch % refiner.divisor:
         raise ValueError(f"hr_patch must be a multiple of {refiner.divisor} for this network, got {config.hr_patch}")
     run = PipelineRun(
@@ -231,7 +245,7 @@ def iter_refine(
     if hint_values is not None:
         owner = owners(lab, hint_values, lambda v: instance_box(lab == v, config, lab.shape))
         held = Hints(hint_values, owner)
-    cast = _caster(mask, lab)
+    cast = _caster(mask, present)
     return _run(rgb, lab, ids, run, chosen, cast, held)
 
 
@@ -243,12 +257,18 @@ def _run(rgb, lab, ids, run: PipelineRun, chosen: str, cast, hints) -> Iterator[
         yield from run_instances(rgb, lab, ids, run, whole=chosen == "whole", cast=cast, hints=hints)
 
 
+def _check_flags(**flags: Any) -> None:
+    for name, value in flags.items():
+        if not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
+
+
 def refine(image: np.ndarray, mask: np.ndarray, **kwargs: Any) -> np.ndarray:
     """Refine a coarse mask or labels array; returns an array of ``mask``'s shape and dtype.
 
     Takes the arguments of :func:`iter_refine` (``model=None, mode="auto", steps=None,
-    device=None, seed=0, labels=None, ...``): a binary mask in gives a binary mask
-    out; a labels array in gives the same labels, refined, out.
+    device=None, seed=0, labels=None, force=False, ...``): a binary mask in gives a
+    binary mask out; a labels array in gives the same labels, refined, out.
     """
     *_, last = iter_refine(image, mask, **kwargs)
     return last.mask

@@ -8,6 +8,20 @@ Accepted layouts:
 * the released SegRefiner files: a top-level dict of ``denoise_model.*`` tensors (plus two
   ``loss_texture.*`` Sobel kernels, which are dropped), optionally wrapped in
   ``{"state_dict": ...}`` and/or prefixed with ``module.``.
+
+A checkpoint is data from a file, checked before it can cost a long run or give silently
+wrong results:
+
+* every tensor is real floating point (float16, bfloat16, float32 or float64; every
+  network here holds only such tensors) and finite: complex, bool and integer tensors are
+  refused, as are NaN and infinity;
+* every stored network setting lies in the range of :data:`NETWORK_RANGES`, e.g.
+  ``num_timesteps`` in [1, 64] (the released and the shipped models use 6; every step
+  is one network evaluation per object), and the network's estimated size stays below
+  :data:`MAX_PARAMETERS`; the stored pipeline options lie in the ranges
+  :class:`~napari_segrefiner.config.RefineConfig` documents;
+* the loaded network's first forward pass on a tiny input
+  (:func:`~napari_segrefiner.probe.probe_network`) gives finite ``(N, 1, H, W)`` logits.
 """
 
 from __future__ import annotations
@@ -20,10 +34,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from .atomic import atomic_write
 from .config import EncDecConfig, LiteConfig, RefineConfig, UNetConfig, config_from_dict, config_to_dict
 from .nets import build_network
+from .probe import probe_network
 
-__all__ = ["CheckpointError", "load_checkpoint", "save_checkpoint", "network_from_checkpoint"]
+__all__ = ["FLOAT_DTYPES", "MAX_PARAMETERS", "NETWORK_RANGES", "CheckpointError", "load_checkpoint",
+           "network_from_checkpoint", "save_checkpoint"]
 
 FORMAT = "napari-segrefiner"
 
@@ -112,18 +129,53 @@ def load_checkpoint(
         bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
         if bad:
             raise CheckpointError(f"{where} is not a state dict: entry {bad[0]!r} is not a tensor")
-        return config, state, refine, meta
-    return UNetConfig.official(), _official_state(obj, where), RefineConfig.official(), {}
+        return config, _check_dtypes(state, where), refine, meta
+    return UNetConfig.official(), _check_dtypes(_official_state(obj, where), where), RefineConfig.official(), {}
 
 
-# a stored configuration is data from a file: bound it before building anything from it
-_MAX_INT = 1 << 16
-_MAX_LEVELS = 8  # entries of channel_mult / stem_channels / attention_strides
-_MAX_BLOCKS = 16  # num_res_blocks
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
-def _check_config(config: UNetConfig | LiteConfig) -> None:
-    """Raise ValueError for a stored network configuration outside what can be built."""
+def _check_dtypes(state: dict[str, torch.Tensor], where: str) -> dict[str, torch.Tensor]:
+    """Refuse a tensor that is not real floating point (complex, bool, integer...)."""
+    for key, value in state.items():
+        if value.dtype not in FLOAT_DTYPES:
+            raise CheckpointError(f"{where}: tensor {key!r} has dtype {str(value.dtype).replace('torch.', '')}; "
+                                  "SegRefiner weights are real floating point (float16, bfloat16, float32 or float64)")
+    return state
+
+
+# A stored configuration is data from a file: bound it before building anything from it.
+# name -> (lowest, highest value[, fewest, most entries of a tuple]); released/shipped values in comments
+NETWORK_RANGES: dict[str, tuple[int, ...]] = {
+    "in_channels": (4, 4),
+    "out_channels": (1, 1),
+    "model_channels": (1, 512),  # 128 (official UNet), 32 (lite)
+    "channel_mult": (1, 16, 1, 8),  # (1, 1, 2, 2, 4, 4), (1, 2, 4, 4)
+    "num_res_blocks": (1, 16),  # 2, 1
+    "attention_strides": (1, 256, 0, 8),  # (16, 32), (8,)
+    "num_heads": (1, 64),  # 4
+    "num_timesteps": (1, 64),  # 6: one network evaluation per object and step
+    "norm_groups": (1, 128),  # 32, 8
+    "stem_channels": (1, 512, 1, 8),  # (24, 32), (16, 32)
+    "head_channels": (1, 512),  # 12
+    "widths": (1, 1024, 1, 8),  # (128, 96, 64, 32)
+    "encoder_taps": (0, 64, 1, 8),  # strides (4, 8, 16, 32) or ViT block indices
+    "time_channels": (1, 1024),  # 64
+}
+MAX_WIDTH = 2048  # model_channels x the largest channel_mult (official: 512)
+# (3 num_res_blocks + 2) x 72 x sum of squared level widths: an upper bound of the UNet-like
+# networks' size (official: 0.40e9 for its 118.6 M parameters; lite: 0.014e9 for 4.3 M)
+MAX_PARAMETERS = 1_000_000_000
+
+
+def _estimated_parameters(config) -> int:
+    mc, blocks = getattr(config, "model_channels", 0), getattr(config, "num_res_blocks", 0)
+    return 72 * (3 * blocks + 2) * sum((mc * m) ** 2 for m in getattr(config, "channel_mult", ()))
+
+
+def _check_config(config: UNetConfig | LiteConfig | EncDecConfig) -> None:
+    """Raise ValueError for a stored network configuration outside :data:`NETWORK_RANGES`."""
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
         if f.name == "encoder":
@@ -132,45 +184,42 @@ def _check_config(config: UNetConfig | LiteConfig) -> None:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
                 raise ValueError(f"dropout must be a number in [0, 1), got {value!r}")
             continue
-        items = value if isinstance(value, tuple) else (value,)
-        fewest = 0 if f.name == "attention_strides" else 1  # no attention at all is fine
-        if not fewest <= len(items) <= _MAX_LEVELS:
-            raise ValueError(f"{f.name} must have {fewest} to {_MAX_LEVELS} entries, got {value!r}")
+        low, high, *entries = NETWORK_RANGES[f.name]
+        items = value
+        if entries:
+            fewest, most = entries
+            if not isinstance(value, tuple) or not fewest <= len(value) <= most:
+                raise ValueError(f"{f.name} must have {fewest} to {most} entries, got {value!r}")
+        else:
+            items = (value,)
         for x in items:
-            if isinstance(x, bool) or not isinstance(x, int) or not 1 <= x <= _MAX_INT:
-                raise ValueError(f"{f.name} must hold integers in [1, {_MAX_INT}], got {value!r}")
-    if (config.in_channels, config.out_channels) != (4, 1):
-        raise ValueError(f"in_channels/out_channels must be 4/1, got {config.in_channels}/{config.out_channels}")
-    if getattr(config, "num_res_blocks", 0) > _MAX_BLOCKS:
-        raise ValueError(f"num_res_blocks must be at most {_MAX_BLOCKS}, got {config.num_res_blocks}")
+            if isinstance(x, bool) or not isinstance(x, int) or not low <= x <= high:
+                raise ValueError(f"{f.name} must hold integers in [{low}, {high}], got {value!r}")
+    widest = getattr(config, "model_channels", 0) * max(getattr(config, "channel_mult", (0,)) or (0,))
+    if widest > MAX_WIDTH:
+        raise ValueError(f"model_channels x channel_mult must stay at most {MAX_WIDTH} channels, got {widest}")
+    size = _estimated_parameters(config)
+    if size > MAX_PARAMETERS:
+        raise ValueError(f"the network would be too large: estimated size {size:.3g}, at most {MAX_PARAMETERS:.0e}")
 
 
-_KNOWN_GOOD = (UNetConfig.official(), LiteConfig(), LiteConfig.tiny())  # built and run by the test suite
+def _build(config: UNetConfig | LiteConfig | EncDecConfig, refine: RefineConfig, path: str | os.PathLike) -> nn.Module:
+    """Build the network of ``config`` without weights (checked against :data:`NETWORK_RANGES` first).
 
-
-def _build(config: UNetConfig | LiteConfig, refine: RefineConfig, path: str | os.PathLike) -> nn.Module:
-    """Build the network of ``config`` on the meta device (no weights) and check it runs.
-
-    A forward pass on a tiny input checks every shape, so a configuration that builds but
-    cannot run (output channels, level counts...) is refused here. The configurations of
-    the released and shipped networks are known to run and skip it (it costs 0.3-1.5 s,
-    most of a small model's loading time).
+    The big UNet is built on the meta device (no random init of 118 M weights that are
+    overwritten anyway); small networks on the CPU (the meta device's first use costs
+    ~1.4 s of imports, 20x the Lite network's whole initialisation). Whether it runs is
+    checked later, with its weights (:func:`~napari_segrefiner.probe.probe_network`).
     """
     try:
         _check_config(config)
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: a stored {config.arch} network setting is out of range: {exc}") from None
+    try:
         side = int(config.divisor)
-        # the big UNet is built on the meta device (no random init of 118 M weights that are
-        # overwritten anyway); small networks on the CPU: the meta device's first use costs
-        # ~1.4 s of imports, 20x the Lite network's whole initialisation
         where = torch.device("meta") if isinstance(config, UNetConfig) else torch.device("cpu")
-        with where, torch.no_grad():
+        with where:
             model = build_network(config)
-            if config in _KNOWN_GOOD:
-                out = torch.empty(1, 1, side, side)
-            else:
-                out = model(torch.zeros(1, 4, side, side), torch.full((1,), config.num_timesteps - 1, dtype=torch.long))
-        if tuple(out.shape) != (1, 1, side, side):
-            raise ValueError(f"a (1, 4, {side}, {side}) input gives {tuple(out.shape)}, not (1, 1, {side}, {side})")
     except Exception as exc:  # ZeroDivisionError, RuntimeError, ValueError... from a broken config
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path}: its {config.arch} network configuration cannot be built: {msg}") from None
@@ -197,10 +246,10 @@ def network_from_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, RefineC
     Raises
     ------
     CheckpointError
-        Also if the stored network configuration cannot be built or does not map an
-        ``(N, 4, H, W)`` input to ``(N, 1, H, W)`` logits, the stored ``size``/``hr_patch``
-        do not fit the network, the keys or shapes do not match it, or a weight is NaN or
-        infinite.
+        Also if a stored setting is out of range (see the module docstring), the stored
+        ``size``/``hr_patch`` do not fit the network, the keys or shapes do not match it,
+        a tensor is not real floating point or is NaN or infinite, or the network's first
+        forward pass on a tiny input does not give finite ``(N, 1, H, W)`` logits.
     """
     config, state, refine, meta = load_checkpoint(path)
     model = _build(config, refine, path)
@@ -218,11 +267,15 @@ def network_from_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, RefineC
                 f"{path}: tensor {key!r} has shape {tuple(value.shape)}, the network expects "
                 f"{tuple(expected[key].shape)}"
             )
-        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+        if not bool(torch.isfinite(value).all()):
             raise CheckpointError(f"{path}: tensor {key!r} holds NaN or infinite values (a broken training run?)")
     # fresh, aligned copies: views into a shared file buffer would make kernels take other paths
     model.load_state_dict({k: v.float().clone() for k, v in state.items()}, strict=True, assign=True)
     model.eval()
+    try:
+        probe_network(model, num_timesteps=config.num_timesteps, device="cpu", name="its network")
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
     return model, refine, meta
 
 
@@ -273,8 +326,4 @@ def save_checkpoint(
         if clash:
             raise ValueError(f"extra must not override the reserved entries {sorted(clash)}")
         obj.update(extra)
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_suffix(p.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, p)
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))

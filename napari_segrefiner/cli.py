@@ -13,7 +13,19 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .cli_plan import CLIError, check_writable, model_source, plan_file, plan_folders, read_image, read_mask, write_mask
+from .cli_plan import (
+    CLIError,
+    check_folder_output,
+    check_labels,
+    check_writable,
+    model_source,
+    output_lock,
+    plan_file,
+    plan_folders,
+    read_image,
+    read_mask,
+    write_mask,
+)
 
 __all__ = ["main"]
 
@@ -40,20 +52,24 @@ def _cmd_refine(args) -> int:
         raise CLIError(f"folder not found: {missing}" if missing else "IMAGE and MASK must both be files or both be folders")
     if folders:  # resumable: outputs an earlier run made with the same inputs and settings are its own
         from .cli_folder import FolderRun, run_folder
+        from .outlock import LOCK_NAME
 
-        run = FolderRun(out, args)
-        plan = plan_folders(image_path, mask_path, out, args, owned=run.owned)
-        return run_folder(plan, out, args, run)
+        check_folder_output(image_path, mask_path, out)  # before the lock creates anything
+        with output_lock(out / LOCK_NAME, f"output folder {out}"):  # one run at a time per folder
+            run = FolderRun(out, args)
+            plan = plan_folders(image_path, mask_path, out, args, owned=run.owned)
+            return run_folder(plan, out, args, run)
     if args.workers or args.scheduler:
         raise CLIError("--workers and --scheduler are for folder mode and .zarr arrays; one pair runs here")
     plan = plan_file(image_path, mask_path, out, args)
     image, mask = read_image(image_path), read_mask(mask_path)  # every input problem before the model loads
     check_writable(out, mask)
+    check_labels(mask, args.force)  # a photo as the mask (or image and mask swapped): refused in milliseconds
     try:
         refiner = load_refiner(model_source(args), device=args.device)  # the CLI's one load per run
     except (FileNotFoundError, KeyError, ValueError) as exc:
         raise CLIError(str(exc).strip("'\"")) from None
-    opts = dict(model=refiner, mode=args.mode, steps=args.steps, seed=args.seed, previews=False)
+    opts = dict(model=refiner, mode=args.mode, steps=args.steps, seed=args.seed, previews=False, force=args.force)
     if refiner.device.type == "cpu":
         from .threads import cpu_threads, use_threads
 
@@ -62,20 +78,22 @@ def _cmd_refine(args) -> int:
         except ValueError as exc:
             raise CLIError(str(exc)) from None
         with use_threads(threads):
-            return _run_refine(plan, out, opts, image, mask)
-    return _run_refine(plan, out, opts, image, mask)
+            return _run_refine(out, opts, image, mask, args.overwrite)
+    return _run_refine(out, opts, image, mask, args.overwrite)
 
 
-def _run_refine(plan, out: Path, opts: dict, image, mask) -> int:
+def _run_refine(out: Path, opts: dict, image, mask, overwrite: bool) -> int:
     import numpy as np
 
     from .api import iter_refine
+    from .atomic import sweep_temporaries
 
     try:
         *_, last = iter_refine(image, mask, **opts)
     except (ValueError, TypeError) as exc:
         raise CLIError(str(exc)) from None
-    write_mask(out, last.mask)
+    sweep_temporaries(out.parent, name=out.name)  # what killed runs writing this output left
+    write_mask(out, last.mask, overwrite=overwrite)  # never over a file that appeared meanwhile
     changed = int(np.count_nonzero(np.asarray(last.mask) != np.asarray(mask)))
     print(f"mode={last.mode}: wrote {out} ({changed} pixels changed)")
     return 0
@@ -188,7 +206,8 @@ def _parser() -> argparse.ArgumentParser:
         "IMAGE and MASK are .zarr arrays (any size, 2-D or stacks), -o is the output .zarr, refined object by "
         "object in instance mode, chunk by chunk, resumably. Outputs are checked before anything runs: an "
         "output may not be an input (or, in folder mode, lie inside an input folder) and existing files are "
-        "only replaced with --overwrite.",
+        "only replaced with --overwrite. An output folder or .zarr is locked while a run writes it: a second "
+        "run into it is refused.",
     )
     r.add_argument("image", metavar="IMAGE", help="image file (PNG, JPEG, TIFF, BMP, .npy), or a folder of them (folder mode)")
     r.add_argument("mask", metavar="MASK", help="coarse mask or labels file (PNG, TIFF, .npy; 0 = background), or a folder of "
@@ -207,7 +226,11 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--ext", default=None, help="folder mode: output extension .png, .tif, .tiff or .npy "
                    "(default: the mask's, or .png for other mask formats)")  # fmt: skip
     r.add_argument("--overwrite", action="store_true", help="replace output files that already exist (outputs "
-                   "the manifest shows finished from the same inputs and settings are still skipped)")
+                   "the manifest shows finished from the same inputs and settings are still skipped); a replaced "
+                   "file keeps its permissions")
+    r.add_argument("--force", action="store_true", help="refine a mask with implausibly many labels (more than "
+                   "max(1024, pixels/16): a photo as the mask, or image and mask swapped) or a run estimated to "
+                   "need more memory than is available")
     r.add_argument("--threads", type=int, default=None,
                    help="CPU threads (default: $OMP_NUM_THREADS, else every core this process may use; shared "
                    "by the --workers)")  # fmt: skip

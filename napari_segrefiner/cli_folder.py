@@ -1,10 +1,13 @@
 """Folder mode of ``napari-segrefiner refine``: many image/mask pairs, resumable, on a cluster.
 
-Every output is written atomically (:func:`~napari_segrefiner.io.write_mask`) and noted
-in the output folder's manifest (:mod:`~napari_segrefiner.manifest`): a rerun with the same
-inputs and settings skips the outputs it finished, redoes the ones it had only claimed,
-and still refuses (without ``--overwrite``) every output it did not make. Temporary files a
-killed run left beside the outputs it was writing are removed first.
+The output folder is locked for the run (:mod:`~napari_segrefiner.outlock`): a second run
+into it is refused. Each output is written to a temporary file
+(:func:`~napari_segrefiner.atomic.write_temp`), recorded in the output folder's manifest
+(:mod:`~napari_segrefiner.manifest`) with the identity of that file, and only then moved
+into place, never over a file that appeared meanwhile (unless ``--overwrite``). A rerun
+with the same inputs and settings skips the outputs it finished and still refuses (without
+``--overwrite``) every existing output whose file is not the one it recorded. Temporary
+files a killed run left are removed first (:func:`~napari_segrefiner.atomic.sweep_temporaries`).
 
 Without ``--workers``/``--scheduler`` the pairs are refined one after the other in this
 process. ``--workers N`` starts a local cluster of N worker processes, ``--scheduler ADDR``
@@ -19,17 +22,10 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-from .cli_plan import (
-    CLIError,
-    check_writable,
-    model_source,
-    read_image,
-    read_mask,
-    write_mask,
-)
+from .cli_plan import CLIError, check_writable, model_source, read_image, read_mask
 from .manifest import MANIFEST, Manifest, model_id
 
-__all__ = ["FolderRun", "refine_file", "run_folder", "sweep_temporaries"]
+__all__ = ["FolderRun", "refine_file", "run_folder"]
 
 
 class FolderRun:
@@ -58,48 +54,39 @@ class FolderRun:
         return self._manifest
 
     def status(self, image: Path, mask: Path, out: Path) -> str | None:
-        if not (self.out / MANIFEST).is_file():
-            return None
+        """``"done"`` if ``out`` is the file an earlier run with these inputs and settings recorded."""
         return self.manifest.status(out.name, out, {"image": image, "mask": mask})
 
     def owned(self, image: Path, mask: Path, out: Path) -> bool:
-        """For :func:`~.cli_plan.plan_folders`: an existing output this run may replace or skip."""
+        """For :func:`~.cli_plan.plan_folders`: an existing output this run made (and skips)."""
         return self.status(image, mask, out) is not None
 
 
-def sweep_temporaries(plan) -> int:
-    """Remove the temporary files a killed run left beside planned outputs; returns how many.
-
-    Only names :func:`~napari_segrefiner.io.atomic_write` makes for these outputs
-    (``.<stem>.<random>.tmp<ext>``) are touched.
-    """
-    n = 0
-    for *_, out in plan:
-        for p in out.parent.glob(f".{out.stem}.*.tmp{out.suffix}"):
-            if p.is_file() and not p.is_symlink():
-                p.unlink()
-                n += 1
-    return n
-
-
 def refine_file(spec, image_p: Path, mask_p: Path, out_p: Path, opts: dict) -> dict:
-    """Refine one pair and write its output atomically (in this process or a dask worker).
+    """Refine one pair into a temporary file beside its output (in this process or a dask worker).
 
-    Returns ``{"output": file_id}`` or ``{"error": message}`` for a pair that cannot be
-    refined (unreadable file, empty mask...).
+    Returns ``{"temp": path, "output": file_id}`` (the caller records the file and moves it
+    into place) or ``{"error": message}`` for a pair that cannot be refined (unreadable
+    file, empty mask...).
     """
     from .api import iter_refine
+    from .atomic import write_temp
     from .cluster import refiner_for
+    from .io import mask_writer
     from .manifest import file_id
 
     try:
         image, mask = read_image(Path(image_p)), read_mask(Path(mask_p))
         check_writable(Path(out_p), mask)
         *_, last = iter_refine(image, mask, model=refiner_for(spec), **opts)
-        write_mask(Path(out_p), last.mask)
+        tmp = write_temp(Path(out_p), mask_writer(Path(out_p), last.mask))
     except (CLIError, ValueError, TypeError) as exc:
         return {"error": str(exc)}
-    return {"output": file_id(out_p)}
+    try:
+        return {"temp": str(tmp), "output": file_id(tmp)}
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _load(args, device: str):
@@ -115,6 +102,7 @@ def run_folder(plan, out: Path, args, run: FolderRun) -> int:
     """Refine every planned pair not finished before; returns the exit code."""
     from tqdm import tqdm
 
+    from .atomic import place, sweep_temporaries
     from .cluster import ModelSpec, get_client, local_cluster, worker_threads
     from .threads import cpu_threads, use_threads
 
@@ -124,11 +112,11 @@ def run_folder(plan, out: Path, args, run: FolderRun) -> int:
             done += 1
         else:
             todo.append(item)
-    swept = sweep_temporaries(todo)
+    swept = sweep_temporaries(out)  # what killed runs left (this run holds the folder's lock)
     if done or swept:
         print(f"resuming: {done} of {len(plan)} outputs already done" + (f", {swept} stale temporary file(s) removed"
               if swept else ""), file=sys.stderr)  # fmt: skip
-    opts = dict(mode=args.mode, steps=args.steps, seed=args.seed, previews=False)
+    opts = dict(mode=args.mode, steps=args.steps, seed=args.seed, previews=False, force=args.force)
     try:
         threads = cpu_threads("cli", requested=args.threads)
     except ValueError as exc:
@@ -139,19 +127,23 @@ def run_folder(plan, out: Path, args, run: FolderRun) -> int:
     refiner = _load(args, "cpu" if distributed else args.device)  # checks the model before any work
     return_large_blocks()  # a long run: freed network batches go back to the system
     manifest = run.manifest
-    for img_p, mask_p, out_p in todo:
-        manifest.claim(out_p.name, {"image": img_p, "mask": mask_p})
-    manifest.save()
     failed = 0
     bar = tqdm(total=len(plan), initial=done, desc="refining", unit="image", file=sys.stderr)
 
     def finished(item, result: dict) -> None:
         nonlocal failed
+        img_p, mask_p, out_p = item
         if "error" in result:
             failed += 1
-            print(f"skipped {item[0].name}: {result['error']}", file=sys.stderr)
-        else:
-            manifest.record(item[2].name, result["output"])
+            print(f"skipped {img_p.name}: {result['error']}", file=sys.stderr)
+        else:  # recorded first: whenever this run stops, a file it put in place is in the manifest
+            manifest.record(out_p.name, {"image": img_p, "mask": mask_p}, result["output"])
+            try:
+                place(result["temp"], out_p, overwrite=args.overwrite)
+            except FileExistsError as exc:
+                manifest.forget(out_p.name)
+                failed += 1
+                print(f"skipped {img_p.name}: {exc}; pass --overwrite to replace it", file=sys.stderr)
         bar.update(1)
 
     cluster = client = None

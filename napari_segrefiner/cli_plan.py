@@ -11,10 +11,11 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["CLIError", "check_writable", "model_source", "plan_file", "plan_folders", "read_image", "read_mask",
-           "write_mask"]
+__all__ = ["CLIError", "check_folder_output", "check_labels", "check_writable", "model_source", "output_lock",
+           "plan_file", "plan_folders", "read_image", "read_mask", "write_mask"]
 
 
 class CLIError(Exception):
@@ -43,13 +44,42 @@ def read_mask(path: Path):
     return _read(path, "mask", io.read_mask)
 
 
-def write_mask(path: Path, mask) -> None:
+def write_mask(path: Path, mask, *, overwrite: bool) -> None:
+    """:func:`~napari_segrefiner.io.write_mask`; without ``overwrite`` never over an existing file."""
     from .io import write_mask
 
     try:
-        write_mask(path, mask)
+        write_mask(path, mask, overwrite=overwrite)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
+    except FileExistsError as exc:
+        raise CLIError(f"{exc}; pass --overwrite to replace it") from None
+
+
+def check_labels(mask, force: bool) -> None:
+    """Refuse a mask with implausibly many labels (:mod:`~napari_segrefiner.plausible`) unless ``force``."""
+    from .plausible import check_label_count, count_labels
+
+    try:
+        check_label_count(count_labels(mask), mask.shape, force=force)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+
+
+@contextmanager
+def output_lock(path: Path, what: str):
+    """Hold :class:`~napari_segrefiner.outlock.OutputLock` ``path`` for the block; a held lock is a CLIError."""
+    from .outlock import OutputLock, OutputLocked
+
+    lock = OutputLock(path, what)
+    try:
+        lock.acquire()
+    except OutputLocked as exc:
+        raise CLIError(str(exc)) from None
+    try:
+        yield lock
+    finally:
+        lock.release()
 
 
 def model_source(args) -> str | None:
@@ -150,6 +180,15 @@ def _listing(folder: Path) -> dict[str, list[Path]]:
     return by_stem
 
 
+def check_folder_output(image_dir: Path, mask_dir: Path, out: Path) -> None:
+    """Refuse an output folder that is a file or lies in an input folder (nothing is created)."""
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"output {out} is a file; in folder mode -o names a folder")
+    for name, folder in (("IMAGE", image_dir), ("MASK", mask_dir)):
+        if _within(out, folder):
+            raise CLIError(f"output folder {out} is (inside) the {name} folder {folder}; choose a folder outside the inputs")
+
+
 def plan_folders(image_dir: Path, mask_dir: Path, out: Path, args,
                  owned: Callable[[Path, Path, Path], bool] | None = None) -> list[tuple[Path, Path, Path]]:
     """The (image, mask, output) triples of folder mode, checked.
@@ -162,11 +201,7 @@ def plan_folders(image_dir: Path, mask_dir: Path, out: Path, args,
     ext = args.ext
     if ext is not None:
         ext = _out_ext(ext if ext.startswith(".") else f".{ext}", "--ext")
-    if out.exists() and not out.is_dir():
-        raise CLIError(f"output {out} is a file; in folder mode -o names a folder")
-    for name, folder in (("IMAGE", image_dir), ("MASK", mask_dir)):
-        if _within(out, folder):
-            raise CLIError(f"output folder {out} is (inside) the {name} folder {folder}; choose a folder outside the inputs")
+    check_folder_output(image_dir, mask_dir, out)
     images, masks = _listing(image_dir), _listing(mask_dir)
     for stem, found in masks.items():
         if len(found) > 1 and stem in images:

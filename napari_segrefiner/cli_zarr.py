@@ -8,6 +8,13 @@ folder is renamed to ``out.zarr``, so ``out.zarr`` is never partial. A stopped r
 again with the same inputs and settings, writes only the chunks that are missing (a chunk's
 objects are refined again only if that chunk needs them); a finished one is not redone.
 
+The output is locked for the run (``.segrefiner-lock-<name>`` beside it,
+:mod:`~napari_segrefiner.outlock`): a second run into it is refused. An existing output is
+replaced only with ``--overwrite``, also when it appeared while this run was refining (the
+finished result then stays in the hidden folder, and a rerun with ``--overwrite`` puts it
+in place without refining again). What a killed run left (the lock, temporary files, an
+old output being replaced) is cleaned by the next run.
+
 Zarr chunk files are written atomically by zarr itself; ``--workers N`` / ``--scheduler
 ADDR`` compute on a dask cluster whose workers see the same files.
 """
@@ -24,8 +31,9 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-from .cli_plan import CLIError, _within, model_source
+from .cli_plan import CLIError, _within, model_source, output_lock
 from .manifest import MANIFEST, model_id
+from .outlock import LOCK_NAME
 
 __all__ = ["is_zarr", "run_zarr"]
 
@@ -90,7 +98,7 @@ class _Progress:
             self.save()
 
     def save(self) -> None:
-        from .io import atomic_write
+        from .atomic import atomic_write
 
         text = json.dumps({"format": 1, "settings": self.settings, "done": sorted(self.done), "complete": self.complete})
         atomic_write(self.path, lambda tmp: tmp.write_text(text))
@@ -136,6 +144,14 @@ def run_zarr(image_path: Path, mask_path: Path, out: Path, args) -> int:
                 "image": {"path": str(image_path.absolute()), "files": _fingerprint(image_path)},
                 "mask": {"path": str(mask_path.absolute()), "files": _fingerprint(mask_path)}}
     settings = json.loads(json.dumps(settings))
+    with output_lock(out.parent / f"{LOCK_NAME}-{out.name}", f"output {out}"):  # one run at a time per output
+        return _locked_run(image, mask, out, settings, args)
+
+
+def _locked_run(image, mask, out: Path, settings: dict, args) -> int:
+    from .atomic import sweep_temporaries
+
+    sweep_temporaries(out.parent, name=out.name)  # an old output a killed --overwrite run was replacing
     if out.exists():
         old = _Progress.read(out)
         if old is not None and old.get("complete") and old.get("settings") == settings:
@@ -149,6 +165,7 @@ def run_zarr(image_path: Path, mask_path: Path, out: Path, args) -> int:
     if partial.exists() and previous is None:
         raise CLIError(f"{partial} exists and is not an unfinished run of napari-segrefiner; remove it")
     if previous is not None and previous.get("settings") == settings:
+        sweep_temporaries(partial)  # the manifest's temporary file, if a kill came while it was saved
         state.done = set(previous.get("done", []))
         print(f"resuming: {len(state.done)} chunk(s) of {out.name} already written", file=sys.stderr)
     elif previous is not None:
@@ -160,6 +177,7 @@ def _refine_into(image, mask, out: Path, partial: Path, state: _Progress, args) 
     import zarr
     from tqdm import tqdm
 
+    from .atomic import temp_name
     from .cluster import get_client, local_cluster, worker_threads
     from .lazy import refine_lazy
     from .refiner import load_refiner
@@ -200,7 +218,7 @@ def _refine_into(image, mask, out: Path, partial: Path, state: _Progress, args) 
             with use_threads(threads) if client is None and refiner.device.type == "cpu" else nullcontext():
                 result = refine_lazy(image, mask, model=model, device=None if client is None else args.device,
                                      seed=args.seed, steps=args.steps, chunks=args.chunks, client=client,
-                                     progress=progress)
+                                     progress=progress, force=args.force)
                 chunk_shape = tuple(c[0] for c in result.chunks)
                 if not (partial / "zarr.json").is_file():
                     zarr.create_array(store=str(partial), shape=result.shape, dtype=result.dtype, chunks=chunk_shape,
@@ -219,11 +237,17 @@ def _refine_into(image, mask, out: Path, partial: Path, state: _Progress, args) 
             cluster.close()
     state.complete = True
     state.save()
-    if out.exists():  # --overwrite: the old output goes only once the new one is complete
-        trash = out.parent / f".{out.name}.old-{os.getpid()}"
+    if out.exists() or out.is_symlink():  # checked again: it may have appeared while this run was refining
+        if not args.overwrite:
+            raise CLIError(f"output {out} appeared while this run was refining; it was not replaced (the finished "
+                           f"result is in {partial}: rerun with --overwrite to put it in place)")
+        trash = temp_name(out)  # the old output goes only once the new one is complete
         os.replace(out, trash)
         os.replace(partial, out)
-        shutil.rmtree(trash)
+        if trash.is_dir() and not trash.is_symlink():
+            shutil.rmtree(trash)
+        else:
+            trash.unlink()
     else:
         os.replace(partial, out)
     print(f"wrote {out} (shape {tuple(result.shape)}, {len(state.done)} chunks)")

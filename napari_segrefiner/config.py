@@ -262,6 +262,11 @@ class RefineConfig:
     The defaults are the released pipelines' test configuration (``segrefiner_coco.py`` /
     ``segrefiner_big.py``); a checkpoint may store its own (the shipped model does).
 
+    Every number, given or stored, must lie in its range (inclusive): ``size`` and
+    ``hr_patch`` 8-2048, ``pad`` and ``context_cap`` 0-4096, ``min_area`` and
+    ``hr_min_pixels`` 0-2**24, ``context`` 0-64, ``batch_size`` 1-4096, ``hr_thr_ratio``
+    and ``hr_iou`` 0-1, ``auto_hr_side`` 0-2**20, ``keep_bias`` 0-20.
+
     Parameters
     ----------
     size : int

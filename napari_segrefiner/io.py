@@ -16,25 +16,28 @@ Conventions
   writer thus save a one-object mask the same way. **Labels** (several values) keep their values and
   their dtype's width (a uint16 label image stays 16-bit even when every label is < 256).
 * A colour (RGB) mask image becomes labels: one id per distinct colour, black = 0.
-* Every write goes to a temporary file in the target folder and is renamed into place,
-  so a crash never leaves a partial file.
+* Every write goes to a temporary file in the target folder and is renamed into place
+  (:func:`~napari_segrefiner.atomic.atomic_write`), so a crash never leaves a partial
+  file; the file gets the permissions a plain write would give under the user's umask.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_write
+
 __all__ = [
     "IMAGE_EXTENSIONS",
     "LOSSY_EXTENSIONS",
     "MASK_EXTENSIONS",
     "atomic_write",
+    "mask_writer",
     "read_array",
     "read_image",
     "read_labels",
@@ -99,13 +102,23 @@ def _colour_labels(arr: np.ndarray) -> np.ndarray:
     rgb = arr[..., :3]
     if (rgb == rgb[..., :1]).all():  # gray stored as RGB
         return np.ascontiguousarray(rgb[..., 0])
-    colours, inverse = np.unique(rgb.reshape(-1, 3), axis=0, return_inverse=True)
-    black = np.flatnonzero((colours == 0).all(axis=1))
-    ids = np.arange(1, len(colours) + 1, dtype=np.int64)
-    if black.size:
-        ids[black[0]] = 0
-        ids[black[0] + 1 :] -= 1
-    out = ids[inverse.reshape(-1)].reshape(rgb.shape[:2])
+    flat = rgb.reshape(-1, 3).astype(np.uint64)  # one integer per colour, in the colours' order
+    bits = np.uint64(8 if rgb.dtype == np.uint8 else 16)
+    packed = (flat[:, 0] << (bits + bits)) | (flat[:, 1] << bits) | flat[:, 2]
+    if rgb.dtype == np.uint8:  # a table of the 2**24 colours: linear (a sort of a 12 MP photo takes seconds)
+        seen = np.zeros(1 << 24, dtype=bool)
+        seen[packed] = True
+        seen[0] = False  # black is background
+        ids = np.cumsum(seen, dtype=np.int64)
+        out = ids[packed].reshape(rgb.shape[:2])
+    else:
+        colours, inverse = np.unique(packed, return_inverse=True)
+        ids = np.arange(1, len(colours) + 1, dtype=np.int64)
+        black = np.flatnonzero(colours == 0)
+        if black.size:
+            ids[black[0]] = 0
+            ids[black[0] + 1 :] -= 1
+        out = ids[inverse.reshape(-1)].reshape(rgb.shape[:2])
     top = int(out.max())
     return out.astype(np.uint8 if top <= 255 else np.uint16 if top <= 65535 else np.int32)
 
@@ -174,26 +187,6 @@ def read_labels(path: str | os.PathLike) -> np.ndarray:
     return arr.astype(np.int32, copy=False)
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it to ``path``.
-
-    If ``write`` raises, the temporary file is removed and ``path`` is left as it was.
-    The temporary file keeps the target's extension, so writers that look at it work.
-    """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}", dir=target.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        write(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return target
-
-
 def _is_binary(mask: np.ndarray) -> bool:
     return mask.dtype == bool or (mask.size > 0 and int(mask.max()) == 1 and int(mask.min()) == 0)
 
@@ -215,27 +208,12 @@ def _for_png(mask: np.ndarray, name: str) -> np.ndarray:
     return mask.astype(np.uint8 if top <= 255 else np.uint16)
 
 
-def write_mask(path: str | os.PathLike, mask: np.ndarray) -> Path:
-    """Write a mask or labels array (atomically); the extension picks the format.
+def mask_writer(path: str | os.PathLike, mask: np.ndarray) -> Callable[[Path], None]:
+    """Check that the format of ``path`` can hold ``mask``; return ``write(file)`` that writes it.
 
-    Parameters
-    ----------
-    path : str or path-like
-        Ends in ``.png`` (2-D, labels up to 65535), ``.tif``/``.tiff`` or ``.npy``.
-    mask : ndarray
-        A binary mask (bool or 0/1: written 0/255, or as it is in ``.npy``) or integer
-        labels (their values and dtype width are kept).
-
-    Returns
-    -------
-    Path
-        The file written.
-
-    Raises
-    ------
-    ValueError
-        For another extension, floats, fewer than 2 dimensions, or data the format cannot
-        hold (PNG: one 2-D image, labels up to 65535; PNG/TIFF: at least one pixel).
+    For callers that put the file in place themselves
+    (:func:`~napari_segrefiner.atomic.write_temp` then :func:`~napari_segrefiner.atomic.place`);
+    :func:`write_mask` does both. Parameters and errors as :func:`write_mask`.
     """
     target = Path(path)
     ext = target.suffix.lower()
@@ -249,7 +227,7 @@ def write_mask(path: str | os.PathLike, mask: np.ndarray) -> Path:
     if ext != ".npy" and arr.size == 0:
         raise ValueError(f"cannot save {target.name}: the mask has no pixels (shape {arr.shape}); use .npy")
     if ext == ".npy":
-        return atomic_write(target, lambda tmp: np.save(tmp, arr))
+        return lambda tmp: np.save(tmp, arr)
     if ext == ".png":
         import cv2
 
@@ -261,9 +239,39 @@ def write_mask(path: str | os.PathLike, mask: np.ndarray) -> Path:
                 raise ValueError(f"cannot encode {target.name} as PNG")
             buf.tofile(str(tmp))
 
-        return atomic_write(target, write_png)
+        return write_png
     import tifffile
 
     data = (arr != 0).astype(np.uint8) * 255 if _is_binary(arr) else arr
     # minisblack: a (3, H, W) labels stack is three label planes, never an RGB picture
-    return atomic_write(target, lambda tmp: tifffile.imwrite(tmp, data, compression="zlib", photometric="minisblack"))
+    return lambda tmp: tifffile.imwrite(tmp, data, compression="zlib", photometric="minisblack")
+
+
+def write_mask(path: str | os.PathLike, mask: np.ndarray, *, overwrite: bool = True) -> Path:
+    """Write a mask or labels array (atomically); the extension picks the format.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Ends in ``.png`` (2-D, labels up to 65535), ``.tif``/``.tiff`` or ``.npy``.
+    mask : ndarray
+        A binary mask (bool or 0/1: written 0/255, or as it is in ``.npy``) or integer
+        labels (their values and dtype width are kept).
+    overwrite : bool
+        Replace an existing file (keeping its permission bits). False never replaces one,
+        not even a file that appeared while this one was being written.
+
+    Returns
+    -------
+    Path
+        The file written.
+
+    Raises
+    ------
+    ValueError
+        For another extension, floats, fewer than 2 dimensions, or data the format cannot
+        hold (PNG: one 2-D image, labels up to 65535; PNG/TIFF: at least one pixel).
+    FileExistsError
+        ``overwrite=False`` and ``path`` exists.
+    """
+    return atomic_write(path, mask_writer(path, mask), overwrite=overwrite)

@@ -51,6 +51,8 @@ from .lazy_scan import (
     scan_block,
 )
 from .lazy_tasks import BatchTask, ChunkTask, Source, compose_chunk, refine_batch
+from .lazy_checks import check_arrays, check_ids, check_options
+from .plausible import check_label_count
 
 __all__ = ["LazyPlan", "plan_lazy", "refine_lazy"]
 
@@ -150,7 +152,8 @@ def _spatial_chunks(mask_chunks, shape, chunks) -> tuple[tuple[int, ...], tuple[
 
 
 def plan_lazy(image, mask, *, config, seed: int, steps: tuple[int, ...], labels: Iterable[int] | None = None,
-              chunks=None, client=None, autocast: bool = False, token: str | None = None, hints=None) -> LazyPlan:
+              chunks=None, client=None, autocast: bool = False, token: str | None = None, hints=None,
+              force: bool = False) -> LazyPlan:
     """Scan ``mask`` (and ``image`` when it is not 8-bit) and plan the batches and chunks.
 
     ``image`` and ``mask`` are dask arrays; ``config`` the run's :class:`~.config.RefineConfig`.
@@ -162,9 +165,11 @@ def plan_lazy(image, mask, *, config, seed: int, steps: tuple[int, ...], labels:
     tables = merge_tables(_compute([_delayed(scan_block)(b, off) for b, off in _blocks(mask)], client))
     if not tables:
         raise ValueError("mask is empty (no foreground pixels): nothing to refine")
+    for pos, table in tables.items():  # a photo passed as the mask, or image and mask swapped
+        check_label_count(len(table), (h, w), force=force, name=f"mask plane {pos}" if lead else "mask")
     wanted = None
     if labels is not None:
-        wanted = sorted({int(v) for v in _check_ids(labels)})
+        wanted = sorted({int(v) for v in check_ids(labels)})
         if not wanted:
             raise ValueError("labels is empty: nothing to refine")
         present = set(np.concatenate([t.labels for t in tables.values()]).tolist())
@@ -246,15 +251,6 @@ def _meeting(boxes: np.ndarray, region) -> np.ndarray:
     return (boxes[:, 0] < y1) & (boxes[:, 1] > y0) & (boxes[:, 2] < x1) & (boxes[:, 3] > x0)
 
 
-def _check_ids(labels: Iterable[int]) -> list[int]:
-    out = []
-    for v in labels:
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-            raise TypeError(f"labels must hold integers, got {v!r}")
-        out.append(int(v))
-    return out
-
-
 def _delayed(func):
     from dask import delayed
 
@@ -275,26 +271,6 @@ def _scalings(image, tables: dict, lead: int, rgb_axis: bool, client) -> dict:
     return plane_scaling(image.dtype, p1, p2)
 
 
-def _check_arrays(image, mask) -> bool:
-    """Shapes and dtypes of image and mask; returns whether the image has a channel axis."""
-    for arr, what in ((image, "image"), (mask, "mask")):
-        if not hasattr(arr, "shape") or not hasattr(arr, "dtype"):
-            raise TypeError(f"{what} must be a numpy, zarr or dask array, got {type(arr).__name__}")
-    if np.dtype(mask.dtype).kind not in "biuf":
-        raise TypeError(f"mask must be a bool or integer array, got dtype {mask.dtype}")
-    if np.dtype(image.dtype).kind not in "biuf":
-        raise TypeError(f"image must be a numeric array, got dtype {image.dtype}")
-    if mask.ndim < 2:
-        raise ValueError(f"mask must have at least 2 dimensions, got shape {mask.shape}")
-    if image.ndim == mask.ndim + 1:
-        if tuple(image.shape[:-1]) != tuple(mask.shape) or image.shape[-1] not in (1, 3, 4):
-            raise ValueError(f"image shape {image.shape} does not match the mask's {mask.shape} (+ 1, 3 or 4 channels)")
-        return True
-    if tuple(image.shape) != tuple(mask.shape):
-        raise ValueError(f"image shape {image.shape} does not match the mask's {mask.shape}")
-    return False
-
-
 def refine_lazy(
     image: Any,
     mask: Any,
@@ -309,6 +285,7 @@ def refine_lazy(
     progress: Callable[[int, int], None] | None = None,
     autocast: bool = False,
     hints: Any = None,
+    force: bool = False,
     **options: Any,
 ):
     """Refine a big labels array object by object, lazily; returns a dask array.
@@ -331,8 +308,8 @@ def refine_lazy(
         Annotator hints (0 free, 1 object, 2 background), held as in memory
         (:mod:`~napari_segrefiner.hints`): the result equals ``refine(..., hints=hints)``.
     chunks : int or (int, int), optional
-        Output chunk (and composition window) size along the last two axes; default: the
-        mask's chunks (1024 for numpy input).
+        Output chunk (and composition window) size along the last two axes, at least
+        16 px; default: the mask's chunks (1024 for numpy input).
     client : None, str or distributed.Client
         None: dask's threaded scheduler (one model in this process). A client or an
         address: scans run on that cluster now, and each worker process loads a model
@@ -341,6 +318,10 @@ def refine_lazy(
     progress : callable, optional
         ``progress(done, total)`` after every refined batch (objects), while the result is
         computed.
+    force : bool
+        Refine a plane with more labels than ``max(1024, H * W / 16)`` anyway (see
+        :mod:`~napari_segrefiner.plausible`: a photo passed as the mask, or image and mask
+        swapped).
     **options
         Overrides of the refiner's :class:`~.config.RefineConfig` (``batch_size`` is the
         number of objects per network batch and per task).
@@ -365,14 +346,15 @@ def refine_lazy(
     from .scheduler import timesteps
 
     seed = resolve_seed(seed)
-    _check_arrays(image, mask)
+    check_arrays(image, mask)
+    check_options(chunks=chunks, progress=progress, autocast=autocast, force=force)
     mask_d = _as_dask(mask, _numpy_chunks(np.ndim(mask), chunks))
     if isinstance(image, np.ndarray):
         extra = ((image.shape[-1],),) if image.ndim == mask_d.ndim + 1 else ()
         image_d = _as_dask(image, (*mask_d.chunks, *extra))
     else:
         image_d = _as_dask(image, None)
-    _check_arrays(image_d, mask_d)
+    check_arrays(image_d, mask_d)
     if min(mask_d.shape[-2:]) < 2:
         raise ValueError(f"image is too small: shape {image_d.shape}")
     client = get_client(client)
@@ -394,7 +376,8 @@ def refine_lazy(
             raise TypeError(f"hints must be an integer array (0 free, 1 object, 2 background), got dtype {hints.dtype}")
         hints_d = _as_dask(hints, mask_d.chunks)
     plan = plan_lazy(image_d, mask_d, config=config, seed=seed, steps=schedule_steps, labels=labels, chunks=chunks,
-                     client=client, autocast=autocast, token=None if tracker is None else tracker.token, hints=hints_d)
+                     client=client, autocast=autocast, token=None if tracker is None else tracker.token, hints=hints_d,
+                     force=force)
     log.info("refine_lazy: %d objects in %d batches, %d output chunks", plan.objects, len(plan.batches), len(plan.chunks))
     name = f"segrefiner-{_token()}"
     model_d = delayed(spec, name=f"{name}-model", traverse=False)

@@ -32,6 +32,7 @@ from .compose import ObjectMap, fold
 from .config import RefineConfig
 from .hints import apply_hints, crop_hints
 from .imaging import normalize
+from .lazy_scan import scan_plane
 from .patches import Box, grow_box, object_box, select_patches
 from .records import ObjectResult, RefineStep
 from .sampling import denoise, iter_denoise, two_parts
@@ -146,10 +147,12 @@ def run_instances(rgb: np.ndarray, labels: np.ndarray, ids: Sequence[int], run: 
     h, w = labels.shape
     device = run.device
     boxes = {}
+    table = scan_plane(labels, (0, 0))  # every label's bounds and area in one pass: linear in the labels
+    row = {v: k for k, v in enumerate(table.labels.tolist())}
     for lab in ids:
-        m = labels == lab
-        if whole or int(m.sum()) >= cfg.min_area:  # tiny objects are left as they are (official area_thr)
-            boxes[int(lab)] = instance_box(m, cfg, (h, w))
+        k = row[int(lab)]
+        if whole or int(table.area[k]) >= cfg.min_area:  # tiny objects are left as they are (official area_thr)
+            boxes[int(lab)] = box_from_bounds(tuple(int(v) for v in table.bounds[k]), cfg, (h, w))
     keep = _ordered(sorted(boxes), run.order)
     mode = "whole" if whole else "instance"
     total = count_records(mode, len(keep), cfg.batch_size)

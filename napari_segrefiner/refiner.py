@@ -23,6 +23,7 @@ from torch import nn
 from .checkpoint import network_from_checkpoint
 from .config import RefineConfig
 from .pipelines import count_records
+from .probe import probe_network
 from . import registry
 from .scheduler import Schedule
 
@@ -166,8 +167,10 @@ def load_refiner(
         ``None`` = the shipped default model; a registered name (``"segrefiner-lite"``,
         ``"segrefiner-lr"``, ``"segrefiner-hr"`` once downloaded); a checkpoint file (ours or
         the released layout); a :class:`Refiner` (returned as it is unless it lives on
-        another device); or a network ``model(x, t) -> logits`` (wrapped with the official
-        options; never moved in place).
+        another device); or a network (``encode``/``denoise``, or ``model(x, t) -> logits``;
+        wrapped with the official options; never moved in place), which must give finite
+        ``(N, 1, H, W)`` logits on a tiny test input
+        (:func:`~napari_segrefiner.probe.probe_network`, one call of the network).
     device : str or torch.device
         ``"auto"`` (CUDA, MPS, then CPU), ``"cpu"``, ``"cuda"``... For a :class:`Refiner`
         source, ``None`` keeps its device.
@@ -186,7 +189,8 @@ def load_refiner(
     CheckpointError
         If the file is not a usable checkpoint.
     ValueError, TypeError
-        For an unknown device or a source of another type.
+        For an unknown device, a source of another type, or a network that is not a
+        SegRefiner network or gives non-finite logits (the message names ``model``).
     """
     if isinstance(source, Refiner):
         if device is None:
@@ -196,7 +200,9 @@ def load_refiner(
         return source if network is source.network else replace(source, network=network, device=dev)
     dev = resolve_device(device)
     if isinstance(source, nn.Module):
-        return Refiner(_owned(source, dev), RefineConfig.official(), _schedule_for(source), dev)
+        network, schedule = _owned(source, dev), _schedule_for(source)
+        probe_network(network, num_timesteps=schedule.num_timesteps, device=dev, name="model")
+        return Refiner(network, RefineConfig.official(), schedule, dev)
     if source is None:
         source = registry.DEFAULT_MODEL
     if not isinstance(source, (str, os.PathLike)):

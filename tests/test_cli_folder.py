@@ -1,8 +1,8 @@
 """Folder and zarr modes of ``napari-segrefiner refine``: resumable, atomic, on a cluster.
 
 A run stopped half way and started again finishes without redoing finished files and
-without a partial file in the output; outputs the run did not make are still refused
-without --overwrite.
+without a partial file in the output; outputs the run did not write and record are still
+refused without --overwrite (see also ``test_nothing_lost.py``).
 """
 
 from __future__ import annotations
@@ -97,9 +97,11 @@ def test_interrupted_run_resumes_without_redoing_finished_files(pairs, ckpt, mon
     assert third.calls == [] and _listing(out) == after  # everything done: nothing is touched
 
 
-def test_killed_run_leaves_no_partial_output_and_resumes(tmp_path, ckpt):
-    """kill -9 half way through a real process; the rerun sweeps its temporary files and
-    does not redo what the manifest recorded as finished."""
+def test_killed_run_leaves_no_partial_output_and_a_rerun_keeps_a_user_placed_file(tmp_path, ckpt):
+    """kill -9 a real process after 3 of 8 outputs; a file the user then copies to an output
+    the run had not written yet is refused, not replaced; the rerun that goes on sweeps what
+    the killed run left (temporary files, its lock, its journal) and does not redo what it
+    wrote."""
     import os
     import signal
     import subprocess
@@ -125,27 +127,32 @@ def test_killed_run_leaves_no_partial_output_and_resumes(tmp_path, ckpt):
            "-o", str(out), "--checkpoint", str(ckpt), "--device", "cpu", "--threads", "1"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env=dict(os.environ, OMP_NUM_THREADS="1"))
-    recorded = {}
     deadline = time.monotonic() + 120
     while proc.poll() is None and time.monotonic() < deadline:
-        try:
-            entries = json.loads((out / MANIFEST).read_text())["outputs"]
-        except (OSError, ValueError, KeyError):
-            entries = {}
-        recorded = {k for k, e in entries.items() if e.get("output")}
-        if recorded and len(list(out.glob("q*.png"))) >= 3:
+        if len(list(out.glob("q*.png"))) >= 3:
             proc.send_signal(signal.SIGKILL)
             break
-        time.sleep(0.01)
+        time.sleep(0.005)
     assert proc.wait(timeout=60) == -signal.SIGKILL  # it was stopped half way, not finished
-    finished = {name: (out / name).stat().st_mtime_ns for name in recorded}
-    for p in out.iterdir():  # whatever is visible is complete: never a partial image
-        if not p.name.startswith(".") and p.suffix == ".png":
-            assert cv2.imread(str(p), cv2.IMREAD_UNCHANGED) is not None, p
+    finished = {p.name: p.stat().st_mtime_ns for p in out.glob("q*.png")}
+    for name in finished:  # whatever is visible is complete: never a partial image
+        assert cv2.imread(str(out / name), cv2.IMREAD_UNCHANGED) is not None, name
+    assert (out / ".segrefiner-lock").is_file()  # the killed run's lock is still there...
+    later = sorted({f"q{k:02d}.png" for k in range(8)} - set(finished))
+    assert later, "the run finished before it was killed"
+    user = out / later[-1]
+    user.write_bytes((images / "q00.png").read_bytes())  # the user copies a file there
+    mine = out / ".q000.notes.tmp.png"
+    mine.write_bytes(b"the user's notes")
+
+    assert main(_args(tmp_path, ckpt)) == 2  # ...but it does not block: the rerun refuses the user's file
+    assert user.read_bytes() == (images / "q00.png").read_bytes()
+    user.unlink()
     assert main(_args(tmp_path, ckpt)) == 0
     names = sorted(p.name for p in out.iterdir())
-    assert names == sorted([f"q{k:02d}.png" for k in range(8)] + [MANIFEST])  # temporaries swept
-    assert all((out / name).stat().st_mtime_ns == t for name, t in finished.items())
+    assert names == sorted([f"q{k:02d}.png" for k in range(8)] + [MANIFEST, mine.name])  # temporaries swept
+    assert mine.read_bytes() == b"the user's notes"
+    assert all((out / name).stat().st_mtime_ns == t for name, t in finished.items())  # not redone
 
 
 def test_resumed_outputs_equal_an_uninterrupted_run(pairs, ckpt, monkeypatch):
@@ -162,18 +169,35 @@ def test_resumed_outputs_equal_an_uninterrupted_run(pairs, ckpt, monkeypatch):
     assert cv2.imread(str(whole / "p0.png"), cv2.IMREAD_UNCHANGED).any()
 
 
-def test_claimed_but_unrecorded_output_is_redone_and_stale_temporaries_go(pairs, ckpt, monkeypatch):
+def test_an_edited_manifest_entry_never_makes_a_file_the_tools_own(pairs, ckpt, monkeypatch, capsys):
+    """``"output": null`` edited into an entry (the old "claimed" state) no longer lets a
+    rerun replace the file; only the tool's own temporary names are swept."""
+    import subprocess
+    import sys
+
     out = pairs / "out"
     assert main(_args(pairs, ckpt)) == 0
     data = json.loads((out / MANIFEST).read_text())
-    data["outputs"]["p4.png"]["output"] = None  # killed between writing p4.png and recording it
+    data["outputs"]["p4.png"]["output"] = None
     (out / MANIFEST).write_text(json.dumps(data))
-    (out / ".p4.k2j3h4g5.tmp.png").write_bytes(b"half a png")  # what a kill -9 during a write leaves
+    before = (out / "p4.png").read_bytes()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = out / f".segrefiner-tmp-{int(dead.stdout)}-0badc0de-p4.png"  # a killed run's temporary file
+    stale.write_bytes(b"half a png")
+    users = [out / ".p4.k2j3h4g5.tmp.png", out / ".q000.notes.tmp.png"]  # look like the old temporaries
+    for p in users:
+        p.write_bytes(b"the user's")
     counting = _Counting()
     monkeypatch.setattr(cli_folder, "refine_file", counting)
-    assert main(_args(pairs, ckpt)) == 0
+    capsys.readouterr()
+    assert main(_args(pairs, ckpt)) == 2
+    assert "p4.png exists; pass --overwrite" in capsys.readouterr().err
+    assert (out / "p4.png").read_bytes() == before and counting.calls == []
+    assert main(_args(pairs, ckpt, "--overwrite")) == 0
     assert counting.calls == ["p4.png"]
-    assert sorted(p.name for p in out.iterdir()) == [*(f"p{k}.png" for k in range(N)), MANIFEST]
+    assert sorted(p.name for p in out.iterdir()) == sorted([*(f"p{k}.png" for k in range(N)), MANIFEST,
+                                                            *(p.name for p in users)])
+    assert all(p.read_bytes() == b"the user's" for p in users)
 
 
 @pytest.mark.parametrize("change", ["foreign_file", "edited_output", "other_seed", "changed_input"])

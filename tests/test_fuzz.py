@@ -1,4 +1,5 @@
-"""Property tests (hypothesis) of the two doors user data comes in by: ``refine`` and ``io.read_mask``.
+"""Property tests (hypothesis) of the doors user data comes in by: ``refine``, ``io.read_mask``
+and checkpoint files.
 
 Whatever the shapes, dtypes, values and options:
 
@@ -7,7 +8,11 @@ Whatever the shapes, dtypes, values and options:
 * the inputs are never modified;
 * a result has the mask's shape and dtype, holds no label the mask did not hold (0 aside),
   and leaves labels that were not selected exactly as they were;
-* what ``io.write_mask`` writes, ``io.read_mask`` reads back (binary masks as bool).
+* what ``io.write_mask`` writes, ``io.read_mask`` reads back (binary masks as bool);
+* a checkpoint with a non-float or non-finite tensor, or a setting out of its documented
+  range, is refused (one-line CheckpointError, within 5 s); whatever loads gives finite logits;
+* a mask with more than ``max(1024, H * W / 16)`` labels is refused (with the hint that
+  image and mask may be swapped) unless ``force=True``, by ``refine`` and ``refine_lazy``.
 
 Small ``max_examples`` and ``derandomize=True``: a few seconds, the same cases every run,
 and no example database written into the checkout.
@@ -19,7 +24,7 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -236,3 +241,119 @@ def test_read_mask_of_arrays_saved_by_other_tools(tmp_path_factory, arr):
 def test_read_mask_of_a_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError):
         io.read_mask(tmp_path / "nope.png")
+
+
+# --------------------------------------------------------------------------- #
+# checkpoints: bad dtypes, values and settings are refused at load, quickly
+# --------------------------------------------------------------------------- #
+@pytest.fixture(scope="module")
+def tiny_state():
+    import torch
+
+    from napari_segrefiner.config import LiteConfig
+    from napari_segrefiner.nets import build_network
+
+    torch.manual_seed(0)
+    return build_network(LiteConfig.tiny()).state_dict()
+
+
+CKPT_DTYPES = ["float32", "float16", "bfloat16", "float64", "complex64", "bool", "int64", "uint8"]
+SETTINGS = ["num_timesteps", "model_channels", "num_res_blocks", "num_heads", "norm_groups", "head_channels"]
+
+
+@st.composite
+def checkpoint_cases(draw):
+    dtype = draw(st.sampled_from(CKPT_DTYPES))
+    scale = draw(st.sampled_from([1.0, 1.0, 1e30, float("nan"), float("inf")]))
+    spread = draw(st.sampled_from(["one", "all"]))
+    values = st.one_of(st.integers(-3, 70_000), st.sampled_from([0, 1, 6, 64, 65, 1 << 16]))
+    changes = draw(st.dictionaries(st.sampled_from(SETTINGS), values, max_size=2))
+    return dtype, scale, spread, changes
+
+
+@settings(FUZZ, max_examples=30)
+@given(case=checkpoint_cases())
+def test_checkpoints_with_bad_dtypes_values_or_settings(tmp_path_factory, tiny_state, case):
+    import dataclasses
+    import time
+
+    import torch
+
+    from napari_segrefiner.checkpoint import NETWORK_RANGES, CheckpointError
+    from napari_segrefiner.config import LiteConfig
+    from napari_segrefiner.probe import probe_network
+    from napari_segrefiner.refiner import load_refiner
+
+    dtype, scale, spread, changes = case
+    state = {}
+    for i, (key, value) in enumerate(tiny_state.items()):
+        if spread == "all" or i == 3:
+            value = value * scale
+        state[key] = value.to(getattr(torch, dtype))
+    path = tmp_path_factory.mktemp("ckpt") / "fuzz.pt"
+    config = {**dataclasses.asdict(LiteConfig.tiny()), "arch": "lite", **changes}
+    torch.save({"format": "napari-segrefiner", "version": 2, "config": config, "state_dict": state, "refine": {},
+                "meta": {}}, path)
+    start = time.perf_counter()
+    try:
+        refiner = load_refiner(path, device="cpu")
+    except CheckpointError as exc:
+        _one_line(exc)
+        assert str(path) in str(exc)
+        event(f"refused: {str(exc).split(': ', 1)[1][:40]}")
+        refiner = None
+    assert time.perf_counter() - start < 5.0
+    out_of_range = any(not NETWORK_RANGES[k][0] <= v <= NETWORK_RANGES[k][1] for k, v in changes.items())
+    if dtype not in ("float32", "float16", "bfloat16", "float64") or scale != scale or scale == float("inf") \
+            or out_of_range:
+        assert refiner is None, "a checkpoint with non-float, non-finite or out-of-range content loaded"
+    if refiner is not None:  # whatever loads gives finite logits
+        event("loaded")
+        assert all(v.is_floating_point() and bool(torch.isfinite(v).all()) for v in refiner.network.state_dict().values())
+        probe_network(refiner.network, num_timesteps=refiner.schedule.num_timesteps)
+
+
+# --------------------------------------------------------------------------- #
+# label counts: a mask with implausibly many labels is refused unless forced
+# --------------------------------------------------------------------------- #
+@settings(FUZZ, max_examples=30)
+@given(h=st.integers(1, 64), w=st.integers(1, 64), n=st.one_of(st.integers(1, 64), st.integers(1000, 4500)),
+       force=st.booleans(), lazy=st.booleans())
+@example(h=64, w=64, n=4096, force=True, lazy=False)
+@example(h=64, w=64, n=4096, force=True, lazy=True)
+@example(h=64, w=64, n=4096, force=False, lazy=True)
+def test_label_count_rule(tiny_model, h, w, n, force, lazy):
+    from napari_segrefiner.lazy import refine_lazy
+
+    mask = (np.arange(h * w, dtype=np.int64) % n + 1).reshape(h, w).astype(np.int32)
+    count = len(set(mask.ravel().tolist()))  # every value is a label
+    limit = max(1024, h * w // 16)
+    image = np.zeros((h, w), np.uint8)
+    kwargs = dict(model=tiny_model, force=force, min_area=10**6)  # nothing is refined: only the checks run
+    try:
+        if lazy:
+            out = refine_lazy(image, mask, **kwargs).compute(scheduler="sync") if min(h, w) >= 2 else None
+        else:
+            out = refine(image, mask, mode="instance", **kwargs)
+    except ValueError as exc:
+        _one_line(exc)
+        if "labels on" in str(exc):
+            event("refused: too many labels")
+            assert count > limit and not force
+            assert "swapped" in str(exc) and "force=True" in str(exc)
+        else:
+            event("refused: other")
+        return
+    event("ran" if count <= limit else "ran: forced")
+    assert count <= limit or force
+    assert out is None or np.array_equal(out, mask)
+
+
+@settings(FUZZ, max_examples=40)
+@given(arr=mask_arrays())
+def test_count_labels_matches_a_set(arr):
+    from napari_segrefiner.plausible import count_labels
+
+    if arr.dtype.kind == "f":
+        arr = arr.astype(np.int64) if np.isfinite(arr).all() else np.zeros(arr.shape, bool)  # masks are never float here
+    assert count_labels(arr) == len(set(arr.ravel().tolist()) - {0})

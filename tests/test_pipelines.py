@@ -37,9 +37,12 @@ def test_oracle_instance_mode_recovers_truth():
     out = refine(img, coarse, model=oracle, mode="instance", seed=0, device="cpu")
     assert np.array_equal(out, truth)
     assert np.array_equal(img, img_before) and np.array_equal(coarse, coarse_before)
-    # both instances were batched together: 6 calls of 2 crops at 256 x 256, t = 5..0
-    assert [c[1] for c in oracle.calls] == [[t, t] for t in (5, 4, 3, 2, 1, 0)]
-    assert all(c[0] == (2, 4, 256, 256) for c in oracle.calls)
+    # load_refiner's probe first (a tiny input at the first and last timestep), then both
+    # instances batched together: 6 calls of 2 crops at 256 x 256, t = 5..0
+    probe, *calls = oracle.calls
+    assert probe == ((2, 4, 32, 32), [5, 0])
+    assert [c[1] for c in calls] == [[t, t] for t in (5, 4, 3, 2, 1, 0)]
+    assert all(c[0] == (2, 4, 256, 256) for c in calls)
 
 
 def test_oracle_whole_mode_recovers_truth():
@@ -50,7 +53,7 @@ def test_oracle_whole_mode_recovers_truth():
     recs = list(iter_refine(img, coarse, model=oracle, mode="whole", seed=0, device="cpu"))
     assert all(r.mode == "whole" for r in recs)
     assert np.array_equal(recs[-1].mask, truth)
-    assert all(c[0] == (1, 4, 256, 256) for c in oracle.calls)  # the whole frame, resized
+    assert all(c[0] == (1, 4, 256, 256) for c in oracle.calls[1:])  # the whole frame, resized (after the probe)
 
 
 def test_oracle_hr_mode_recovers_truth_with_local_patches():
@@ -75,10 +78,11 @@ def test_oracle_hr_mode_recovers_truth_with_local_patches():
     assert diff.sum() == 100 and diff[101, 200:300].all()  # only the odd row was wrong
     assert recs[-1].done and np.array_equal(recs[-1].mask, truth)
     assert recs[-1].mask.dtype == np.uint8
-    # 5 global calls at 256 x 256, then one local batch of native 256 x 256 patches at t = 0
-    assert [c[1] for c in oracle.calls[:5]] == [[5], [4], [3], [2], [1]]
-    local_shape, local_t = oracle.calls[5]
-    assert local_shape[1:] == (4, 256, 256) and set(local_t) == {0} and len(oracle.calls) == 6
+    # after the probe, 5 global calls at 256 x 256, then one local batch of native 256 x 256 patches at t = 0
+    calls = oracle.calls[1:]
+    assert [c[1] for c in calls[:5]] == [[5], [4], [3], [2], [1]]
+    local_shape, local_t = calls[5]
+    assert local_shape[1:] == (4, 256, 256) and set(local_t) == {0} and len(calls) == 6
     assert np.array_equal(img, img_before) and np.array_equal(coarse, coarse_before)
 
 
@@ -289,3 +293,25 @@ def test_paste_changes_only_returns_a_kept_mask_exactly():
     exact = refine(image, coarse, paste_changes_only=True, **kw)
     assert (official != coarse).sum() > 20  # resizing to 64 px and back loses the detail...
     np.testing.assert_array_equal(exact, coarse)  # ...unless only changes are pasted back
+
+
+class Eroder(torch.nn.Module):
+    """Keeps only mask pixels whose 3 x 3 neighbourhood is all mask: erases anything thinner than 3 px."""
+
+    def forward(self, x, t):
+        m = x[:, 3:4]
+        core = -torch.nn.functional.max_pool2d(-m, 3, stride=1, padding=1)
+        return torch.where(core > 0.5, 50.0, -50.0)
+
+
+def test_whole_mode_never_deletes_an_object_that_instance_mode_keeps():
+    # a 1024 x 1024 canvas: a 7 x 7 object (49 px) is under 2 px wide at 256 px, so the whole
+    # frame loses it; in its own crop it is large and survives. Whole mode must keep it.
+    lab = rect((1024, 1024), 100, 107, 200, 207, 1) + rect((1024, 1024), 400, 700, 300, 800, 2)
+    img = rgb_from_truth(lab > 0)
+    opts = dict(model=Eroder(), seed=0, device="cpu", min_area=0, clean=False)
+    inst = refine(img, lab, mode="instance", **opts)
+    whole = refine(img, lab, mode="whole", **opts)
+    assert (inst == 1).sum() > 0  # instance mode keeps the small object
+    assert np.array_equal(whole == 1, inst == 1)  # whole mode gives it its instance-mode result
+    assert 0 < (whole == 2).sum() < (lab == 2).sum()  # the big object is refined (eroded) from the whole frame

@@ -13,12 +13,13 @@ from __future__ import annotations
 import json
 import os
 import platform
-import secrets
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ..atomic import atomic_write
 
 __all__ = ["format_markdown", "format_table", "write_results"]
 
@@ -217,18 +218,9 @@ def format_markdown(results: dict) -> str:
 # --------------------------------------------------------------------------------- files
 
 
-def _replace_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically: into a new hidden file beside it, then
-    :func:`os.replace`. On any failure the temporary file is removed and ``path`` is left
-    as it was."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "x") as fh:  # a new file, with the usual permissions (mkstemp's are 0600)
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+def _write_text(path: Path, text: str) -> None:
+    with open(path, "w") as fh:
+        fh.write(text)
 
 
 def write_results(results: dict, out: str | os.PathLike) -> tuple[Path, Path]:
@@ -258,6 +250,6 @@ def write_results(results: dict, out: str | os.PathLike) -> tuple[Path, Path]:
     md_path = base.parent / (base.name + ".md")
     json_text = json.dumps(results, indent=1, default=str) + "\n"
     md_text = format_markdown(results)
-    _replace_text(json_path, json_text)
-    _replace_text(md_path, md_text)
+    atomic_write(json_path, lambda tmp: _write_text(tmp, json_text))
+    atomic_write(md_path, lambda tmp: _write_text(tmp, md_text))
     return json_path, md_path
