@@ -1,7 +1,10 @@
-"""Speed benchmark: seconds per forward pass and per refined object, per network and device.
+"""Speed benchmark: the encoder and the per-step decoder, per network, device and batch.
 
-Per-object time at batch B is ``steps x t_forward(B) / B`` (the diffusion maths is
-negligible next to the network); ``refine`` end to end is timed too for batch 1.
+Every network has two parts: ``encode`` runs once per crop, ``denoise`` once per reverse
+step. Per-object time at batch B is ``(t_encode(B) + steps x t_denoise(B)) / B`` (the
+diffusion maths is negligible next to the network); ``refine`` end to end is timed too
+for batch 1. The official UNet and the Lite network pass the image through ``encode``
+(it costs nothing); the encoder-decoder refiner runs its pretrained encoder there.
 Measurements whose estimated duration exceeds ``--max-seconds`` are skipped and say so.
 """
 
@@ -15,35 +18,58 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..config import EncDecConfig, LiteConfig, UNetConfig
 from ..nets import build_network
-from ..config import LiteConfig, UNetConfig
+from ..sampling import two_parts
 
-__all__ = ["CONFIGS", "time_forward", "run_speed", "add_arguments", "run_from_args"]
+__all__ = ["CONFIGS", "time_parts", "run_speed", "add_arguments", "run_from_args"]
 
 CONFIGS = {
+    "shipped": None,  # the default model with its own weights
+    "encdec": EncDecConfig,  # frozen EfficientNet-Lite0 + decoder (the v3 shape)
+    "encdec-dino": lambda: EncDecConfig(encoder="dinov2-vits14", encoder_taps=(5, 11)),
     "official": UNetConfig.official,
     "official-ch32": lambda: UNetConfig(model_channels=32),  # same shape, 1/16 of the compute
-    "lite": LiteConfig,
+    "lite": LiteConfig,  # the v1/v2 network
     "lite-tiny": LiteConfig.tiny,
 }
 
 
-def time_forward(model, batch: int, *, size: int, device: torch.device, repeats: int, autocast: bool = False) -> float:
-    """Median wall time of one forward pass at ``batch`` (after one warm-up call)."""
-    x = torch.randn(batch, 4, size, size, device=device)
-    t = torch.full((batch,), 5, dtype=torch.long, device=device)
+def _timed(fn, repeats: int, device: torch.device) -> float:
     times = []
-    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-        model(x, t)
-        for _ in range(repeats):
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            model(x, t)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - t0)
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
     return float(np.median(times))
+
+
+def time_parts(model, batch: int, *, size: int, device: torch.device, repeats: int,
+               autocast: bool = False) -> tuple[float, float]:
+    """Median wall times of ``encode`` and of one ``denoise`` step at ``batch`` (after a warm-up)."""
+    encode, denoise = two_parts(model)
+    image = torch.randn(batch, 3, size, size, device=device)
+    mask = (torch.rand(batch, 1, size, size, device=device) > 0.5).float()
+    t = torch.full((batch,), 5, dtype=torch.long, device=device)
+    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+        feats = encode(image)
+        denoise(mask, t, feats, image)
+        enc = _timed(lambda: encode(image), repeats, device)
+        dec = _timed(lambda: denoise(mask, t, feats, image), repeats, device)
+    return enc, dec
+
+
+def _network(name: str, device: torch.device):
+    if CONFIGS[name] is None:
+        from ..refiner import load_refiner
+
+        return load_refiner(None, device=device).network
+    torch.manual_seed(0)
+    return build_network(CONFIGS[name]()).to(device).eval()
 
 
 def _refine_once(model, device: torch.device, size: int) -> float:
@@ -62,7 +88,7 @@ def _refine_once(model, device: torch.device, size: int) -> float:
 
 
 def run_speed(
-    configs=("official", "official-ch32", "lite"),
+    configs=("shipped", "official-ch32", "lite"),
     devices=("cpu",),
     batches=(1, 32),
     *,
@@ -77,8 +103,7 @@ def run_speed(
     for name in configs:
         for dev_name in devices:
             device = torch.device(dev_name)
-            torch.manual_seed(0)
-            model = build_network(CONFIGS[name]()).to(device).eval()
+            model = _network(name, device)
             params = sum(p.numel() for p in model.parameters())
             t1 = None
             for batch in batches:
@@ -89,23 +114,24 @@ def run_speed(
                     rows.append(row)
                     continue
                 reps = repeats if t1 is None or t1 * batch < 5 else 1
-                fwd = time_forward(model, batch, size=size, device=device, repeats=reps)
+                enc, dec = time_parts(model, batch, size=size, device=device, repeats=reps)
                 if batch == 1:
-                    t1 = fwd
-                row = dict(config=name, device=dev_name, batch=batch, params=params, forward_s=fwd,
-                           per_object_s=steps * fwd / batch)
-                if batch == 1 and fwd * steps < max_seconds / 2:
+                    t1 = enc + dec
+                row = dict(config=name, device=dev_name, batch=batch, params=params, encode_s=enc, denoise_s=dec,
+                           per_object_s=(enc + steps * dec) / batch)
+                if batch == 1 and (enc + steps * dec) < max_seconds / 2:
                     row["refine_end_to_end_s"] = _refine_once(model, device, size)
                 rows.append(row)
                 extra = f", refine() {row['refine_end_to_end_s']:.3f} s" if "refine_end_to_end_s" in row else ""
-                log(f"{name:14s} {dev_name:5s} batch {batch:3d}: {fwd:8.3f} s/forward, "
-                    f"{row['per_object_s']:8.3f} s/object ({steps} steps){extra}")
+                log(f"{name:14s} {dev_name:5s} batch {batch:3d}: encoder {enc:7.3f} s, decoder {dec:7.3f} s/step, "
+                    f"{row['per_object_s']:7.3f} s/object ({steps} steps){extra}")
     return rows
 
 
 def add_arguments(parser) -> None:
     """CLI flags of ``napari-segrefiner speed``."""
-    parser.add_argument("--configs", nargs="+", default=["official", "official-ch32", "lite"], choices=list(CONFIGS))
+    parser.add_argument("--configs", nargs="+", default=["shipped", "official-ch32", "lite"], choices=list(CONFIGS),
+                        help="networks to time: 'shipped' is the default model with its weights; the others random")
     parser.add_argument("--devices", nargs="+", default=None, help="default: cpu, plus cuda when present")
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 32])
     parser.add_argument("--repeats", type=int, default=3)
