@@ -39,7 +39,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser()
     p.add_argument("stage", choices=("cache", "encode", "train"))
     p.add_argument("--data", default=os.environ.get("SEGREFINER_DATA", "../shared/data"))
-    p.add_argument("--cache", default="runs/cache")
+    p.add_argument("--cache", default="runs/cache", help="cache folder (train: several, comma-separated)")
     p.add_argument("--out", default=None)
     p.add_argument("--encoder", default="efficientnet-lite0", choices=sorted(TAPS))
     p.add_argument("--items", type=int, default=4000)
@@ -48,9 +48,10 @@ def main(argv=None) -> int:
     p.add_argument("--max-cpu-hours", type=float, default=None)
     p.add_argument("--init", default=None)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--warmup", type=int, default=200)
     a = p.parse_args(argv)
     torch.set_num_threads(1)
-    cache = Path(a.cache)
+    cache = Path(a.cache.split(",")[0])
     if a.stage == "cache":
         folders = [str(Path(a.data) / s) for s in SETS]
         common = dict(size=256, coarse_kind="campaign", epoch_length=10**7, folder_weights=list(WEIGHTS))
@@ -62,10 +63,12 @@ def main(argv=None) -> int:
         net = new_encdec(a.encoder, TAPS[a.encoder])
         encode_cache(cache / "crops", net, cache / f"feat-{SHORT[a.encoder]}", progress=_say)
     else:
+        caches = [Path(c) for c in a.cache.split(",")]
         cfg = CachedTrainConfig(
-            crops=str(cache / "crops"), features=str(cache / f"feat-{SHORT[a.encoder]}"),
+            crops=tuple(str(c / "crops") for c in caches),
+            features=tuple(str(c / f"feat-{SHORT[a.encoder]}") for c in caches),
             out=a.out or f"runs/{SHORT[a.encoder]}.pt", encoder=a.encoder, taps=TAPS[a.encoder], iters=a.iters,
-            lr=a.lr, max_cpu_hours=a.max_cpu_hours, init=a.init, seed=a.seed,
+            lr=a.lr, max_cpu_hours=a.max_cpu_hours, init=a.init, seed=a.seed, warmup=a.warmup,
             val_data=tuple(str(Path(a.data) / s) for s in ("davis", "ccp", "dsb2018", "isbi2012")),
             defaults={"pad": 20, "min_area": 32, "context": 3.0, "context_cap": 128, "paste_changes_only": True,
                       "auto_hr_side": 0},

@@ -125,31 +125,55 @@ def _commit(path: Path, state: dict, done: int, arrays) -> int:
     return done
 
 
-class CachedCrops(Dataset):
-    """Items of a crop cache (:func:`build_cache`) and its features (:func:`encode_cache`).
+class _Store:
+    """One crop cache and (optionally) its features, memory-mapped."""
 
-    Item ``i`` draws a crop and one of its coarse masks from ``default_rng([seed, i])``.
-    Returns ``image`` uint8 (3, S, S), ``fine`` and ``coarse`` float32 (1, S, S) and
-    ``features`` (a tuple of float32 maps; empty without a features folder).
-    """
-
-    def __init__(self, folder: str | Path, features: str | Path | None = None, *, seed: int = 0,
-                 length: int | None = None):
-        folder = Path(folder)
+    def __init__(self, folder: Path, features: Path | None):
         state = json.loads((folder / "progress.json").read_text())
         self.size = int(state["settings"]["size"])
         self.count = int(state["settings"]["count"])
         self.n = int(state["done"])
-        if self.n == 0:
-            raise ValueError(f"{folder} holds no finished crops")
         self.images = np.load(folder / "images.npy", mmap_mode="r")
         self.fine = np.load(folder / "fine.npy", mmap_mode="r")
         self.coarse = np.load(folder / "coarse.npy", mmap_mode="r")
         self.features = []
         if features is not None:
-            fstate = json.loads((Path(features) / "progress.json").read_text())
+            fstate = json.loads((features / "progress.json").read_text())
             self.n = min(self.n, int(fstate["done"]))
-            self.features = [np.load(p, mmap_mode="r") for p in sorted(Path(features).glob("features*.npy"))]
+            self.features = [np.load(p, mmap_mode="r") for p in sorted(features.glob("features*.npy"))]
+
+
+class CachedCrops(Dataset):
+    """Items of crop caches (:func:`build_cache`) and their features (:func:`encode_cache`).
+
+    Item ``i`` draws a crop (uniformly over all caches) and one of its coarse masks from
+    ``default_rng([seed, i])``. Returns ``image`` uint8 (3, S, S), ``fine`` and ``coarse``
+    float32 (1, S, S) and ``features`` (a tuple of float32 maps; empty without features).
+
+    Parameters
+    ----------
+    folder : path or sequence of paths
+        Crop cache folder(s).
+    features : path or sequence of paths, optional
+        The matching features folder(s), one per crop cache.
+    """
+
+    def __init__(self, folder, features=None, *, seed: int = 0, length: int | None = None):
+        folders = [Path(folder)] if isinstance(folder, (str, Path)) else [Path(f) for f in folder]
+        if features is None:
+            feats = [None] * len(folders)
+        else:
+            feats = [Path(features)] if isinstance(features, (str, Path)) else [Path(f) for f in features]
+        if len(feats) != len(folders):
+            raise ValueError(f"got {len(feats)} features folders for {len(folders)} crop caches")
+        self.stores = [_Store(f, g) for f, g in zip(folders, feats)]
+        if len({(s.size, s.count) for s in self.stores}) != 1:
+            raise ValueError("the crop caches differ in crop size or coarse masks per crop")
+        self.size, self.count = self.stores[0].size, self.stores[0].count
+        self.offsets = np.cumsum([0] + [s.n for s in self.stores])
+        self.n = int(self.offsets[-1])
+        if self.n == 0:
+            raise ValueError(f"{folders} hold no finished crops")
         self.seed = int(seed)
         self.length = self.n if length is None else int(length)
 
@@ -164,9 +188,11 @@ class CachedCrops(Dataset):
         rng = np.random.default_rng([self.seed, int(index)])
         j = int(rng.integers(self.n))
         k = int(rng.integers(self.count))
+        store = self.stores[int(np.searchsorted(self.offsets, j, side="right")) - 1]
+        j -= int(self.offsets[self.stores.index(store)])
         return {
-            "image": torch.from_numpy(np.array(self.images[j])),
-            "fine": self._bits(self.fine[j]),
-            "coarse": self._bits(self.coarse[j, k]),
-            "features": tuple(torch.from_numpy(np.array(f[j], dtype=np.float32)) for f in self.features),
+            "image": torch.from_numpy(np.array(store.images[j])),
+            "fine": self._bits(store.fine[j]),
+            "coarse": self._bits(store.coarse[j, k]),
+            "features": tuple(torch.from_numpy(np.array(f[j], dtype=np.float32)) for f in store.features),
         }

@@ -36,8 +36,8 @@ __all__ = ["CachedTrainConfig", "new_encdec", "train_cached"]
 class CachedTrainConfig:
     """Options of :func:`train_cached`."""
 
-    crops: str
-    features: str
+    crops: str | tuple[str, ...]
+    features: str | tuple[str, ...]
     out: str
     encoder: str = "efficientnet-lite0"
     taps: tuple[int, ...] = (4, 8, 16, 32)
