@@ -23,7 +23,7 @@ from scipy import ndimage as ndi
 from napari_segrefiner import load_refiner, refine
 from napari_segrefiner._napari._sample_data import coarsen_labels, load_nuclei
 from napari_segrefiner.evaluation.benchmark import run_benchmark
-from napari_segrefiner.io import atomic_write
+from napari_segrefiner.io.files import atomic_write
 
 
 def hygiene(labels: np.ndarray) -> dict:

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import torch
 
-import napari_segrefiner.pipelines as pipelines
+import napari_segrefiner.engine.pipelines as pipelines
 from napari_segrefiner.evaluation import benchmark as bm
-from napari_segrefiner.io import atomic_write
+from napari_segrefiner.io.files import atomic_write
 
 
 def main() -> None:

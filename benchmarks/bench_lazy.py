@@ -6,7 +6,7 @@ placed in randomly chosen cells until the slide holds about ``--objects`` nuclei
 area: 20,000 on 16384 x 16384), each nucleus given a seeded coarse mask of the quality
 benchmark's coarse kinds, labels numbered in scan order. Then, each in a fresh process:
 
-* ``lazy``: :func:`napari_segrefiner.lazy.refine_lazy` on the zarr arrays, stored chunk by
+* ``lazy``: :func:`napari_segrefiner.lazy.refine.refine_lazy` on the zarr arrays, stored chunk by
   chunk into a zarr output (dask threaded scheduler), with the shipped model on the CPU;
 * ``memory``: numpy ``refine(mode="instance")`` and ``refine_lazy`` on a small crop of the
   same slide (``--small`` px), which also checks that both give the same bits.
@@ -56,7 +56,7 @@ def _refiner(args):
     import torch
 
     from napari_segrefiner import load_refiner
-    from napari_segrefiner.refiner import Refiner
+    from napari_segrefiner.models.refiner import Refiner
 
     refiner = load_refiner(None, device="cpu")
     if not args.stub_network:
@@ -73,7 +73,7 @@ def _setup(args) -> None:
     """What the CLI's zarr mode does in its process: torch threads, large blocks returned."""
     import torch
 
-    from napari_segrefiner.allocator import return_large_blocks
+    from napari_segrefiner.models.allocator import return_large_blocks
 
     torch.set_num_threads(args.threads)
     if not args.default_malloc:
@@ -85,8 +85,8 @@ def _tiles(data: Path, n: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]
     from scipy import ndimage as ndi
 
     from napari_segrefiner.evaluation.coarse import make_kind
-    from napari_segrefiner.imaging import as_rgb_uint8
-    from napari_segrefiner.io import read_image, read_labels
+    from napari_segrefiner.io.images import as_rgb_uint8
+    from napari_segrefiner.io.files import read_image, read_labels
 
     rng = np.random.default_rng(seed)
     names = (data / "val.txt").read_text().split()
@@ -181,7 +181,7 @@ def run_lazy(root: Path, args) -> dict:
     import dask.array as da
     import zarr
 
-    from napari_segrefiner.lazy import refine_lazy
+    from napari_segrefiner.lazy.refine import refine_lazy
 
     _setup(args)
     refiner = _refiner(args)
@@ -217,7 +217,7 @@ def run_memory(root: Path, args) -> dict:
     import zarr
 
     from napari_segrefiner import refine
-    from napari_segrefiner.lazy import refine_lazy
+    from napari_segrefiner.lazy.refine import refine_lazy
 
     _setup(args)
     refiner = _refiner(args)
@@ -271,7 +271,7 @@ def main() -> int:
     p.add_argument("--stub-network", action="store_true",
                    help="a network that costs nothing (echoes the mask): measures all but the network")
     p.add_argument("--default-malloc", action="store_true",
-                   help="keep glibc's adaptive mmap threshold (the CLI fixes it; see napari_segrefiner.allocator)")
+                   help="keep glibc's adaptive mmap threshold (the CLI fixes it; see napari_segrefiner.models.allocator)")
     p.add_argument("--out", default=str(HERE / "results" / "lazy.json"))
     p.add_argument("--_child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--_root", default=None, help=argparse.SUPPRESS)

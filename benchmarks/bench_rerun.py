@@ -42,7 +42,7 @@ GOAL_S = 1.0
 
 def network_forward_s(widget, jobs, torch) -> float:
     """Median seconds of one network call on one crop (batch 1, the GUI's thread count), now."""
-    from napari_segrefiner.threads import cpu_threads, use_threads
+    from napari_segrefiner.models.threads import cpu_threads, use_threads
 
     job = widget.job()
     net = jobs.cached_refiner(widget._models, job.model, job.device, job.cache).network
@@ -74,7 +74,7 @@ def main(argv=None) -> int:
     from napari_segrefiner._napari import worker as jobs
     from napari_segrefiner._napari._sample_data import make_sample_data
     from napari_segrefiner._napari._widget import SegRefinerWidget
-    from napari_segrefiner.threads import available_cores, cpu_threads
+    from napari_segrefiner.models.threads import available_cores, cpu_threads
 
     viewer = napari.Viewer(title="bench_rerun", show=True)
     app = QApplication.instance()

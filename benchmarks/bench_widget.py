@@ -83,7 +83,7 @@ def main(argv=None) -> int:
     from napari_segrefiner._napari._sample_data import make_sample_data
     from napari_segrefiner._napari._widget import SegRefinerWidget
     from napari_segrefiner._napari.preflight import count_objects
-    from napari_segrefiner.threads import available_cores, cpu_threads
+    from napari_segrefiner.models.threads import available_cores, cpu_threads
 
     viewer = napari.Viewer(title="bench_widget", show=True)
     app = QApplication.instance()

@@ -25,7 +25,7 @@ import torch
 
 from napari_segrefiner import load_refiner
 from napari_segrefiner.evaluation.benchmark import run_benchmark
-from napari_segrefiner.io import atomic_write
+from napari_segrefiner.io.files import atomic_write
 
 HARM_KINDS = ("lowres-28", "nearperfect")
 GAIN_KINDS = ("cascadepsp-0.8", "lowres-jitter")

@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .api import RefineStep, iter_refine, refine
-    from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-    from .config import LiteConfig, RefineConfig, UNetConfig
-    from .lazy import refine_lazy
-    from .nets import build_network
-    from .refiner import Refiner, available_devices, load_model, load_refiner
+    from .models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+    from .models.config import LiteConfig, RefineConfig, UNetConfig
+    from .lazy.refine import refine_lazy
+    from .models.nets import build_network
+    from .models.refiner import Refiner, available_devices, load_model, load_refiner
 
 __version__ = "0.1.0"
 
@@ -46,21 +46,21 @@ __all__ = [
 ]
 
 _SOURCES = {
-    "CheckpointError": "checkpoint",
-    "build_network": "nets",
-    "load_checkpoint": "checkpoint",
-    "save_checkpoint": "checkpoint",
-    "LiteConfig": "config",
-    "UNetConfig": "config",
-    "RefineConfig": "config",
-    "Refiner": "refiner",
-    "available_devices": "refiner",
-    "load_model": "refiner",
-    "load_refiner": "refiner",
+    "CheckpointError": "models.checkpoint",
+    "build_network": "models.nets",
+    "load_checkpoint": "models.checkpoint",
+    "save_checkpoint": "models.checkpoint",
+    "LiteConfig": "models.config",
+    "UNetConfig": "models.config",
+    "RefineConfig": "models.config",
+    "Refiner": "models.refiner",
+    "available_devices": "models.refiner",
+    "load_model": "models.refiner",
+    "load_refiner": "models.refiner",
     "RefineStep": "api",
     "iter_refine": "api",
     "refine": "api",
-    "refine_lazy": "lazy",
+    "refine_lazy": "lazy.refine",
 }
 
 

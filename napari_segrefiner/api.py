@@ -15,17 +15,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import RefineConfig
-from .imaging import as_rgb_uint8, check_mask
-from .patches import object_box
-from .hints import check_hints, owners
-from .batch import PipelineRun
-from .pipelines import MODES as PIPELINES
-from .pipelines import Hints, instance_box, run_hr, run_instances
-from .records import RefineStep
-from .plausible import check_label_count, check_memory
-from .refiner import Refiner, load_refiner
-from .scheduler import timesteps
+from .models.config import RefineConfig
+from .io.images import as_rgb_uint8, check_mask
+from .engine.patches import object_box
+from .annotate.hints import check_hints, owners
+from .engine.batch import PipelineRun
+from .engine.pipelines import MODES as PIPELINES
+from .engine.pipelines import Hints, instance_box, run_hr, run_instances
+from .engine.records import RefineStep
+from .io.plausible import check_label_count, check_memory
+from .models.refiner import Refiner, load_refiner
+from .diffusion.scheduler import timesteps
 
 __all__ = ["DEFAULT_SEED", "MODES", "RefineStep", "choose_mode", "iter_refine", "resolve_seed", "refine"]
 
@@ -55,7 +55,7 @@ def resolve_seed(seed: int | None) -> int:
     """The seed of a run's per-pixel draws (None draws a fresh one; the default is ``DEFAULT_SEED``).
 
     Every object of a run draws from its own CPU stream
-    (:func:`~napari_segrefiner.scheduler.stream` of the seed and its label): the same
+    (:func:`~napari_segrefiner.diffusion.scheduler.stream` of the seed and its label): the same
     numbers on every device, for every batch size, and whether the object is refined alone
     or with others.
 
@@ -123,7 +123,7 @@ def iter_refine(
     ----------
     image : ndarray of shape (H, W), (H, W, 3) or (H, W, 4)
         Gray, RGB or RGBA image of any numeric dtype (see
-        :func:`~napari_segrefiner.imaging.as_rgb_uint8`).
+        :func:`~napari_segrefiner.io.images.as_rgb_uint8`).
     mask : ndarray of shape (H, W)
         Coarse binary mask (bool, 0/1, or one non-zero value) or labels (0 = background).
     model : None, str, path-like, Refiner or torch.nn.Module
@@ -159,12 +159,12 @@ def iter_refine(
         A 1 belongs to the object whose coarse mask holds it, else to the nearest object
         if it lies in that object's crop (else it is refused). Hinted pixels are held in
         every step and in the result, for every pipeline and every object (also those not
-        in ``labels``); see :mod:`napari_segrefiner.hints`.
+        in ``labels``); see :mod:`napari_segrefiner.annotate.hints`.
     order : iterable of int
         Labels to refine first (those an annotator looks at); the rest follow in label
         order. The result is composed in label order whatever the order.
     force : bool
-        Refine a mask that fails the checks of :mod:`~napari_segrefiner.plausible` anyway:
+        Refine a mask that fails the checks of :mod:`~napari_segrefiner.io.plausible` anyway:
         more labels than ``max(1024, H * W / 16)`` (a photo passed as the mask, or image
         and mask swapped), or a run whose estimated memory exceeds what is available.
     **options

@@ -49,7 +49,7 @@ def make_napari_viewer(make_napari_viewer, _gc_frozen):
 def tiny_model():
     """A tiny random SegRefiner network as a CPU Refiner (milliseconds per call)."""
     from napari_segrefiner import LiteConfig, RefineConfig, Refiner, build_network
-    from napari_segrefiner.scheduler import Schedule
+    from napari_segrefiner.diffusion.scheduler import Schedule
 
     torch.manual_seed(0)
     network = build_network(LiteConfig.tiny()).eval()

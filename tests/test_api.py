@@ -7,10 +7,10 @@ import pytest
 import torch
 from _refine_helpers import blob_case, rect
 
-from napari_segrefiner import registry
+from napari_segrefiner.models import registry
 from napari_segrefiner.api import iter_refine, refine
-from napari_segrefiner.config import LiteConfig
-from napari_segrefiner.nets import build_network
+from napari_segrefiner.models.config import LiteConfig
+from napari_segrefiner.models.nets import build_network
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""The one atomic write (napari_segrefiner.atomic) and the output lock (napari_segrefiner.outlock).
+"""The one atomic write (napari_segrefiner.io.atomic) and the output lock (napari_segrefiner.cli.outlock).
 
 Every writer of the package goes through ``atomic_write``: files get the permissions a
 plain ``open(path, "w")`` gives under the umask (mkstemp's are 0600), a replaced file keeps
@@ -18,9 +18,9 @@ import textwrap
 import numpy as np
 import pytest
 
-from napari_segrefiner import atomic, io
-from napari_segrefiner.atomic import TEMP_PREFIX, atomic_write, sweep_temporaries, temp_name
-from napari_segrefiner.outlock import OutputLock, OutputLocked
+from napari_segrefiner.io import atomic, files as io
+from napari_segrefiner.io.atomic import TEMP_PREFIX, atomic_write, sweep_temporaries, temp_name
+from napari_segrefiner.cli.outlock import OutputLock, OutputLocked
 
 
 @pytest.fixture
@@ -55,7 +55,7 @@ def test_files_get_the_mode_a_plain_write_gives_under_the_umask(tmp_path, umask,
 def test_every_writer_of_the_package_gives_0644_under_umask_022(tmp_path, umask022, tiny_model):
     from napari_segrefiner import save_checkpoint
     from napari_segrefiner._napari._writer import write_labels
-    from napari_segrefiner.manifest import Manifest
+    from napari_segrefiner.cli.manifest import Manifest
 
     labels = np.zeros((8, 9), np.uint16)
     labels[2:5, 3:7] = 3
@@ -162,7 +162,7 @@ def test_a_lock_held_by_another_process_refuses_and_a_killed_holder_never_blocks
     path = tmp_path / ".segrefiner-lock"
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import sys, time
-        from napari_segrefiner.outlock import OutputLock
+        from napari_segrefiner.cli.outlock import OutputLock
         OutputLock({str(path)!r}, "x").acquire()
         print("held", flush=True)
         time.sleep(60)

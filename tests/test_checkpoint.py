@@ -1,4 +1,4 @@
-"""Tests for checkpoint reading/writing (napari_segrefiner.checkpoint, refiner.load_model).
+"""Tests for checkpoint reading/writing (napari_segrefiner.models.checkpoint, refiner.load_model).
 
 Released-layout files are written from an INDEPENDENT key table generated from the
 released network's layer tables and checkpoint key layout (official SegRefiner
@@ -23,13 +23,13 @@ import pytest
 import torch
 from torch import nn
 
-from napari_segrefiner import checkpoint as ckpt
-from napari_segrefiner.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from napari_segrefiner.nets import build_network
-from napari_segrefiner.config import LiteConfig, UNetConfig
-from napari_segrefiner.config import RefineConfig
-from napari_segrefiner.refiner import load_model, load_refiner
-from napari_segrefiner.nets.unet import UNet
+from napari_segrefiner.models import checkpoint as ckpt
+from napari_segrefiner.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from napari_segrefiner.models.nets import build_network
+from napari_segrefiner.models.config import LiteConfig, UNetConfig
+from napari_segrefiner.models.config import RefineConfig
+from napari_segrefiner.models.refiner import load_model, load_refiner
+from napari_segrefiner.models.nets.unet import UNet
 
 # --------------------------------------------------------------------------- #
 # independent key table (sections 1.5 / 2.3; same transcription as tests/test_unet.py,

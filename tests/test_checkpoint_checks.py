@@ -13,10 +13,10 @@ import time
 import pytest
 import torch
 
-from napari_segrefiner.checkpoint import NETWORK_RANGES, CheckpointError, load_checkpoint
-from napari_segrefiner.config import EncDecConfig, LiteConfig
-from napari_segrefiner.nets import build_network
-from napari_segrefiner.refiner import load_refiner
+from napari_segrefiner.models.checkpoint import NETWORK_RANGES, CheckpointError, load_checkpoint
+from napari_segrefiner.models.config import EncDecConfig, LiteConfig
+from napari_segrefiner.models.nets import build_network
+from napari_segrefiner.models.refiner import load_refiner
 
 TINY = LiteConfig.tiny()
 

@@ -1,11 +1,11 @@
-"""napari_segrefiner.cleanup: specks, stray pieces and pinholes of refined objects."""
+"""napari_segrefiner.engine.cleanup: specks, stray pieces and pinholes of refined objects."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from napari_segrefiner.cleanup import clean_labels
+from napari_segrefiner.engine.cleanup import clean_labels
 
 
 def test_keeps_the_piece_on_the_coarse_object_and_drops_stray_ones():

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_segrefiner.cli import main
+from napari_segrefiner.cli.main import main
 
 
 def _pair(tmp_path, name="a", labels=False):
@@ -243,7 +243,7 @@ REFUSED = {
 
 @pytest.mark.parametrize("case", sorted(REFUSED))
 def test_refused_commands_change_nothing(layout, tiny_checkpoint, capsys, monkeypatch, case):
-    from napari_segrefiner import refiner
+    from napari_segrefiner.models import refiner
 
     args = _refused_args(layout, case)
     before = _digests(layout)
@@ -292,7 +292,7 @@ def test_folder_mode_lists_unmatched_names(layout, tiny_checkpoint, capsys):
 def test_refine_help_describes_every_argument(capsys):
     import argparse
 
-    from napari_segrefiner.cli import _parser
+    from napari_segrefiner.cli.main import _parser
 
     sub = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
     refine_parser = sub.choices["refine"]

@@ -13,9 +13,9 @@ import cv2
 import numpy as np
 import pytest
 
-from napari_segrefiner import cli_folder
-from napari_segrefiner.cli import main
-from napari_segrefiner.manifest import MANIFEST
+from napari_segrefiner.cli import folder as cli_folder
+from napari_segrefiner.cli.main import main
+from napari_segrefiner.cli.manifest import MANIFEST
 
 N = 6
 REAL_REFINE_FILE = cli_folder.refine_file
@@ -267,7 +267,8 @@ def _zargs(root, ckpt, *extra):
 def test_zarr_mode_is_chunk_wise_resumable_and_matches_refine(stores, tiny_model, ckpt, monkeypatch):
     import zarr
 
-    from napari_segrefiner import cli_zarr, refine
+    from napari_segrefiner.cli import zarr_mode as cli_zarr
+    from napari_segrefiner import refine
 
     root, img, lab = stores
     written = []

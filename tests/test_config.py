@@ -1,4 +1,4 @@
-"""napari_segrefiner.config: RefineConfig validation and (de)serialisation."""
+"""napari_segrefiner.models.config: RefineConfig validation and (de)serialisation."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from napari_segrefiner.config import LiteConfig, RefineConfig, UNetConfig, config_from_dict, config_to_dict
+from napari_segrefiner.models.config import LiteConfig, RefineConfig, UNetConfig, config_from_dict, config_to_dict
 
 
 def test_official_defaults_are_the_released_test_configuration():

@@ -11,11 +11,7 @@ import torch
 from _folder_helpers import RECTS, H, W, binary_folder, label_folder  # noqa: F401  (fixtures)
 from torch.utils.data import DataLoader
 
-from napari_segrefiner.training.data import (
-    NativePatches,
-    ObjectCrops,
-    PairFolder,
-)
+from napari_segrefiner.training.data import NativePatches, ObjectCrops, PairFolder
 
 
 # ----------------------------------------------------------------------------- datasets

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from _folder_helpers import H, W, binary_folder, label_folder, write  # noqa: F401  (fixtures)
 
-from napari_segrefiner.imaging import as_rgb_uint8
+from napari_segrefiner.io.images import as_rgb_uint8
 from napari_segrefiner.training import data
 from napari_segrefiner.training.folders import ObjectRef, PairFolder, _as_folders
 

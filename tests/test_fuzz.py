@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from napari_segrefiner import io
+from napari_segrefiner.io import files as io
 from napari_segrefiner.api import refine
 
 FUZZ = settings(
@@ -250,8 +250,8 @@ def test_read_mask_of_a_missing_file(tmp_path):
 def tiny_state():
     import torch
 
-    from napari_segrefiner.config import LiteConfig
-    from napari_segrefiner.nets import build_network
+    from napari_segrefiner.models.config import LiteConfig
+    from napari_segrefiner.models.nets import build_network
 
     torch.manual_seed(0)
     return build_network(LiteConfig.tiny()).state_dict()
@@ -279,10 +279,10 @@ def test_checkpoints_with_bad_dtypes_values_or_settings(tmp_path_factory, tiny_s
 
     import torch
 
-    from napari_segrefiner.checkpoint import NETWORK_RANGES, CheckpointError
-    from napari_segrefiner.config import LiteConfig
-    from napari_segrefiner.probe import probe_network
-    from napari_segrefiner.refiner import load_refiner
+    from napari_segrefiner.models.checkpoint import NETWORK_RANGES, CheckpointError
+    from napari_segrefiner.models.config import LiteConfig
+    from napari_segrefiner.models.probe import probe_network
+    from napari_segrefiner.models.refiner import load_refiner
 
     dtype, scale, spread, changes = case
     state = {}
@@ -323,7 +323,7 @@ def test_checkpoints_with_bad_dtypes_values_or_settings(tmp_path_factory, tiny_s
 @example(h=64, w=64, n=4096, force=True, lazy=True)
 @example(h=64, w=64, n=4096, force=False, lazy=True)
 def test_label_count_rule(tiny_model, h, w, n, force, lazy):
-    from napari_segrefiner.lazy import refine_lazy
+    from napari_segrefiner.lazy.refine import refine_lazy
 
     mask = (np.arange(h * w, dtype=np.int64) % n + 1).reshape(h, w).astype(np.int32)
     count = len(set(mask.ravel().tolist()))  # every value is a label
@@ -352,7 +352,7 @@ def test_label_count_rule(tiny_model, h, w, n, force, lazy):
 @settings(FUZZ, max_examples=40)
 @given(arr=mask_arrays())
 def test_count_labels_matches_a_set(arr):
-    from napari_segrefiner.plausible import count_labels
+    from napari_segrefiner.io.plausible import count_labels
 
     if arr.dtype.kind == "f":
         arr = arr.astype(np.int64) if np.isfinite(arr).all() else np.zeros(arr.shape, bool)  # masks are never float here

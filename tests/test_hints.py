@@ -14,10 +14,10 @@ import torch
 from scipy import ndimage as ndi
 
 from napari_segrefiner.api import iter_refine, refine
-from napari_segrefiner.hints import apply_hints, check_hints, crop_hints, owners
-from napari_segrefiner.io import read_image, read_labels
-from napari_segrefiner.sampling import iter_denoise
-from napari_segrefiner.scheduler import Schedule, timesteps
+from napari_segrefiner.annotate.hints import apply_hints, check_hints, crop_hints, owners
+from napari_segrefiner.io.files import read_image, read_labels
+from napari_segrefiner.diffusion.sampling import iter_denoise
+from napari_segrefiner.diffusion.scheduler import Schedule, timesteps
 
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "dsb2018"

@@ -1,4 +1,4 @@
-"""napari_segrefiner.imaging: image normalisation and mask validation at the API boundary."""
+"""napari_segrefiner.io.images: image normalisation and mask validation at the API boundary."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from napari_segrefiner.imaging import IMAGENET_MEAN, IMAGENET_STD, as_rgb_uint8, check_mask, normalize
+from napari_segrefiner.models.imaging import IMAGENET_MEAN, IMAGENET_STD, normalize
+from napari_segrefiner.io.images import as_rgb_uint8, check_mask
 
 
 def test_uint8_rgb_is_kept_and_gray_is_repeated():

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_segrefiner import io
+from napari_segrefiner.io import files as io
 
 
 def _png(path, array):

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from napari_segrefiner import refine
-from napari_segrefiner.lazy import refine_lazy
+from napari_segrefiner.lazy.refine import refine_lazy
 
 torch.set_num_threads(1)
 
@@ -80,7 +80,7 @@ def test_matches_refine_for_any_chunking(model, chunks, options):
 
 def test_scene_exercises_overlaps_and_clean_up(model):
     """Guard of the test above: boxes overlap and the clean-up changes the result."""
-    from napari_segrefiner.lazy import _as_dask, plan_lazy
+    from napari_segrefiner.lazy.refine import _as_dask, plan_lazy
 
     img, lab = scene()
     assert not np.array_equal(refine(img, lab, model=model, mode="instance", seed=5),
@@ -136,7 +136,7 @@ def test_stacks_are_refined_plane_by_plane(model):
 def test_reads_only_around_objects(model, monkeypatch):
     """Memory follows objects, not the frame: no read covers the whole frame, and only the
     chunks that hold objects are composed from network results."""
-    from napari_segrefiner import lazy_tasks
+    from napari_segrefiner.lazy import tasks as lazy_tasks
 
     img, lab = scene(n=10, big=False)
     areas = []
@@ -202,7 +202,7 @@ def test_bad_input_is_refused_before_any_refinement(model, case, error):
 
 
 def test_object_maps_are_compact_and_exact():
-    from napari_segrefiner.compose import ObjectMap
+    from napari_segrefiner.engine.compose import ObjectMap
 
     v = np.random.default_rng(0).random((40, 30)).astype(np.float32)
     m = ObjectMap.from_values(5, (10, 50, 3, 33), v)
@@ -214,7 +214,7 @@ def test_object_maps_are_compact_and_exact():
 
 def test_distributed_cluster_matches_threads_and_loads_the_model_once_per_worker(tiny_checkpoint):
     distributed = pytest.importorskip("distributed")
-    from napari_segrefiner.cluster import local_cluster, model_loads
+    from napari_segrefiner.lazy.cluster import local_cluster, model_loads
 
     img, lab = scene()
     opts = dict(seed=4, chunks=48, batch_size=4, keep_bias=0.2)

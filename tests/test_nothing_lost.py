@@ -24,9 +24,9 @@ import cv2
 import numpy as np
 import pytest
 
-from napari_segrefiner import cli_folder
-from napari_segrefiner.cli import main
-from napari_segrefiner.manifest import MANIFEST, file_id
+from napari_segrefiner.cli import folder as cli_folder
+from napari_segrefiner.cli.main import main
+from napari_segrefiner.cli.manifest import MANIFEST, file_id
 
 REAL_REFINE_FILE = cli_folder.refine_file
 
@@ -188,7 +188,7 @@ def _zargs(root, ckpt, *extra):
 
 
 def test_zarr_killed_then_rerun_keeps_a_user_placed_output(stores, ckpt, monkeypatch, capsys):
-    from napari_segrefiner import cli_zarr
+    from napari_segrefiner.cli import zarr_mode as cli_zarr
 
     real = cli_zarr._write_chunk
     writes = []
@@ -214,7 +214,7 @@ def test_zarr_killed_then_rerun_keeps_a_user_placed_output(stores, ckpt, monkeyp
 
 
 def test_zarr_output_that_appears_during_the_run_is_not_replaced(stores, ckpt, monkeypatch, capsys):
-    from napari_segrefiner import cli_zarr
+    from napari_segrefiner.cli import zarr_mode as cli_zarr
 
     real = cli_zarr._write_chunk
     writes = []
@@ -237,7 +237,7 @@ def test_zarr_output_that_appears_during_the_run_is_not_replaced(stores, ckpt, m
 
 
 def test_a_second_run_into_a_locked_zarr_output_is_refused(stores, ckpt, capsys):
-    from napari_segrefiner.outlock import OutputLock
+    from napari_segrefiner.cli.outlock import OutputLock
 
     with OutputLock(stores / ".segrefiner-lock-out.zarr", "x"):  # a run in progress
         assert main(_zargs(stores, ckpt)) == 2
@@ -246,7 +246,7 @@ def test_a_second_run_into_a_locked_zarr_output_is_refused(stores, ckpt, capsys)
 
 
 def test_the_manifest_journal_records_outputs_before_they_are_placed_and_survives_a_kill(tmp_path):
-    from napari_segrefiner.manifest import JOURNAL, Manifest
+    from napari_segrefiner.cli.manifest import JOURNAL, Manifest
 
     mask, out = tmp_path / "m.png", tmp_path / "o.png"
     mask.write_bytes(b"coarse")

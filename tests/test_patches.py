@@ -1,4 +1,4 @@
-"""Patch geometry (napari_segrefiner.patches): boxes, crop/paste round trips, HR patch selection."""
+"""Patch geometry (napari_segrefiner.engine.patches): boxes, crop/paste round trips, HR patch selection."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_segrefiner.patches import crop_resize, grow_box, nms_same_size, object_box, paste, select_patches
+from napari_segrefiner.engine.patches import crop_resize, grow_box, nms_same_size, object_box, paste, select_patches
 
 # --------------------------------------------------------------------------- #
 # patches: crop / paste / boxes / HR patch selection

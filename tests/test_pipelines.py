@@ -1,4 +1,4 @@
-"""The instance, whole and HR pipelines (napari_segrefiner.pipelines), driven through the API.
+"""The instance, whole and HR pipelines (napari_segrefiner.engine.pipelines), driven through the API.
 
 An oracle network must lead every pipeline back to the truth; the records each run yields
 (one per network batch of objects) are checked against the counts count_records promises.
@@ -12,9 +12,9 @@ import torch
 from _refine_helpers import Oracle, blob_case, rect, rgb_from_truth
 
 from napari_segrefiner.api import choose_mode, iter_refine, refine
-from napari_segrefiner.config import LiteConfig, RefineConfig
-from napari_segrefiner.nets import build_network
-from napari_segrefiner.records import replay
+from napari_segrefiner.models.config import LiteConfig, RefineConfig
+from napari_segrefiner.models.nets import build_network
+from napari_segrefiner.engine.records import replay
 
 
 @pytest.fixture(scope="module")

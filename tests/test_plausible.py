@@ -18,9 +18,10 @@ import numpy as np
 import pytest
 import torch
 
-from napari_segrefiner import plausible, refine, refine_lazy
-from napari_segrefiner.cli import main
-from napari_segrefiner.plausible import check_label_count, check_memory, estimate_peak_bytes, label_limit
+from napari_segrefiner.io import plausible
+from napari_segrefiner import refine, refine_lazy
+from napari_segrefiner.cli.main import main
+from napari_segrefiner.io.plausible import check_label_count, check_memory, estimate_peak_bytes, label_limit
 
 
 def _photo(side: int, seed: int = 0) -> np.ndarray:

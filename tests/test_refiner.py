@@ -1,4 +1,4 @@
-"""napari_segrefiner.refiner: load_refiner, the Refiner object, device resolution."""
+"""napari_segrefiner.models.refiner: load_refiner, the Refiner object, device resolution."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from napari_segrefiner import LiteConfig, RefineConfig, Refiner, build_network, iter_refine, load_model, load_refiner, refine
-from napari_segrefiner import refiner as refiner_mod
-from napari_segrefiner.pipelines import count_records
-from napari_segrefiner.scheduler import Schedule
+from napari_segrefiner.models import refiner as refiner_mod
+from napari_segrefiner.engine.pipelines import count_records
+from napari_segrefiner.diffusion.scheduler import Schedule
 
 
 @pytest.fixture
@@ -117,7 +117,7 @@ def test_refiner_validates_its_parts(net):
 
 
 def test_registered_released_models_bring_their_options(monkeypatch, tmp_path, tiny_checkpoint):
-    from napari_segrefiner import registry
+    from napari_segrefiner.models import registry
 
     monkeypatch.setattr(registry, "resolve", lambda name, cache=None, verify=False: tiny_checkpoint)
     assert load_refiner("segrefiner-lr", device="cpu").config.auto_hr_side == 0  # an object-crop model

@@ -1,4 +1,4 @@
-"""Tests for the model registry (napari_segrefiner.registry). No network access.
+"""Tests for the model registry (napari_segrefiner.models.registry). No network access.
 
 Downloads are simulated by replacing pooch's downloader (``pooch.core.choose_downloader``)
 with one that writes known bytes, so pooch's REAL hash verification runs on them.
@@ -22,9 +22,9 @@ import pooch
 import pooch.core
 import pytest
 
-from napari_segrefiner import registry
-from napari_segrefiner.checkpoint import CheckpointError
-from napari_segrefiner.registry import DEFAULT_MODEL, MODELS, ModelInfo, cache_dir, fetch, resolve, sha256sum
+from napari_segrefiner.models import registry
+from napari_segrefiner.models.checkpoint import CheckpointError
+from napari_segrefiner.models.registry import DEFAULT_MODEL, MODELS, ModelInfo, cache_dir, fetch, resolve, sha256sum
 
 EMPTY = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 ABC = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
@@ -161,7 +161,7 @@ def test_fetch_hr_needs_trust(monkeypatch, tmp_path, server):
 
 def test_fetch_trusted_unknown_hash_logs_the_digest(monkeypatch, tmp_path, server, caplog):
     _register(monkeypatch, None)
-    with caplog.at_level("WARNING", logger="napari_segrefiner.registry"):
+    with caplog.at_level("WARNING", logger="napari_segrefiner.models.registry"):
         path = fetch("unit-test", cache=tmp_path, trust_unknown_hash=True)
     assert Path(path).read_bytes() == b"abc"
     assert f"sha256={ABC}" in caplog.text
@@ -265,7 +265,7 @@ def test_unknown_hash_and_shipped_models_are_not_hashed(monkeypatch, tmp_path, c
 
 
 def test_loading_a_registered_name_verifies_the_cached_file(monkeypatch, tmp_path, tiny_checkpoint, counted_hashes):
-    from napari_segrefiner.refiner import load_refiner
+    from napari_segrefiner.models.refiner import load_refiner
 
     data = tiny_checkpoint.read_bytes()
     _register(monkeypatch, hashlib.sha256(data).hexdigest())  # a digest to pin, not a test of sha256sum
@@ -282,7 +282,7 @@ def test_loading_a_registered_name_verifies_the_cached_file(monkeypatch, tmp_pat
 
 
 def test_cli_refine_reports_a_mismatch_in_one_line(monkeypatch, tmp_path, tiny_checkpoint, counted_hashes, capsys):
-    from napari_segrefiner.cli import main
+    from napari_segrefiner.cli.main import main
 
     _register(monkeypatch, ABC)
     monkeypatch.setenv("NAPARI_SEGREFINER_CACHE", str(tmp_path / "cache"))
@@ -301,7 +301,7 @@ def test_cli_refine_reports_a_mismatch_in_one_line(monkeypatch, tmp_path, tiny_c
 
 
 def test_cli_models_says_which_hashes_are_unknown(capsys):
-    from napari_segrefiner.cli import main
+    from napari_segrefiner.cli.main import main
 
     assert main(["models"]) == 0
     out = capsys.readouterr().out

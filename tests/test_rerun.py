@@ -1,4 +1,4 @@
-"""RefineMemory (napari_segrefiner.rerun): what changed since a run, and merging a partial re-run.
+"""RefineMemory (napari_segrefiner.annotate.rerun): what changed since a run, and merging a partial re-run.
 
 Hand-made arrays with expected values written out; then the engine itself: a re-run of the
 one edited object, merged, equals a full run on the edited mask, and runs the network on
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_segrefiner.rerun import Changes, RefineMemory
+from napari_segrefiner.annotate.rerun import Changes, RefineMemory
 
 # 20 x 20: object 1 rows 2-5 x cols 2-5, object 2 rows 2-5 x cols 12-15, object 3 rows 13-16 x cols 6-9
 MASK = np.zeros((20, 20), dtype=np.uint16)

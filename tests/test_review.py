@@ -1,11 +1,11 @@
-"""ReviewQueue (napari_segrefiner.review) on hand-made arrays: order, cursor, accept, reject, undo."""
+"""ReviewQueue (napari_segrefiner.annotate.review) on hand-made arrays: order, cursor, accept, reject, undo."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from napari_segrefiner.review import ReviewQueue
+from napari_segrefiner.annotate.review import ReviewQueue
 
 # 8 x 10 frames. Coarse: object 1 rows 0-2 x cols 0-2, object 2 rows 4-6 x cols 1-4,
 # object 3 rows 5-7 x cols 7-9. Refined: 1 shrank to rows 0-1 x cols 0-1, 2 grew by a

@@ -1,4 +1,4 @@
-"""Tests for the reverse-diffusion loop (napari_segrefiner.sampling) with oracle networks.
+"""Tests for the reverse-diffusion loop (napari_segrefiner.diffusion.sampling) with oracle networks.
 
 The expected fine-state probabilities F after each step are derived by hand in
 tests/test_scheduler.py's docstring: 0.16, 0.32, 0.48, 0.64, 0.80, 1.
@@ -11,8 +11,8 @@ import math
 import pytest
 import torch
 
-from napari_segrefiner.sampling import denoise, iter_denoise
-from napari_segrefiner.scheduler import Schedule, reverse_step, timesteps
+from napari_segrefiner.diffusion.sampling import denoise, iter_denoise
+from napari_segrefiner.diffusion.scheduler import Schedule, reverse_step, timesteps
 
 from _diffusion_helpers import BIG, SCHED, gen, oracle_from_image  # noqa: E402
 
@@ -143,7 +143,7 @@ def test_skipped_steps_use_the_next_visited_timestep():
 
 
 def test_cancel_is_asked_before_every_batch_and_stops_the_loop():
-    from napari_segrefiner.sampling import RefineCancelled
+    from napari_segrefiner.diffusion.sampling import RefineCancelled
 
     calls = []
 

@@ -1,4 +1,4 @@
-"""Tests for the discrete mask diffusion maths (napari_segrefiner.scheduler).
+"""Tests for the discrete mask diffusion maths (napari_segrefiner.diffusion.scheduler).
 
 Every expected number is derived independently from the published method (SegRefiner,
 Wang et al., NeurIPS 2023, and its official sampler) and written out by hand here:
@@ -26,7 +26,7 @@ import math
 import pytest
 import torch
 
-from napari_segrefiner.scheduler import add_noise, reverse_step, timesteps
+from napari_segrefiner.diffusion.scheduler import add_noise, reverse_step, timesteps
 
 from _diffusion_helpers import BETA_BAR, BIG, SCHED, gen  # noqa: E402
 
@@ -211,7 +211,7 @@ def test_timesteps_invalid_for_hr_and_last():
 
 
 def test_uniform_draws_on_the_generators_device():
-    from napari_segrefiner.scheduler import uniform
+    from napari_segrefiner.diffusion.scheduler import uniform
 
     a = uniform((2, 1, 4, 4), torch.Generator().manual_seed(5), torch.device("cpu"))
     b = torch.rand((2, 1, 4, 4), generator=torch.Generator().manual_seed(5))
@@ -221,7 +221,7 @@ def test_uniform_draws_on_the_generators_device():
 
 
 def test_each_object_stream_is_the_same_whatever_shares_its_batch():
-    from napari_segrefiner.scheduler import stream, uniform
+    from napari_segrefiner.diffusion.scheduler import stream, uniform
 
     batch = uniform(torch.Size([3, 1, 4, 4]), [stream(0, 5), stream(0, 7), stream(0, 9)], torch.device("cpu"))
     alone = uniform(torch.Size([1, 1, 4, 4]), [stream(0, 7)], torch.device("cpu"))

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from napari_segrefiner.scores import boundary_uncertainty
+from napari_segrefiner.annotate.scores import boundary_uncertainty
 
 
 def _square(conf_value: float):
@@ -40,7 +40,7 @@ def test_shapes_are_checked():
 
 
 def test_review_score_is_expected_error_plus_changed_share():
-    from napari_segrefiner.scores import review_score
+    from napari_segrefiner.annotate.scores import review_score
 
     coarse = torch.zeros(1, 1, 10, 10)
     coarse[0, 0, 2:6, 2:6] = 1  # 16 px

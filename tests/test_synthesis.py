@@ -8,18 +8,7 @@ import pytest
 from _mask_helpers import assert_input_not_mutated, blob, disk, iou, rng, square
 
 from napari_segrefiner.training import synthesis as syn
-from napari_segrefiner.training.synthesis import (
-    CAMPAIGN_PROBABILITIES,
-    COARSE_KINDS,
-    MIXED_PROBABILITIES,
-    dilate_erode,
-    lowres_jitter,
-    lowres_mask,
-    make_coarse,
-    mask_bbox,
-    near_perfect,
-    shift_mask,
-)
+from napari_segrefiner.training.synthesis import CAMPAIGN_PROBABILITIES, COARSE_KINDS, MIXED_PROBABILITIES, dilate_erode, lowres_jitter, lowres_mask, make_coarse, mask_bbox, near_perfect, shift_mask
 
 KINDS = COARSE_KINDS  # every kind, including the near-perfect / jitter / campaign ones
 

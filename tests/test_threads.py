@@ -1,11 +1,11 @@
-"""napari_segrefiner.threads: CPU thread counts sized to the machine and the front end."""
+"""napari_segrefiner.models.threads: CPU thread counts sized to the machine and the front end."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from napari_segrefiner import threads
+from napari_segrefiner.models import threads
 
 
 @pytest.mark.parametrize("cores, gui, cli", [(1, 1, 1), (2, 1, 2), (8, 7, 8)])

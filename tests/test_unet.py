@@ -13,10 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from napari_segrefiner.nets import blocks
-from napari_segrefiner.nets import build_network
-from napari_segrefiner.config import LiteConfig, UNetConfig
-from napari_segrefiner.nets.unet import UNet
+from napari_segrefiner.models.nets import blocks
+from napari_segrefiner.models.nets import build_network
+from napari_segrefiner.models.config import LiteConfig, UNetConfig
+from napari_segrefiner.models.nets.unet import UNet
 
 EMB = 512  # time_embed_dim = 4 x model_channels (section 1.3)
 

@@ -17,8 +17,8 @@ from napari.layers import Image, Labels
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_info, show_warning
 
-from .. import registry
-from ..refiner import resolve_device
+from ..models import registry
+from ..models.refiner import resolve_device
 from ._napari_layers import ROLE, StepProgress, layer_array, layer_job, notify_error, result_layer, spatial_shape
 from .lazy_worker import lazy_reason
 from .preflight import LARGE_RUN_OBJECTS, check_job, estimate_seconds, estimate_text

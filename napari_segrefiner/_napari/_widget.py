@@ -33,7 +33,7 @@ from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QComboBox
 
 from ..api import MODES
-from ..refiner import available_devices
+from ..models.refiner import available_devices
 from ._napari_layers import ROLE, StepProgress, is_image_mask, layer_job, spatial_shape
 from ._widget_annotator import AnnotatorSlots
 from ._widget_guard import RemovalWatcher, ask_yes_no, qt_slot

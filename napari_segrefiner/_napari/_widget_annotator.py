@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from napari.layers import Labels
 
-from ..review import ReviewQueue
+from ..annotate.review import ReviewQueue
 from ._widget_rerun import Plan
 from .worker import RefineJob
 

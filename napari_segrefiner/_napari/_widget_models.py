@@ -16,7 +16,7 @@ from napari.utils import progress
 from napari.utils.notifications import show_info
 from qtpy.QtCore import QTimer
 
-from .. import registry
+from ..models import registry
 from ._napari_layers import notify_error
 from .tracking import DownloadTracker
 

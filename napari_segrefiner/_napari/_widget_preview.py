@@ -26,13 +26,7 @@ from napari.layers import Image, Labels
 from napari.utils.notifications import show_info
 from qtpy.QtCore import QTimer
 
-from ._napari_layers import (
-    ROLE,
-    current_position,
-    paint_plane,
-    result_layer,
-    uncertainty_colormap,
-)
+from ._napari_layers import ROLE, current_position, paint_plane, result_layer, uncertainty_colormap
 from ._widget_guard import quietly
 from .tracking import StepCache
 from .worker import RefineJob, Update, assemble, preview_dtype

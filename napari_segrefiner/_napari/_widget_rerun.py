@@ -1,7 +1,7 @@
 """Re-refine only what changed: the dock widget's memory of its result layers.
 
 After a run over all objects that wrote a new result layer, :class:`Memories` keeps a
-:class:`~napari_segrefiner.rerun.RefineMemory` per refined plane of that layer (with the
+:class:`~napari_segrefiner.annotate.rerun.RefineMemory` per refined plane of that layer (with the
 objects' scores and the coarse plane, for the review queue). The next Run with the same
 image, mask, model and options, over one plane the layer remembers, refines only the
 objects whose coarse mask or hints changed (:meth:`Memories.plan`; plus the mask's selected
@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..rerun import Changes, RefineMemory
+from ..annotate.rerun import Changes, RefineMemory
 from .worker import RefineJob
 
 __all__ = ["Entry", "Memories", "Plan", "PlaneMemory", "plane_index"]

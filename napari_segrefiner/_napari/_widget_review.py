@@ -1,6 +1,6 @@
 """The dock widget's review queue: the refined objects, least certain first.
 
-:class:`ReviewPanel` shows a :class:`~napari_segrefiner.review.ReviewQueue` of one plane of
+:class:`ReviewPanel` shows a :class:`~napari_segrefiner.annotate.review.ReviewQueue` of one plane of
 a result layer: a list (label, uncertainty score, decision), Previous / Next (centre the
 camera on the object at a zoom that shows it with some context, select its label in the
 result layer and show the uncertainty layer), Accept / Reject (reject restores the object's
@@ -21,7 +21,7 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
-from ..review import Edit, ReviewQueue
+from ..annotate.review import Edit, ReviewQueue
 from ._widget_guard import quietly
 from ._widget_rerun import plane_index
 

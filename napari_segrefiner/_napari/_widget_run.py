@@ -24,7 +24,7 @@ import time
 
 from napari.utils.notifications import show_warning
 
-from ..refiner import resolve_device
+from ..models.refiner import resolve_device
 from ._napari_layers import notify_error
 from ._widget_guard import qt_slot, quietly
 from ._widget_preview import step_status, stop_timer

@@ -8,7 +8,7 @@ the napari worker and
 
 1. loads the refiner (as :func:`~.worker.iter_job` does: ``cpu_threads("gui")`` torch
    threads, batches of :data:`~.worker.CPU_BATCH_SIZE` on a CPU);
-2. starts a helper thread that calls :func:`~napari_segrefiner.lazy.refine_lazy` (the mask
+2. starts a helper thread that calls :func:`~napari_segrefiner.lazy.refine.refine_lazy` (the mask
    is scanned chunk by chunk), creates a zarr store in a new temporary folder and computes
    the result into it chunk by chunk on dask's threaded scheduler with one worker thread
    (with a pyramid of nearest-neighbour levels for planes larger than
@@ -55,8 +55,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..sampling import RefineCancelled
-from ..threads import cpu_threads, use_threads
+from ..diffusion.sampling import RefineCancelled
+from ..models.threads import cpu_threads, use_threads
 from .worker import CPU_BATCH_SIZE, RefinementError, cached_refiner, explain
 
 __all__ = ["ENV_DIR", "LAZY_PIXELS", "POLL_S", "PYRAMID_MIN", "PYRAMID_SIDE", "STORE_PREFIX", "SWITCH_S",
@@ -354,7 +354,7 @@ class _Helper:
         import dask
         from dask.callbacks import Callback
 
-        from ..lazy import refine_lazy
+        from ..lazy.refine import refine_lazy
 
         job = self.job
         image, mask = job.image, job.mask

@@ -25,12 +25,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import registry
+from ..models import registry
 from ..api import RefineStep, iter_refine
-from ..records import confidence_frame
-from ..refiner import Refiner, load_refiner
-from ..sampling import RefineCancelled
-from ..threads import cpu_threads, use_threads
+from ..engine.records import confidence_frame
+from ..models.refiner import Refiner, load_refiner
+from ..diffusion.sampling import RefineCancelled
+from ..models.threads import cpu_threads, use_threads
 
 __all__ = [
     "CPU_BATCH_SIZE",

@@ -42,16 +42,7 @@ from typing import Any
 import numpy as np
 
 from ..training.data import PairFolder
-from .coarse import (
-    DEFAULT_PEERS_KINDS,
-    KINDS,
-    MIN_PAD,
-    REL_PAD,
-    BenchmarkError,
-    _check_kinds,
-    _checked_names,
-    select_objects,
-)
+from .coarse import DEFAULT_PEERS_KINDS, KINDS, MIN_PAD, REL_PAD, BenchmarkError, _check_kinds, _checked_names, select_objects
 from .report import _environment, _git_commit, format_table, write_results
 from .scoring import WORSE_TOL, score_set
 
@@ -132,9 +123,9 @@ def _open_folders(folders: Sequence[str | os.PathLike]) -> list[PairFolder]:
 
 def _load_net(model: Any, device: Any):
     """(refiner, its device, description dict): the benchmark's one :func:`load_refiner` call."""
-    from ..checkpoint import CheckpointError
-    from ..config import config_to_dict
-    from ..refiner import load_refiner
+    from ..models.checkpoint import CheckpointError
+    from ..models.config import config_to_dict
+    from ..models.refiner import load_refiner
 
     try:
         refiner = load_refiner(model, device=device)
@@ -155,7 +146,7 @@ def _load_net(model: Any, device: Any):
 
 def _resolved_device(device: Any) -> Any:
     """``device`` as a torch.device (when no model is loaded); BenchmarkError if unusable."""
-    from ..refiner import resolve_device
+    from ..models.refiner import resolve_device
 
     try:
         return resolve_device(device)

@@ -47,7 +47,7 @@ def run_demo(out: str | Path = "segrefiner_demo.png", *, model=None, device: str
     """Refine the shipped sample; returns the figures and writes the overlay PNG."""
     from .._napari._sample_data import coarsen_labels, load_nuclei
     from ..api import refine
-    from ..refiner import load_refiner
+    from ..models.refiner import load_refiner
 
     image, truth = load_nuclei()
     coarse = coarsen_labels(truth, seed=seed)
@@ -71,7 +71,7 @@ def run_demo(out: str | Path = "segrefiner_demo.png", *, model=None, device: str
         ],
     )
     out = Path(out)
-    from ..io import atomic_write
+    from ..io.files import atomic_write
 
     def write_png(tmp: Path) -> None:
         ok, buf = cv2.imencode(".png", panel[..., ::-1])

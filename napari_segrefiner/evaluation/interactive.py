@@ -8,7 +8,7 @@ deepest inside that region (the most central of the deepest), cut to the region,
 Clicks stay inside the crop the object is refined in (where a hint can belong to it).
 
 :func:`spearman` is the rank correlation the benchmark prints between the review queue's
-score (:func:`~napari_segrefiner.scores.review_score`) and the per-object IoU error.
+score (:func:`~napari_segrefiner.annotate.scores.review_score`) and the per-object IoU error.
 """
 
 from __future__ import annotations
@@ -80,14 +80,14 @@ def click_curve(image: np.ndarray, coarse: np.ndarray, gt: np.ndarray, refiner: 
         The result after 0, 1, ..., ``clicks`` clicks (when no error is left, the last
         result repeats).
     uncertainty : float
-        The review score of the first result (:func:`~napari_segrefiner.scores.review_score`).
+        The review score of the first result (:func:`~napari_segrefiner.annotate.scores.review_score`).
     seconds : float
         Wall time of the first refinement (what the speed figures report).
     """
     import time
 
     from ..api import iter_refine, refine
-    from ..pipelines import instance_box
+    from ..engine.pipelines import instance_box
 
     coarse = np.asarray(coarse, dtype=bool)
     gt = np.asarray(gt, dtype=bool)

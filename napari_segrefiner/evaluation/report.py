@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import atomic_write
+from ..io.atomic import atomic_write
 
 __all__ = ["format_markdown", "format_table", "write_results"]
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..nets import build_network
-from ..config import LiteConfig, UNetConfig
+from ..models.nets import build_network
+from ..models.config import LiteConfig, UNetConfig
 
 __all__ = ["CONFIGS", "time_forward", "run_speed", "add_arguments", "run_from_args"]
 
@@ -48,7 +48,7 @@ def time_forward(model, batch: int, *, size: int, device: torch.device, repeats:
 
 def _refine_once(model, device: torch.device, size: int) -> float:
     from ..api import refine
-    from ..refiner import load_refiner
+    from ..models.refiner import load_refiner
 
     refiner = load_refiner(model, device=device)
     rng = np.random.default_rng(0)
@@ -117,7 +117,7 @@ def add_arguments(parser) -> None:
 
 def run_from_args(args) -> int:
     """Run from parsed CLI arguments; writes a JSON file."""
-    from ..threads import available_cores, cpu_threads
+    from ..models.threads import available_cores, cpu_threads
 
     defaults = {"torch_default": torch.get_num_threads(), "gui": cpu_threads("gui"), "cli": cpu_threads("cli"),
                 "cores": available_cores()}  # fmt: skip
@@ -137,7 +137,7 @@ def run_from_args(args) -> int:
                 processor=platform.processor() or platform.platform(),
                 cuda=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
                 date=time.strftime("%Y-%m-%d %H:%M:%S"))
-    from ..io import atomic_write
+    from ..io.files import atomic_write
 
     text = json.dumps({"meta": meta, "rows": rows}, indent=2)
     atomic_write(out, lambda tmp: tmp.write_text(text))

@@ -25,7 +25,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..io import IMAGE_EXTENSIONS
+from ..io.files import IMAGE_EXTENSIONS
 from ._dataset_base import _Base, _check_range
 from .folders import ObjectRef, PairFolder
 from .synthesis import mask_bbox

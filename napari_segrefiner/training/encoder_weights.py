@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from ..registry import sha256sum
+from ..models.registry import sha256sum
 
 __all__ = ["ENCODER_FILES", "encoder_file", "encoder_state_dict"]
 

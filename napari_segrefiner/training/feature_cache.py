@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..imaging import normalize
+from ..models.imaging import normalize
 
 __all__ = ["CachedCrops", "build_cache", "encode_cache"]
 

@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from ..imaging import as_rgb_uint8
-from ..io import IMAGE_EXTENSIONS, read_image, read_labels, read_mask
+from ..io.images import as_rgb_uint8
+from ..io.files import IMAGE_EXTENSIONS, read_image, read_labels, read_mask
 
 __all__ = ["ObjectRef", "PairFolder"]
 
@@ -203,7 +203,7 @@ class PairFolder(Sequence):
     def image(self, image_id: str) -> np.ndarray:
         """The RGB image of one image id (cached; do not modify).
 
-        Scaled to 8 bits by :func:`~napari_segrefiner.imaging.as_rgb_uint8`, the function
+        Scaled to 8 bits by :func:`~napari_segrefiner.io.images.as_rgb_uint8`, the function
         inference uses, so a 16-bit micrograph is seen the same in training and use.
 
         Parameters

@@ -20,15 +20,15 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..checkpoint import load_checkpoint, save_checkpoint
-from ..config import LiteConfig, RefineConfig
+from ..models.checkpoint import load_checkpoint, save_checkpoint
+from ..models.config import LiteConfig, RefineConfig
 from .data import NativePatches, ObjectCrops, PairFolder
-from ..imaging import normalize
+from ..models.imaging import normalize
 from .losses import refiner_loss
-from ..nets import build_network
-from ..refiner import load_refiner, resolve_device
-from ..sampling import denoise
-from ..scheduler import Schedule, add_noise, timesteps
+from ..models.nets import build_network
+from ..models.refiner import load_refiner, resolve_device
+from ..diffusion.sampling import denoise
+from ..diffusion.scheduler import Schedule, add_noise, timesteps
 
 __all__ = ["TrainConfig", "MixedSamples", "batch_iou", "evaluate_batch", "lr_at", "train"]
 
@@ -157,7 +157,7 @@ def _initial_model(cfg: TrainConfig, device) -> tuple[torch.nn.Module, RefineCon
     elif cfg.arch == "lite-tiny":
         config = LiteConfig.tiny()
     elif cfg.arch == "official":
-        from ..config import UNetConfig
+        from ..models.config import UNetConfig
 
         config = UNetConfig.official()
     else:

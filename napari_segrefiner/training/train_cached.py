@@ -19,11 +19,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ..checkpoint import load_checkpoint, save_checkpoint
-from ..config import EncDecConfig, RefineConfig
-from ..imaging import normalize
-from ..nets import build_network
-from ..scheduler import Schedule, add_noise
+from ..models.checkpoint import load_checkpoint, save_checkpoint
+from ..models.config import EncDecConfig, RefineConfig
+from ..models.imaging import normalize
+from ..models.nets import build_network
+from ..diffusion.scheduler import Schedule, add_noise
 from .encoder_weights import encoder_state_dict
 from .feature_cache import CachedCrops
 from .losses import refiner_loss

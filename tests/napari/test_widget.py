@@ -91,7 +91,7 @@ def shown(w) -> bool:
 
 
 def test_run_previews_objects_then_adds_result_and_scrubs(qtbot, monkeypatch, setup):
-    from napari_segrefiner.records import replay
+    from napari_segrefiner.engine.records import replay
 
     viewer, widget, labels = setup
     original = labels.data.copy()
@@ -164,7 +164,7 @@ def test_run_previews_objects_then_adds_result_and_scrubs(qtbot, monkeypatch, se
 
 
 def test_status_line_counts_objects():
-    from napari_segrefiner.records import RefineStep
+    from napari_segrefiner.engine.records import RefineStep
     from napari_segrefiner._napari._widget_preview import step_status
 
     def status(done, total, plane=0, planes=1):
@@ -308,7 +308,7 @@ def test_new_coarse_mask_and_image_layer_as_mask(qtbot, setup):
 
 def test_model_choices_missing_model_and_download(qtbot, monkeypatch, setup, tmp_path):
     viewer, widget, labels = setup
-    from napari_segrefiner import registry
+    from napari_segrefiner.models import registry
 
     # the shipped model is being trained and may be absent: say so, in the widget and on Run
     real_resolve = registry.resolve

@@ -26,7 +26,7 @@ from napari_segrefiner._napari import _widget, worker as _jobs  # noqa: E402
 from napari_segrefiner._napari._napari_layers import uncertainty_colormap  # noqa: E402
 from napari_segrefiner._napari._widget import MIN_WIDTH, SegRefinerWidget  # noqa: E402
 from napari_segrefiner._napari.worker import CPU_BATCH_SIZE  # noqa: E402
-from napari_segrefiner.threads import cpu_threads  # noqa: E402
+from napari_segrefiner.models.threads import cpu_threads  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.gui
 from napari.utils import progress  # noqa: E402
 from napari.utils.notifications import notification_manager  # noqa: E402
 
-from napari_segrefiner import lazy as _lazy  # noqa: E402
+from napari_segrefiner.lazy import refine as _lazy  # noqa: E402
 from napari_segrefiner import load_refiner, refine  # noqa: E402
 from napari_segrefiner._napari import _napari_menu, lazy_worker  # noqa: E402
 from napari_segrefiner._napari._widget import SegRefinerWidget  # noqa: E402

@@ -5,8 +5,8 @@ scaling of an image.
   count per plane; :func:`merge_tables` merges the tables of all blocks, so an object cut
   by chunk borders comes out once, whole.
 * :func:`image_stats` / :func:`plane_scaling` compute, without holding the image, the
-  exact :func:`~napari_segrefiner.imaging.scaling_of` tuple of every plane: the 0.5 and
-  99.5 percentiles that :func:`~napari_segrefiner.imaging.as_rgb_uint8` stretches
+  exact :func:`~napari_segrefiner.io.images.scaling_of` tuple of every plane: the 0.5 and
+  99.5 percentiles that :func:`~napari_segrefiner.io.images.as_rgb_uint8` stretches
   non-8-bit images with, found by a two-pass radix selection over float32 keys and
   interpolated as ``numpy.percentile`` does.
 

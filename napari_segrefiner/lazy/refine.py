@@ -41,18 +41,10 @@ from typing import Any
 
 import numpy as np
 
-from .lazy_scan import (
-    default_scaling,
-    image_stats,
-    merge_stats,
-    merge_tables,
-    needed_bins,
-    plane_scaling,
-    scan_block,
-)
-from .lazy_tasks import BatchTask, ChunkTask, Source, compose_chunk, refine_batch
-from .lazy_checks import check_arrays, check_ids, check_options
-from .plausible import check_label_count
+from .scan import default_scaling, image_stats, merge_stats, merge_tables, needed_bins, plane_scaling, scan_block
+from .tasks import BatchTask, ChunkTask, Source, compose_chunk, refine_batch
+from .checks import check_arrays, check_ids, check_options
+from ..io.plausible import check_label_count
 
 __all__ = ["LazyPlan", "plan_lazy", "refine_lazy"]
 
@@ -177,7 +169,7 @@ def plan_lazy(image, mask, *, config, seed: int, steps: tuple[int, ...], labels:
         if missing:
             raise ValueError(f"labels {missing} do not occur in mask (present: {sorted(present)[:10]})")
     scaling = _scalings(image, tables, lead, rgb_axis, client)
-    from .pipelines import box_from_bounds
+    from ..engine.pipelines import box_from_bounds
 
     windows = _hint_windows(hints, mask, tables, config, client)
     batches, boxes_of = [], {}
@@ -231,8 +223,8 @@ def _hint_windows(hints, mask, tables: dict, config, client) -> dict:
     """Plane -> :class:`~.lazy_hints.HintWindow` (empty without hints)."""
     if hints is None:
         return {}
-    from .lazy_hints import hint_bounds, merge_bounds, plan_hints
-    from .pipelines import box_from_bounds
+    from .hint_windows import hint_bounds, merge_bounds, plan_hints
+    from ..engine.pipelines import box_from_bounds
 
     bounds = merge_bounds(_compute([_delayed(hint_bounds)(b, off) for b, off in _blocks(hints)], client))
     shape = tuple(mask.shape[-2:])
@@ -298,7 +290,7 @@ def refine_lazy(
     ----------
     image : numpy, zarr or dask array of shape (..., H, W) or (..., H, W, C)
         Gray, RGB or RGBA (C = 1, 3 or 4), any numeric dtype (as
-        :func:`~napari_segrefiner.imaging.as_rgb_uint8`, per plane).
+        :func:`~napari_segrefiner.io.images.as_rgb_uint8`, per plane).
     mask : numpy, zarr or dask array of shape (..., H, W)
         Coarse labels (0 = background) or a binary mask (then one object per plane: label
         a binary mask first to refine its pieces one by one).
@@ -306,7 +298,7 @@ def refine_lazy(
         As :func:`~napari_segrefiner.api.refine` (the same default seed).
     hints : numpy, zarr or dask array of the mask's shape, optional
         Annotator hints (0 free, 1 object, 2 background), held as in memory
-        (:mod:`~napari_segrefiner.hints`): the result equals ``refine(..., hints=hints)``.
+        (:mod:`~napari_segrefiner.annotate.hints`): the result equals ``refine(..., hints=hints)``.
     chunks : int or (int, int), optional
         Output chunk (and composition window) size along the last two axes, at least
         16 px; default: the mask's chunks (1024 for numpy input).
@@ -320,7 +312,7 @@ def refine_lazy(
         computed.
     force : bool
         Refine a plane with more labels than ``max(1024, H * W / 16)`` anyway (see
-        :mod:`~napari_segrefiner.plausible`: a photo passed as the mask, or image and mask
+        :mod:`~napari_segrefiner.io.plausible`: a photo passed as the mask, or image and mask
         swapped).
     **options
         Overrides of the refiner's :class:`~.config.RefineConfig` (``batch_size`` is the
@@ -341,9 +333,9 @@ def refine_lazy(
     from dask import delayed
     from dask.highlevelgraph import HighLevelGraph
 
-    from .api import _refiner, resolve_seed
+    from ..api import _refiner, resolve_seed
     from .cluster import ModelSpec, Progress, get_client
-    from .scheduler import timesteps
+    from ..diffusion.scheduler import timesteps
 
     seed = resolve_seed(seed)
     check_arrays(image, mask)

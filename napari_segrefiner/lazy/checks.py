@@ -1,4 +1,4 @@
-"""Checks of what :func:`~napari_segrefiner.lazy.refine_lazy` is given, before any work.
+"""Checks of what :func:`~napari_segrefiner.lazy.refine.refine_lazy` is given, before any work.
 
 Every argument that is not a model, a seed, steps or a :class:`~.config.RefineConfig`
 override (those have their own checks) is validated here, with a message that names it.

@@ -13,7 +13,7 @@ An output is recorded *before* its temporary file is moved into place, by append
 line to ``segrefiner-manifest.journal`` (cheap, whatever the number of outputs); a run
 stopped at any point thus never leaves a file it wrote unrecorded. Reading the manifest
 replays the journal, and :meth:`Manifest.save` folds it into the JSON file (rewritten
-atomically, :func:`~napari_segrefiner.atomic.atomic_write`) and removes it.
+atomically, :func:`~napari_segrefiner.io.atomic.atomic_write`) and removes it.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def model_id(source: str | None) -> dict[str, Any]:
     ``{"source": name or absolute path, "sha256": digest of its weights or None}`` (None
     when the file cannot be found: loading it will say why).
     """
-    from . import registry
+    from ..models import registry
 
     name = registry.DEFAULT_MODEL if source is None else str(source)
     try:
@@ -159,7 +159,7 @@ class Manifest:
         """Write the manifest (atomically) with everything journaled, then remove the journal."""
         if not self._dirty:
             return
-        from .atomic import atomic_write
+        from ..io.atomic import atomic_write
 
         text = json.dumps({"format": FORMAT, "outputs": self.entries}, indent=1, sort_keys=True)
         atomic_write(self.path, lambda tmp: tmp.write_text(text))

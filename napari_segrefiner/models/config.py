@@ -301,7 +301,7 @@ class RefineConfig:
         resolution and keep the native coarse mask elsewhere, so that a mask the network
         keeps comes back exactly (False: the official bilinear paste of the whole crop).
     clean : bool
-        Clean each refined object (:func:`~napari_segrefiner.cleanup.clean_labels`: keep
+        Clean each refined object (:func:`~napari_segrefiner.engine.cleanup.clean_labels`: keep
         the pieces that overlap its coarse object, drop specks, fill pinholes).
 
     Raises

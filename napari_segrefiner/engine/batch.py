@@ -24,13 +24,13 @@ import torch
 
 from .cleanup import overlapping_pieces
 from .compose import ObjectMap, object_values
-from .config import RefineConfig
-from .imaging import normalize
+from ..models.config import RefineConfig
+from ..models.imaging import normalize
 from .patches import crop_resize
 from .records import ObjectResult
-from .sampling import iter_denoise
-from .scheduler import Schedule, stream
-from .scores import review_score
+from ..diffusion.sampling import iter_denoise
+from ..diffusion.scheduler import Schedule, stream
+from ..annotate.scores import review_score
 
 __all__ = ["PipelineRun", "object_crop", "refine_batch"]
 

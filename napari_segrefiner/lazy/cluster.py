@@ -74,7 +74,7 @@ def refiner_for(spec: ModelSpec):
         if hit is not None:
             _cache.move_to_end(spec.key)
             return hit
-        from .refiner import load_refiner
+        from ..models.refiner import load_refiner
 
         if spec.threads:
             import torch

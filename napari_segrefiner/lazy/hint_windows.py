@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .hints import check_hints, owners
+from ..annotate.hints import check_hints, owners
 
 __all__ = ["HintWindow", "hint_bounds", "merge_bounds", "plan_hints"]
 
@@ -91,7 +91,7 @@ def plan_hints(hints, mask, bounds: dict, boxes_of: dict, reach: int, shape: tup
         As :func:`~.hints.check_hints` and :func:`~.hints.owners` (bad values, an object
         hint far from every object).
     """
-    from .lazy_scan import as_labels
+    from .scan import as_labels
 
     h, w = shape
     out = {}

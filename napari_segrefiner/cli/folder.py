@@ -1,13 +1,13 @@
 """Folder mode of ``napari-segrefiner refine``: many image/mask pairs, resumable, on a cluster.
 
-The output folder is locked for the run (:mod:`~napari_segrefiner.outlock`): a second run
+The output folder is locked for the run (:mod:`~napari_segrefiner.cli.outlock`): a second run
 into it is refused. Each output is written to a temporary file
-(:func:`~napari_segrefiner.atomic.write_temp`), recorded in the output folder's manifest
-(:mod:`~napari_segrefiner.manifest`) with the identity of that file, and only then moved
+(:func:`~napari_segrefiner.io.atomic.write_temp`), recorded in the output folder's manifest
+(:mod:`~napari_segrefiner.cli.manifest`) with the identity of that file, and only then moved
 into place, never over a file that appeared meanwhile (unless ``--overwrite``). A rerun
 with the same inputs and settings skips the outputs it finished and still refuses (without
 ``--overwrite``) every existing output whose file is not the one it recorded. Temporary
-files a killed run left are removed first (:func:`~napari_segrefiner.atomic.sweep_temporaries`).
+files a killed run left are removed first (:func:`~napari_segrefiner.io.atomic.sweep_temporaries`).
 
 Without ``--workers``/``--scheduler`` the pairs are refined one after the other in this
 process. ``--workers N`` starts a local cluster of N worker processes, ``--scheduler ADDR``
@@ -22,7 +22,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-from .cli_plan import CLIError, check_writable, model_source, read_image, read_mask
+from .outputs import CLIError, check_writable, model_source, read_image, read_mask
 from .manifest import MANIFEST, Manifest, model_id
 
 __all__ = ["FolderRun", "refine_file", "run_folder"]
@@ -37,8 +37,8 @@ class FolderRun:
         self._manifest: Manifest | None = None
 
     def settings(self) -> dict[str, Any]:
-        from . import __version__
-        from .refiner import resolve_device
+        from .. import __version__
+        from ..models.refiner import resolve_device
 
         try:
             device = resolve_device(self.args.device).type
@@ -69,10 +69,10 @@ def refine_file(spec, image_p: Path, mask_p: Path, out_p: Path, opts: dict) -> d
     into place) or ``{"error": message}`` for a pair that cannot be refined (unreadable
     file, empty mask...).
     """
-    from .api import iter_refine
-    from .atomic import write_temp
-    from .cluster import refiner_for
-    from .io import mask_writer
+    from ..api import iter_refine
+    from ..io.atomic import write_temp
+    from ..lazy.cluster import refiner_for
+    from ..io.files import mask_writer
     from .manifest import file_id
 
     try:
@@ -90,7 +90,7 @@ def refine_file(spec, image_p: Path, mask_p: Path, out_p: Path, opts: dict) -> d
 
 
 def _load(args, device: str):
-    from .refiner import load_refiner
+    from ..models.refiner import load_refiner
 
     try:
         return load_refiner(model_source(args), device=device)
@@ -102,9 +102,9 @@ def run_folder(plan, out: Path, args, run: FolderRun) -> int:
     """Refine every planned pair not finished before; returns the exit code."""
     from tqdm import tqdm
 
-    from .atomic import place, sweep_temporaries
-    from .cluster import ModelSpec, get_client, local_cluster, worker_threads
-    from .threads import cpu_threads, use_threads
+    from ..io.atomic import place, sweep_temporaries
+    from ..lazy.cluster import ModelSpec, get_client, local_cluster, worker_threads
+    from ..models.threads import cpu_threads, use_threads
 
     todo, done = [], 0
     for item in plan:
@@ -121,7 +121,7 @@ def run_folder(plan, out: Path, args, run: FolderRun) -> int:
         threads = cpu_threads("cli", requested=args.threads)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
-    from .allocator import return_large_blocks
+    from ..models.allocator import return_large_blocks
 
     distributed = bool(args.workers or args.scheduler)
     refiner = _load(args, "cpu" if distributed else args.device)  # checks the model before any work

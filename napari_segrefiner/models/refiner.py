@@ -22,10 +22,10 @@ from torch import nn
 
 from .checkpoint import network_from_checkpoint
 from .config import RefineConfig
-from .pipelines import count_records
+from ..engine.pipelines import count_records
 from .probe import probe_network
 from . import registry
-from .scheduler import Schedule
+from ..diffusion.scheduler import Schedule
 
 __all__ = ["Refiner", "available_devices", "load_model", "load_refiner", "resolve_device"]
 
@@ -170,7 +170,7 @@ def load_refiner(
         another device); or a network (``encode``/``denoise``, or ``model(x, t) -> logits``;
         wrapped with the official options; never moved in place), which must give finite
         ``(N, 1, H, W)`` logits on a tiny test input
-        (:func:`~napari_segrefiner.probe.probe_network`, one call of the network).
+        (:func:`~napari_segrefiner.models.probe.probe_network`, one call of the network).
     device : str or torch.device
         ``"auto"`` (CUDA, MPS, then CPU), ``"cpu"``, ``"cuda"``... For a :class:`Refiner`
         source, ``None`` keeps its device.

@@ -21,7 +21,7 @@ What counts as an object's input
   grid). A hint painted for one object therefore re-refines that object, not every
   neighbour whose (larger) crop happens to contain it;
 * the hint-1 pixels it owns, wherever they are: a hint 1 outside every coarse object
-  belongs to the nearest one (as in :func:`napari_segrefiner.hints.owners`).
+  belongs to the nearest one (as in :func:`napari_segrefiner.annotate.hints.owners`).
 
 With ``frame=True`` (the HR pipeline, whose global pass sees the whole frame at a coarse
 grid) every object's region is the whole frame: any hint change re-refines every object.
@@ -47,7 +47,7 @@ HINT_VALUES = (0, 1, 2)  # free, object, background
 def _check_hints(hints, shape: tuple[int, ...], *, name: str = "hints") -> np.ndarray | None:
     """Validate a hints array against a mask ``shape``; returns it as uint8 (a copy) or None.
 
-    (The engine validates hints itself, :func:`napari_segrefiner.hints.check_hints`; this
+    (The engine validates hints itself, :func:`napari_segrefiner.annotate.hints.check_hints`; this
     numpy-only check keeps the memory consistent.)
 
     Parameters

@@ -9,7 +9,7 @@ decoded from bytes, not opened by name through OpenCV).
 Conventions
 -----------
 * Images are returned as stored (RGB order, dtype kept); scaling to 8-bit is
-  :func:`napari_segrefiner.imaging.as_rgb_uint8`'s job, at training and inference alike.
+  :func:`napari_segrefiner.io.images.as_rgb_uint8`'s job, at training and inference alike.
 * A **binary mask** (bool, or integers that are only 0 and 1) is written as 0/255 in PNG
   and TIFF files and as it is in ``.npy``; reading a file that holds only 0 and 1, or 0
   and its dtype's maximum (0/255, 0/65535), gives a bool mask. The CLI and the napari
@@ -17,7 +17,7 @@ Conventions
   their dtype's width (a uint16 label image stays 16-bit even when every label is < 256).
 * A colour (RGB) mask image becomes labels: one id per distinct colour, black = 0.
 * Every write goes to a temporary file in the target folder and is renamed into place
-  (:func:`~napari_segrefiner.atomic.atomic_write`), so a crash never leaves a partial
+  (:func:`~napari_segrefiner.io.atomic.atomic_write`), so a crash never leaves a partial
   file; the file gets the permissions a plain write would give under the user's umask.
 """
 
@@ -212,7 +212,7 @@ def mask_writer(path: str | os.PathLike, mask: np.ndarray) -> Callable[[Path], N
     """Check that the format of ``path`` can hold ``mask``; return ``write(file)`` that writes it.
 
     For callers that put the file in place themselves
-    (:func:`~napari_segrefiner.atomic.write_temp` then :func:`~napari_segrefiner.atomic.place`);
+    (:func:`~napari_segrefiner.io.atomic.write_temp` then :func:`~napari_segrefiner.io.atomic.place`);
     :func:`write_mask` does both. Parameters and errors as :func:`write_mask`.
     """
     target = Path(path)

@@ -1,7 +1,7 @@
 """Zarr mode of ``napari-segrefiner refine``: one big array, chunk by chunk, resumable.
 
 ``refine big.zarr labels.zarr -o out.zarr`` refines the labels with
-:func:`~napari_segrefiner.lazy.refine_lazy` (instance mode) and writes every output chunk
+:func:`~napari_segrefiner.lazy.refine.refine_lazy` (instance mode) and writes every output chunk
 into a hidden sibling ``.out.zarr.partial`` as soon as it is composed; the finished chunks
 are noted in that folder's ``segrefiner-manifest.json``. When every chunk is written the
 folder is renamed to ``out.zarr``, so ``out.zarr`` is never partial. A stopped run, started
@@ -9,7 +9,7 @@ again with the same inputs and settings, writes only the chunks that are missing
 objects are refined again only if that chunk needs them); a finished one is not redone.
 
 The output is locked for the run (``.segrefiner-lock-<name>`` beside it,
-:mod:`~napari_segrefiner.outlock`): a second run into it is refused. An existing output is
+:mod:`~napari_segrefiner.cli.outlock`): a second run into it is refused. An existing output is
 replaced only with ``--overwrite``, also when it appeared while this run was refining (the
 finished result then stays in the hidden folder, and a rerun with ``--overwrite`` puts it
 in place without refining again). What a killed run left (the lock, temporary files, an
@@ -31,7 +31,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-from .cli_plan import CLIError, _within, model_source, output_lock
+from .outputs import CLIError, _within, model_source, output_lock
 from .manifest import MANIFEST, model_id
 from .outlock import LOCK_NAME
 
@@ -98,7 +98,7 @@ class _Progress:
             self.save()
 
     def save(self) -> None:
-        from .atomic import atomic_write
+        from ..io.atomic import atomic_write
 
         text = json.dumps({"format": 1, "settings": self.settings, "done": sorted(self.done), "complete": self.complete})
         atomic_write(self.path, lambda tmp: tmp.write_text(text))
@@ -137,7 +137,7 @@ def run_zarr(image_path: Path, mask_path: Path, out: Path, args) -> int:
         raise CLIError(f"the mask must have at least 2 dimensions, got shape {tuple(mask.shape)}")
     if args.chunks is not None and args.chunks < 16:
         raise CLIError(f"--chunks must be at least 16 px, got {args.chunks}")
-    from . import __version__
+    from .. import __version__
 
     settings = {"model": model_id(model_source(args)), "device": str(args.device), "seed": args.seed,
                 "steps": args.steps, "chunks": args.chunks, "version": __version__,
@@ -149,7 +149,7 @@ def run_zarr(image_path: Path, mask_path: Path, out: Path, args) -> int:
 
 
 def _locked_run(image, mask, out: Path, settings: dict, args) -> int:
-    from .atomic import sweep_temporaries
+    from ..io.atomic import sweep_temporaries
 
     sweep_temporaries(out.parent, name=out.name)  # an old output a killed --overwrite run was replacing
     if out.exists():
@@ -177,11 +177,11 @@ def _refine_into(image, mask, out: Path, partial: Path, state: _Progress, args) 
     import zarr
     from tqdm import tqdm
 
-    from .atomic import temp_name
-    from .cluster import get_client, local_cluster, worker_threads
-    from .lazy import refine_lazy
-    from .refiner import load_refiner
-    from .threads import cpu_threads, use_threads
+    from ..io.atomic import temp_name
+    from ..lazy.cluster import get_client, local_cluster, worker_threads
+    from ..lazy.refine import refine_lazy
+    from ..models.refiner import load_refiner
+    from ..models.threads import cpu_threads, use_threads
 
     try:
         threads = cpu_threads("cli", requested=args.threads)
@@ -192,7 +192,7 @@ def _refine_into(image, mask, out: Path, partial: Path, state: _Progress, args) 
         refiner = load_refiner(model_source(args), device="cpu" if distributed else args.device)
     except (FileNotFoundError, KeyError, ValueError) as exc:
         raise CLIError(str(exc).strip("'\"")) from None
-    from .allocator import return_large_blocks
+    from ..models.allocator import return_large_blocks
 
     return_large_blocks()  # a long run: freed network batches go back to the system
     cluster = client = None

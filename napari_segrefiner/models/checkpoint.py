@@ -19,9 +19,9 @@ wrong results:
   ``num_timesteps`` in [1, 64] (the released and the shipped models use 6; every step
   is one network evaluation per object), and the network's estimated size stays below
   :data:`MAX_PARAMETERS`; the stored pipeline options lie in the ranges
-  :class:`~napari_segrefiner.config.RefineConfig` documents;
+  :class:`~napari_segrefiner.models.config.RefineConfig` documents;
 * the loaded network's first forward pass on a tiny input
-  (:func:`~napari_segrefiner.probe.probe_network`) gives finite ``(N, 1, H, W)`` logits.
+  (:func:`~napari_segrefiner.models.probe.probe_network`) gives finite ``(N, 1, H, W)`` logits.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .atomic import atomic_write
+from ..io.atomic import atomic_write
 from .config import EncDecConfig, LiteConfig, RefineConfig, UNetConfig, config_from_dict, config_to_dict
 from .nets import build_network
 from .probe import probe_network
@@ -209,7 +209,7 @@ def _build(config: UNetConfig | LiteConfig | EncDecConfig, refine: RefineConfig,
     The big UNet is built on the meta device (no random init of 118 M weights that are
     overwritten anyway); small networks on the CPU (the meta device's first use costs
     ~1.4 s of imports, 20x the Lite network's whole initialisation). Whether it runs is
-    checked later, with its weights (:func:`~napari_segrefiner.probe.probe_network`).
+    checked later, with its weights (:func:`~napari_segrefiner.models.probe.probe_network`).
     """
     try:
         _check_config(config)
@@ -295,7 +295,7 @@ def save_checkpoint(
     path : str or path-like
         Destination (parent folders are created).
     model : nn.Module
-        A network built by :func:`~napari_segrefiner.nets.build_network` (it has a
+        A network built by :func:`~napari_segrefiner.models.nets.build_network` (it has a
         ``config`` attribute).
     refine : RefineConfig, optional
         Pipeline options to store (default: the official ones).

@@ -13,19 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .cli_plan import (
-    CLIError,
-    check_folder_output,
-    check_labels,
-    check_writable,
-    model_source,
-    output_lock,
-    plan_file,
-    plan_folders,
-    read_image,
-    read_mask,
-    write_mask,
-)
+from .outputs import CLIError, check_folder_output, check_labels, check_writable, model_source, output_lock, plan_file, plan_folders, read_image, read_mask, write_mask
 
 __all__ = ["main"]
 
@@ -33,15 +21,15 @@ __all__ = ["main"]
 
 def _cmd_refine(args) -> int:
 
-    from .refiner import load_refiner
+    from ..models.refiner import load_refiner
 
     image_path, mask_path, out = Path(args.image), Path(args.mask), Path(args.output)
     if args.workers is not None and args.workers < 1:
         raise CLIError(f"--workers must be at least 1, got {args.workers}")
-    from .cli_zarr import is_zarr
+    from .zarr_mode import is_zarr
 
     if is_zarr(image_path) or is_zarr(mask_path) or is_zarr(out):
-        from .cli_zarr import run_zarr
+        from .zarr_mode import run_zarr
 
         return run_zarr(image_path, mask_path, out, args)
     if args.chunks is not None:
@@ -51,7 +39,7 @@ def _cmd_refine(args) -> int:
         missing = next((p for p in (image_path, mask_path) if not p.exists()), None)
         raise CLIError(f"folder not found: {missing}" if missing else "IMAGE and MASK must both be files or both be folders")
     if folders:  # resumable: outputs an earlier run made with the same inputs and settings are its own
-        from .cli_folder import FolderRun, run_folder
+        from .folder import FolderRun, run_folder
         from .outlock import LOCK_NAME
 
         check_folder_output(image_path, mask_path, out)  # before the lock creates anything
@@ -71,7 +59,7 @@ def _cmd_refine(args) -> int:
         raise CLIError(str(exc).strip("'\"")) from None
     opts = dict(model=refiner, mode=args.mode, steps=args.steps, seed=args.seed, previews=False, force=args.force)
     if refiner.device.type == "cpu":
-        from .threads import cpu_threads, use_threads
+        from ..models.threads import cpu_threads, use_threads
 
         try:
             threads = cpu_threads("cli", requested=args.threads)
@@ -85,8 +73,8 @@ def _cmd_refine(args) -> int:
 def _run_refine(out: Path, opts: dict, image, mask, overwrite: bool) -> int:
     import numpy as np
 
-    from .api import iter_refine
-    from .atomic import sweep_temporaries
+    from ..api import iter_refine
+    from ..io.atomic import sweep_temporaries
 
     try:
         *_, last = iter_refine(image, mask, **opts)
@@ -100,7 +88,7 @@ def _run_refine(out: Path, opts: dict, image, mask, overwrite: bool) -> int:
 
 
 def _cmd_download(args) -> int:
-    from .registry import MODELS, cache_dir, fetch
+    from ..models.registry import MODELS, cache_dir, fetch
 
     if args.name not in MODELS:
         raise CLIError(f"unknown model {args.name!r}; registered: {', '.join(MODELS)}")
@@ -110,7 +98,7 @@ def _cmd_download(args) -> int:
         raise CLIError(str(exc)) from None
     except Exception as exc:  # network errors, hash mismatch from pooch
         raise CLIError(f"download of {args.name} failed: {exc}") from None
-    from .registry import MODELS as _M, sha256sum
+    from ..models.registry import MODELS as _M, sha256sum
 
     digest = _M[args.name].sha256 or sha256sum(path)
     print(f"{args.name}: {path} (cache folder {cache_dir(args.cache)}; sha256 {digest})")
@@ -118,7 +106,7 @@ def _cmd_download(args) -> int:
 
 
 def _cmd_models(args) -> int:
-    from .registry import MODELS, cache_dir, resolve
+    from ..models.registry import MODELS, cache_dir, resolve
 
     print(f"cache folder: {cache_dir()}  (override with $NAPARI_SEGREFINER_CACHE)")
     for name, info in MODELS.items():
@@ -139,7 +127,7 @@ def _cmd_models(args) -> int:
 def _cmd_train(args) -> int:
     from tqdm import tqdm
 
-    from .training.train import TrainConfig, train
+    from ..training.train import TrainConfig, train
 
     for d in list(args.data) + list(args.val or []):
         if not Path(d).is_dir():
@@ -170,7 +158,7 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_demo(args) -> int:
-    from .evaluation.demo import run_demo
+    from ..evaluation.demo import run_demo
 
     try:
         run_demo(args.output, model=model_source(args), device=args.device, seed=args.seed)
@@ -180,13 +168,13 @@ def _cmd_demo(args) -> int:
 
 
 def _cmd_benchmark(args) -> int:
-    from .evaluation.benchmark import run_from_args
+    from ..evaluation.benchmark import run_from_args
 
     return run_from_args(args)
 
 
 def _cmd_speed(args) -> int:
-    from .evaluation.speed import run_from_args
+    from ..evaluation.speed import run_from_args
 
     return run_from_args(args)
 
@@ -290,7 +278,7 @@ def _parser() -> argparse.ArgumentParser:
     t.set_defaults(func=_cmd_train)
 
     try:
-        from .evaluation.benchmark import add_arguments as add_benchmark
+        from ..evaluation.benchmark import add_arguments as add_benchmark
     except ImportError:  # pragma: no cover
         add_benchmark = None
     if add_benchmark is not None:
@@ -298,7 +286,7 @@ def _parser() -> argparse.ArgumentParser:
         add_benchmark(b)
         b.set_defaults(func=_cmd_benchmark)
 
-    from .evaluation.speed import add_arguments as add_speed
+    from ..evaluation.speed import add_arguments as add_speed
 
     s = sub.add_parser("speed", help="seconds per forward pass and per refined object")
     add_speed(s)

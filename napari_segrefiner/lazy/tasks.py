@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .compose import ObjectMap, compose_window
+from ..engine.compose import ObjectMap, compose_window
 
 __all__ = ["BatchTask", "ChunkTask", "Source", "compose_chunk", "refine_batch"]
 
@@ -99,11 +99,11 @@ def refine_batch(spec, image: Source, labels: Source, task: BatchTask) -> list[O
     The objects go through :func:`~.batch.refine_batch`, the batch step of the in-memory
     pipelines, each read over its own box only.
     """
-    from .batch import PipelineRun, object_crop
-    from .batch import refine_batch as run_batch
+    from ..engine.batch import PipelineRun, object_crop
+    from ..engine.batch import refine_batch as run_batch
     from .cluster import refiner_for, report
-    from .imaging import apply_scaling
-    from .lazy_scan import as_labels
+    from ..io.images import apply_scaling
+    from .scan import as_labels
 
     import torch
 
@@ -122,7 +122,7 @@ def refine_batch(spec, image: Source, labels: Source, task: BatchTask) -> list[O
                       autocast=task.autocast and dev.type == "cuda", device=dev)
     held = None
     if task.hints is not None:
-        from .hints import hint_maps
+        from ..annotate.hints import hint_maps
 
         held = hint_maps(task.hints, task.labels, config.size, dev)
     objs = run_batch(run, task.labels, task.boxes, torch.cat(crops), torch.cat(coarse), labs, hints=held)
@@ -144,8 +144,8 @@ def _channels(img: np.ndarray, rgb_axis: bool) -> np.ndarray:
 
 def compose_chunk(labels: Source, batches: list[list[ObjectMap]], task: ChunkTask) -> np.ndarray:
     """The refined labels of one output chunk (with leading unit axes for the plane)."""
-    from .cleanup import clean_labels
-    from .lazy_scan import as_labels
+    from ..engine.cleanup import clean_labels
+    from .scan import as_labels
 
     (window,) = labels.read([_region(task.pos, task.window)])
     lw = as_labels(window, name=labels.name)
@@ -161,7 +161,7 @@ def compose_chunk(labels: Source, batches: list[list[ObjectMap]], task: ChunkTas
     y0, y1, x0, x1 = task.region
     chunk = out[y0 - wy0 : y1 - wy0, x0 - wx0 : x1 - wx0]
     if task.hints is not None:
-        from .hints import apply_hints
+        from ..annotate.hints import apply_hints
 
         chunk = apply_hints(chunk.copy(), *task.hints)
     dtype = np.dtype(task.dtype)

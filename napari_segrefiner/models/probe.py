@@ -58,7 +58,7 @@ def probe_network(network, *, num_timesteps: int, device: torch.device | str | N
         If its answer is not an (N, 1, H, W) floating-point tensor, or holds NaN or
         infinite values (broken or overflowing weights).
     """
-    from .sampling import two_parts
+    from ..diffusion.sampling import two_parts
 
     if device is None:
         first = next(iter(network.parameters()), None) if isinstance(network, torch.nn.Module) else None

@@ -33,20 +33,20 @@ def _read(path: Path, what: str, reader):
 
 
 def read_image(path: Path):
-    from . import io
+    from ..io import files as io
 
     return _read(path, "image", io.read_image)
 
 
 def read_mask(path: Path):
-    from . import io
+    from ..io import files as io
 
     return _read(path, "mask", io.read_mask)
 
 
 def write_mask(path: Path, mask, *, overwrite: bool) -> None:
-    """:func:`~napari_segrefiner.io.write_mask`; without ``overwrite`` never over an existing file."""
-    from .io import write_mask
+    """:func:`~napari_segrefiner.io.files.write_mask`; without ``overwrite`` never over an existing file."""
+    from ..io.files import write_mask
 
     try:
         write_mask(path, mask, overwrite=overwrite)
@@ -57,8 +57,8 @@ def write_mask(path: Path, mask, *, overwrite: bool) -> None:
 
 
 def check_labels(mask, force: bool) -> None:
-    """Refuse a mask with implausibly many labels (:mod:`~napari_segrefiner.plausible`) unless ``force``."""
-    from .plausible import check_label_count, count_labels
+    """Refuse a mask with implausibly many labels (:mod:`~napari_segrefiner.io.plausible`) unless ``force``."""
+    from ..io.plausible import check_label_count, count_labels
 
     try:
         check_label_count(count_labels(mask), mask.shape, force=force)
@@ -68,7 +68,7 @@ def check_labels(mask, force: bool) -> None:
 
 @contextmanager
 def output_lock(path: Path, what: str):
-    """Hold :class:`~napari_segrefiner.outlock.OutputLock` ``path`` for the block; a held lock is a CLIError."""
+    """Hold :class:`~napari_segrefiner.cli.outlock.OutputLock` ``path`` for the block; a held lock is a CLIError."""
     from .outlock import OutputLock, OutputLocked
 
     lock = OutputLock(path, what)
@@ -97,7 +97,7 @@ def _shown(names: Sequence[str], most: int = 8) -> str:
 
 
 def _out_ext(ext: str, what: str) -> str:
-    from .io import MASK_EXTENSIONS
+    from ..io.files import MASK_EXTENSIONS
 
     if ext.lower() not in MASK_EXTENSIONS:
         shown = f"extension {ext!r}" if ext else "no extension"
@@ -171,7 +171,7 @@ def plan_file(image: Path, mask: Path, out: Path, args) -> list[tuple[Path, Path
 
 
 def _listing(folder: Path) -> dict[str, list[Path]]:
-    from .io import IMAGE_EXTENSIONS
+    from ..io.files import IMAGE_EXTENSIONS
 
     by_stem: dict[str, list[Path]] = {}
     for p in sorted(folder.iterdir()):
@@ -194,9 +194,9 @@ def plan_folders(image_dir: Path, mask_dir: Path, out: Path, args,
     """The (image, mask, output) triples of folder mode, checked.
 
     ``owned(image, mask, output)`` says whether an existing output was made by an earlier
-    run with the same inputs and settings (see :mod:`~napari_segrefiner.manifest`).
+    run with the same inputs and settings (see :mod:`~napari_segrefiner.cli.manifest`).
     """
-    from .io import MASK_EXTENSIONS
+    from ..io.files import MASK_EXTENSIONS
 
     ext = args.ext
     if ext is not None:
@@ -238,7 +238,7 @@ def plan_folders(image_dir: Path, mask_dir: Path, out: Path, args,
 def check_writable(out: Path, mask) -> None:
     """Refuse, before refining, a mask the output format cannot hold (refined labels are a
     subset of the input's, with its dtype, so the input decides)."""
-    from .io import _for_png
+    from ..io.files import _for_png
 
     if out.suffix.lower() == ".png":
         try:

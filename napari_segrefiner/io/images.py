@@ -3,22 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 
-__all__ = [
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
-    "apply_scaling",
-    "as_rgb_uint8",
-    "check_mask",
-    "normalize",
-    "rgb_channels",
-    "scaling_of",
-]
-
-# ImageNet statistics on the 0-255 scale, RGB order (the released models' img_norm_cfg).
-IMAGENET_MEAN = (123.675, 116.28, 103.53)
-IMAGENET_STD = (58.395, 57.12, 57.375)
+__all__ = ["apply_scaling", "as_rgb_uint8", "check_mask", "rgb_channels", "scaling_of"]
 
 
 def rgb_channels(image: np.ndarray, *, name: str = "image") -> np.ndarray:
@@ -57,7 +43,7 @@ def scaling_of(rgb: np.ndarray, *, name: str = "image") -> tuple:
     Returns ``("copy",)`` for uint8, ``("bool",)``, ``("unit",)`` for floats within
     [0, 1], or ``("stretch", lo, hi)`` with the 0.5 and 99.5 percentiles of all three
     channels (``hi = lo + 1`` when they are equal). The lazy path computes the same tuple
-    chunk by chunk (:mod:`napari_segrefiner.lazy_scan`).
+    chunk by chunk (:mod:`napari_segrefiner.lazy.scan`).
 
     Raises
     ------
@@ -156,10 +142,3 @@ def check_mask(mask: np.ndarray, *, name: str = "mask", shape: tuple[int, int] |
     if not labels.any():
         raise ValueError(f"{name} is empty (no foreground pixels): nothing to refine")
     return labels
-
-
-def normalize(image: torch.Tensor) -> torch.Tensor:
-    """(N, 3, H, W) RGB on the 0-255 scale -> ImageNet-normalised float32."""
-    mean = torch.tensor(IMAGENET_MEAN, device=image.device, dtype=torch.float32).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=image.device, dtype=torch.float32).view(1, 3, 1, 1)
-    return (image.float() - mean) / std

@@ -29,15 +29,15 @@ import torch.nn.functional as F
 from .batch import PipelineRun, object_crop, refine_batch
 from .cleanup import clean_labels, overlapping_pieces
 from .compose import ObjectMap, fold
-from .config import RefineConfig
-from .hints import apply_hints, crop_hints
-from .imaging import normalize
-from .lazy_scan import scan_plane
+from ..models.config import RefineConfig
+from ..annotate.hints import apply_hints, crop_hints
+from ..models.imaging import normalize
+from ..lazy.scan import scan_plane
 from .patches import Box, grow_box, object_box, select_patches
 from .records import ObjectResult, RefineStep
-from .sampling import denoise, iter_denoise, two_parts
-from .scheduler import stream
-from .scores import review_score
+from ..diffusion.sampling import denoise, iter_denoise, two_parts
+from ..diffusion.scheduler import stream
+from ..annotate.scores import review_score
 
 __all__ = ["Hints", "MODES", "box_from_bounds", "count_records", "instance_box", "run_hr", "run_instances"]
 

@@ -44,7 +44,7 @@ class ModelInfo:
     shipped : bool
         True if the weights are inside the package.
     options : tuple of (str, value) pairs
-        :class:`~napari_segrefiner.config.RefineConfig` options that the released file
+        :class:`~napari_segrefiner.models.config.RefineConfig` options that the released file
         does not store but this model needs (applied by ``load_refiner`` when it is loaded
         by name); our own checkpoints store theirs.
     """
@@ -176,7 +176,7 @@ def verify_download(name: str, path: str | os.PathLike) -> Path:
 
     raise CheckpointError(
         f"{path} does not match the published SHA-256 of {name!r} (an interrupted download or a changed "
-        f"file): delete it and run `napari-segrefiner download {name}` (or napari_segrefiner.registry.fetch"
+        f"file): delete it and run `napari-segrefiner download {name}` (or napari_segrefiner.models.registry.fetch"
         f"({name!r})) to download it again, or pass the file's path as a checkpoint (model={str(path)!r}, "
         "CLI --checkpoint) to use it unverified"
     )
@@ -223,7 +223,7 @@ def resolve(name: str, *, cache: str | os.PathLike | None = None, verify: bool =
     if not path.is_file():
         raise FileNotFoundError(
             f"model {name!r} is not downloaded (looked in {path.parent}). Download it explicitly with "
-            f"`napari-segrefiner download {name}` or napari_segrefiner.registry.fetch({name!r}), "
+            f"`napari-segrefiner download {name}` or napari_segrefiner.models.registry.fetch({name!r}), "
             "or pass the checkpoint file's path"
         )
     return verify_download(name, path) if verify else path

@@ -105,7 +105,7 @@ def iter_denoise(
     schedule : Schedule
         The diffusion schedule.
     steps : sequence of int
-        Decreasing timesteps (see :func:`~napari_segrefiner.scheduler.timesteps`).
+        Decreasing timesteps (see :func:`~napari_segrefiner.diffusion.scheduler.timesteps`).
     generator : torch.Generator or sequence of torch.Generator, optional
         Randomness for the per-pixel draws; a sequence gives each sample its own stream.
     start : Tensor, optional
