@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from .models.config import RefineConfig
-from .io.images import as_rgb_uint8, check_mask
-from .engine.patches import object_box
+from .io.images import as_rgb_uint8
+from .io.masks import as_labels, bounding_box
 from .annotate.hints import check_hints, owners
 from .engine.batch import PipelineRun
 from .engine.pipelines import MODES as PIPELINES
@@ -44,7 +44,7 @@ def choose_mode(labels: np.ndarray, ids: Iterable[int], config: RefineConfig) ->
     ids = list(ids)
     if len(ids) != 1 or config.auto_hr_side <= 0:
         return "instance"
-    y0, y1, x0, x1 = object_box(labels == ids[0], pad=config.pad)
+    y0, y1, x0, x1 = bounding_box(labels == ids[0], pad=config.pad)
     h, w = labels.shape
     if max(y1 - y0, x1 - x0) > config.auto_hr_side and min(h, w) >= config.hr_patch:
         return "hr"
@@ -188,7 +188,7 @@ def iter_refine(
         If the model cannot be loaded.
     """
     rgb = as_rgb_uint8(image, name="image")
-    lab = check_mask(mask, name="mask", shape=rgb.shape[:2])
+    lab = as_labels(mask, name="mask", shape=rgb.shape[:2])
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     _check_flags(previews=previews, autocast=autocast, force=force)

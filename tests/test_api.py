@@ -120,7 +120,7 @@ def test_error_wrong_image_dtype(tiny, dtype):
 
 
 def test_error_wrong_mask_dtype(tiny):
-    with pytest.raises(TypeError, match="bool or integer"):
+    with pytest.raises(TypeError, match="bool, integer or float"):
         _call(tiny, mask=np.ones((96, 96), np.complex64))
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from napari_segrefiner.models.imaging import IMAGENET_MEAN, IMAGENET_STD, normalize
-from napari_segrefiner.io.images import as_rgb_uint8, check_mask
+from napari_segrefiner.io.images import as_rgb_uint8
 
 
 def test_uint8_rgb_is_kept_and_gray_is_repeated():
@@ -50,25 +50,6 @@ def test_bool_and_constant_images():
 def test_bad_images(image, error, match):
     with pytest.raises(error, match=match):
         as_rgb_uint8(image, name="image")
-
-
-def test_check_mask_returns_a_copy_and_validates():
-    m = np.zeros((3, 4), np.uint8)
-    m[1, 1] = 5
-    lab = check_mask(m, shape=(3, 4))
-    assert lab.dtype == np.int64 and lab[1, 1] == 5
-    lab[1, 1] = 9
-    assert m[1, 1] == 5  # never the caller's array
-    with pytest.raises(ValueError, match="does not match the image"):
-        check_mask(m, shape=(4, 3))
-    with pytest.raises(ValueError, match="empty"):
-        check_mask(np.zeros((3, 3), bool))
-    with pytest.raises(ValueError, match="negative"):
-        check_mask(-m.astype(np.int16))
-    with pytest.raises(ValueError, match="must be 2-D"):
-        check_mask(m[None])
-    with pytest.raises(ValueError, match="values other than 0 and 1"):
-        check_mask(m.astype(np.float32) / 10)
 
 
 def test_normalize_uses_imagenet_statistics():

@@ -53,8 +53,7 @@ def test_iou_empty_cases():
         lambda m: m.astype(np.uint8),  # {0, 1}
         lambda m: m.astype(np.uint8) * 255,  # {0, 255}
         lambda m: m.astype(np.int64) * 7,  # any positive integer is foreground
-        lambda m: np.where(m, 0.7, 0.3),  # float: >= 0.5 is foreground
-        lambda m: np.where(m, 0.5, 0.49),  # 0.5 itself is foreground
+        lambda m: m.astype(np.float32),  # float masks hold only 0 and 1
     ],
 )
 def test_binarisation_rule(convert):
@@ -291,7 +290,7 @@ def test_metrics_do_not_mutate_inputs():
     rng = np.random.default_rng(0)
     pred = rng.random((30, 40)) > 0.5
     gt = rng.integers(0, 2, (30, 40), dtype=np.uint8) * 255
-    soft = rng.random((30, 40))
+    soft = (rng.random((30, 40)) > 0.5).astype(np.float64)  # a float mask (0 and 1)
     copies = (pred.copy(), gt.copy(), soft.copy())
     evaluate(pred, gt)
     evaluate(soft, gt)
@@ -328,17 +327,22 @@ def test_shape_mismatch(fn):
 def test_nan_rejected(fn):
     bad = np.zeros((4, 4))
     bad[1, 2] = np.nan
-    with pytest.raises(ValueError, match="pred contains NaN"):
+    with pytest.raises(ValueError, match=r"pred is a float array with values other than 0 and 1 \(e.g. \[nan\]\)"):
         fn(bad, np.zeros((4, 4)))
-    with pytest.raises(ValueError, match="gt contains NaN"):
+    with pytest.raises(ValueError, match="gt is a float array with values other than 0 and 1"):
         fn(np.zeros((4, 4)), bad)
 
 
-def test_float_outside_unit_interval_rejected():
-    with pytest.raises(ValueError, match=r"pred has float values outside \[0, 1\]"):
+def test_floats_other_than_0_and_1_rejected():
+    """The package's one rule: soft maps are thresholded by the caller, not guessed here."""
+    with pytest.raises(ValueError, match=r"pred is a float array with values other than 0 and 1 \(e.g. \[255.0"):
         iou(np.full((3, 3), 255.0), np.zeros((3, 3)))
-    with pytest.raises(ValueError, match=r"gt has float values outside \[0, 1\].*min -1"):
+    with pytest.raises(ValueError, match=r"gt is a float array .*-1.0"):
         iou(np.zeros((3, 3)), np.full((3, 3), -1.0))
+    with pytest.raises(ValueError, match="pred is a float array"):
+        iou(np.full((3, 3), 0.7), np.zeros((3, 3)))
+    with pytest.raises(ValueError, match="negative"):
+        iou(np.full((3, 3), -1), np.zeros((3, 3)))
 
 
 def test_empty_array_rejected():
@@ -347,7 +351,7 @@ def test_empty_array_rejected():
 
 
 def test_non_numeric_dtype_rejected():
-    with pytest.raises(TypeError, match="pred must be a bool, integer or float array"):
+    with pytest.raises(TypeError, match=r"pred must be a bool, integer or float \(0/1\) array"):
         iou(np.full((2, 2), "a"), np.zeros((2, 2), bool))
 
 

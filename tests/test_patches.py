@@ -6,28 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from napari_segrefiner.engine.patches import crop_resize, grow_box, nms_same_size, object_box, paste, select_patches
+from napari_segrefiner.io.masks import bounding_box
+from napari_segrefiner.engine.patches import crop_resize, grow_box, nms_same_size, paste, select_patches
 
 # --------------------------------------------------------------------------- #
 # patches: crop / paste / boxes / HR patch selection
 # --------------------------------------------------------------------------- #
-def test_object_box_padding_and_clamping():
-    m = np.zeros((50, 60), bool)
-    m[10:20, 30:41] = True  # rows 10..19, cols 30..40
-    assert object_box(m, pad=5) == (5, 25, 25, 46)  # end-exclusive: 19+1+5, 40+1+5
-    # at the borders the padded box is clamped to the image
-    m2 = np.zeros((50, 60), bool)
-    m2[0:5, 0:5] = True
-    assert object_box(m2, pad=20) == (0, 25, 0, 25)
-    m3 = np.zeros((50, 60), bool)
-    m3[45:50, 55:60] = True
-    assert object_box(m3, pad=20) == (25, 50, 35, 60)
-    # clamping to an explicit (larger) frame
-    assert object_box(m3, pad=20, shape=(70, 80)) == (25, 70, 35, 80)
-    with pytest.raises(ValueError, match="empty"):
-        object_box(np.zeros((5, 5), bool), pad=1)
-
-
 def test_grow_box_hand_cases():
     # 10 x 10 box grown to 30: start = (10 + 20 - 30) // 2 = 0 -> rows/cols [0, 30)
     assert grow_box((10, 20, 10, 20), 30, (100, 100)) == (0, 30, 0, 30)
@@ -52,7 +36,7 @@ def _boundary(mask: np.ndarray) -> np.ndarray:
 def test_crop_resize_then_paste_round_trip():
     yy, xx = np.mgrid[:120, :150]
     disc = (yy - 60) ** 2 + (xx - 70) ** 2 < 35**2
-    box = object_box(disc, pad=20)
+    box = bounding_box(disc, pad=20)
     t = torch.from_numpy(disc)[None, None]
     crop = crop_resize(t, box, 256) >= 0.5
     assert crop.shape == (1, 1, 256, 256)

@@ -150,11 +150,11 @@ def test_inputs_not_mutated(fn, dtype):
 
 def test_errors():
     m = blob(40, 50)
-    with pytest.raises(ValueError, match="mask must be a 2-D array"):
+    with pytest.raises(ValueError, match="mask must be 2-D"):
         modify_boundary(np.zeros((4, 4, 3), bool), rng=rng())
     with pytest.raises(ValueError, match="mask must be binary"):
         modify_boundary(np.arange(12).reshape(3, 4), rng=rng())
-    with pytest.raises(ValueError, match="must not be empty"):
+    with pytest.raises(ValueError, match="must be non-empty"):
         fill_holes(np.zeros((0, 5), bool))
     with pytest.raises(TypeError, match="rng must be a numpy.random.Generator"):
         modify_boundary(m, rng=0)

@@ -4,11 +4,13 @@ The CascadePSP-style boundary degradation has its own tests in ``test_perturb.py
 """
 
 import numpy as np
+
+from napari_segrefiner.io.masks import bounding_box
 import pytest
 from _mask_helpers import assert_input_not_mutated, blob, disk, iou, rng, square
 
 from napari_segrefiner.training import synthesis as syn
-from napari_segrefiner.training.synthesis import CAMPAIGN_PROBABILITIES, COARSE_KINDS, MIXED_PROBABILITIES, dilate_erode, lowres_jitter, lowres_mask, make_coarse, mask_bbox, near_perfect, shift_mask
+from napari_segrefiner.training.synthesis import CAMPAIGN_PROBABILITIES, COARSE_KINDS, MIXED_PROBABILITIES, dilate_erode, lowres_jitter, lowres_mask, make_coarse, near_perfect, shift_mask
 
 KINDS = COARSE_KINDS  # every kind, including the near-perfect / jitter / campaign ones
 
@@ -55,11 +57,11 @@ def test_make_coarse_dilate_erode_kinds():
     assert grown.sum() > 100 and (grown & sq).sum() == 100
 
 
-def test_mask_bbox():
+def test_bounding_box():
     m = np.zeros((7, 9), np.uint8)
     m[2, 3] = m[5, 1] = m[4, 7] = 255
-    assert mask_bbox(m) == (2, 6, 1, 8)
-    assert mask_bbox(np.zeros((3, 3), bool)) is None
+    assert bounding_box(m) == (2, 6, 1, 8)
+    assert bounding_box(np.zeros((3, 3), bool)) is None
 
 
 # ------------------------------------------------------------------------------ shift_mask
@@ -325,9 +327,11 @@ def test_inputs_not_mutated(fn, dtype):
 
 def test_errors():
     m = blob(40, 50)
-    with pytest.raises(ValueError, match="mask must be binary"):
+    with pytest.raises(ValueError, match="mask has negative values"):
         lowres_mask(-m.astype(int))
-    with pytest.raises(ValueError, match="NaN"):
+    with pytest.raises(ValueError, match="mask must be binary"):
+        lowres_mask(m.astype(int) + np.eye(40, 50, dtype=int) * 2)
+    with pytest.raises(ValueError, match=r"values other than 0 and 1 \(e.g. \[nan"):
         dilate_erode(np.full((4, 4), np.nan), k=1)
     with pytest.raises(TypeError, match="rng"):
         make_coarse(m, rng=np.random.RandomState(0))

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..io.masks import check_values
 from ..models import registry
 from ..api import RefineStep, iter_refine
 from ..engine.records import confidence_frame
@@ -145,11 +146,8 @@ def preview_dtype(mask: np.ndarray):
 def mask_copy(data, name: str) -> np.ndarray:
     """A private integer copy of mask data (labels, bool, or float 0/1) of layer ``name``."""
     data = np.array(data)
-    if data.dtype == bool:
-        return data.astype(np.uint8)
-    if data.dtype.kind == "f":
-        if not np.isin(data, (0.0, 1.0)).all():
-            raise ValueError(f"layer {name!r} is not a mask: float values other than 0 and 1")
+    check_values(data, name=f"layer {name!r}")  # the package's one rule for masks
+    if data.dtype == bool or data.dtype.kind == "f":
         return data.astype(np.uint8)
     return data
 

@@ -37,77 +37,15 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
+from ..io.masks import Box, label_table
+from .hints import check_hints
+
 __all__ = ["Changes", "ObjectInput", "RefineMemory"]
-
-Box = tuple[int, int, int, int]  # y0, y1, x0, x1 (end-exclusive)
-
-HINT_VALUES = (0, 1, 2)  # free, object, background
-
-
-def _check_hints(hints, shape: tuple[int, ...], *, name: str = "hints") -> np.ndarray | None:
-    """Validate a hints array against a mask ``shape``; returns it as uint8 (a copy) or None.
-
-    (The engine validates hints itself, :func:`napari_segrefiner.annotate.hints.check_hints`; this
-    numpy-only check keeps the memory consistent.)
-
-    Parameters
-    ----------
-    hints : array-like or None
-        Integer (or bool) array: 0 = free, 1 = object, 2 = background.
-    shape : tuple of int
-        The mask's shape.
-    name : str
-        What to call the array in messages (e.g. a layer's name).
-
-    Returns
-    -------
-    ndarray of uint8 or None
-        None when ``hints`` is None.
-
-    Raises
-    ------
-    ValueError
-        If the shape differs from ``shape``, the dtype is not integer or bool, or a value
-        other than 0, 1 and 2 occurs (the message names the values found).
-    """
-    if hints is None:
-        return None
-    arr = np.asarray(hints)
-    if arr.shape != tuple(shape):
-        raise ValueError(f"{name} has shape {arr.shape}, the mask {tuple(shape)}: they must be equal")
-    if arr.dtype.kind not in "biu":
-        raise ValueError(f"{name} must hold integers 0, 1, 2, got dtype {arr.dtype}")
-    values = np.unique(arr)
-    bad = values[~np.isin(values, HINT_VALUES)]
-    if bad.size:
-        shown = ", ".join(str(int(v)) for v in bad[:5])
-        raise ValueError(f"{name} holds {shown}: only 0 (free), 1 (object) and 2 (background) are allowed")
-    return arr.astype(np.uint8)
-
 
 def _union(a: Box, b: Box | None) -> Box:
     if b is None:
         return a
     return min(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), max(a[3], b[3])
-
-
-def _boxes(labels: np.ndarray) -> dict[int, Box]:
-    """Tight box of every non-zero label (``ndi.find_objects``; labels must be >= 0)."""
-    arr = labels if labels.dtype.kind == "u" or labels.min(initial=0) >= 0 else None
-    if arr is None:
-        raise ValueError("labels must be non-negative")
-    present = np.unique(arr)
-    present = present[present != 0]
-    if present.size == 0:
-        return {}
-    if int(present[-1]) > 4 * arr.size:  # sparse huge ids: find_objects would allocate per id
-        out = {}
-        for v in present:
-            rows, cols = np.nonzero(arr == v)
-            out[int(v)] = (int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1)
-        return out
-    slices = ndi.find_objects(arr.astype(np.int64, copy=False))
-    return {int(v): (s[0].start, s[0].stop, s[1].start, s[1].stop) for v in present if (s := slices[int(v) - 1])}
 
 
 def _crop(arr: np.ndarray, box: Box) -> np.ndarray:
@@ -241,14 +179,14 @@ class RefineMemory:
             raise ValueError(f"mask and result must be 2-D of one shape, got {mask.shape} and {result.shape}")
         if int(margin) < 0:
             raise ValueError(f"margin must be >= 0, got {margin}")
-        hints = _check_hints(hints, mask.shape)
+        hints = check_hints(hints, shape=mask.shape)
         self.shape: tuple[int, int] = (int(mask.shape[0]), int(mask.shape[1]))
         self.result = result.copy()
         self.options = {"margin": int(margin), "frame": bool(frame)}
-        result_boxes = _boxes(self.result)
+        result_boxes = label_table(self.result).boxes()
         owned = _owned(mask, hints)
         self.objects: dict[int, ObjectInput] = {}
-        for label, box in _boxes(mask).items():
+        for label, box in label_table(mask).boxes().items():
             region = self._region(_union(box, result_boxes.get(label)))
             local = _crop(hints, region).copy() if hints is not None else _zeros(region)
             mine = owned.get(label, np.zeros(0, dtype=np.intp))
@@ -288,8 +226,8 @@ class RefineMemory:
         mask = np.asarray(mask)
         if mask.shape != self.shape:
             raise ValueError(f"the mask has shape {mask.shape}, the remembered run {self.shape}")
-        hints = _check_hints(hints, self.shape)
-        boxes = _boxes(mask)
+        hints = check_hints(hints, shape=self.shape)
+        boxes = label_table(mask).boxes()
         select = tuple(sorted({int(v) for v in select}))
         missing = [v for v in select if v not in boxes]
         if missing:

@@ -24,6 +24,8 @@ from collections.abc import Iterable
 import numpy as np
 from scipy import ndimage as ndi
 
+from ..io.masks import label_table
+
 __all__ = ["clean_labels", "overlapping_pieces"]
 
 _EIGHT = np.ones((3, 3), dtype=bool)
@@ -40,15 +42,22 @@ def overlapping_pieces(fg: np.ndarray, support: np.ndarray) -> np.ndarray:
     return keep[pieces]
 
 
-def _box(mask: np.ndarray, shape: tuple[int, int], margin: int = 1) -> tuple[slice, slice] | None:
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
-        return None
-    cols = np.flatnonzero(mask.any(axis=0))
-    return (
-        slice(max(rows[0] - margin, 0), min(rows[-1] + 1 + margin, shape[0])),
-        slice(max(cols[0] - margin, 0), min(cols[-1] + 1 + margin, shape[1])),
-    )
+def _boxes(refined: np.ndarray, coarse: np.ndarray, ids, margin: int = 1) -> dict[int, tuple[slice, slice]]:
+    """Per label of ``ids``: the box of its refined and coarse pixels, grown by ``margin`` (slices).
+
+    From one table of each frame (linear in the pixels), not one full-frame comparison per label.
+    """
+    h, w = refined.shape
+    tables = [label_table(refined).boxes(), label_table(coarse).boxes()]
+    out = {}
+    for lab in ids:
+        found = [t[int(lab)] for t in tables if int(lab) in t]
+        if not found:
+            continue
+        y0, y1 = min(b[0] for b in found), max(b[1] for b in found)
+        x0, x1 = min(b[2] for b in found), max(b[3] for b in found)
+        out[int(lab)] = (slice(max(y0 - margin, 0), min(y1 + margin, h)), slice(max(x0 - margin, 0), min(x1 + margin, w)))
+    return out
 
 
 def _clean_one(obj: np.ndarray, support: np.ndarray, speck: float, hole: float, cap: int) -> np.ndarray:
@@ -123,14 +132,10 @@ def clean_labels(
         if not 0.0 <= float(value) <= 1.0:
             raise ValueError(f"{name} must be a fraction in [0, 1], got {value}")
     out = refined.copy()
-    for lab in ids:
-        obj = refined == lab
-        support = coarse == lab
-        box = _box(obj | support, refined.shape)
-        if box is None:
-            continue
-        cleaned = _clean_one(obj[box], support[box], float(speck), float(hole), int(cap))
+    for lab, box in _boxes(refined, coarse, ids).items():
+        obj = refined[box] == lab
+        cleaned = _clean_one(obj, coarse[box] == lab, float(speck), float(hole), int(cap))
         region = out[box]
-        region[obj[box] & ~cleaned] = 0
+        region[obj & ~cleaned] = 0
         region[cleaned & (region == 0)] = lab
     return out

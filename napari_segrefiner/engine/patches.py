@@ -1,4 +1,6 @@
-"""Geometry of the pipelines: object boxes, crop-and-resize, paste-back, HR patch selection."""
+"""Geometry of the pipelines: boxes grown for context, crop-and-resize, paste-back, HR patch selection.
+
+Tight boxes of masks and labels come from :mod:`napari_segrefiner.io.masks`."""
 
 from __future__ import annotations
 
@@ -6,34 +8,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["Box", "object_box", "grow_box", "crop_resize", "paste", "select_patches", "nms_same_size"]
+from ..io.masks import Box
 
-Box = tuple[int, int, int, int]  # y0, y1, x0, x1 (end-exclusive)
-
-
-def object_box(mask: np.ndarray, *, pad: int, shape: tuple[int, int] | None = None) -> Box:
-    """Tight box of the non-zero pixels of ``mask``, grown by ``pad`` and clamped.
-
-    Parameters
-    ----------
-    mask : ndarray of shape (H, W)
-        Object mask (must have at least one non-zero pixel).
-    pad : int
-        Margin in pixels added on every side.
-    shape : tuple of int, optional
-        Image (H, W) to clamp to (default ``mask.shape``).
-    """
-    h, w = shape or mask.shape
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    if rows.size == 0:
-        raise ValueError("mask is empty: no box")
-    return (
-        max(int(rows[0]) - pad, 0),
-        min(int(rows[-1]) + 1 + pad, h),
-        max(int(cols[0]) - pad, 0),
-        min(int(cols[-1]) + 1 + pad, w),
-    )
+__all__ = ["Box", "crop_resize", "grow_box", "nms_same_size", "paste", "select_patches"]
 
 
 def grow_box(box: Box, min_side: int, shape: tuple[int, int]) -> Box:

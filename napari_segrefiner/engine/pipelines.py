@@ -32,9 +32,9 @@ from .compose import ObjectMap, fold
 from ..models.config import RefineConfig
 from ..annotate.hints import apply_hints, crop_hints
 from ..models.imaging import normalize
-from ..lazy.scan import scan_plane
-from .patches import Box, grow_box, object_box, select_patches
+from .patches import Box, grow_box, select_patches
 from .records import ObjectResult, RefineStep
+from ..io.masks import bounding_box, label_table
 from ..diffusion.sampling import denoise, iter_denoise, two_parts
 from ..diffusion.scheduler import stream
 from ..annotate.scores import review_score
@@ -72,7 +72,10 @@ def count_records(mode: str, objects: int, batch_size: int) -> int:
 
 def instance_box(m: np.ndarray, config: RefineConfig, shape: tuple[int, int]) -> Box:
     """The crop instance mode refines object mask ``m`` in (its padded box, grown for context)."""
-    return box_from_bounds(object_box(m, pad=0), config, shape)
+    tight = bounding_box(m)
+    if tight is None:
+        raise ValueError("the object mask is empty: no box")
+    return box_from_bounds(tight, config, shape)
 
 
 def box_from_bounds(tight: Box, config: RefineConfig, shape: tuple[int, int]) -> Box:
@@ -147,7 +150,7 @@ def run_instances(rgb: np.ndarray, labels: np.ndarray, ids: Sequence[int], run: 
     h, w = labels.shape
     device = run.device
     boxes = {}
-    table = scan_plane(labels, (0, 0))  # every label's bounds and area in one pass: linear in the labels
+    table = label_table(labels)  # every label's bounds and area in one pass: linear in the labels
     row = {v: k for k, v in enumerate(table.labels.tolist())}
     for lab in ids:
         k = row[int(lab)]

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..training.synthesis import mask_bbox
+from ..io.masks import bounding_box
 from .coarse import KINDS, coarse_seed, evaluation_region, make_kind
 from .interactive import click_curve, spearman
 from .metrics import evaluate, iou
@@ -187,7 +187,7 @@ def score_set(
     for j in indices:
         ref = folder[j]
         image, fine = folder.load(ref)
-        box = ref.bbox if ref.bbox is not None else mask_bbox(fine)
+        box = ref.bbox if ref.bbox is not None else bounding_box(fine)
         if box is None:  # an image with an empty mask: nothing to refine or score
             skipped += 1
             bar.update(len(kinds))

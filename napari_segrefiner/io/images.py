@@ -1,10 +1,12 @@
-"""Validation and conversion of user images and masks (numpy in, numpy/torch out)."""
+"""Validation and conversion of user images to 8-bit RGB, the network's input (numpy only).
+
+Masks are validated by :mod:`.masks`."""
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["apply_scaling", "as_rgb_uint8", "check_mask", "rgb_channels", "scaling_of"]
+__all__ = ["apply_scaling", "as_rgb_uint8", "rgb_channels", "scaling_of"]
 
 
 def rgb_channels(image: np.ndarray, *, name: str = "image") -> np.ndarray:
@@ -96,49 +98,3 @@ def as_rgb_uint8(image: np.ndarray, *, name: str = "image") -> np.ndarray:
     """
     rgb = rgb_channels(image, name=name)
     return apply_scaling(rgb, scaling_of(rgb, name=name))
-
-
-def check_mask(mask: np.ndarray, *, name: str = "mask", shape: tuple[int, int] | None = None) -> np.ndarray:
-    """Validate a binary mask or a labels array and return it as int64 labels (a copy).
-
-    Accepted: bool; non-negative integers (0 = background, each other value one object;
-    a single non-zero value is a binary mask); floats holding only 0 and 1.
-
-    Raises
-    ------
-    TypeError
-        For non-numeric dtypes.
-    ValueError
-        For a shape other than (H, W) (or not equal to ``shape``), NaN, negative labels,
-        labels above 2**63-1 (uint64), float values other than 0/1, or an empty mask.
-    """
-    arr = np.asarray(mask)
-    if arr.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must be a bool or integer array, got dtype {arr.dtype}")
-    if arr.ndim != 2:
-        raise ValueError(
-            f"{name} must be 2-D (H, W), got shape {arr.shape}; for 3-D or time stacks refine "
-            "each slice (the napari plugin does this for you)"
-        )
-    if shape is not None and arr.shape != tuple(shape):
-        raise ValueError(f"{name} shape {arr.shape} does not match the image's (H, W) {tuple(shape)}")
-    if arr.dtype.kind == "f":
-        if not np.isfinite(arr).all():
-            raise ValueError(f"{name} contains NaN or infinite values")
-        values = np.unique(arr)
-        if not np.isin(values, (0.0, 1.0)).all():
-            raise ValueError(
-                f"{name} is a float array with values other than 0 and 1 (e.g. {values[~np.isin(values, (0.0, 1.0))][:3]}); "
-                "pass a bool mask or integer labels"
-            )
-    if arr.dtype.kind == "u" and arr.size and int(arr.max()) > np.iinfo(np.int64).max:
-        raise ValueError(
-            f"{name} holds labels above 2**63-1 (largest {int(arr.max())}), which are not supported; "
-            "renumber them (e.g. skimage.segmentation.relabel_sequential)"
-        )
-    labels = arr.astype(np.int64)
-    if labels.size and labels.min() < 0:
-        raise ValueError(f"{name} has negative values; labels must be >= 0")
-    if not labels.any():
-        raise ValueError(f"{name} is empty (no foreground pixels): nothing to refine")
-    return labels

@@ -91,7 +91,7 @@ def plan_hints(hints, mask, bounds: dict, boxes_of: dict, reach: int, shape: tup
         As :func:`~.hints.check_hints` and :func:`~.hints.owners` (bad values, an object
         hint far from every object).
     """
-    from .scan import as_labels
+    from ..io.masks import as_labels
 
     h, w = shape
     out = {}
@@ -101,7 +101,7 @@ def plan_hints(hints, mask, bounds: dict, boxes_of: dict, reach: int, shape: tup
         values = check_hints(np.asarray(hints[sl]), shape=(win[1] - win[0], win[3] - win[2]))
         if values is None:
             continue
-        labels = as_labels(np.asarray(mask[sl]), name="mask")
+        labels = as_labels(np.asarray(mask[sl]), name="mask", ndim=None)
         local = {lab: (b[0] - win[0], b[1] - win[0], b[2] - win[2], b[3] - win[2])
                  for lab, b in boxes_of.get(pos, {}).items()}
         try:

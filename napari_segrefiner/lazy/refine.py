@@ -107,7 +107,7 @@ class LazyPlan:
     Attributes
     ----------
     tables : dict
-        Plane index (along the leading axes) -> :class:`~.lazy_scan.ObjectTable` of the
+        Plane index (along the leading axes) -> :class:`~napari_segrefiner.io.masks.ObjectTable` of the
         objects found in it.
     batches : list of BatchTask
         Network batches (objects, boxes), per plane in label order.

@@ -2,7 +2,7 @@
 scaling of an image.
 
 * :func:`scan_block` finds, in one labels block, every label's tight bounds and pixel
-  count per plane; :func:`merge_tables` merges the tables of all blocks, so an object cut
+  count per plane (:func:`~napari_segrefiner.io.masks.label_table`); :func:`merge_tables` merges the tables of all blocks, so an object cut
   by chunk borders comes out once, whole.
 * :func:`image_stats` / :func:`plane_scaling` compute, without holding the image, the
   exact :func:`~napari_segrefiner.io.images.scaling_of` tuple of every plane: the 0.5 and
@@ -15,94 +15,12 @@ Pure numpy; blocks come from dask (``Array.to_delayed``), but nothing here impor
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-__all__ = ["ObjectTable", "image_stats", "merge_stats", "merge_tables", "plane_scaling", "scan_block"]
+from ..io.masks import ObjectTable, label_table
 
-_INT64_MAX = np.iinfo(np.int64).max
-
-
-@dataclass(frozen=True)
-class ObjectTable:
-    """Objects of one plane: label, tight bounds ``[y0, y1) x [x0, x1)`` and pixel count.
-
-    All arrays have one entry per object, sorted by label.
-    """
-
-    labels: np.ndarray  # int64
-    bounds: np.ndarray  # int64 (N, 4): y0, y1, x0, x1
-    area: np.ndarray  # int64
-
-    @classmethod
-    def empty(cls) -> ObjectTable:
-        return cls(np.zeros(0, np.int64), np.zeros((0, 4), np.int64), np.zeros(0, np.int64))
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-
-def as_labels(block: np.ndarray, *, name: str = "labels") -> np.ndarray:
-    """A labels block as int64, validated as :func:`~.imaging.check_mask` validates a mask.
-
-    Raises
-    ------
-    TypeError
-        For a dtype other than bool, integer or float.
-    ValueError
-        For negative labels, labels above 2**63-1, or floats other than 0 and 1.
-    """
-    arr = np.asarray(block)
-    if arr.dtype == bool:
-        return arr.astype(np.int64)
-    if arr.dtype.kind == "f":
-        if not np.isfinite(arr).all() or not np.isin(arr, (0.0, 1.0)).all():
-            raise ValueError(f"{name} is a float array with values other than 0 and 1; pass bool or integer labels")
-        return arr.astype(np.int64)
-    if arr.dtype.kind not in "iu":
-        raise TypeError(f"{name} must be a bool or integer array, got dtype {arr.dtype}")
-    if arr.dtype.kind == "u" and arr.size and int(arr.max()) > _INT64_MAX:
-        raise ValueError(f"{name} holds labels above 2**63-1, which are not supported; renumber them")
-    out = arr.astype(np.int64)
-    if out.size and out.min() < 0:
-        raise ValueError(f"{name} has negative values; labels must be >= 0")
-    return out
-
-
-def _table(values: np.ndarray, rows: np.ndarray, cols: np.ndarray, counts: np.ndarray | None = None,
-           rows_hi: np.ndarray | None = None, cols_hi: np.ndarray | None = None) -> ObjectTable:
-    """Group (label, row, col[, count]) records by label: min/max bounds and summed counts."""
-    if values.size == 0:
-        return ObjectTable.empty()
-    order = np.argsort(values, kind="stable")
-    v = values[order]
-    starts = np.flatnonzero(np.r_[True, v[1:] != v[:-1]])
-    r, c = rows[order], cols[order]
-    rh = r if rows_hi is None else rows_hi[order]
-    ch = c if cols_hi is None else cols_hi[order]
-    bounds = np.stack([np.minimum.reduceat(r, starts), np.maximum.reduceat(rh, starts),
-                       np.minimum.reduceat(c, starts), np.maximum.reduceat(ch, starts)], axis=1)
-    area = np.add.reduceat(np.ones_like(v) if counts is None else counts[order], starts)
-    return ObjectTable(v[starts].astype(np.int64), bounds.astype(np.int64), area.astype(np.int64))
-
-
-def scan_plane(block: np.ndarray, origin: tuple[int, int]) -> ObjectTable:
-    """Objects of a 2-D labels block whose top-left pixel is ``origin`` in the plane."""
-    lab = as_labels(block)
-    w = lab.shape[1]
-    flat = lab.ravel()
-    nz = np.flatnonzero(flat)
-    rows, cols = np.divmod(nz, w)
-    table = _table(flat[nz], rows, cols)
-    if len(table):
-        b = table.bounds
-        b[:, 0] += origin[0]
-        b[:, 1] += origin[0] + 1
-        b[:, 2] += origin[1]
-        b[:, 3] += origin[1] + 1
-    return table
-
+__all__ = ["default_scaling", "image_stats", "merge_stats", "merge_tables", "needed_bins", "plane_scaling",
+           "scan_block"]
 
 def scan_block(block: np.ndarray, offset: tuple[int, ...]) -> dict[tuple[int, ...], ObjectTable]:
     """Objects per plane of an nD labels block (planes = the last two axes).
@@ -113,7 +31,7 @@ def scan_block(block: np.ndarray, offset: tuple[int, ...]) -> dict[tuple[int, ..
     lead = block.ndim - 2
     out = {}
     for idx in np.ndindex(*block.shape[:lead]):
-        table = scan_plane(block[idx], (offset[lead], offset[lead + 1]))
+        table = label_table(block[idx], (offset[lead], offset[lead + 1]))
         if len(table):
             out[tuple(int(o + i) for o, i in zip(offset[:lead], idx))] = table
     return out
@@ -130,7 +48,7 @@ def merge_tables(parts: list[dict[tuple[int, ...], ObjectTable]]) -> dict[tuple[
         labels = np.concatenate([t.labels for t in tables])
         b = np.concatenate([t.bounds for t in tables])
         area = np.concatenate([t.area for t in tables])
-        out[pos] = _table(labels, b[:, 0], b[:, 2], area, rows_hi=b[:, 1], cols_hi=b[:, 3])
+        out[pos] = ObjectTable.grouped(labels, b[:, 0], b[:, 2], area, rows_hi=b[:, 1], cols_hi=b[:, 3])
     return out
 
 

@@ -103,15 +103,15 @@ def refine_batch(spec, image: Source, labels: Source, task: BatchTask) -> list[O
     from ..engine.batch import refine_batch as run_batch
     from .cluster import refiner_for, report
     from ..io.images import apply_scaling
-    from .scan import as_labels
-
     import torch
+
+    from ..io.masks import as_labels
 
     refiner = refiner_for(spec)
     config, dev = refiner.config, refiner.device
     regions = [_region(task.pos, b) for b in task.boxes]
     imgs = image.read(regions)
-    labs = [as_labels(a, name=labels.name) for a in labels.read(regions)]
+    labs = [as_labels(a, name=labels.name, ndim=None) for a in labels.read(regions)]
     crops, coarse = [], []
     for lab, box, img, lb in zip(task.labels, task.boxes, imgs, labs):
         rgb = apply_scaling(_channels(img, task.rgb_axis), task.scaling)
@@ -145,10 +145,10 @@ def _channels(img: np.ndarray, rgb_axis: bool) -> np.ndarray:
 def compose_chunk(labels: Source, batches: list[list[ObjectMap]], task: ChunkTask) -> np.ndarray:
     """The refined labels of one output chunk (with leading unit axes for the plane)."""
     from ..engine.cleanup import clean_labels
-    from .scan import as_labels
+    from ..io.masks import as_labels
 
     (window,) = labels.read([_region(task.pos, task.window)])
-    lw = as_labels(window, name=labels.name)
+    lw = as_labels(window, name=labels.name, ndim=None)
     wy0, _, wx0, _ = task.window
     if task.refined:
         wanted = set(task.refined)

@@ -28,7 +28,7 @@ import numpy as np
 from ..io.files import IMAGE_EXTENSIONS
 from ._dataset_base import _Base, _check_range
 from .folders import ObjectRef, PairFolder
-from .synthesis import mask_bbox
+from ..io.masks import bounding_box
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -136,7 +136,7 @@ class ObjectCrops(_Base):
     def _sample(self, folder: PairFolder, j: int, rng: np.random.Generator):
         ref = folder[j]
         image, fine = folder.load(ref)
-        bbox = ref.bbox if ref.bbox is not None else mask_bbox(fine)
+        bbox = ref.bbox if ref.bbox is not None else bounding_box(fine)
         if bbox is None:
             h, w = fine.shape
             return image, np.zeros((h, w), bool), np.zeros((h, w), bool)
