@@ -45,7 +45,7 @@ def network_forward_s(widget, jobs, torch) -> float:
     from napari_segrefiner.models.threads import cpu_threads, use_threads
 
     job = widget.job()
-    net = jobs.cached_refiner(widget._models, job.model, job.device, job.cache).network
+    net = jobs.cached_refiner(widget._models, job.request).network
     x, t = torch.rand(1, 4, 256, 256), torch.full((1,), 3)
     times = []
     with use_threads(cpu_threads("gui")), torch.inference_mode():

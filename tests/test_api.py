@@ -93,9 +93,23 @@ def test_error_shape_mismatch(tiny):
         _call(tiny, mask=np.ones((96, 97), bool))
 
 
-def test_error_empty_mask(tiny):
-    with pytest.raises(ValueError, match="empty"):
-        _call(tiny, mask=np.zeros((96, 96), bool))
+@pytest.mark.parametrize("dtype", [bool, np.uint8, np.uint16, np.float32])
+def test_an_empty_mask_comes_back_unchanged_with_a_warning(tiny, dtype):
+    """A folder where some images hold no object: refine returns the mask as it is, it does not raise."""
+    img, _ = blob_case()
+    empty = np.zeros(img.shape[:2], dtype)
+    with pytest.warns(UserWarning, match="mask is empty"):
+        out = refine(img, empty, model="no-such-model-is-loaded-for-an-empty-mask")
+    assert out.dtype == empty.dtype and out.shape == empty.shape and not out.any() and out is not empty
+    with pytest.warns(UserWarning, match="mask is empty"):
+        records = list(_call(tiny, mask=empty))
+    assert len(records) == 1 and records[0].done and records[0].total == 1 and records[0].objects == ()
+    with pytest.raises(ValueError, match="do not occur"):  # asking for labels an empty mask lacks is still an error
+        _call(tiny, mask=empty, labels=[1])
+    hints = np.zeros(empty.shape, np.uint8)
+    hints[3, 3] = 1
+    with pytest.raises(ValueError, match="need an object"):  # so is an object hint with no object
+        _call(tiny, mask=empty, hints=hints)
 
 
 def test_error_float_mask_with_half_values(tiny):

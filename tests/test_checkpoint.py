@@ -1,4 +1,4 @@
-"""Tests for checkpoint reading/writing (napari_segrefiner.models.checkpoint, refiner.load_model).
+"""Tests for checkpoint reading/writing (napari_segrefiner.models.checkpoint, load_refiner(...).network).
 
 Released-layout files are written from an INDEPENDENT key table generated from the
 released network's layer tables and checkpoint key layout (official SegRefiner
@@ -28,7 +28,7 @@ from napari_segrefiner.models.checkpoint import CheckpointError, load_checkpoint
 from napari_segrefiner.models.nets import build_network
 from napari_segrefiner.models.config import LiteConfig, UNetConfig
 from napari_segrefiner.models.config import RefineConfig
-from napari_segrefiner.models.refiner import load_model, load_refiner
+from napari_segrefiner.models.refiner import load_refiner
 from napari_segrefiner.models.nets.unet import UNet
 
 # --------------------------------------------------------------------------- #
@@ -184,7 +184,7 @@ def test_wrapped_and_prefixed_file_loads_as_a_model(released, tmp_path):
     _, state = released
     path = tmp_path / "wrapped.pth"
     torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}}, path)
-    model = load_model(path)
+    model = load_refiner(path).network
     net = _net_state(state)
     sd = model.state_dict()
     assert all(torch.equal(sd[k], net[k]) for k in net)
@@ -197,7 +197,7 @@ def test_released_file_missing_a_key_is_refused(released, tmp_path):
     path = tmp_path / "missing.pth"
     torch.save(broken, path)
     with pytest.raises(CheckpointError, match=r"1 missing keys.*middle_block\.1\.qkv\.weight"):
-        load_model(path)
+        load_refiner(path)
 
 
 # --------------------------------------------------------------------------- #
@@ -223,7 +223,7 @@ def test_truncated_file(tiny_file, tmp_path):
     bad = tmp_path / "truncated.pt"
     bad.write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint"):
-        load_model(bad)
+        load_refiner(bad)
 
 
 def test_random_bytes(tmp_path):
@@ -231,7 +231,7 @@ def test_random_bytes(tmp_path):
     bad.write_bytes(torch.randint(0, 256, (4096,), generator=torch.Generator().manual_seed(0),
                                   dtype=torch.uint8).numpy().tobytes())
     with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint"):
-        load_model(bad)
+        load_refiner(bad)
 
 
 def test_foreign_state_dict(tmp_path):
@@ -245,35 +245,35 @@ def test_foreign_state_dict(tmp_path):
     path = tmp_path / "resnet.pth"
     torch.save(resnet_like, path)
     with pytest.raises(CheckpointError, match="not a SegRefiner checkpoint.*conv1.weight"):
-        load_model(path)
+        load_refiner(path)
 
 
 def test_empty_dict(tmp_path):
     path = tmp_path / "empty.pth"
     torch.save({}, path)
     with pytest.raises(CheckpointError, match="no denoise_model"):
-        load_model(path)
+        load_refiner(path)
 
 
 def test_pickle_of_a_list(tmp_path):
     path = tmp_path / "list.pth"
     torch.save([torch.zeros(2), torch.ones(2)], path)
     with pytest.raises(CheckpointError, match="not a state dict: it holds a list"):
-        load_model(path)
+        load_refiner(path)
 
 
 def test_dict_with_a_non_tensor_value(tmp_path):
     path = tmp_path / "nontensor.pth"
     torch.save({"denoise_model.time_embed.weight": torch.zeros(6, 512), "denoise_model.out.2.bias": "oops"}, path)
     with pytest.raises(CheckpointError, match="not a state dict: entry 'denoise_model.out.2.bias' is a str"):
-        load_model(path)
+        load_refiner(path)
 
 
 def test_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="checkpoint file not found"):
         load_checkpoint(tmp_path / "nope.pth")
     with pytest.raises(FileNotFoundError, match="neither a registered name"):
-        load_model(tmp_path / "nope.pth")
+        load_refiner(tmp_path / "nope.pth")
 
 
 def test_custom_class_is_refused(tmp_path):
@@ -282,7 +282,7 @@ def test_custom_class_is_refused(tmp_path):
     # sanity: the file really is a pickle a full (unsafe) load could read
     assert zipfile.is_zipfile(path)
     with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint"):
-        load_model(path)
+        load_refiner(path)
 
 
 def test_loading_uses_weights_only(tiny_file, monkeypatch):
@@ -294,7 +294,7 @@ def test_loading_uses_weights_only(tiny_file, monkeypatch):
         return real_load(*args, **kwargs)
 
     monkeypatch.setattr(torch, "load", spy)
-    load_model(tiny_file)
+    load_refiner(tiny_file)
     assert calls and all(c.get("weights_only") is True for c in calls)
 
 
@@ -338,7 +338,7 @@ def test_save_half_round_trip(tmp_path):
     _, state, _, meta = load_checkpoint(half)
     assert meta == {"k": 1}
     assert all(v.dtype == torch.float16 for v in state.values() if v.is_floating_point())
-    loaded = load_model(half)
+    loaded = load_refiner(half).network
     assert all(p.dtype == torch.float32 for p in loaded.parameters())
     # exactly the network whose weights were rounded to fp16 ...
     rounded = build_network(LiteConfig.tiny())
@@ -358,7 +358,7 @@ def test_save_extra_entries_still_load(tmp_path):
     model = build_network(LiteConfig.tiny())
     path = tmp_path / "extra.pt"
     save_checkpoint(path, model, extra={"optimizer": {"step": torch.tensor(3)}, "epoch": 4})
-    loaded = load_model(path)
+    loaded = load_refiner(path).network
     assert isinstance(loaded, nn.Module)
 
 
@@ -371,7 +371,7 @@ def test_our_format_broken_header(tmp_path):
     path = tmp_path / "broken.pt"
     torch.save({"format": "napari-segrefiner", "config": {"arch": "bogus"}, "state_dict": {}}, path)
     with pytest.raises(CheckpointError, match="broken napari-segrefiner header"):
-        load_model(path)
+        load_refiner(path)
 
 
 def test_our_format_wrong_shape_and_missing_key(tmp_path):
@@ -383,15 +383,15 @@ def test_our_format_wrong_shape_and_missing_key(tmp_path):
     p1 = tmp_path / "shape.pt"
     torch.save({**header, "state_dict": {**state, key: torch.zeros(1, 1, 3, 3)}}, p1)
     with pytest.raises(CheckpointError, match="'stem1.weight' has shape"):
-        load_model(p1)
+        load_refiner(p1)
     p2 = tmp_path / "missing.pt"
     torch.save({**header, "state_dict": {k: v for k, v in state.items() if k != key}}, p2)
     with pytest.raises(CheckpointError, match="1 missing keys"):
-        load_model(p2)
+        load_refiner(p2)
     p3 = tmp_path / "unexpected.pt"
     torch.save({**header, "state_dict": {**state, "bogus.weight": torch.zeros(1)}}, p3)
     with pytest.raises(CheckpointError, match="1 unexpected keys"):
-        load_model(p3)
+        load_refiner(p3)
 
 
 def test_checkpoint_error_is_a_value_error():
@@ -446,7 +446,7 @@ def test_official_unet_layout_config_still_builds(tmp_path):
     torch.manual_seed(0)
     path = tmp_path / "unet.pt"
     save_checkpoint(path, build_network(SMALL_UNET))
-    assert load_model(path, device="cpu").config == SMALL_UNET
+    assert load_refiner(path, device="cpu").network.config == SMALL_UNET
 
 
 @pytest.mark.parametrize(

@@ -73,7 +73,6 @@ def test_folder_mode_matches_pairs_by_name(tmp_path, tiny_checkpoint, capsys):
         ("missing_image", "image file not found"),
         ("not_a_checkpoint", "not a readable PyTorch checkpoint"),
         ("shape_mismatch", "does not match the image"),
-        ("empty_mask", "mask is empty"),
         ("bad_device", "device"),
     ],
 )
@@ -89,8 +88,6 @@ def test_bad_input_gives_one_line_and_nonzero_exit(tmp_path, tiny_checkpoint, ca
         ckpt = str(bad)
     elif case == "shape_mismatch":
         cv2.imwrite(str(msk), np.zeros((10, 10), np.uint8))
-    elif case == "empty_mask":
-        cv2.imwrite(str(msk), np.zeros((64, 80), np.uint8))
     elif case == "bad_device":
         args[-1] = "gpu7"
     code = main(args + ["--checkpoint", ckpt])
@@ -303,3 +300,25 @@ def test_refine_help_describes_every_argument(capsys):
     text = capsys.readouterr().out
     for word in ("IMAGE", "MASK", "OUT", "--overwrite", "--ext", "--seed", "--steps", "--device", "--mode"):
         assert word in text
+
+
+def test_an_empty_mask_is_written_unchanged_with_a_note(tmp_path, tiny_checkpoint, capsys):
+    img, msk, _ = _pair(tmp_path)
+    cv2.imwrite(str(msk), np.zeros((64, 80), np.uint8))
+    out = tmp_path / "o.png"
+    assert main(["refine", str(img), str(msk), "-o", str(out), "--checkpoint", str(tiny_checkpoint), "--device", "cpu",
+                 "--threads", "1"]) == 0
+    assert "warning: mask is empty" in capsys.readouterr().err
+    assert cv2.imread(str(out), cv2.IMREAD_UNCHANGED).max() == 0
+
+
+def test_folder_mode_writes_the_empty_result_of_an_image_without_objects(tmp_path, tiny_checkpoint, capsys):
+    images, masks = _folders(tmp_path)
+    cv2.imwrite(str(masks / "two.png"), np.zeros((64, 80), np.uint8))  # an image with no object
+    out = tmp_path / "refined"
+    assert main(["refine", str(images), str(masks), "-o", str(out), "--checkpoint", str(tiny_checkpoint),
+                 "--device", "cpu", "--threads", "1"]) == 0
+    captured = capsys.readouterr()
+    assert "refined 2/2" in captured.out and "note on two.png: mask is empty" in captured.err
+    assert cv2.imread(str(out / "two.png"), cv2.IMREAD_UNCHANGED).max() == 0
+    assert cv2.imread(str(out / "one.png"), cv2.IMREAD_UNCHANGED).max() == 255

@@ -128,10 +128,10 @@ def _file_args(tmp_path, ckpt, out, *extra):
 
 
 def test_file_mode_checks_its_output_again_just_before_the_rename(tmp_path, ckpt, monkeypatch, capsys):
-    from napari_segrefiner import api
+    from napari_segrefiner.engine import run
 
     out = tmp_path / "o" / "out.tif"
-    real = api.iter_refine
+    real = run.start
 
     def appearing(*args, **kwargs):
         steps = real(*args, **kwargs)
@@ -139,7 +139,7 @@ def test_file_mode_checks_its_output_again_just_before_the_rename(tmp_path, ckpt
         out.write_bytes(b"the user's")  # saved by another tool during the refinement
         return steps
 
-    monkeypatch.setattr(api, "iter_refine", appearing)
+    monkeypatch.setattr(run, "start", appearing)
     assert main(_file_args(tmp_path, ckpt, out)) == 2
     assert "appeared while this run was writing it); it was not replaced; pass --overwrite" in capsys.readouterr().err
     assert out.read_bytes() == b"the user's" and sorted(p.name for p in out.parent.iterdir()) == ["out.tif"]

@@ -11,7 +11,9 @@ import pytest
 import torch
 from _refine_helpers import Oracle, blob_case, rect, rgb_from_truth
 
-from napari_segrefiner.api import choose_mode, iter_refine, refine
+from napari_segrefiner.api import iter_refine, refine
+from napari_segrefiner.engine.run import choose_mode
+from napari_segrefiner.io.masks import label_table
 from napari_segrefiner.models.config import LiteConfig, RefineConfig
 from napari_segrefiner.models.nets import build_network
 from napari_segrefiner.engine.records import replay
@@ -89,13 +91,13 @@ def test_oracle_hr_mode_recovers_truth_with_local_patches():
 def test_auto_mode_choice():
     opts = RefineConfig.official()
     two = rect((100, 100), 10, 30, 10, 30, 1) + rect((100, 100), 50, 90, 50, 90, 2)
-    assert choose_mode(two, [1, 2], opts) == "instance"
+    assert choose_mode(label_table(two), [1, 2], opts, two.shape) == "instance"
     small = rect((600, 600), 100, 200, 100, 200, 1)
-    assert choose_mode(small, [1], opts) == "instance"
+    assert choose_mode(label_table(small), [1], opts, small.shape) == "instance"
     big = rect((600, 600), 20, 580, 30, 560, 1)  # padded box 600 > 512 on a 600 x 600 image
-    assert choose_mode(big, [1], opts) == "hr"
+    assert choose_mode(label_table(big), [1], opts, big.shape) == "hr"
     thin = rect((200, 1000), 20, 180, 30, 970, 1)  # long, but the image is < 256 px high
-    assert choose_mode(thin, [1], opts) == "instance"
+    assert choose_mode(label_table(thin), [1], opts, thin.shape) == "instance"
     # through the API: the records carry the chosen mode
     oracle = Oracle()
     recs = list(iter_refine(rgb_from_truth(two), two, model=oracle, seed=0, device="cpu"))

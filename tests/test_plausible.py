@@ -76,9 +76,9 @@ def test_force_runs_an_implausible_mask_and_the_scan_is_linear(tmp_path, tiny_ch
 
 
 def test_the_api_refuses_an_implausible_mask_before_loading_anything(tiny_model, monkeypatch):
-    from napari_segrefiner import api
+    from napari_segrefiner.models import refiner
 
-    monkeypatch.setattr(api, "load_refiner", lambda *a, **k: pytest.fail("the model was loaded"))
+    monkeypatch.setattr(refiner, "load_refiner", lambda *a, **k: pytest.fail("the model was loaded"))
     labels = np.arange(64 * 64, dtype=np.int32).reshape(64, 64) % 2000  # 1999 labels > 1024
     with pytest.raises(ValueError, match="1999 labels on 64 x 64 pixels"):
         refine(np.zeros((64, 64), np.uint8), labels, model="segrefiner-lite")

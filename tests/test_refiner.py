@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from napari_segrefiner import LiteConfig, RefineConfig, Refiner, build_network, iter_refine, load_model, load_refiner, refine
+from napari_segrefiner import LiteConfig, RefineConfig, Refiner, build_network, iter_refine, load_refiner, refine
 from napari_segrefiner.models import refiner as refiner_mod
-from napari_segrefiner.engine.pipelines import count_records
+from napari_segrefiner.engine.records import count_records
 from napari_segrefiner.diffusion.scheduler import Schedule
 
 
@@ -26,7 +26,7 @@ def test_shipped_model_loads_with_its_stored_options():
     assert r.meta["name"] and "val" in r.meta  # read-only metadata from the checkpoint
     with pytest.raises(TypeError):
         r.meta["x"] = 1  # type: ignore[index]
-    assert isinstance(load_model(device="cpu"), torch.nn.Module)
+    assert isinstance(load_refiner(device="cpu").network, torch.nn.Module)
 
 
 def test_a_callers_network_is_never_moved_or_switched_in_place(net):
@@ -90,7 +90,7 @@ def test_count_records_matches_what_runs_yield(tiny_model, blobs):
         count_records("auto", 1, 1)
     for batch in (1, 2, 32):
         recs = list(iter_refine(image, mask, model=tiny_model, seed=0, batch_size=batch, min_area=0))
-        assert len(recs) == recs[-1].total == tiny_model.with_options(batch_size=batch).count_records("instance", n)
+        assert len(recs) == recs[-1].total == count_records("instance", n, batch)
         assert [r.done_objects for r in recs][-1] == n and recs[-1].done and not any(r.done for r in recs[:-1])
 
 

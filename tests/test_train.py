@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_segrefiner import LiteConfig, build_network, load_model, load_refiner
+from napari_segrefiner import LiteConfig, build_network, load_refiner
 from napari_segrefiner.training.losses import refiner_loss, sobel_kernels, texture_l1
 from napari_segrefiner.diffusion.scheduler import Schedule
 from napari_segrefiner.training.train import TrainConfig, _step, _window, train

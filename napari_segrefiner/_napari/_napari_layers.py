@@ -84,11 +84,12 @@ def current_position(viewer, layer, axes: tuple[int, int]) -> tuple[int, ...]:
     return tuple(int(np.clip(np.round(point[a]), 0, shape[a] - 1)) for a in range(len(shape)) if a not in axes)
 
 
-def layer_job(viewer, image, mask, *, all_slices: bool = False, **options) -> RefineJob:
+def layer_job(viewer, image, mask, request, *, all_slices: bool = False) -> RefineJob:
     """A :class:`RefineJob` refining layer ``mask`` over layer ``image`` (same spatial shape).
 
-    Of a stack, the plane the viewer shows, or every plane with ``all_slices``; ``options``
-    (model, device, mode, ...) go to :class:`RefineJob` as they are.
+    Of a stack, the plane the viewer shows, or every plane with ``all_slices``; ``request``
+    (a :class:`~napari_segrefiner.engine.request.RefineRequest`: model, device, mode, ...)
+    describes the run.
     """
     shape = spatial_shape(mask)
     axes = plane_axes(viewer, len(shape))
@@ -97,7 +98,7 @@ def layer_job(viewer, image, mask, *, all_slices: bool = False, **options) -> Re
     else:
         positions = (current_position(viewer, mask, axes),)
     return RefineJob(image=layer_array(image), rgb=bool(image.rgb), mask=mask_array(mask), axes=axes,
-                     positions=positions, **options)  # fmt: skip
+                     positions=positions, request=request)  # fmt: skip
 
 
 def paint_plane(layer, index: tuple, values: np.ndarray, *, refresh: bool = True) -> bool:

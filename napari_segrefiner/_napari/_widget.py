@@ -32,7 +32,8 @@ from napari.utils.notifications import show_warning
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QComboBox
 
-from ..api import MODES
+from ..engine.request import MODES, RefineRequest
+from ..models.cache import ModelCache
 from ..models.refiner import available_devices
 from ._napari_layers import ROLE, StepProgress, is_image_mask, layer_job, spatial_shape
 from ._widget_annotator import AnnotatorSlots
@@ -62,7 +63,7 @@ class SegRefinerWidget(LazySlots, AnnotatorSlots, RunSlots, Container):
 
     def __init__(self, napari_viewer, *, confirm=None):
         self._viewer = napari_viewer
-        self._models: dict = {}  # (source, device, cache) -> loaded network
+        self._models = ModelCache()  # (source, device, cache) -> loaded network; locked: workers load
         self._speed: dict = {}  # model -> measured CPU seconds per object-step
         self._worker = None
         self._lazy = None  # the running lazy run (_widget_lazy.LazyRun)
@@ -165,8 +166,13 @@ class SegRefinerWidget(LazySlots, AnnotatorSlots, RunSlots, Container):
         self._mask.value = layer
         return layer
 
-    def job(self) -> RefineJob:
-        """The widget's parameters as a :class:`RefineJob` (raises ValueError when incomplete)."""
+    def request(self, *, hints: bool = True) -> RefineRequest:
+        """The widget's parameters as the run's :class:`~napari_segrefiner.engine.request.RefineRequest`.
+
+        The one place where the widget's values become a run: "all" steps (0) is None, the
+        selected label the labels; ``hints=False`` leaves the hints out (lazy runs). Raises
+        ValueError (for the user) when the layers are missing or do not fit together.
+        """
         image, mask = self._image.value, self._mask.value
         if image is None or mask is None:
             raise ValueError("choose an image layer and a coarse mask layer")
@@ -180,12 +186,17 @@ class SegRefinerWidget(LazySlots, AnnotatorSlots, RunSlots, Container):
             if not isinstance(mask, Labels):
                 raise ValueError("'selected label' needs a Labels layer as the coarse mask")
             labels = (int(mask.selected_label),)
-        return layer_job(
-            self._viewer, image, mask, all_slices=self._slices.value == "all slices",
+        return RefineRequest(
             model=self._choice.source(), cache=self._choice.cache_folder(), device=self._device.value,
             mode=self._mode.value, steps=int(self._steps.value) or None, seed=int(self._seed.value), labels=labels,
-            hints=self._hints.hints_for(mask),
+            hints=self._hints.hints_for(mask) if hints else None,
         )  # fmt: skip
+
+    def job(self) -> RefineJob:
+        """The widget's parameters as a :class:`RefineJob` (raises ValueError when incomplete)."""
+        request = self.request()
+        return layer_job(self._viewer, self._image.value, self._mask.value, request,
+                         all_slices=self._slices.value == "all slices")  # fmt: skip
 
     def start(self, select=()):
         """Start a run with the current parameters; returns its worker (None if refused).

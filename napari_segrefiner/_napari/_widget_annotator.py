@@ -85,7 +85,7 @@ class AnnotatorSlots:
     def _remember(self, run, finals: dict, layer) -> None:
         """Keep the memory of a full run's new result layer (runs over all labels only)."""
         job = run.job
-        if job.labels is not None or not finals:
+        if job.request.labels is not None or not finals:
             return
         entry = self._memories.remember(layer, job, self._image.value, run.source, finals, run.finals,
                                         uncertainty=run.uncertainty)  # fmt: skip

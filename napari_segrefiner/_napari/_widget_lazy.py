@@ -136,35 +136,20 @@ class LazySlots:
 
     def lazy_job(self) -> LazyJob:
         """The widget's parameters as a :class:`LazyJob` (raises ValueError when incomplete)."""
+        request = self.request(hints=False).check_lazy()  # one check of the layers and values for every run
         image, mask = self._image.value, self._mask.value
-        if image is None or mask is None:
-            raise ValueError("choose an image layer and a coarse mask layer")
-        shape, image_shape = spatial_shape(mask), spatial_shape(image)
-        if image_shape != shape:
-            raise ValueError(f"image {image.name!r} {image_shape} and mask {mask.name!r} {shape} differ in shape")
-        if len(shape) < 2:
-            raise ValueError(f"mask {mask.name!r} must have at least 2 dimensions")
-        if self._mode.value not in ("auto", "instance"):
-            raise ValueError(f"lazy runs refine object by object (instance mode): choose mode 'auto' or 'instance', "
-                             f"not {self._mode.value!r}")  # fmt: skip
+        shape = spatial_shape(mask)
         axes = plane_axes(self._viewer, len(shape))
         if tuple(axes) != (len(shape) - 2, len(shape) - 1):
             raise ValueError("lazy runs refine planes of the last two axes: show those axes (the default view)")
-        labels = None
-        if self._which.value == "selected label":
-            if not isinstance(mask, Labels):
-                raise ValueError("'selected label' needs a Labels layer as the coarse mask")
-            labels = (int(mask.selected_label),)
         position = None
         if len(shape) > 2 and self._slices.value != "all slices":
             from ._napari_layers import current_position
 
             position = current_position(self._viewer, mask, axes)
         return LazyJob(
-            image=layer_array(image), mask=layer_array(mask), rgb=bool(image.rgb), model=self._choice.source(),
-            cache=self._choice.cache_folder(), device=self._device.value, seed=int(self._seed.value),
-            steps=int(self._steps.value) or None, labels=labels, position=position, store_dir=self.lazy_store_dir,
-            pyramid=True if getattr(mask, "multiscale", False) else None,
+            image=layer_array(image), mask=layer_array(mask), rgb=bool(image.rgb), request=request, position=position,
+            store_dir=self.lazy_store_dir, pyramid=True if getattr(mask, "multiscale", False) else None,
         )  # fmt: skip
 
     def _start_lazy(self, reason: str, select=()):

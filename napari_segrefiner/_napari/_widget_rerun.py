@@ -57,7 +57,7 @@ class Plan:
 
 
 def context(job: RefineJob) -> tuple:
-    return (job.model, job.cache, str(job.device), job.mode, job.steps, job.seed)
+    return (job.request.model, job.request.cache, str(job.request.device), job.request.mode, job.request.steps, job.request.seed)
 
 
 def plane_index(axes: tuple[int, int], ndim: int, pos: tuple[int, ...], index: tuple[np.ndarray, ...]) -> tuple:
@@ -96,16 +96,16 @@ class Memories:
         Raises ValueError (for the user) when a selected label is not in the plane.
         """
         entry = self.find(job, image, mask)
-        if entry is None or job.labels is not None or len(job.positions) != 1:
+        if entry is None or job.request.labels is not None or len(job.positions) != 1:
             return None
         pos = job.positions[0]
         remembered = entry.planes.get(pos)
         if remembered is None or entry.layer.data.shape != job.mask.shape:
             return None
         index = job.index(pos)
-        hints = None if job.hints is None else job.hints[index]
+        hints = None if job.request.hints is None else job.request.hints[index]
         changes = remembered.memory.changes(job.mask[index], hints, select=select)
-        return Plan(entry, pos, changes, dataclasses.replace(job, labels=changes.refine or None))
+        return Plan(entry, pos, changes, job.with_request(labels=changes.refine or None))
 
     def remember(self, layer, job: RefineJob, image, mask, finals: dict, meta: dict, uncertainty=None) -> Entry:
         """Remember ``layer``, the new result of ``job``: ``finals`` ``{pos: plane}``, ``meta``
@@ -147,6 +147,6 @@ class Memories:
 def _plane(job: RefineJob, pos, result: np.ndarray, scores: dict | None, options: dict) -> PlaneMemory:
     index = job.index(pos)
     coarse = job.mask[index]
-    hints = None if job.hints is None else job.hints[index]
+    hints = None if job.request.hints is None else job.request.hints[index]
     memory = RefineMemory(coarse, result, hints, **options)
     return PlaneMemory(memory, None if scores is None else dict(scores), coarse.copy())

@@ -56,6 +56,8 @@ import numpy as np
 import torch
 
 from ..diffusion.sampling import RefineCancelled
+from ..engine.request import RefineRequest
+from ..models.cache import ModelCache
 from ..models.threads import cpu_threads, use_threads
 from .worker import CPU_BATCH_SIZE, RefinementError, cached_refiner, explain
 
@@ -109,19 +111,16 @@ class LazyJob:
 
     ``image`` and ``mask`` are the layers' full-resolution arrays as they are (numpy, zarr,
     dask...); the planes are their last two axes (with a trailing channel axis for an RGB
-    image); ``position`` is the index along the leading axes of the one plane to refine
-    (None: every plane); the other planes of the result are copies of the mask's.
+    image); ``request`` describes the run as every front end does
+    (:class:`~napari_segrefiner.engine.request.RefineRequest`, instance mode);
+    ``position`` is the index along the leading axes of the one plane to refine (None:
+    every plane); the other planes of the result are copies of the mask's.
     """
 
     image: Any
     mask: Any
     rgb: bool
-    model: str
-    cache: str | None = None
-    device: str = "auto"
-    seed: int | None = 0
-    steps: int | None = None
-    labels: tuple[int, ...] | None = None
+    request: RefineRequest
     position: tuple[int, ...] | None = None
     chunks: int | None = None  # output chunk side (default: the mask's chunks, 1024 for numpy)
     store_dir: str | None = None
@@ -354,7 +353,7 @@ class _Helper:
         import dask
         from dask.callbacks import Callback
 
-        from ..lazy.refine import refine_lazy
+        from ..lazy.refine import start_lazy
 
         job = self.job
         image, mask = job.image, job.mask
@@ -371,8 +370,8 @@ class _Helper:
         # the scans run inside refine_lazy, on dask's global callbacks and its default thread count:
         # one thread (a pool of one per core would starve the event loop's thread for CPU and GIL)
         with watch, dask.config.set(num_workers=1):
-            result = refine_lazy(plane_image, plane_mask, model=refiner, device=None, seed=job.seed, steps=job.steps,
-                                 labels=job.labels, chunks=job.chunks, progress=self.on_objects)  # fmt: skip
+            request = job.request.replace(model=refiner, device=None)
+            result = start_lazy(plane_image, plane_mask, request, chunks=job.chunks, progress=self.on_objects)
         if job.cancel.is_set():
             raise RefineCancelled("the refinement was cancelled")
         self.phase = "refining"
@@ -401,7 +400,7 @@ class _Helper:
             level_chunks = (*([1] * (len(shape) - 2)), *(max(1, c // f) for c in chunk))
             arrays.append(group.create_array(name=str(k), shape=level_shape, dtype=dtype, chunks=level_chunks,
                                              fill_value=0))  # fmt: skip
-        group.attrs["segrefiner"] = {"factors": factors, "seed": job.seed, "model": str(job.model)}
+        group.attrs["segrefiner"] = {"factors": factors, "seed": job.request.seed, "model": str(job.request.model)}
         sources = [((), result)] if job.position is None else [(tuple(job.position), result)]
         if job.position is not None:  # the other planes: copies of the mask's
             import dask.array as da
@@ -436,21 +435,21 @@ def _cancellable(refiner, cancel: threading.Event):
     return replace(refiner, network=CancellableNetwork(refiner.network, cancel))
 
 
-def iter_lazy_job(job: LazyJob, refiners: dict | None = None) -> Generator[LazyProgress, None, LazyResult]:
+def iter_lazy_job(job: LazyJob, refiners: ModelCache | None = None) -> Generator[LazyProgress, None, LazyResult]:
     """Refine ``job`` lazily into a new zarr store; yields :class:`LazyProgress`, returns a :class:`LazyResult`.
 
     See the module docstring. Raises :class:`RefineCancelled` once ``job.cancel`` is set
     (within one network call) and :class:`~.worker.RefinementError` (a message for the
     user) for anything else; in both cases the partial store is gone.
     """
-    refiners = {} if refiners is None else refiners
-    device = str(job.device)
+    refiners = ModelCache() if refiners is None else refiners
+    device = str(job.request.device or "auto")
     helper: _Helper | None = None
     thread: threading.Thread | None = None
     ok = False
     try:
         with use_threads(cpu_threads("gui")):  # loading runs on the CPU whatever the device
-            refiner = cached_refiner(refiners, job.model, job.device, job.cache)
+            refiner = cached_refiner(refiners, job.request)
         device = str(refiner.device)
         if job.cancel.is_set():
             raise RefineCancelled("the refinement was cancelled")

@@ -20,17 +20,18 @@ construction. Hints are honoured for every object, also those not refined in a r
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy import ndimage as ndi
 
-__all__ = ["FREE", "OBJECT", "BACKGROUND", "apply_hints", "check_hints", "crop_hints", "hint_maps", "owners"]
+from ..io.masks import Box
+
+__all__ = ["BACKGROUND", "FREE", "OBJECT", "Hints", "apply_hints", "check_hints", "crop_hints", "hint_maps", "owners"]
 
 FREE, OBJECT, BACKGROUND = 0, 1, 2
-
-Box = tuple[int, int, int, int]
 
 
 def check_hints(hints, *, shape: tuple[int, int], name: str = "hints") -> np.ndarray | None:
@@ -154,3 +155,39 @@ def apply_hints(frame: np.ndarray, hints: np.ndarray | None, own: np.ndarray | N
     ones = own != 0
     frame[ones] = own[ones]
     return frame
+
+
+@dataclass(frozen=True)
+class Hints:
+    """The validated hints of a run: the 0/1/2 frame and the owner of every hint-1 pixel.
+
+    Attributes
+    ----------
+    values : ndarray of uint8, shape (H, W)
+        0 free, 1 object, 2 background (:func:`check_hints`).
+    owner : ndarray of int64, shape (H, W)
+        The label a hint-1 pixel belongs to (:func:`owners`), else 0.
+    """
+
+    values: np.ndarray
+    owner: np.ndarray
+
+    @classmethod
+    def of(cls, labels: np.ndarray, values: np.ndarray | None, box_of: Callable[[int], Box]) -> Hints | None:
+        """The hints of ``labels`` (None without any), owners decided by :func:`owners`."""
+        if values is None:
+            return None
+        return cls(values, owners(labels, values, box_of))
+
+    def apply(self, frame: np.ndarray) -> np.ndarray:
+        """Force ``frame`` (in place) to the hints; returns it."""
+        return apply_hints(frame, self.values, self.owner)
+
+    def crop(self, box: Box) -> Hints:
+        """The hints over ``box``."""
+        y0, y1, x0, x1 = box
+        return Hints(self.values[y0:y1, x0:x1], self.owner[y0:y1, x0:x1])
+
+    def maps(self, boxes: Sequence[Box], ids: Sequence[int], size: int, device) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Per-crop ``(fixed, value)`` maps at network resolution (:func:`crop_hints`)."""
+        return crop_hints(self.values, self.owner, boxes, ids, size, device)

@@ -22,7 +22,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-from .outputs import CLIError, check_writable, model_source, read_image, read_mask
+from .outputs import CLIError, check_writable, model_source, read_image, read_mask, request_from_args
 from .manifest import MANIFEST, Manifest, model_id
 
 __all__ = ["FolderRun", "refine_file", "run_folder"]
@@ -62,28 +62,35 @@ class FolderRun:
         return self.status(image, mask, out) is not None
 
 
-def refine_file(spec, image_p: Path, mask_p: Path, out_p: Path, opts: dict) -> dict:
+def refine_file(spec, image_p: Path, mask_p: Path, out_p: Path, request) -> dict:
     """Refine one pair into a temporary file beside its output (in this process or a dask worker).
 
-    Returns ``{"temp": path, "output": file_id}`` (the caller records the file and moves it
-    into place) or ``{"error": message}`` for a pair that cannot be refined (unreadable
-    file, empty mask...).
+    ``request`` is the run's :class:`~napari_segrefiner.engine.request.RefineRequest` (its
+    model is ``spec``'s). Returns ``{"temp": path, "output": file_id, "notes": [...]}`` (the
+    caller records the file and moves it into place; ``notes``: warnings such as an empty
+    mask, whose result is the mask unchanged) or ``{"error": message}`` for a pair that
+    cannot be refined (unreadable file, a mask the output format cannot hold...).
     """
-    from ..api import iter_refine
+    import warnings
+
+    from ..engine.run import finish, start
     from ..io.atomic import write_temp
-    from ..lazy.cluster import refiner_for
     from ..io.files import mask_writer
+    from ..lazy.cluster import refiner_for
     from .manifest import file_id
 
     try:
         image, mask = read_image(Path(image_p)), read_mask(Path(mask_p))
         check_writable(Path(out_p), mask)
-        *_, last = iter_refine(image, mask, model=refiner_for(spec), **opts)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            last = finish(start(image, mask, request.replace(model=refiner_for(spec), device=None)))
         tmp = write_temp(Path(out_p), mask_writer(Path(out_p), last.mask))
     except (CLIError, ValueError, TypeError) as exc:
         return {"error": str(exc)}
     try:
-        return {"temp": str(tmp), "output": file_id(tmp)}
+        notes = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+        return {"temp": str(tmp), "output": file_id(tmp), "notes": notes}
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -116,7 +123,7 @@ def run_folder(plan, out: Path, args, run: FolderRun) -> int:
     if done or swept:
         print(f"resuming: {done} of {len(plan)} outputs already done" + (f", {swept} stale temporary file(s) removed"
               if swept else ""), file=sys.stderr)  # fmt: skip
-    opts = dict(mode=args.mode, steps=args.steps, seed=args.seed, previews=False, force=args.force)
+    request = request_from_args(args)
     try:
         threads = cpu_threads("cli", requested=args.threads)
     except ValueError as exc:
@@ -137,6 +144,8 @@ def run_folder(plan, out: Path, args, run: FolderRun) -> int:
             failed += 1
             print(f"skipped {img_p.name}: {result['error']}", file=sys.stderr)
         else:  # recorded first: whenever this run stops, a file it put in place is in the manifest
+            for note in result.get("notes", ()):
+                print(f"note on {img_p.name}: {note}", file=sys.stderr)
             manifest.record(out_p.name, {"image": img_p, "mask": mask_p}, result["output"])
             try:
                 place(result["temp"], out_p, overwrite=args.overwrite)
@@ -152,7 +161,7 @@ def run_folder(plan, out: Path, args, run: FolderRun) -> int:
             spec = ModelSpec(refiner=refiner)
             with use_threads(threads) if refiner.device.type == "cpu" else nullcontext():
                 for item in todo:
-                    finished(item, refine_file(spec, *item, opts))
+                    finished(item, refine_file(spec, *item, request))
         else:
             from distributed import as_completed
 
@@ -164,7 +173,7 @@ def run_folder(plan, out: Path, args, run: FolderRun) -> int:
             client.run(return_large_blocks)
             spec = ModelSpec(source=model_source(args), device=args.device,
                              threads=worker_threads(threads, args.workers or workers))
-            futures = {client.submit(refine_file, spec, *item, opts, pure=False): item for item in todo}
+            futures = {client.submit(refine_file, spec, *item, request, pure=False): item for item in todo}
             try:
                 for fut in as_completed(list(futures), loop=client.loop):
                     finished(futures[fut], fut.result())

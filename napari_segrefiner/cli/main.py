@@ -13,7 +13,22 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .outputs import CLIError, check_folder_output, check_labels, check_writable, model_source, output_lock, plan_file, plan_folders, read_image, read_mask, write_mask
+from ..engine.request import DEFAULT_SEED, MODES
+from .outputs import (
+    CLIError,
+    check_folder_output,
+    check_labels,
+    check_writable,
+    model_source,
+    output_lock,
+    plan_file,
+    plan_folders,
+    read_image,
+    read_mask,
+    request_from_args,
+    warnings_as_notes,
+    write_mask,
+)
 
 __all__ = ["main"]
 
@@ -49,15 +64,16 @@ def _cmd_refine(args) -> int:
             return run_folder(plan, out, args, run)
     if args.workers or args.scheduler:
         raise CLIError("--workers and --scheduler are for folder mode and .zarr arrays; one pair runs here")
-    plan = plan_file(image_path, mask_path, out, args)
+    request = request_from_args(args)  # the run, validated before anything is read
+    plan_file(image_path, mask_path, out, args)
     image, mask = read_image(image_path), read_mask(mask_path)  # every input problem before the model loads
     check_writable(out, mask)
     check_labels(mask, args.force)  # a photo as the mask (or image and mask swapped): refused in milliseconds
     try:
-        refiner = load_refiner(model_source(args), device=args.device)  # the CLI's one load per run
+        refiner = load_refiner(request.model, device=args.device)  # the CLI's one load per run
     except (FileNotFoundError, KeyError, ValueError) as exc:
         raise CLIError(str(exc).strip("'\"")) from None
-    opts = dict(model=refiner, mode=args.mode, steps=args.steps, seed=args.seed, previews=False, force=args.force)
+    request = request.replace(model=refiner, device=None)
     if refiner.device.type == "cpu":
         from ..models.threads import cpu_threads, use_threads
 
@@ -66,18 +82,19 @@ def _cmd_refine(args) -> int:
         except ValueError as exc:
             raise CLIError(str(exc)) from None
         with use_threads(threads):
-            return _run_refine(out, opts, image, mask, args.overwrite)
-    return _run_refine(out, opts, image, mask, args.overwrite)
+            return _run_refine(out, request, image, mask, args.overwrite)
+    return _run_refine(out, request, image, mask, args.overwrite)
 
 
-def _run_refine(out: Path, opts: dict, image, mask, overwrite: bool) -> int:
+def _run_refine(out: Path, request, image, mask, overwrite: bool) -> int:
     import numpy as np
 
-    from ..api import iter_refine
+    from ..engine.run import finish, start
     from ..io.atomic import sweep_temporaries
 
     try:
-        *_, last = iter_refine(image, mask, **opts)
+        with warnings_as_notes():  # an empty mask is written unchanged, with a note
+            last = finish(start(image, mask, request))
     except (ValueError, TypeError) as exc:
         raise CLIError(str(exc)) from None
     sweep_temporaries(out.parent, name=out.name)  # what killed runs writing this output left
@@ -205,12 +222,12 @@ def _parser() -> argparse.ArgumentParser:
     g = r.add_mutually_exclusive_group()
     g.add_argument("--model", default=None, help="registered model name (default: the shipped segrefiner-lite)")
     g.add_argument("--checkpoint", default=None, help="checkpoint file (ours or an official .pth)")
-    r.add_argument("--mode", default="auto", choices=["auto", "instance", "whole", "hr"],
+    r.add_argument("--mode", default="auto", choices=MODES,
                    help="pipeline: each object in its own crop (instance), the whole frame (whole), "
                    "global + native-resolution patches (hr); auto picks (default: auto)")  # fmt: skip
     r.add_argument("--steps", type=int, default=None, help="number of reverse diffusion steps (default: all)")
     r.add_argument("--device", default="auto", help="auto (CUDA, MPS, then CPU), cpu, cuda, cuda:1, mps (default: auto)")
-    r.add_argument("--seed", type=int, default=0, help="seed of the per-pixel random draws (default: 0)")
+    r.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"seed of the per-pixel random draws (default: {DEFAULT_SEED})")
     r.add_argument("--ext", default=None, help="folder mode: output extension .png, .tif, .tiff or .npy "
                    "(default: the mask's, or .png for other mask formats)")  # fmt: skip
     r.add_argument("--overwrite", action="store_true", help="replace output files that already exist (outputs "
@@ -239,7 +256,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--model", default=None)
     g.add_argument("--checkpoint", default=None)
     e.add_argument("--device", default="auto")
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--seed", type=int, default=DEFAULT_SEED)
     e.set_defaults(func=_cmd_demo)
 
     d = sub.add_parser("download", help="download an official checkpoint (SHA-256 verified)")

@@ -15,7 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 __all__ = ["CLIError", "check_folder_output", "check_labels", "check_writable", "model_source", "output_lock",
-           "plan_file", "plan_folders", "read_image", "read_mask", "write_mask"]
+           "plan_file", "plan_folders", "read_image", "read_mask", "request_from_args", "warnings_as_notes", "within",
+           "write_mask"]
 
 
 class CLIError(Exception):
@@ -83,9 +84,40 @@ def output_lock(path: Path, what: str):
 
 
 def model_source(args) -> str | None:
+    """``--checkpoint`` or ``--model`` (None: the shipped default)."""
     if getattr(args, "checkpoint", None):
         return args.checkpoint
     return getattr(args, "model", None)
+
+
+def request_from_args(args):
+    """The run ``refine``'s arguments describe (file, folder and zarr modes alike), validated.
+
+    Raises
+    ------
+    CLIError
+        For an invalid mode, steps or seed (one line, before anything is read).
+    """
+    from ..engine.request import RefineRequest
+
+    try:
+        return RefineRequest(model=model_source(args), device=args.device, mode=args.mode, steps=args.steps,
+                             seed=args.seed, force=args.force)  # fmt: skip
+    except (TypeError, ValueError) as exc:
+        raise CLIError(str(exc)) from None
+
+
+@contextmanager
+def warnings_as_notes():
+    """Print the run's ``UserWarning`` s (an empty mask...) as one-line notes, not Python warnings."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        yield
+    for w in caught:
+        if issubclass(w.category, UserWarning):
+            print(f"napari-segrefiner: warning: {w.message}", file=sys.stderr)
 
 
 # ---------------------------------------------------------------- refine: planning ---
@@ -114,7 +146,7 @@ def _inode(path: Path) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
-def _within(path: Path, folder: Path) -> bool:
+def within(path: Path, folder: Path) -> bool:
     """True if ``path`` is ``folder`` or lies inside it (through links and ``..``)."""
     res, top = path.resolve(), folder.resolve()
     if res == top or top in res.parents:
@@ -185,7 +217,7 @@ def check_folder_output(image_dir: Path, mask_dir: Path, out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise CLIError(f"output {out} is a file; in folder mode -o names a folder")
     for name, folder in (("IMAGE", image_dir), ("MASK", mask_dir)):
-        if _within(out, folder):
+        if within(out, folder):
             raise CLIError(f"output folder {out} is (inside) the {name} folder {folder}; choose a folder outside the inputs")
 
 
@@ -238,12 +270,11 @@ def plan_folders(image_dir: Path, mask_dir: Path, out: Path, args,
 def check_writable(out: Path, mask) -> None:
     """Refuse, before refining, a mask the output format cannot hold (refined labels are a
     subset of the input's, with its dtype, so the input decides)."""
-    from ..io.files import _for_png
+    from ..io.files import mask_writer
 
-    if out.suffix.lower() == ".png":
-        try:
-            _for_png(mask, out.name)
-        except ValueError as exc:
-            raise CLIError(str(exc)) from None
+    try:
+        mask_writer(out, mask)  # checks that the format can hold the mask; writes nothing
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
 
 

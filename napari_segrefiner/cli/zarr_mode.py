@@ -31,7 +31,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-from .outputs import CLIError, _within, model_source, output_lock
+from .outputs import CLIError, model_source, output_lock, request_from_args, warnings_as_notes, within
 from .manifest import MANIFEST, model_id
 from .outlock import LOCK_NAME
 
@@ -125,10 +125,12 @@ def run_zarr(image_path: Path, mask_path: Path, out: Path, args) -> int:
         raise CLIError(f"zarr mode: the output must be a .zarr folder, got {out}")
     if args.ext is not None:
         raise CLIError("--ext is for folder mode")
-    if args.mode not in ("auto", "instance"):
-        raise CLIError(f"zarr mode refines object by object (instance mode); --mode {args.mode} is not available")
+    try:
+        request_from_args(args).check_lazy()
+    except ValueError as exc:
+        raise CLIError(f"zarr mode: {exc}") from None
     for path, what in ((image_path, "IMAGE"), (mask_path, "MASK")):
-        if _within(out, path) or _within(path, out):
+        if within(out, path) or within(path, out):
             raise CLIError(f"output {out} is (inside) the {what} {path}; choose an output outside the inputs")
     image, mask = _open(image_path, "image"), _open(mask_path, "mask")
     if tuple(image.shape[: len(mask.shape)]) != tuple(mask.shape) or len(image.shape) not in (len(mask.shape), len(mask.shape) + 1):
@@ -179,7 +181,7 @@ def _refine_into(image, mask, out: Path, partial: Path, state: _Progress, args) 
 
     from ..io.atomic import temp_name
     from ..lazy.cluster import get_client, local_cluster, worker_threads
-    from ..lazy.refine import refine_lazy
+    from ..lazy.refine import start_lazy
     from ..models.refiner import load_refiner
     from ..models.threads import cpu_threads, use_threads
 
@@ -216,9 +218,9 @@ def _refine_into(image, mask, out: Path, partial: Path, state: _Progress, args) 
             model = model_source(args)
         try:
             with use_threads(threads) if client is None and refiner.device.type == "cpu" else nullcontext():
-                result = refine_lazy(image, mask, model=model, device=None if client is None else args.device,
-                                     seed=args.seed, steps=args.steps, chunks=args.chunks, client=client,
-                                     progress=progress, force=args.force)
+                request = request_from_args(args).replace(model=model, device=None if client is None else args.device)
+                with warnings_as_notes():  # an empty mask is written unchanged, with a note
+                    result = start_lazy(image, mask, request, chunks=args.chunks, client=client, progress=progress)
                 chunk_shape = tuple(c[0] for c in result.chunks)
                 if not (partial / "zarr.json").is_file():
                     zarr.create_array(store=str(partial), shape=result.shape, dtype=result.dtype, chunks=chunk_shape,

@@ -21,9 +21,9 @@ import torch.nn.functional as F
 
 from .compose import ObjectMap
 
-__all__ = ["ObjectResult", "RefineStep", "confidence_frame", "replay"]
+from ..io.masks import Box
 
-Box = tuple[int, int, int, int]
+__all__ = ["ObjectResult", "RefineStep", "confidence_frame", "count_records", "replay"]
 
 
 @dataclass(frozen=True)
@@ -109,6 +109,21 @@ class RefineStep:
     done: bool
     mask: np.ndarray | None = None
     uncertainty: dict[int, float] | None = None
+
+
+def count_records(mode: str, objects: int, batch_size: int) -> int:
+    """Records a run yields: one per network batch (HR: per object); at least 1.
+
+    Raises
+    ------
+    ValueError
+        For a ``mode`` that is not a pipeline (``"instance"``, ``"whole"``, ``"hr"``).
+    """
+    if mode == "hr":
+        return max(1, int(objects))
+    if mode in ("instance", "whole"):
+        return max(1, -(-int(objects) // int(batch_size)))
+    raise ValueError(f"mode must be one of ('instance', 'whole', 'hr'), got {mode!r}")
 
 
 def _paste_bits(state: np.ndarray, box: Box) -> np.ndarray:

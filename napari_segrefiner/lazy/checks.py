@@ -1,23 +1,22 @@
 """Checks of what :func:`~napari_segrefiner.lazy.refine.refine_lazy` is given, before any work.
 
-Every argument that is not a model, a seed, steps or a :class:`~.config.RefineConfig`
-override (those have their own checks) is validated here, with a message that names it.
+The arrays and the lazy path's own options (``chunks``, ``progress``) are validated here,
+with a message that names them; everything else describes the run and is validated by
+:class:`~napari_segrefiner.engine.request.RefineRequest`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import numpy as np
 
-__all__ = ["MIN_CHUNK", "check_arrays", "check_ids", "check_options"]
+__all__ = ["MIN_CHUNK", "check_arrays", "check_options"]
 
 MIN_CHUNK = 16
 
 
-def check_options(*, chunks, progress, autocast, force) -> None:
-    """Check ``chunks`` (None, or ints of at least :data:`MIN_CHUNK` px), ``progress``
-    (None or callable), ``autocast`` and ``force`` (bools).
+def check_options(*, chunks, progress) -> None:
+    """Check ``chunks`` (None, or ints of at least :data:`MIN_CHUNK` px) and ``progress``
+    (None or callable).
 
     Raises
     ------
@@ -36,9 +35,6 @@ def check_options(*, chunks, progress, autocast, force) -> None:
             raise ValueError(f"chunks must be at least {MIN_CHUNK} px along each axis, got {chunks!r}")
     if progress is not None and not callable(progress):
         raise TypeError(f"progress must be None or a callable progress(done, total), got {type(progress).__name__}")
-    for name, value in (("autocast", autocast), ("force", force)):
-        if not isinstance(value, (bool, np.bool_)):
-            raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
 
 
 def check_arrays(image, mask) -> bool:
@@ -65,19 +61,3 @@ def check_arrays(image, mask) -> bool:
     if tuple(image.shape) != tuple(mask.shape):
         raise ValueError(f"image shape {image.shape} does not match the mask's {mask.shape}")
     return False
-
-
-def check_ids(labels: Iterable[int]) -> list[int]:
-    """``labels`` as a list of Python ints.
-
-    Raises
-    ------
-    TypeError
-        If one of them is not an integer (bools are not).
-    """
-    out = []
-    for v in labels:
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-            raise TypeError(f"labels must hold integers, got {v!r}")
-        out.append(int(v))
-    return out

@@ -1,8 +1,8 @@
 """What the lazy path and the CLI need to run on dask: models per worker, clients, progress.
 
 * :class:`ModelSpec` says which model a task needs; :func:`refiner_for` gives it, loading
-  a registered name or a checkpoint file **once per process** (a small cache keyed by
-  source, device and options). Dask workers are processes, so a model is loaded once per
+  a registered name or a checkpoint file **once per process** (the process's
+  :class:`~napari_segrefiner.models.cache.ModelCache`). Dask workers are processes, so a model is loaded once per
   worker, never pickled with every task; :func:`model_loads` counts the loads of this
   process (ask every worker with ``client.run(model_loads)``).
 * :func:`get_client` turns ``None``, an address (``"tcp://host:8786"``) or a
@@ -20,18 +20,16 @@ from __future__ import annotations
 import os
 import threading
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ModelSpec", "Progress", "clear_models", "get_client", "local_cluster", "model_loads", "refiner_for", "report",
-           "worker_threads"]
+from ..models.cache import ModelCache
 
-_CACHE_SIZE = 2  # models kept per process (a GUI session may switch between two)
-_cache: OrderedDict = OrderedDict()
-_load_count = 0
-_lock = threading.Lock()
+__all__ = ["MODELS", "ModelSpec", "Progress", "clear_models", "get_client", "local_cluster", "model_loads",
+           "refiner_for", "report", "worker_threads"]
+
+MODELS = ModelCache(size=2)  # this process's models (a dask worker's, or the driver's)
 
 
 @dataclass(frozen=True)
@@ -44,6 +42,8 @@ class ModelSpec:
         Registered name or checkpoint path (None: the shipped default).
     device : str
         Device to load it on in each worker (``"auto"``, ``"cpu"``, ``"cuda"``...).
+    cache : str or None
+        Folder of downloaded weights (registered names).
     options : tuple of (str, value)
         :class:`~.config.RefineConfig` overrides.
     threads : int or None
@@ -55,48 +55,35 @@ class ModelSpec:
 
     source: str | None = None
     device: str = "auto"
+    cache: str | None = None
     options: tuple = ()
     threads: int | None = None
     refiner: Any = field(default=None, compare=False)
 
-    @property
-    def key(self) -> tuple:
-        return (self.source, self.device, self.options)
-
 
 def refiner_for(spec: ModelSpec):
-    """The :class:`~.refiner.Refiner` of ``spec``, loaded at most once per process."""
-    global _load_count
+    """The :class:`~napari_segrefiner.models.refiner.Refiner` of ``spec``, loaded at most once per process."""
     if spec.refiner is not None:
         return spec.refiner.with_options(**dict(spec.options))
-    with _lock:
-        hit = _cache.get(spec.key)
-        if hit is not None:
-            _cache.move_to_end(spec.key)
-            return hit
-        from ..models.refiner import load_refiner
 
+    def threads() -> None:
         if spec.threads:
             import torch
 
             torch.set_num_threads(int(spec.threads))
-        refiner = load_refiner(spec.source, device=spec.device).with_options(**dict(spec.options))
-        _load_count += 1
-        _cache[spec.key] = refiner
-        while len(_cache) > _CACHE_SIZE:
-            _cache.popitem(last=False)
-        return refiner
+
+    refiner = MODELS.get(spec.source, device=spec.device, cache=spec.cache, before_load=threads)
+    return refiner.with_options(**dict(spec.options))
 
 
 def model_loads() -> int:
     """How many models :func:`refiner_for` has loaded in this process."""
-    return _load_count
+    return MODELS.loads
 
 
 def clear_models() -> None:
     """Forget the models cached in this process."""
-    with _lock:
-        _cache.clear()
+    MODELS.clear()
 
 
 def get_client(client: Any = None):

@@ -4,7 +4,8 @@
 resolved and a network is moved. Every front end (API call, CLI, widget, benchmark) calls it
 once per run and passes the :class:`Refiner` on; nothing below it loads a model or resolves
 a device. A network the caller passes in is never moved or put in eval mode in place: it is
-used as it is when it already sits on the device in eval mode, else a copy is.
+used as it is when it already sits on the device in eval mode, else a copy is. There is no
+separate loader for the bare network: ``load_refiner(source).network`` is it.
 """
 
 from __future__ import annotations
@@ -22,12 +23,11 @@ from torch import nn
 
 from .checkpoint import network_from_checkpoint
 from .config import RefineConfig
-from ..engine.pipelines import count_records
 from .probe import probe_network
 from . import registry
 from ..diffusion.scheduler import Schedule
 
-__all__ = ["Refiner", "available_devices", "load_model", "load_refiner", "resolve_device"]
+__all__ = ["Refiner", "as_refiner", "available_devices", "load_refiner", "resolve_device"]
 
 IN_MEMORY = "<in-memory network>"
 
@@ -125,9 +125,6 @@ class Refiner:
         """The same network with some pipeline options changed (validated)."""
         return replace(self, config=self.config.replace(**overrides)) if overrides else self
 
-    def count_records(self, mode: str, objects: int) -> int:
-        """How many records a run in ``mode`` over ``objects`` objects yields (one per network batch)."""
-        return count_records(mode, objects, self.config.batch_size)
 
 
 def _schedule_for(network: nn.Module) -> Schedule:
@@ -216,17 +213,19 @@ def load_refiner(
     return Refiner(network, config, _schedule_for(network), dev, source=str(source), meta=meta)
 
 
-def load_model(
-    source: str | os.PathLike | None = None,
-    *,
-    device: str | torch.device = "auto",
-    cache: str | os.PathLike | None = None,
-) -> nn.Module:
-    """Load just the network (``nn.Module`` in eval mode) by registry name or checkpoint path.
+def as_refiner(model: Any, device: str | torch.device | None = None, *, cache: str | os.PathLike | None = None) -> Refiner:
+    """The :class:`Refiner` a run asks for: ``model`` itself when it is one and ``device`` is None,
+    else :func:`load_refiner` of it (on ``device``, default ``"auto"``).
 
-    The low-level counterpart of :func:`load_refiner` (same arguments); the pipeline
-    options and metadata of the checkpoint are in the :class:`Refiner` it returns.
+    Raises
+    ------
+    TypeError
+        For a ``model`` of another type (the message names ``model``); else as :func:`load_refiner`.
     """
-    if isinstance(source, (Refiner, nn.Module)):
-        raise TypeError("load_model takes a model name or a checkpoint path")
-    return load_refiner(source, device=device, cache=cache).network
+    if isinstance(model, Refiner) and device is None:
+        return model
+    if model is None or isinstance(model, (str, os.PathLike, Refiner, nn.Module)):
+        return load_refiner(model, device="auto" if device is None else device, cache=cache)
+    raise TypeError(
+        f"model must be None, a name, a checkpoint path, a Refiner or a torch.nn.Module, got {type(model).__name__}"
+    )

@@ -29,7 +29,7 @@ from napari_segrefiner._napari import _widget, worker as _jobs  # noqa: E402
 from napari_segrefiner._napari._widget import SegRefinerWidget  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-REAL_CORE = _jobs.iter_refine
+REAL_CORE = _jobs.start
 RUN_TIMEOUT = 30_000
 
 
@@ -96,7 +96,7 @@ def test_run_previews_objects_then_adds_result_and_scrubs(qtbot, monkeypatch, se
     viewer, widget, labels = setup
     original = labels.data.copy()
     gate = Gate()
-    monkeypatch.setattr(_jobs, "iter_refine", gate)
+    monkeypatch.setattr(_jobs, "start", gate)
     widget.start()
     assert widget._run_btn.text == "Cancel" and not widget._mode.enabled
     qtbot.waitUntil(gate.first.is_set, timeout=RUN_TIMEOUT)
@@ -152,7 +152,7 @@ def test_run_previews_objects_then_adds_result_and_scrubs(qtbot, monkeypatch, se
     # reuses the network cached on the widget (keyed by source and device)
     loads = []
     widget._only_changed.value = False  # (on, nothing changed: no second run at all)
-    monkeypatch.setattr(_jobs, "iter_refine", REAL_CORE)
+    monkeypatch.setattr(_jobs, "start", REAL_CORE)
     monkeypatch.setattr(_jobs, "load_refiner", lambda *a, **k: loads.append(a))
     run_to_end(qtbot, widget)
     names = layer_names(viewer)
@@ -179,7 +179,7 @@ def test_cancel_mid_run_leaves_layers_as_they_were(qtbot, monkeypatch, setup):
     viewer, widget, labels = setup
     before, original = layer_names(viewer), labels.data.copy()
     gate = Gate()
-    monkeypatch.setattr(_jobs, "iter_refine", gate)
+    monkeypatch.setattr(_jobs, "start", gate)
     viewer.layers.selection.active = labels
     n = len(notification_manager.records)
     worker = widget.start()
@@ -208,7 +208,7 @@ def test_errors_are_reported_and_the_widget_recovers(qtbot, monkeypatch, setup):
 
     # a torch OOM is a RuntimeError, which a generator worker would swallow (G3)
     oom = torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
-    monkeypatch.setattr(_jobs, "iter_refine", Gate(fail=oom))
+    monkeypatch.setattr(_jobs, "start", Gate(fail=oom))
     n = len(notification_manager.records)
     run_to_end(qtbot, widget)
     assert any("out of memory on cpu: try CPU or a smaller region" in m for m in new_messages(n)), new_messages(n)
@@ -217,7 +217,7 @@ def test_errors_are_reported_and_the_widget_recovers(qtbot, monkeypatch, setup):
     assert "failed" in widget._status.value
 
     # a validation error of the core (raised in the worker) reaches the user the same way
-    monkeypatch.setattr(_jobs, "iter_refine", REAL_CORE)
+    monkeypatch.setattr(_jobs, "start", REAL_CORE)
     widget._mode.value = "hr"  # needs >= 256 px per side: the core refuses a 64 px image
     n = len(notification_manager.records)
     run_to_end(qtbot, widget)
@@ -241,7 +241,7 @@ def test_run_cannot_start_a_second_worker(qtbot, monkeypatch, setup):
 
     gate = Gate()
     monkeypatch.setattr(_widget, "create_worker", counting)
-    monkeypatch.setattr(_jobs, "iter_refine", gate)
+    monkeypatch.setattr(_jobs, "start", gate)
     first = widget.start()
     assert widget.start() is None  # refused by the busy flag, not by the button state
     qtbot.waitUntil(gate.first.is_set, timeout=RUN_TIMEOUT)
@@ -357,7 +357,7 @@ def test_closing_the_widget_stops_the_worker(qtbot, monkeypatch, setup):
     viewer, widget, labels = setup
     before = layer_names(viewer)
     gate = Gate()
-    monkeypatch.setattr(_jobs, "iter_refine", gate)
+    monkeypatch.setattr(_jobs, "start", gate)
     widget.start()
     qtbot.waitUntil(gate.first.is_set, timeout=RUN_TIMEOUT)
     run = widget._preview.run
@@ -371,7 +371,7 @@ def test_closing_the_widget_stops_the_worker(qtbot, monkeypatch, setup):
 def test_closing_the_viewer_stops_the_worker(qtbot, monkeypatch, setup):
     viewer, widget, labels = setup
     gate = Gate()
-    monkeypatch.setattr(_jobs, "iter_refine", gate)
+    monkeypatch.setattr(_jobs, "start", gate)
     widget.start()
     qtbot.waitUntil(gate.first.is_set, timeout=RUN_TIMEOUT)
     run = widget._preview.run

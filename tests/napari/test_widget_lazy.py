@@ -30,7 +30,7 @@ from napari_segrefiner._napari._widget_lazy import STORE_KEY, lazy_status  # noq
 from napari_segrefiner._napari.worker import CPU_BATCH_SIZE  # noqa: E402
 
 RUN_TIMEOUT = 60_000
-REAL_REFINE_LAZY = _lazy.refine_lazy
+REAL_REFINE_LAZY = _lazy.start_lazy
 
 
 def slide(side=512, step=90):
@@ -92,7 +92,7 @@ def use_tiny(widget, checkpoint, *, image, mask):
 
 
 class Gate:
-    """Wraps refine_lazy: its first progress report waits (inside a dask task) until released."""
+    """Wraps start_lazy (refine_lazy of a request): its first progress report waits (inside a dask task) until released."""
 
     def __init__(self):
         self.first = threading.Event()
@@ -187,7 +187,7 @@ def test_cancel_mid_run_leaves_layers_and_removes_the_partial_store(qtbot, monke
     viewer, widget, layer, (_, labels), out = lazy_setup
     before = layer_names(viewer)
     gate = Gate()
-    monkeypatch.setattr(_lazy, "refine_lazy", gate)
+    monkeypatch.setattr(_lazy, "start_lazy", gate)
     n = len(notification_manager.records)
     worker = widget.start()
     qtbot.waitUntil(gate.first.is_set, timeout=RUN_TIMEOUT)
@@ -210,7 +210,7 @@ def test_closing_the_dock_mid_run_cancels_and_removes_the_store(qtbot, monkeypat
     viewer, widget, layer, _, out = lazy_setup
     before = layer_names(viewer)
     gate = Gate()
-    monkeypatch.setattr(_lazy, "refine_lazy", gate)
+    monkeypatch.setattr(_lazy, "start_lazy", gate)
     widget.start()
     qtbot.waitUntil(gate.first.is_set, timeout=RUN_TIMEOUT)
     run = widget._lazy

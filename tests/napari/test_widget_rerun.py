@@ -198,8 +198,8 @@ def test_hints_reach_the_engine_hold_in_the_result_and_a_hint_edit_reruns_its_ob
     hints.data[90:96, 90:96] = 1  # object: nucleus 12's crop, outside every coarse object -> 12
     assert mask.data[40:46, 60:66].min() == 12 and not mask.data[90:96, 90:96].any()
     given = []
-    real = _jobs.iter_refine
-    monkeypatch.setattr(_jobs, "iter_refine", lambda *a, **k: given.append(k.get("hints")) or real(*a, **k))
+    real = _jobs.start
+    monkeypatch.setattr(_jobs, "start", lambda *a, **k: given.append(a[2].hints) or real(*a, **k))
     run(qtbot, widget)
     np.testing.assert_array_equal(given[-1], hints.data)
     result = viewer.layers["mask refined"]

@@ -127,7 +127,7 @@ def test_a_run_fills_the_queue_with_the_engines_scores(qtbot, monkeypatch, make_
     widget._device.value = "cpu"
     widget._steps.value = 3  # quicker than the model's 6
     finals = []
-    real = _jobs.iter_refine
+    real = _jobs.start
 
     def spy(*args, **kwargs):
         for record in real(*args, **kwargs):
@@ -135,7 +135,7 @@ def test_a_run_fills_the_queue_with_the_engines_scores(qtbot, monkeypatch, make_
                 finals.append(record)
             yield record
 
-    monkeypatch.setattr(_jobs, "iter_refine", spy)
+    monkeypatch.setattr(_jobs, "start", spy)
     assert widget.start() is not None
     qtbot.waitUntil(lambda: not widget.busy, timeout=RUN_TIMEOUT)
     scores = finals[-1].uncertainty
