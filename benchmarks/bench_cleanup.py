@@ -21,7 +21,7 @@ import torch
 from scipy import ndimage as ndi
 
 from napari_segrefiner import load_refiner, refine
-from napari_segrefiner._napari._sample_data import coarsen_labels, load_nuclei
+from napari_segrefiner.io.sample import coarsen_labels, load_nuclei
 from napari_segrefiner.evaluation.benchmark import run_benchmark
 from napari_segrefiner.io.files import atomic_write
 

@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     from qtpy.QtWidgets import QApplication
     from scipy import ndimage as ndi
 
-    from napari_segrefiner._napari._sample_data import load_nuclei
+    from napari_segrefiner.io.sample import load_nuclei
 
     out = Path(args.out_dir)
     viewer = napari.Viewer(title="napari-segrefiner", show=True)

@@ -267,12 +267,12 @@ def _zargs(root, ckpt, *extra):
 def test_zarr_mode_is_chunk_wise_resumable_and_matches_refine(stores, tiny_model, ckpt, monkeypatch):
     import zarr
 
-    from napari_segrefiner.cli import zarr_mode as cli_zarr
+    from napari_segrefiner.lazy import store
     from napari_segrefiner import refine
 
     root, img, lab = stores
     written = []
-    real = cli_zarr._write_chunk
+    real = store.write_block
 
     def failing(block, folder, region):
         if len(written) == 7:
@@ -280,7 +280,7 @@ def test_zarr_mode_is_chunk_wise_resumable_and_matches_refine(stores, tiny_model
         written.append(region)
         real(block, folder, region)
 
-    monkeypatch.setattr(cli_zarr, "_write_chunk", failing)
+    monkeypatch.setattr(store, "write_block", failing)
     assert main(_zargs(root, ckpt)) == 1
     assert not (root / "out.zarr").exists()  # never a partial output
     partial = root / ".out.zarr.partial"
@@ -292,7 +292,7 @@ def test_zarr_mode_is_chunk_wise_resumable_and_matches_refine(stores, tiny_model
         resumed.append(region)
         real(block, folder, region)
 
-    monkeypatch.setattr(cli_zarr, "_write_chunk", counting)
+    monkeypatch.setattr(store, "write_block", counting)
     assert main(_zargs(root, ckpt)) == 0
     assert len(resumed) == 20 - 7 and not set(resumed) & set(written)  # 4 x 5 chunks of 64 px
     assert not partial.exists()

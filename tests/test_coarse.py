@@ -70,15 +70,15 @@ def test_make_kind_unknown_is_a_benchmark_error():
 
 
 def test_check_kinds():
-    assert coarse._check_kinds(None) == list(coarse.KINDS)
-    assert coarse._check_kinds("erode-3") == ["erode-3"]
-    assert coarse._check_kinds(["lowres-28", "erode-3", "lowres-28"]) == ["lowres-28", "erode-3"]
+    assert coarse.check_kinds(None) == list(coarse.KINDS)
+    assert coarse.check_kinds("erode-3") == ["erode-3"]
+    assert coarse.check_kinds(["lowres-28", "erode-3", "lowres-28"]) == ["lowres-28", "erode-3"]
     with pytest.raises(BenchmarkError, match="unknown coarse kind 'nope'"):
-        coarse._check_kinds(["erode-3", "nope"])
+        coarse.check_kinds(["erode-3", "nope"])
     with pytest.raises(BenchmarkError, match="unknown coarse peers kind 'nope'"):
-        coarse._check_kinds(["nope"], "peers kind")
+        coarse.check_kinds(["nope"], "peers kind")
     with pytest.raises(BenchmarkError, match="no coarse kinds given"):
-        coarse._check_kinds([])
+        coarse.check_kinds([])
 
 
 # ----------------------------------------------------------------------------- seeds

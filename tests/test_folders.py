@@ -11,7 +11,7 @@ from _folder_helpers import H, W, binary_folder, label_folder, write  # noqa: F4
 
 from napari_segrefiner.io.images import as_rgb_uint8
 from napari_segrefiner.training import data
-from napari_segrefiner.training.folders import ObjectRef, PairFolder, _as_folders
+from napari_segrefiner.training.folders import ObjectRef, PairFolder, as_folders
 
 # ------------------------------------------------------------------------------ readers
 
@@ -100,11 +100,11 @@ def test_pair_folder_errors(tmp_path, binary_folder):
 
 def test_as_folders(binary_folder):
     one = PairFolder(binary_folder)
-    assert _as_folders(one) == [one]
-    opened = _as_folders([str(binary_folder), one])
+    assert as_folders(one) == [one]
+    opened = as_folders([str(binary_folder), one])
     assert opened[0].split == "train" and opened[1] is one
     with pytest.raises(ValueError, match="at least one"):
-        _as_folders([])
+        as_folders([])
 
 
 def test_data_reexports_the_folder_layer():

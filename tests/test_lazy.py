@@ -245,3 +245,49 @@ def test_an_empty_mask_comes_back_unchanged_with_a_warning(model):
         out = refine_lazy(img, empty, model=model, chunks=64)
     got = out.compute(scheduler="sync")
     assert got.dtype == empty.dtype and got.shape == empty.shape and not got.any()
+
+
+def _hints_for(lab: np.ndarray) -> np.ndarray:
+    """Object hints on and next to objects, background hints inside others (a few strokes)."""
+    hints = np.zeros(lab.shape, np.uint8)
+    ids = [v for v in np.unique(lab) if v]
+    for k, v in enumerate(ids[:6]):
+        ys, xs = np.nonzero(lab == v)
+        if k % 2:
+            hints[ys[: len(ys) // 3], xs[: len(xs) // 3]] = 2  # "this part is background"
+        else:
+            y, x = int(ys.max()), int(xs[np.argmax(ys)])
+            hints[min(y + 2, lab.shape[0] - 1), x] = 1  # "the object reaches here": just outside it
+            hints[ys[0], xs[0]] = 1
+    return hints
+
+
+@pytest.mark.parametrize("chunks", [32, 64])
+def test_lazy_hints_equal_in_memory_hints_bit_for_bit(model, chunks):
+    img, lab = scene()
+    hints = _hints_for(lab)
+    assert (hints == 1).any() and (hints == 2).any()
+    expected = refine(img, lab, model=model, mode="instance", seed=2, hints=hints)
+    without = refine(img, lab, model=model, mode="instance", seed=2)
+    assert not np.array_equal(expected, without)  # the hints really changed the result
+    got = refine_lazy(img, lab, model=model, seed=2, hints=hints, chunks=chunks).compute(scheduler="sync")
+    assert np.array_equal(got, expected)
+
+
+def test_refine_and_refine_lazy_with_default_arguments_give_the_same_bits(model):
+    """Only the model is given (a tiny one): the seed, mode, steps and options are both defaults."""
+    img, lab = scene()
+    expected = refine(img, lab, model=model)
+    got = refine_lazy(img, lab, model=model).compute(scheduler="sync")
+    assert (expected != lab).any() and np.array_equal(got, expected)
+
+
+@pytest.mark.slow
+def test_refine_and_refine_lazy_with_no_arguments_at_all_give_the_same_bits():
+    """The README's promise with nothing but the arrays: the shipped model, seed 0, all steps."""
+    from napari_segrefiner._napari._sample_data import make_sample_data
+
+    (img, _, _), (lab, _, _) = make_sample_data()
+    expected = refine(img, lab)
+    got = refine_lazy(img, lab).compute(scheduler="sync")
+    assert (expected != lab).sum() > 100 and np.array_equal(got, expected)

@@ -188,9 +188,9 @@ def _zargs(root, ckpt, *extra):
 
 
 def test_zarr_killed_then_rerun_keeps_a_user_placed_output(stores, ckpt, monkeypatch, capsys):
-    from napari_segrefiner.cli import zarr_mode as cli_zarr
+    from napari_segrefiner.lazy import store
 
-    real = cli_zarr._write_chunk
+    real = store.write_block
     writes = []
 
     def dying(block, folder, region):
@@ -199,13 +199,13 @@ def test_zarr_killed_then_rerun_keeps_a_user_placed_output(stores, ckpt, monkeyp
         writes.append(region)
         real(block, folder, region)
 
-    monkeypatch.setattr(cli_zarr, "_write_chunk", dying)
+    monkeypatch.setattr(store, "write_block", dying)
     assert main(_zargs(stores, ckpt)) == 130
     (stores / ".segrefiner-lock-out.zarr").write_text('{"pid": 999999999}')  # as a kill -9 would leave it
     user = stores / "out.zarr"
     user.mkdir()
     (user / "notes.txt").write_text("the user's")
-    monkeypatch.setattr(cli_zarr, "_write_chunk", real)
+    monkeypatch.setattr(store, "write_block", real)
     capsys.readouterr()
     assert main(_zargs(stores, ckpt)) == 2
     assert "exists; pass --overwrite" in capsys.readouterr().err
@@ -214,9 +214,9 @@ def test_zarr_killed_then_rerun_keeps_a_user_placed_output(stores, ckpt, monkeyp
 
 
 def test_zarr_output_that_appears_during_the_run_is_not_replaced(stores, ckpt, monkeypatch, capsys):
-    from napari_segrefiner.cli import zarr_mode as cli_zarr
+    from napari_segrefiner.lazy import store
 
-    real = cli_zarr._write_chunk
+    real = store.write_block
     writes = []
 
     def appearing(block, folder, region):
@@ -225,7 +225,7 @@ def test_zarr_output_that_appears_during_the_run_is_not_replaced(stores, ckpt, m
         (stores / "out.zarr" / "notes.txt").write_text("the user's")
         real(block, folder, region)
 
-    monkeypatch.setattr(cli_zarr, "_write_chunk", appearing)
+    monkeypatch.setattr(store, "write_block", appearing)
     assert main(_zargs(stores, ckpt)) == 2
     assert "appeared while this run was refining; it was not replaced" in capsys.readouterr().err
     assert (stores / "out.zarr" / "notes.txt").read_text() == "the user's"

@@ -150,7 +150,7 @@ def test_failed_write_leaves_previous_files_and_no_temp_file(results, tmp_path, 
 
 
 def test_git_commit_of_this_checkout():
-    info = report._git_commit()
+    info = report.git_commit()
     repo = report.Path(report.__file__).resolve().parents[2]
     if not (repo / ".git").exists():
         assert info is None
@@ -165,11 +165,11 @@ def test_git_commit_without_git(monkeypatch):
         raise FileNotFoundError("git")
 
     monkeypatch.setattr(report.subprocess, "run", no_git)
-    assert report._git_commit() is None
+    assert report.git_commit() is None
 
 
 def test_environment():
-    env = report._environment(torch.device("cpu"))
+    env = report.environment(torch.device("cpu"))
     assert {"napari_segrefiner", "python", "torch", "numpy", "opencv", "torch_threads", "opencv_threads",
             "cpu_count", "machine", "processor", "device"} <= set(env)
     assert env["device"] == "cpu" and env["torch"] == torch.__version__ and "cuda_device" not in env

@@ -57,6 +57,7 @@ import torch
 
 from ..diffusion.sampling import RefineCancelled
 from ..engine.request import RefineRequest
+from ..lazy.store import block_regions, pyramid_factors, write_levels
 from ..models.cache import ModelCache
 from ..models.threads import cpu_threads, use_threads
 from .worker import CPU_BATCH_SIZE, RefinementError, cached_refiner, explain
@@ -254,31 +255,11 @@ def gui_friendly_interpreter() -> Iterator[None]:
                 _saved = None
 
 
-def _levels(shape: tuple[int, ...], pyramid: bool | None) -> list[int]:
-    """Downsampling factors of the result's levels (1 first)."""
-    side = max(shape[-2:])
-    if pyramid is False or (pyramid is None and side <= PYRAMID_SIDE):
-        return [1]
-    factors = [1]
-    while side // factors[-1] > PYRAMID_MIN:
-        factors.append(factors[-1] * 2)
-    return factors
-
-
 def _write_block(block: np.ndarray, arrays: list, factors: list[int], region: tuple, cancel: threading.Event) -> int:
-    """Write ``block`` (at ``region``: one ``(start, stop)`` per axis) into every level."""
+    """Write ``block`` (at ``region``: one ``(start, stop)`` per axis) into every level (:func:`write_levels`)."""
     if cancel.is_set():
         raise RefineCancelled("the refinement was cancelled")
-    block = np.asarray(block).reshape(tuple(b - a for a, b in region))
-    arrays[0][tuple(slice(a, b) for a, b in region)] = block
-    lead = tuple(slice(a, b) for a, b in region[:-2])
-    (y0, _), (x0, _) = region[-2:]
-    for arr, f in zip(arrays[1:], factors[1:]):
-        ys, xs = -(-y0 // f), -(-x0 // f)  # the first level pixels inside the block
-        sub = block[..., ys * f - y0 :: f, xs * f - x0 :: f]
-        if sub.size:
-            arr[lead + (slice(ys, ys + sub.shape[-2]), slice(xs, xs + sub.shape[-1]))] = sub
-    return 1
+    return write_levels(block, arrays, factors, region)
 
 
 class _Helper:
@@ -391,7 +372,7 @@ class _Helper:
         job = self.job
         shape, dtype = job.shape, np.dtype(result.dtype)
         chunk = tuple(int(c[0]) for c in result.chunks[-2:])
-        factors = _levels(shape, job.pyramid)
+        factors = pyramid_factors(shape, job.pyramid, side=PYRAMID_SIDE, smallest=PYRAMID_MIN)
         self.folder = Path(tempfile.mkdtemp(prefix=STORE_PREFIX, dir=store_parent(job.store_dir)))
         group = zarr.open_group(str(self.folder / "result.zarr"), mode="w")
         arrays = []
@@ -411,13 +392,10 @@ class _Helper:
                     sources.append((tuple(int(p) for p in pos), mask_d[pos].astype(dtype)))
         writes = []
         for prefix, arr in sources:
-            starts = [np.concatenate([[0], np.cumsum(c)]) for c in arr.chunks]
-            blocks = arr.to_delayed()
-            for idx in np.ndindex(*blocks.shape):
-                inner = tuple((int(starts[d][i]), int(starts[d][i + 1])) for d, i in enumerate(idx))
+            for _, inner, block in block_regions(arr):
                 region = tuple((p, p + 1) for p in prefix) + inner
                 key = f"segrefiner-write-{len(writes)}-{id(self)}"
-                writes.append(delayed(_write_block, pure=False)(blocks[idx], arrays, factors, region, job.cancel,
+                writes.append(delayed(_write_block, pure=False)(block, arrays, factors, region, job.cancel,
                                                                 dask_key_name=key))  # fmt: skip
         return writes, arrays
 

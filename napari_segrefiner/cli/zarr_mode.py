@@ -105,13 +105,6 @@ class _Progress:
         self._saved = time.monotonic()
 
 
-def _write_chunk(block, folder: str, region: tuple) -> None:
-    import zarr
-
-    arr = zarr.open_array(folder, mode="r+")
-    arr[tuple(slice(a, b) for a, b in region)] = block
-
-
 def _key(idx: tuple) -> str:
     return ".".join(str(i) for i in idx)
 
@@ -258,20 +251,18 @@ def _refine_into(image, mask, out: Path, partial: Path, state: _Progress, args) 
 
 def _write_missing(result, partial: Path, state: _Progress, client) -> None:
     import dask
-    import numpy as np
     from dask import delayed
     from dask.callbacks import Callback
 
-    starts = [np.concatenate([[0], np.cumsum(c)]) for c in result.chunks]
-    blocks = result.to_delayed()
+    from ..lazy.store import block_regions, write_block
+
     writes, names = [], {}
-    for idx in np.ndindex(*blocks.shape):
+    for idx, region, block in block_regions(result):
         key = _key(idx)
         if key in state.done:
             continue
-        region = tuple((int(starts[d][i]), int(starts[d][i + 1])) for d, i in enumerate(idx))
         name = f"segrefiner-write-{key}-{id(state)}"
-        writes.append(delayed(_write_chunk, pure=True)(blocks[idx], str(partial), region, dask_key_name=name))
+        writes.append(delayed(write_block, pure=True)(block, str(partial), region, dask_key_name=name))
         names[name] = key
     if not writes:
         return

@@ -42,8 +42,8 @@ from typing import Any
 import numpy as np
 
 from ..training.data import PairFolder
-from .coarse import DEFAULT_PEERS_KINDS, KINDS, MIN_PAD, REL_PAD, BenchmarkError, _check_kinds, _checked_names, select_objects
-from .report import _environment, _git_commit, format_table, write_results
+from .coarse import DEFAULT_PEERS_KINDS, KINDS, MIN_PAD, REL_PAD, BenchmarkError, check_kinds, checked_names, select_objects
+from .report import environment, git_commit, format_table, write_results
 from .scoring import WORSE_TOL, score_set
 
 __all__ = [
@@ -88,7 +88,7 @@ def _check_methods(methods: Iterable[str] | str | None) -> list[str]:
 
         avail = available_peers()
         return [m for m in METHODS if m in ("identity", "segrefiner") or m in avail]
-    return _checked_names(methods, METHODS, "method")
+    return checked_names(methods, METHODS, "method")
 
 
 def _set_names(folders: Sequence[PairFolder]) -> list[str]:
@@ -219,12 +219,12 @@ def run_benchmark(
         For bad input (missing folder or split, unknown kind or method, unavailable peer,
         unusable model or device), before any object is processed.
     """
-    kinds = _check_kinds(kinds)
+    kinds = check_kinds(kinds)
     if peers_kinds is None:
         p_kinds = [k for k in DEFAULT_PEERS_KINDS if k in kinds]
     else:
         peers_kinds = [peers_kinds] if isinstance(peers_kinds, str) else list(peers_kinds)
-        p_kinds = [k for k in _check_kinds(peers_kinds, "peers kind") if k in kinds] if peers_kinds else []
+        p_kinds = [k for k in check_kinds(peers_kinds, "peers kind") if k in kinds] if peers_kinds else []
     methods = _check_methods(methods)
     if max_items is not None and (
         isinstance(max_items, bool) or not isinstance(max_items, (int, np.integer)) or max_items < 1
@@ -251,8 +251,8 @@ def run_benchmark(
     meta: dict[str, Any] = {
         "benchmark": "quality",
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "git": _git_commit(),
-        "environment": _environment(dev),
+        "git": git_commit(),
+        "environment": environment(dev),
         "model": model_info,
         "split": SPLIT,
         "seed": int(seed),

@@ -154,7 +154,7 @@ def make_kind(kind: str, gt: np.ndarray, rng: np.random.Generator) -> tuple[np.n
 # ------------------------------------------------------------------------------ kind names
 
 
-def _checked_names(values: Iterable[str] | str, known: Iterable[str], label: str) -> list[str]:
+def checked_names(values: Iterable[str] | str, known: Iterable[str], label: str) -> list[str]:
     """``values`` (one name or several) without repeats, in order; BenchmarkError naming
     ``label`` ("coarse kind", "method"...) for an unknown name or none at all."""
     if isinstance(values, str):
@@ -172,11 +172,11 @@ def _checked_names(values: Iterable[str] | str, known: Iterable[str], label: str
     return names
 
 
-def _check_kinds(kinds: Iterable[str] | str | None, what: str = "kind") -> list[str]:
+def check_kinds(kinds: Iterable[str] | str | None, what: str = "kind") -> list[str]:
     """The coarse kinds asked for (all of :data:`KINDS` for None), checked."""
     if kinds is None:
         return list(KINDS)
-    return _checked_names(kinds, KINDS, f"coarse {what}")
+    return checked_names(kinds, KINDS, f"coarse {what}")
 
 
 # --------------------------------------------------------------------------- objects, crops

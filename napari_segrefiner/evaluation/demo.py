@@ -45,7 +45,7 @@ def overlay_panels(image: np.ndarray, panels: list[tuple[str, np.ndarray, tuple[
 
 def run_demo(out: str | Path = "segrefiner_demo.png", *, model=None, device: str = "auto", seed: int = 0, log=print) -> dict:
     """Refine the shipped sample; returns the figures and writes the overlay PNG."""
-    from .._napari._sample_data import coarsen_labels, load_nuclei
+    from ..io.sample import coarsen_labels, load_nuclei
     from ..api import refine
     from ..models.refiner import load_refiner
 

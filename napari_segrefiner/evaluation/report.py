@@ -4,8 +4,8 @@
 this module turns it into plain-text tables (:func:`format_table`, what the command prints),
 Markdown (:func:`format_markdown`) and files (:func:`write_results`: ``<out>.json`` and
 ``<out>.md``, each replaced atomically). It also describes where a run happened: the git
-commit of the checkout (:func:`_git_commit`) and the software and machine
-(:func:`_environment`), both stored in the results' ``meta``.
+commit of the checkout (:func:`git_commit`) and the software and machine
+(:func:`environment`), both stored in the results' ``meta``.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ __all__ = ["format_markdown", "format_table", "write_results"]
 # ------------------------------------------------------------------------------ metadata
 
 
-def _git_commit() -> dict[str, Any] | None:
+def git_commit() -> dict[str, Any] | None:
     """HEAD of the repository holding this package, if it is a git checkout (read-only git)."""
     repo = Path(__file__).resolve().parents[2]
     if not (repo / ".git").exists():
@@ -46,7 +46,7 @@ def _git_commit() -> dict[str, Any] | None:
     return {"commit": head, "dirty": bool(status.strip())}
 
 
-def _environment(device) -> dict[str, Any]:
+def environment(device) -> dict[str, Any]:
     """Versions, thread counts and machine of a run on ``device`` (a torch.device)."""
     import cv2
     import torch

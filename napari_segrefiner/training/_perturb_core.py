@@ -158,7 +158,7 @@ def _perturb_inplace(
             break
 
 
-def _perturb(
+def perturb_core(
     seg: np.ndarray,
     reference: np.ndarray,
     rng: np.random.Generator,

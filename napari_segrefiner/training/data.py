@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from ..io.files import IMAGE_EXTENSIONS
-from ._dataset_base import _Base, _check_range
+from ._dataset_base import DatasetBase, check_range
 from .folders import ObjectRef, PairFolder
 from ..io.masks import bounding_box
 
@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 
-class ObjectCrops(_Base):
+class ObjectCrops(DatasetBase):
     """LR-SegRefiner object crops (SegRefiner's LoadObjectData recipe, plus mild jitter).
 
     Per item: take the object's box (y0, y1, x0, x1); per axis the crop side is
@@ -97,7 +97,7 @@ class ObjectCrops(_Base):
         self.pad = int(pad)
         self.context = float(context)
         self.context_cap = int(context_cap)
-        self.scale_jitter = _check_range(scale_jitter, "scale_jitter")
+        self.scale_jitter = check_range(scale_jitter, "scale_jitter")
         super().__init__(folders, **common)
 
     def _count(self, folder: PairFolder) -> int:
@@ -151,7 +151,7 @@ class ObjectCrops(_Base):
         return img, gt, coarse
 
 
-class NativePatches(_Base):
+class NativePatches(DatasetBase):
     """HR-SegRefiner patches (SegRefiner's LoadPatchData patch recipe).
 
     Per item (one per image; the union mask, also for label sets): a random window of

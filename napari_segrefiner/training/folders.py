@@ -271,7 +271,7 @@ class PairFolder(Sequence):
         return image, fine
 
 
-def _as_folders(folders) -> list[PairFolder]:
+def as_folders(folders) -> list[PairFolder]:
     """A list of PairFolder from one folder or path, or a sequence of them (train split)."""
     if isinstance(folders, (PairFolder, str, os.PathLike)):
         folders = [folders]

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..io.masks import as_binary, bounding_box
 from ._masks import check_rng, check_unit, padded
-from ._perturb_core import _perturb
+from ._perturb_core import perturb_core
 
 __all__ = ["fill_holes", "modify_boundary", "modify_boundary_filled", "perturb_seg"]
 
@@ -84,7 +84,7 @@ def perturb_seg(
     if not m.any():
         return np.zeros(m.shape, dtype=bool)
     seg = m.astype(np.uint8)
-    _perturb(seg, ref.astype(np.uint8), rng, iou_target, int(max_rounds))
+    perturb_core(seg, ref.astype(np.uint8), rng, iou_target, int(max_rounds))
     return seg.view(bool)
 
 
@@ -205,7 +205,7 @@ def modify_boundary(
     if poly is None:
         poly = m.astype(np.uint8)
     seg = poly.copy()
-    _perturb(seg, poly, rng, iou_target, 250, window=window)
+    perturb_core(seg, poly, rng, iou_target, 250, window=window)
     return seg.view(bool)
 
 

@@ -68,7 +68,7 @@ def test_reader_claims_only_mask_like_names(manifest):
 
 @pytest.mark.gui
 def test_dock_widget_and_sample_data(make_napari_viewer):
-    from napari_segrefiner._napari._sample_data import load_nuclei
+    from napari_segrefiner.io.sample import load_nuclei
     from napari_segrefiner._napari._widget import SegRefinerWidget
 
     viewer = make_napari_viewer()

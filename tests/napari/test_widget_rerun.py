@@ -21,7 +21,7 @@ from napari.utils.notifications import notification_manager  # noqa: E402
 
 from napari_segrefiner import load_refiner, refine  # noqa: E402
 from napari_segrefiner._napari import worker as _jobs  # noqa: E402
-from napari_segrefiner._napari._sample_data import coarsen_labels, load_nuclei  # noqa: E402
+from napari_segrefiner.io.sample import coarsen_labels, load_nuclei  # noqa: E402
 from napari_segrefiner._napari._widget import SegRefinerWidget  # noqa: E402
 from napari_segrefiner._napari._widget_hints import HINT_COLORS  # noqa: E402
 

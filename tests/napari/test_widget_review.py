@@ -15,7 +15,7 @@ pytest.importorskip("napari")
 pytestmark = pytest.mark.gui
 
 from napari_segrefiner._napari import worker as _jobs  # noqa: E402
-from napari_segrefiner._napari._sample_data import coarsen_labels, load_nuclei  # noqa: E402
+from napari_segrefiner.io.sample import coarsen_labels, load_nuclei  # noqa: E402
 from napari_segrefiner._napari._widget import SegRefinerWidget  # noqa: E402
 from napari_segrefiner._napari._widget_review import FILL, MIN_SIDE  # noqa: E402
 from napari_segrefiner.annotate.review import ReviewQueue  # noqa: E402
