@@ -20,7 +20,7 @@ from napari_segrefiner.diffusion.sampling import iter_denoise
 from napari_segrefiner.diffusion.scheduler import Schedule, timesteps
 
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "dsb2018"
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "dsb2018"
 SAMPLE = "fc9269fb2e651cd4a32b65ae164f79b0a2ea823e0a83508c85d7985a6bed43cf"  # 256 x 256, 5 nuclei
 
 
