@@ -243,26 +243,3 @@ def test_a_second_run_into_a_locked_zarr_output_is_refused(stores, ckpt, capsys)
         assert main(_zargs(stores, ckpt)) == 2
     assert f"output {stores / 'out.zarr'} is being written by another run" in capsys.readouterr().err
     assert not (stores / "out.zarr").exists() and not (stores / ".out.zarr.partial").exists()
-
-
-def test_the_manifest_journal_records_outputs_before_they_are_placed_and_survives_a_kill(tmp_path):
-    from napari_segrefiner.cli.manifest import JOURNAL, Manifest
-
-    mask, out = tmp_path / "m.png", tmp_path / "o.png"
-    mask.write_bytes(b"coarse")
-    out.write_bytes(b"refined")
-    first = Manifest(tmp_path / MANIFEST, {"seed": 1})
-    first.record("o.png", {"mask": mask}, file_id(out))
-    first.record("x.png", {"mask": mask}, {"size": 1, "sha256": "0"})
-    first.forget("x.png")  # its file could not be put in place
-    assert not (tmp_path / MANIFEST).exists()  # killed here: only the journal holds the records
-    with open(tmp_path / JOURNAL, "a") as fh:
-        fh.write('{"name": "torn", "ent')  # the last line was being written
-    again = Manifest(tmp_path / MANIFEST, {"seed": 1})
-    assert set(again.entries) == {"o.png"} and again.status("o.png", out, {"mask": mask}) == "done"
-    assert Manifest(tmp_path / MANIFEST, {"seed": 2}).status("o.png", out, {"mask": mask}) is None  # other settings
-    again.save()
-    assert not (tmp_path / JOURNAL).exists()
-    assert set(json.loads((tmp_path / MANIFEST).read_text())["outputs"]) == {"o.png"}
-    out.write_bytes(b"edited by hand")
-    assert again.status("o.png", out, {"mask": mask}) is None  # no longer the file it wrote

@@ -1,4 +1,4 @@
-"""Folder and zarr modes of ``napari-segrefiner refine``: resumable, atomic, on a cluster.
+"""Folder mode of ``napari-segrefiner refine`` (napari_segrefiner.cli.folder): resumable, atomic, on a cluster.
 
 A run stopped half way and started again finishes without redoing finished files and
 without a partial file in the output; outputs the run did not write and record are still
@@ -247,71 +247,3 @@ def test_workers_are_refused_in_file_mode(pairs, ckpt, capsys):
 
 
 # ------------------------------------------------------------------------ zarr mode ---
-@pytest.fixture
-def stores(tmp_path):
-    import zarr
-
-    from napari_segrefiner._napari._sample_data import make_sample_data
-
-    (img, _, _), (lab, _, _) = make_sample_data()
-    zarr.create_array(store=str(tmp_path / "img.zarr"), data=img, chunks=(64, 64, 3))
-    zarr.create_array(store=str(tmp_path / "lab.zarr"), data=lab, chunks=(64, 64))
-    return tmp_path, img, lab
-
-
-def _zargs(root, ckpt, *extra):
-    return ["refine", str(root / "img.zarr"), str(root / "lab.zarr"), "-o", str(root / "out.zarr"),
-            "--checkpoint", str(ckpt), "--device", "cpu", "--threads", "1", "--seed", "3", *extra]
-
-
-def test_zarr_mode_is_chunk_wise_resumable_and_matches_refine(stores, tiny_model, ckpt, monkeypatch):
-    import zarr
-
-    from napari_segrefiner.lazy import store
-    from napari_segrefiner import refine
-
-    root, img, lab = stores
-    written = []
-    real = store.write_block
-
-    def failing(block, folder, region):
-        if len(written) == 7:
-            raise RuntimeError("disk gone")
-        written.append(region)
-        real(block, folder, region)
-
-    monkeypatch.setattr(store, "write_block", failing)
-    assert main(_zargs(root, ckpt)) == 1
-    assert not (root / "out.zarr").exists()  # never a partial output
-    partial = root / ".out.zarr.partial"
-    assert len(json.loads((partial / MANIFEST).read_text())["done"]) == 7
-
-    resumed = []
-
-    def counting(block, folder, region):
-        resumed.append(region)
-        real(block, folder, region)
-
-    monkeypatch.setattr(store, "write_block", counting)
-    assert main(_zargs(root, ckpt)) == 0
-    assert len(resumed) == 20 - 7 and not set(resumed) & set(written)  # 4 x 5 chunks of 64 px
-    assert not partial.exists()
-    expected = refine(img, lab, model=tiny_model.with_options(keep_bias=0.2), mode="instance", seed=3)
-    assert (expected > 0).sum() > 0.8 * (lab > 0).sum() and (expected != lab).any()
-    assert np.array_equal(zarr.open_array(str(root / "out.zarr"))[:], expected)
-
-    resumed.clear()
-    assert main(_zargs(root, ckpt)) == 0 and resumed == []  # finished: nothing redone
-
-
-def test_zarr_mode_refuses_foreign_outputs_and_other_modes(stores, ckpt, capsys):
-    root, _, _ = stores
-    (root / "out.zarr").mkdir()
-    assert main(_zargs(root, ckpt)) == 2
-    assert "exists; pass --overwrite" in capsys.readouterr().err
-    assert main(_zargs(root, ckpt, "--mode", "hr")) == 2
-    assert "instance mode" in capsys.readouterr().err
-    args = _zargs(root, ckpt)
-    args[4] = str(root / "lab.zarr" / "out.zarr")
-    assert main(args) == 2
-    assert "outside the inputs" in capsys.readouterr().err
