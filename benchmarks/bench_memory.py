@@ -121,8 +121,14 @@ def build_case(data: Path, objects: int, seed: int, folder: Path) -> dict:
     np.save(folder / "image.npy", image)
     np.save(folder / "labels.npy", labels)
     sizes = np.bincount(labels.ravel())[1:]
-    return {"side": SIDE, "objects": int(labels.max()), "tiles": len(tiles), "seed": seed,
-            "median_object_px": int(np.median(sizes)), "largest_object_px": int(sizes.max())}
+    return {
+        "side": SIDE,
+        "objects": int(labels.max()),
+        "tiles": len(tiles),
+        "seed": seed,
+        "median_object_px": int(np.median(sizes)),
+        "largest_object_px": int(sizes.max()),
+    }
 
 
 # ----------------------------------------------------------------------------- a child
@@ -165,15 +171,26 @@ def child(path: str, network: str, folder: Path) -> dict:
     seconds = time.perf_counter() - t0
     np.save(folder / f"out_{path}_{network}.npy", out)
     objects = int(np.count_nonzero(np.bincount(labels.ravel())[1:]))
-    return {"path": path, "network": network, "objects": objects, "peak_mb": round(_rss_mb(), 1),
-            "loaded_mb": round(loaded_mb, 1), "seconds": round(seconds, 1),
-            "s_per_object": round(seconds / max(objects, 1), 4)}
+    return {
+        "path": path,
+        "network": network,
+        "objects": objects,
+        "peak_mb": round(_rss_mb(), 1),
+        "loaded_mb": round(loaded_mb, 1),
+        "seconds": round(seconds, 1),
+        "s_per_object": round(seconds / max(objects, 1), 4),
+    }
 
 
 def _run_child(path: str, network: str, folder: Path) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, __file__, "--child", path, "--network", network, "--case", str(folder)],
-                          env=env, capture_output=True, text=True, check=False)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", path, "--network", network, "--case", str(folder)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if proc.returncode != 0:
         raise SystemExit(f"{path} ({network}) failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -198,19 +215,24 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="segrefiner-memory-") as tmp:
         folder = Path(tmp)
         case = build_case(args.data, args.objects, args.seed, folder)
-        print(f"case: {SIDE} x {SIDE} px, {case['objects']} nuclei from {case['tiles']} dsb2018 val tiles "
-              f"(median {case['median_object_px']} px, largest {case['largest_object_px']} px)")
+        print(
+            f"case: {SIDE} x {SIDE} px, {case['objects']} nuclei from {case['tiles']} dsb2018 val tiles "
+            f"(median {case['median_object_px']} px, largest {case['largest_object_px']} px)"
+        )
         runs = [_run_child(path, args.network, folder) for path in args.paths]
         if len(runs) == 2:
-            same = np.array_equal(np.load(folder / f"out_refine_{args.network}.npy"),
-                                  np.load(folder / f"out_lazy_{args.network}.npy"))  # fmt: skip
+            same = np.array_equal(
+                np.load(folder / f"out_refine_{args.network}.npy"), np.load(folder / f"out_lazy_{args.network}.npy")
+            )
             for r in runs:
                 r["identical_results"] = bool(same)
     print(f"{'path':8s} {'network':9s} {'objects':>7s} {'peak RSS':>10s} {'model loaded':>13s} {'s/object':>9s}")
     for r in runs:
         flag = "" if r["peak_mb"] <= LIMIT_MB else f"  OVER {LIMIT_MB} MB"
-        print(f"{r['path']:8s} {r['network']:9s} {r['objects']:7d} {r['peak_mb']:8.0f} MB {r['loaded_mb']:10.0f} MB "
-              f"{r['s_per_object']:9.4f}{flag}")
+        print(
+            f"{r['path']:8s} {r['network']:9s} {r['objects']:7d} {r['peak_mb']:8.0f} MB {r['loaded_mb']:10.0f} MB "
+            f"{r['s_per_object']:9.4f}{flag}"
+        )
     if len(runs) == 2:
         print(f"refine and refine_lazy bit-identical: {runs[0]['identical_results']}")
     _save(args.out, case, runs)
@@ -229,10 +251,16 @@ def _save(out: Path, case: dict, runs: list[dict]) -> None:
 
     import torch
 
-    text = json.dumps({"limit_mb": LIMIT_MB, "threads": 1, "cpu": platform.processor() or platform.machine(),
-                       "torch": torch.__version__,
-                       "runs": sorted(entries.values(), key=lambda e: (e["network"], e["objects"], e["path"]))},
-                      indent=1)  # fmt: skip
+    text = json.dumps(
+        {
+            "limit_mb": LIMIT_MB,
+            "threads": 1,
+            "cpu": platform.processor() or platform.machine(),
+            "torch": torch.__version__,
+            "runs": sorted(entries.values(), key=lambda e: (e["network"], e["objects"], e["path"])),
+        },
+        indent=1,
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(out, lambda tmp: tmp.write_text(text + "\n"))
 

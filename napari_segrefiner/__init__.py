@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .api import RefineStep, iter_refine, refine
+    from .lazy.refine import refine_lazy
     from .models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
     from .models.config import LiteConfig, RefineConfig, UNetConfig
-    from .lazy.refine import refine_lazy
     from .models.nets import build_network
     from .models.refiner import Refiner, available_devices, load_model, load_refiner
 
@@ -74,4 +74,3 @@ def __getattr__(name: str):
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *__all__})
-

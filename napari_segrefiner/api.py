@@ -128,9 +128,20 @@ def iter_refine(
     UserWarning
         For an empty mask (returned unchanged; no model is loaded).
     """
-    request = RefineRequest(model=model, device=device, mode=mode, steps=steps, seed=seed,
-                            labels=None if labels is None else tuple(labels), hints=hints, options=options,
-                            previews=previews, autocast=autocast, force=force, order=tuple(order))  # fmt: skip
+    request = RefineRequest(
+        model=model,
+        device=device,
+        mode=mode,
+        steps=steps,
+        seed=seed,
+        labels=None if labels is None else tuple(labels),
+        hints=hints,
+        options=options,
+        previews=previews,
+        autocast=autocast,
+        force=force,
+        order=tuple(order),
+    )
     return start(image, mask, request, cancel=cancel)
 
 
@@ -208,6 +219,18 @@ def refine(
     iter_refine : the same run, record by record (progress, previews, cancel).
     napari_segrefiner.lazy.refine.refine_lazy : the same result for arrays that do not fit in memory.
     """
-    records = iter_refine(image, mask, model=model, mode=mode, steps=steps, device=device, seed=seed, labels=labels,
-                          hints=hints, autocast=autocast, force=force, **options)  # fmt: skip
+    records = iter_refine(
+        image,
+        mask,
+        model=model,
+        mode=mode,
+        steps=steps,
+        device=device,
+        seed=seed,
+        labels=labels,
+        hints=hints,
+        autocast=autocast,
+        force=force,
+        **options,
+    )
     return finish(records).mask  # only the last record is kept: the others' objects are folded into it

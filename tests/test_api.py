@@ -7,8 +7,8 @@ import pytest
 import torch
 from _refine_helpers import blob_case, rect
 
-from napari_segrefiner.models import registry
 from napari_segrefiner.api import iter_refine, refine
+from napari_segrefiner.models import registry
 from napari_segrefiner.models.config import LiteConfig
 from napari_segrefiner.models.nets import build_network
 
@@ -184,7 +184,9 @@ def test_error_labels_not_present(tiny):
 
 
 def test_error_model_wrong_type():
-    with pytest.raises(TypeError, match="model must be None, a name, a checkpoint path, a Refiner or a torch.nn.Module"):
+    with pytest.raises(
+        TypeError, match="model must be None, a name, a checkpoint path, a Refiner or a torch.nn.Module"
+    ):
         _call(None, model=42)
 
 
@@ -254,7 +256,11 @@ def test_labels_must_be_integers(tiny, labels):
 
 def test_labels_order_does_not_change_the_result(tiny):
     img = np.random.default_rng(3).integers(0, 256, (120, 120, 3), dtype=np.uint8)
-    lab = rect((120, 120), 10, 50, 10, 50, 1) + rect((120, 120), 60, 110, 55, 105, 2) + rect((120, 120), 5, 40, 70, 110, 3)
+    lab = (
+        rect((120, 120), 10, 50, 10, 50, 1)
+        + rect((120, 120), 60, 110, 55, 105, 2)
+        + rect((120, 120), 5, 40, 70, 110, 3)
+    )
     a = refine(img, lab, model=tiny, seed=11, device="cpu", size=64, labels=[2, 1])
     b = refine(img, lab, model=tiny, seed=11, device="cpu", size=64, labels=[1, 2])
     c = refine(img, lab, model=tiny, seed=11, device="cpu", size=64, labels=np.array([2, 1, 2]))

@@ -22,8 +22,13 @@ MAX_LINES = 400
 LONG = {"_napari/lazy_worker.py": "the napari wing is split in issue #18"}
 # Modules whose tests live elsewhere: the napari wing's (tests/napari/), and the model work
 # of the networks and the cached training, whose tests come with it.
-UNTESTED_HERE = ("_napari/", "models/nets/", "training/train_cached.py", "training/feature_cache.py",
-                 "training/encoder_weights.py")  # fmt: skip
+UNTESTED_HERE = (
+    "_napari/",
+    "models/nets/",
+    "training/train_cached.py",
+    "training/feature_cache.py",
+    "training/encoder_weights.py",
+)
 
 
 def _modules():
@@ -32,9 +37,18 @@ def _modules():
 
 def test_the_import_contract_holds():
     pytest.importorskip("importlinter")
-    proc = subprocess.run([sys.executable, "-c", "import sys; from importlinter.cli import lint_imports; "
-                           "sys.exit(lint_imports(no_cache=True, no_logo=True))"],  # fmt: skip
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from importlinter.cli import lint_imports; "
+            "sys.exit(lint_imports(no_cache=True, no_logo=True))",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
 
 
@@ -48,8 +62,11 @@ def test_no_module_imports_another_modules_private_name():
     for path in _modules():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("napari_segrefiner")):
-                found += [f"{path.relative_to(PACKAGE)}:{node.lineno} {a.name}" for a in node.names
-                          if a.name.startswith("_") and not a.name.startswith("__")]  # fmt: skip
+                found += [
+                    f"{path.relative_to(PACKAGE)}:{node.lineno} {a.name}"
+                    for a in node.names
+                    if a.name.startswith("_") and not a.name.startswith("__")
+                ]
     assert found == []
 
 

@@ -58,8 +58,20 @@ def _pairs(root, n=4, shift=0):
 
 
 def _args(images, masks, out, ckpt, *extra):
-    return ["refine", str(images), str(masks), "-o", str(out), "--checkpoint", str(ckpt), "--device", "cpu",
-            "--threads", "1", *extra]
+    return [
+        "refine",
+        str(images),
+        str(masks),
+        "-o",
+        str(out),
+        "--checkpoint",
+        str(ckpt),
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        *extra,
+    ]
 
 
 def _dead_pid() -> int:
@@ -67,8 +79,9 @@ def _dead_pid() -> int:
     return int(done.stdout)
 
 
-def test_two_concurrent_runs_into_one_folder_one_refuses_and_the_other_owns_every_file(tmp_path, ckpt, monkeypatch,
-                                                                                        capsys):
+def test_two_concurrent_runs_into_one_folder_one_refuses_and_the_other_owns_every_file(
+    tmp_path, ckpt, monkeypatch, capsys
+):
     images, masks_a = _pairs(tmp_path)
     _, masks_b = _pairs(tmp_path, shift=3)
     out = tmp_path / "out"
@@ -123,8 +136,20 @@ def test_folder_mode_never_replaces_a_file_that_appears_during_the_run(tmp_path,
 
 def _file_args(tmp_path, ckpt, out, *extra):
     images, masks = _pairs(tmp_path, n=1)
-    return ["refine", str(images / "p0.png"), str(masks / "p0.png"), "-o", str(out), "--checkpoint", str(ckpt),
-            "--device", "cpu", "--threads", "1", *extra]
+    return [
+        "refine",
+        str(images / "p0.png"),
+        str(masks / "p0.png"),
+        "-o",
+        str(out),
+        "--checkpoint",
+        str(ckpt),
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        *extra,
+    ]
 
 
 def test_file_mode_checks_its_output_again_just_before_the_rename(tmp_path, ckpt, monkeypatch, capsys):
@@ -183,8 +208,20 @@ def stores(tmp_path):
 
 
 def _zargs(root, ckpt, *extra):
-    return ["refine", str(root / "img.zarr"), str(root / "lab.zarr"), "-o", str(root / "out.zarr"),
-            "--checkpoint", str(ckpt), "--device", "cpu", "--threads", "1", *extra]
+    return [
+        "refine",
+        str(root / "img.zarr"),
+        str(root / "lab.zarr"),
+        "-o",
+        str(root / "out.zarr"),
+        "--checkpoint",
+        str(ckpt),
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        *extra,
+    ]
 
 
 def test_zarr_killed_then_rerun_keeps_a_user_placed_output(stores, ckpt, monkeypatch, capsys):

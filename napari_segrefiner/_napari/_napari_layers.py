@@ -18,9 +18,22 @@ from ._reader import looks_like_mask
 from .tracking import StepCounter, sync_bar
 from .worker import RefineJob, Update, all_positions, mask_copy
 
-__all__ = ["ROLE", "UNCERTAINTY_FLOOR", "StepProgress", "current_position", "is_image_mask", "layer_array",
-           "layer_job", "mask_array", "notify_error", "paint_plane", "plane_axes", "result_layer",
-           "spatial_shape", "uncertainty_colormap"]  # fmt: skip
+__all__ = [
+    "ROLE",
+    "UNCERTAINTY_FLOOR",
+    "StepProgress",
+    "current_position",
+    "is_image_mask",
+    "layer_array",
+    "layer_job",
+    "mask_array",
+    "notify_error",
+    "paint_plane",
+    "plane_axes",
+    "result_layer",
+    "spatial_shape",
+    "uncertainty_colormap",
+]
 
 ROLE = "segrefiner"  # layer.metadata key marking the widget's own preview/uncertainty layers
 
@@ -97,8 +110,14 @@ def layer_job(viewer, image, mask, request, *, all_slices: bool = False) -> Refi
         positions = all_positions(shape, axes)
     else:
         positions = (current_position(viewer, mask, axes),)
-    return RefineJob(image=layer_array(image), rgb=bool(image.rgb), mask=mask_array(mask), axes=axes,
-                     positions=positions, request=request)  # fmt: skip
+    return RefineJob(
+        image=layer_array(image),
+        rgb=bool(image.rgb),
+        mask=mask_array(mask),
+        axes=axes,
+        positions=positions,
+        request=request,
+    )
 
 
 def paint_plane(layer, index: tuple, values: np.ndarray, *, refresh: bool = True) -> bool:
@@ -140,8 +159,15 @@ def uncertainty_colormap() -> Colormap:
 
 def result_layer(source, data: np.ndarray, name: str) -> Labels:
     """A Labels layer for ``data`` with ``source``'s scale, translate, units and axis labels."""
-    return Labels(data, name=name, scale=source.scale, translate=source.translate, units=source.units,
-                  axis_labels=source.axis_labels, opacity=0.7)  # fmt: skip
+    return Labels(
+        data,
+        name=name,
+        scale=source.scale,
+        translate=source.translate,
+        units=source.units,
+        axis_labels=source.axis_labels,
+        opacity=0.7,
+    )
 
 
 class StepProgress:

@@ -43,8 +43,10 @@ def refine_selected_labels(labels: Labels | None = None, viewer: napari.Viewer |
         show_warning("SegRefiner: select a Labels layer to refine")
         return None
     if lazy_reason(layer_array(labels), multiscale=bool(getattr(labels, "multiscale", False))) is not None:
-        show_warning(f"SegRefiner: {labels.name!r} is big or zarr/dask-backed: refine it lazily with the dock widget "
-                     "(Plugins > SegRefiner)")  # fmt: skip
+        show_warning(
+            f"SegRefiner: {labels.name!r} is big or zarr/dask-backed: refine it lazily with the dock widget "
+            "(Plugins > SegRefiner)"
+        )
         return None
     image = find_image(viewer, labels)
     if image is None:

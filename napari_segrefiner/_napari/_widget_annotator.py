@@ -34,8 +34,9 @@ class AnnotatorSlots:
             return None
         plan = self._memories.plan(job, self._image.value, self._mask.value, select=select)
         if plan is None and select:
-            raise ValueError("no earlier result of this image and mask (with these options) to re-refine into: "
-                             "press Run first")  # fmt: skip
+            raise ValueError(
+                "no earlier result of this image and mask (with these options) to re-refine into: press Run first"
+            )
         return plan
 
     def rerefine_selected(self, *_):
@@ -87,8 +88,9 @@ class AnnotatorSlots:
         job = run.job
         if job.request.labels is not None or not finals:
             return
-        entry = self._memories.remember(layer, job, self._image.value, run.source, finals, run.finals,
-                                        uncertainty=run.uncertainty)  # fmt: skip
+        entry = self._memories.remember(
+            layer, job, self._image.value, run.source, finals, run.finals, uncertainty=run.uncertainty
+        )
         shown = [pos for pos in job.positions if pos in entry.planes]
         if shown:
             self._review_plane(entry, shown[0])

@@ -148,17 +148,24 @@ class LazySlots:
 
             position = current_position(self._viewer, mask, axes)
         return LazyJob(
-            image=layer_array(image), mask=layer_array(mask), rgb=bool(image.rgb), request=request, position=position,
-            store_dir=self.lazy_store_dir, pyramid=True if getattr(mask, "multiscale", False) else None,
-        )  # fmt: skip
+            image=layer_array(image),
+            mask=layer_array(mask),
+            rgb=bool(image.rgb),
+            request=request,
+            position=position,
+            store_dir=self.lazy_store_dir,
+            pyramid=True if getattr(mask, "multiscale", False) else None,
+        )
 
     def _start_lazy(self, reason: str, select=()):
         """Start a lazy run (see the module docstring); returns its worker (None if refused)."""
         from napari.qt.threading import create_worker
 
         if select:
-            return self._refuse("re-runs of changed or selected objects are not available for lazy runs "
-                                f"({reason}): press Run to refine the mask again")  # fmt: skip
+            return self._refuse(
+                "re-runs of changed or selected objects are not available for lazy runs "
+                f"({reason}): press Run to refine the mask again"
+            )
         try:
             job = self.lazy_job()
         except ValueError as exc:
@@ -232,16 +239,27 @@ class LazySlots:
             remove_store(result.folder)
             return
         source = run.source
-        layer = Labels(result.data, name=f"{source.name} refined", multiscale=len(result.levels) > 1,
-                       scale=source.scale, translate=source.translate, units=source.units,
-                       axis_labels=source.axis_labels, opacity=0.7,
-                       metadata={STORE_KEY: str(result.folder)})  # fmt: skip
+        layer = Labels(
+            result.data,
+            name=f"{source.name} refined",
+            multiscale=len(result.levels) > 1,
+            scale=source.scale,
+            translate=source.translate,
+            units=source.units,
+            axis_labels=source.axis_labels,
+            opacity=0.7,
+            metadata={STORE_KEY: str(result.folder)},
+        )
         self._viewer.add_layer(layer)
         run.outcome = "done"
-        self._status.value = (f"lazy run done: {result.objects:,} objects in {_duration(result.seconds)}; "
-                              f"{layer.name!r} reads {result.store}")  # fmt: skip
-        show_info(f"SegRefiner: {layer.name!r} is stored in {result.folder} (removed with the layer; "
-                  "save the layer to keep it)")  # fmt: skip
+        self._status.value = (
+            f"lazy run done: {result.objects:,} objects in {_duration(result.seconds)}; "
+            f"{layer.name!r} reads {result.store}"
+        )
+        show_info(
+            f"SegRefiner: {layer.name!r} is stored in {result.folder} (removed with the layer; "
+            "save the layer to keep it)"
+        )
 
     @qt_slot
     def _on_lazy_errored(self, exc: Exception) -> None:

@@ -12,7 +12,6 @@ objects go. A memory is forgotten when its result layer leaves the viewer. Main 
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,7 +56,14 @@ class Plan:
 
 
 def context(job: RefineJob) -> tuple:
-    return (job.request.model, job.request.cache, str(job.request.device), job.request.mode, job.request.steps, job.request.seed)
+    return (
+        job.request.model,
+        job.request.cache,
+        str(job.request.device),
+        job.request.mode,
+        job.request.steps,
+        job.request.seed,
+    )
 
 
 def plane_index(axes: tuple[int, int], ndim: int, pos: tuple[int, ...], index: tuple[np.ndarray, ...]) -> tuple:
@@ -85,8 +91,13 @@ class Memories:
     def find(self, job: RefineJob, image, mask) -> Entry | None:
         """The newest remembered result of ``image`` + ``mask`` with ``job``'s options, if any."""
         for entry in reversed(self.entries):
-            if (entry.image is image and entry.mask is mask and entry.context == context(job)
-                    and entry.axes == job.axes and entry.layer in self._viewer.layers):  # fmt: skip
+            if (
+                entry.image is image
+                and entry.mask is mask
+                and entry.context == context(job)
+                and entry.axes == job.axes
+                and entry.layer in self._viewer.layers
+            ):
                 return entry
         return None
 

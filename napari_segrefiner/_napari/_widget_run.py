@@ -54,7 +54,9 @@ class RunSlots:
         if objects <= LARGE_RUN_OBJECTS or job.request.mode == "whole" or not _on_cpu(job.request.device):
             return True  # ("whole" refines the frame at once; a bad device: the worker says so)
         measured = self._speed.get(job.request.model)
-        text = estimate_text(objects, estimate_seconds(objects, job.request.model, job.request.steps, measured), measured=bool(measured))
+        text = estimate_text(
+            objects, estimate_seconds(objects, job.request.model, job.request.steps, measured), measured=bool(measured)
+        )
         tip = "Refining the selected label or the displayed slice first is quicker."
         return bool(self.confirm(f"{text}. {tip} Start anyway?"))
 
@@ -139,7 +141,9 @@ class RunSlots:
         steps = run.steps.n_steps()
         if run.objects >= 10 and steps > 1 and run.first_step is not None and _on_cpu(run.job.request.device):
             if run.job.request.mode in ("auto", "instance") and not run.steps.truncated:
-                self._speed[run.job.request.model] = (time.perf_counter() - run.first_step) / (run.objects * (steps - 1))
+                self._speed[run.job.request.model] = (time.perf_counter() - run.first_step) / (
+                    run.objects * (steps - 1)
+                )
 
     def _close_bar(self) -> None:
         bar, self._bar = self._bar, None

@@ -62,9 +62,25 @@ from ..models.cache import ModelCache
 from ..models.threads import cpu_threads, use_threads
 from .worker import CPU_BATCH_SIZE, RefinementError, cached_refiner, explain
 
-__all__ = ["ENV_DIR", "LAZY_PIXELS", "POLL_S", "PYRAMID_MIN", "PYRAMID_SIDE", "STORE_PREFIX", "SWITCH_S",
-           "CancellableNetwork", "LazyJob", "LazyProgress", "LazyResult", "gui_friendly_interpreter", "is_store",
-           "iter_lazy_job", "lazy_reason", "remove_store", "store_parent"]  # fmt: skip
+__all__ = [
+    "ENV_DIR",
+    "LAZY_PIXELS",
+    "POLL_S",
+    "PYRAMID_MIN",
+    "PYRAMID_SIDE",
+    "STORE_PREFIX",
+    "SWITCH_S",
+    "CancellableNetwork",
+    "LazyJob",
+    "LazyProgress",
+    "LazyResult",
+    "gui_friendly_interpreter",
+    "is_store",
+    "iter_lazy_job",
+    "lazy_reason",
+    "remove_store",
+    "store_parent",
+]
 
 LAZY_PIXELS = 4096 * 4096  # numpy masks with larger planes are refined lazily too (bounded memory)
 PYRAMID_SIDE = 4096  # results with a larger plane side get pyramid levels (napari reads tiles, not the plane)
@@ -361,8 +377,9 @@ class _Helper:
         # one dask worker thread (torch has the cores), our callbacks only (not dask's global ones)
         dask.compute(*writes, scheduler="threads", num_workers=1, callbacks=[watch._callback])
         self.phase = "done"
-        self.result = LazyResult(self.folder, self.folder / "result.zarr", arrays, int(self.total or 0),
-                                 time.perf_counter() - self.t0)  # fmt: skip
+        self.result = LazyResult(
+            self.folder, self.folder / "result.zarr", arrays, int(self.total or 0), time.perf_counter() - self.t0
+        )
 
     def _writes(self, result, mask) -> tuple[list, list]:
         """The store (levels "0", "1", ...) and one write task per output block."""
@@ -379,8 +396,9 @@ class _Helper:
         for k, f in enumerate(factors):
             level_shape = (*shape[:-2], *(-(-n // f) for n in shape[-2:]))
             level_chunks = (*([1] * (len(shape) - 2)), *(max(1, c // f) for c in chunk))
-            arrays.append(group.create_array(name=str(k), shape=level_shape, dtype=dtype, chunks=level_chunks,
-                                             fill_value=0))  # fmt: skip
+            arrays.append(
+                group.create_array(name=str(k), shape=level_shape, dtype=dtype, chunks=level_chunks, fill_value=0)
+            )
         group.attrs["segrefiner"] = {"factors": factors, "seed": job.request.seed, "model": str(job.request.model)}
         sources = [((), result)] if job.position is None else [(tuple(job.position), result)]
         if job.position is not None:  # the other planes: copies of the mask's
@@ -395,8 +413,9 @@ class _Helper:
             for _, inner, block in block_regions(arr):
                 region = tuple((p, p + 1) for p in prefix) + inner
                 key = f"segrefiner-write-{len(writes)}-{id(self)}"
-                writes.append(delayed(_write_block, pure=False)(block, arrays, factors, region, job.cancel,
-                                                                dask_key_name=key))  # fmt: skip
+                writes.append(
+                    delayed(_write_block, pure=False)(block, arrays, factors, region, job.cancel, dask_key_name=key)
+                )
         return writes, arrays
 
     def discard(self) -> None:
@@ -434,8 +453,9 @@ def iter_lazy_job(job: LazyJob, refiners: ModelCache | None = None) -> Generator
         if refiner.device.type == "cpu" and refiner.config.batch_size > CPU_BATCH_SIZE:
             refiner = refiner.with_options(batch_size=CPU_BATCH_SIZE)  # a Cancel waits for one batch at most
         helper = _Helper(job)
-        thread = threading.Thread(target=helper.run, args=(_cancellable(refiner, job.cancel),),
-                                  name="segrefiner-lazy", daemon=True)  # fmt: skip
+        thread = threading.Thread(
+            target=helper.run, args=(_cancellable(refiner, job.cancel),), name="segrefiner-lazy", daemon=True
+        )
         thread.start()
         while not helper.finished.wait(POLL_S):
             yield helper.progress()

@@ -15,8 +15,16 @@ import numpy as np
 
 from .worker import RefineJob
 
-__all__ = ["DEFAULT_STEPS", "LARGE_RUN_OBJECTS", "NOMINAL_S_PER_OBJECT_STEP", "check_job", "count_objects",
-           "estimate_seconds", "estimate_text", "plane_ids"]  # fmt: skip
+__all__ = [
+    "DEFAULT_STEPS",
+    "LARGE_RUN_OBJECTS",
+    "NOMINAL_S_PER_OBJECT_STEP",
+    "check_job",
+    "count_objects",
+    "estimate_seconds",
+    "estimate_text",
+    "plane_ids",
+]
 
 LARGE_RUN_OBJECTS = 200  # more objects than this on a CPU: confirm first (dock) or warn (menu)
 # one network evaluation of one object crop on one CPU core (benchmarks/results/speed.json, batch 1)

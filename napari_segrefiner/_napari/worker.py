@@ -25,13 +25,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..diffusion.sampling import RefineCancelled
+from ..engine.records import RefineStep, confidence_frame
 from ..engine.request import RefineRequest
 from ..engine.run import start
 from ..io.masks import check_values
 from ..models.cache import ModelCache
-from ..engine.records import RefineStep, confidence_frame
 from ..models.refiner import Refiner, load_refiner
-from ..diffusion.sampling import RefineCancelled
 from ..models.threads import cpu_threads, use_threads
 
 __all__ = [

@@ -188,6 +188,8 @@ class Hints:
         y0, y1, x0, x1 = box
         return Hints(self.values[y0:y1, x0:x1], self.owner[y0:y1, x0:x1])
 
-    def maps(self, boxes: Sequence[Box], ids: Sequence[int], size: int, device) -> tuple[torch.Tensor, torch.Tensor] | None:
+    def maps(
+        self, boxes: Sequence[Box], ids: Sequence[int], size: int, device
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
         """Per-crop ``(fixed, value)`` maps at network resolution (:func:`crop_hints`)."""
         return crop_hints(self.values, self.owner, boxes, ids, size, device)

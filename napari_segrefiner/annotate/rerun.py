@@ -42,6 +42,7 @@ from .hints import check_hints
 
 __all__ = ["Changes", "ObjectInput", "RefineMemory"]
 
+
 def _union(a: Box, b: Box | None) -> Box:
     if b is None:
         return a
@@ -144,8 +145,12 @@ class Changes:
             shown = ", ".join(str(v) for v in labels[:6]) + (", ..." if len(labels) > 6 else "")
             return f"{len(labels)} {name} ({shown})"
 
-        parts = [part("edited", self.edited), part("new", self.new), part("removed", self.removed),
-                 part("selected", tuple(v for v in self.selected if v not in self.edited and v not in self.new))]  # fmt: skip
+        parts = [
+            part("edited", self.edited),
+            part("new", self.new),
+            part("removed", self.removed),
+            part("selected", tuple(v for v in self.selected if v not in self.edited and v not in self.new)),
+        ]
         text = ", ".join(p for p in parts if p)
         return f"{text}, {len(self.unchanged)} unchanged" if text else "nothing changed"
 
@@ -172,8 +177,15 @@ class RefineMemory:
     Copies of what it keeps are made here; the arrays passed in are never modified.
     """
 
-    def __init__(self, mask: np.ndarray, result: np.ndarray, hints: np.ndarray | None = None, *, margin: int = 8,
-                 frame: bool = False):  # fmt: skip
+    def __init__(
+        self,
+        mask: np.ndarray,
+        result: np.ndarray,
+        hints: np.ndarray | None = None,
+        *,
+        margin: int = 8,
+        frame: bool = False,
+    ):
         mask, result = np.asarray(mask), np.asarray(result)
         if mask.ndim != 2 or result.shape != mask.shape:
             raise ValueError(f"mask and result must be 2-D of one shape, got {mask.shape} and {result.shape}")
@@ -204,8 +216,7 @@ class RefineMemory:
         """The labels the run refined (sorted)."""
         return tuple(sorted(self.objects))
 
-    def changes(self, mask: np.ndarray, hints: np.ndarray | None = None, *,
-                select: Iterable[int] = ()) -> Changes:  # fmt: skip
+    def changes(self, mask: np.ndarray, hints: np.ndarray | None = None, *, select: Iterable[int] = ()) -> Changes:
         """Which objects of ``mask`` (with ``hints``) must be refined again.
 
         Parameters
@@ -245,8 +256,9 @@ class RefineMemory:
         removed = tuple(sorted(set(self.objects) - set(boxes)))
         return Changes(tuple(sorted(edited)), tuple(sorted(new)), removed, select, tuple(sorted(unchanged)))
 
-    def _same_input(self, old: ObjectInput, mask: np.ndarray, hints: np.ndarray | None, box: Box,
-                    owned: np.ndarray) -> bool:  # fmt: skip
+    def _same_input(
+        self, old: ObjectInput, mask: np.ndarray, hints: np.ndarray | None, box: Box, owned: np.ndarray
+    ) -> bool:
         """Same coarse mask, same hints in its region, same hint-1 pixels of its own."""
         if box != old.box or not np.array_equal(_crop(mask, box) == old.label, old.coarse):
             return False

@@ -22,8 +22,8 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-from .outputs import CLIError, check_writable, model_source, read_image, read_mask, request_from_args
 from .manifest import MANIFEST, Manifest, model_id
+from .outputs import CLIError, check_writable, model_source, read_image, read_mask, request_from_args
 
 __all__ = ["FolderRun", "refine_file", "run_folder"]
 
@@ -44,8 +44,14 @@ class FolderRun:
             device = resolve_device(self.args.device).type
         except (ValueError, TypeError):
             device = str(self.args.device)
-        return {"model": model_id(model_source(self.args)), "device": device, "mode": self.args.mode,
-                "steps": self.args.steps, "seed": self.args.seed, "version": __version__}
+        return {
+            "model": model_id(model_source(self.args)),
+            "device": device,
+            "mode": self.args.mode,
+            "steps": self.args.steps,
+            "seed": self.args.seed,
+            "version": __version__,
+        }
 
     @property
     def manifest(self) -> Manifest:
@@ -121,8 +127,11 @@ def run_folder(plan, out: Path, args, run: FolderRun) -> int:
             todo.append(item)
     swept = sweep_temporaries(out)  # what killed runs left (this run holds the folder's lock)
     if done or swept:
-        print(f"resuming: {done} of {len(plan)} outputs already done" + (f", {swept} stale temporary file(s) removed"
-              if swept else ""), file=sys.stderr)  # fmt: skip
+        print(
+            f"resuming: {done} of {len(plan)} outputs already done"
+            + (f", {swept} stale temporary file(s) removed" if swept else ""),
+            file=sys.stderr,
+        )
     request = request_from_args(args)
     try:
         threads = cpu_threads("cli", requested=args.threads)
@@ -171,8 +180,9 @@ def run_folder(plan, out: Path, args, run: FolderRun) -> int:
                 client = get_client(args.scheduler)
             workers = max(1, len(client.scheduler_info().get("workers", {})) or 1)
             client.run(return_large_blocks)
-            spec = ModelSpec(source=model_source(args), device=args.device,
-                             threads=worker_threads(threads, args.workers or workers))
+            spec = ModelSpec(
+                source=model_source(args), device=args.device, threads=worker_threads(threads, args.workers or workers)
+            )
             futures = {client.submit(refine_file, spec, *item, request, pure=False): item for item in todo}
             try:
                 for fut in as_completed(list(futures), loop=client.loop):

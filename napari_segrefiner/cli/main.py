@@ -1,4 +1,5 @@
-"""Command-line tool ``napari-segrefiner`` (the only module that prints and exits).
+"""Command-line tool ``napari-segrefiner``: the parser and the entry point (what the commands do is
+:mod:`.commands`; the CLI is the only part of the package that prints and exits).
 
 Subcommands: ``refine`` (one pair or two folders), ``download``, ``models``, ``train``,
 ``benchmark`` (quality against classical peers) and ``speed`` (seconds per forward/object).
@@ -11,189 +12,12 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from ..engine.request import DEFAULT_SEED, MODES
-from .outputs import (
-    CLIError,
-    check_folder_output,
-    check_labels,
-    check_writable,
-    model_source,
-    output_lock,
-    plan_file,
-    plan_folders,
-    read_image,
-    read_mask,
-    request_from_args,
-    warnings_as_notes,
-    write_mask,
-)
+from .commands import cmd_benchmark, cmd_demo, cmd_download, cmd_models, cmd_refine, cmd_speed, cmd_train
+from .outputs import CLIError
 
 __all__ = ["main"]
-
-
-
-def _cmd_refine(args) -> int:
-
-    from ..models.refiner import load_refiner
-
-    image_path, mask_path, out = Path(args.image), Path(args.mask), Path(args.output)
-    if args.workers is not None and args.workers < 1:
-        raise CLIError(f"--workers must be at least 1, got {args.workers}")
-    from .zarr_mode import is_zarr
-
-    if is_zarr(image_path) or is_zarr(mask_path) or is_zarr(out):
-        from .zarr_mode import run_zarr
-
-        return run_zarr(image_path, mask_path, out, args)
-    if args.chunks is not None:
-        raise CLIError("--chunks is for .zarr arrays (zarr mode)")
-    folders = image_path.is_dir() or mask_path.is_dir()
-    if folders and not (image_path.is_dir() and mask_path.is_dir()):
-        missing = next((p for p in (image_path, mask_path) if not p.exists()), None)
-        raise CLIError(f"folder not found: {missing}" if missing else "IMAGE and MASK must both be files or both be folders")
-    if folders:  # resumable: outputs an earlier run made with the same inputs and settings are its own
-        from .folder import FolderRun, run_folder
-        from .outlock import LOCK_NAME
-
-        check_folder_output(image_path, mask_path, out)  # before the lock creates anything
-        with output_lock(out / LOCK_NAME, f"output folder {out}"):  # one run at a time per folder
-            run = FolderRun(out, args)
-            plan = plan_folders(image_path, mask_path, out, args, owned=run.owned)
-            return run_folder(plan, out, args, run)
-    if args.workers or args.scheduler:
-        raise CLIError("--workers and --scheduler are for folder mode and .zarr arrays; one pair runs here")
-    request = request_from_args(args)  # the run, validated before anything is read
-    plan_file(image_path, mask_path, out, args)
-    image, mask = read_image(image_path), read_mask(mask_path)  # every input problem before the model loads
-    check_writable(out, mask)
-    check_labels(mask, args.force)  # a photo as the mask (or image and mask swapped): refused in milliseconds
-    try:
-        refiner = load_refiner(request.model, device=args.device)  # the CLI's one load per run
-    except (FileNotFoundError, KeyError, ValueError) as exc:
-        raise CLIError(str(exc).strip("'\"")) from None
-    request = request.replace(model=refiner, device=None)
-    if refiner.device.type == "cpu":
-        from ..models.threads import cpu_threads, use_threads
-
-        try:
-            threads = cpu_threads("cli", requested=args.threads)
-        except ValueError as exc:
-            raise CLIError(str(exc)) from None
-        with use_threads(threads):
-            return _run_refine(out, request, image, mask, args.overwrite)
-    return _run_refine(out, request, image, mask, args.overwrite)
-
-
-def _run_refine(out: Path, request, image, mask, overwrite: bool) -> int:
-    import numpy as np
-
-    from ..engine.run import finish, start
-    from ..io.atomic import sweep_temporaries
-
-    try:
-        with warnings_as_notes():  # an empty mask is written unchanged, with a note
-            last = finish(start(image, mask, request))
-    except (ValueError, TypeError) as exc:
-        raise CLIError(str(exc)) from None
-    sweep_temporaries(out.parent, name=out.name)  # what killed runs writing this output left
-    write_mask(out, last.mask, overwrite=overwrite)  # never over a file that appeared meanwhile
-    changed = int(np.count_nonzero(np.asarray(last.mask) != np.asarray(mask)))
-    print(f"mode={last.mode}: wrote {out} ({changed} pixels changed)")
-    return 0
-
-
-def _cmd_download(args) -> int:
-    from ..models.registry import MODELS, cache_dir, fetch
-
-    if args.name not in MODELS:
-        raise CLIError(f"unknown model {args.name!r}; registered: {', '.join(MODELS)}")
-    try:
-        path = fetch(args.name, cache=args.cache, progressbar=True, trust_unknown_hash=args.trust_unknown_hash)
-    except ValueError as exc:
-        raise CLIError(str(exc)) from None
-    except Exception as exc:  # network errors, hash mismatch from pooch
-        raise CLIError(f"download of {args.name} failed: {exc}") from None
-    from ..models.registry import MODELS as _M, sha256sum
-
-    digest = _M[args.name].sha256 or sha256sum(path)
-    print(f"{args.name}: {path} (cache folder {cache_dir(args.cache)}; sha256 {digest})")
-    return 0
-
-
-def _cmd_models(args) -> int:
-    from ..models.registry import MODELS, cache_dir, resolve
-
-    print(f"cache folder: {cache_dir()}  (override with $NAPARI_SEGREFINER_CACHE)")
-    for name, info in MODELS.items():
-        try:
-            where = str(resolve(name))
-        except FileNotFoundError:
-            where = "not downloaded"
-        if info.shipped:
-            digest = "shipped with the package"
-        elif info.sha256 is None:
-            digest = "SHA-256 unknown (never published): unverified; download with --trust-unknown-hash"
-        else:
-            digest = f"SHA-256 {info.sha256[:16]}... (verified when first loaded)"
-        print(f"{name:16s} {info.description}\n{'':16s} {where}\n{'':16s} {digest}")
-    return 0
-
-
-def _cmd_train(args) -> int:
-    from tqdm import tqdm
-
-    from ..training.train import TrainConfig, train
-
-    for d in list(args.data) + list(args.val or []):
-        if not Path(d).is_dir():
-            raise CLIError(f"data folder not found: {d}")
-    cfg = TrainConfig(
-        data=args.data, val=args.val or (), out=args.out, iters=args.iters, batch_size=args.batch_size,
-        lr=args.lr, warmup=args.warmup, clip=args.clip, device=args.device, init=args.init, resume=args.resume,
-        arch=args.arch, num_workers=args.workers, seed=args.seed, bf16=not args.no_bf16,
-        windows=tuple(args.windows), repeats=args.repeats, coarse_kind=args.coarse_kind,
-        window_probs=args.window_probs, wrong_weight=args.wrong_weight, threads=args.threads,
-        folder_weights=args.folder_weights, patch_fraction=args.patch_fraction,
-    )
-    bar = tqdm(total=cfg.iters, desc="training", unit="it", file=sys.stderr)
-
-    def progress(step: int, rec: dict) -> None:
-        bar.n = step
-        bar.set_postfix(loss=rec.get("loss"), iou=rec.get("iou"), val=rec.get("iou_refined"))
-        bar.refresh()
-
-    try:
-        path = train(cfg, progress=progress)
-    except (FileNotFoundError, ValueError) as exc:
-        raise CLIError(str(exc)) from None
-    finally:
-        bar.close()
-    print(f"saved {path}")
-    return 0
-
-
-def _cmd_demo(args) -> int:
-    from ..evaluation.demo import run_demo
-
-    try:
-        run_demo(args.output, model=model_source(args), device=args.device, seed=args.seed)
-    except FileNotFoundError as exc:
-        raise CLIError(str(exc).strip("'\"")) from None
-    return 0
-
-
-def _cmd_benchmark(args) -> int:
-    from ..evaluation.benchmark import run_from_args
-
-    return run_from_args(args)
-
-
-def _cmd_speed(args) -> int:
-    from ..evaluation.speed import run_from_args
-
-    return run_from_args(args)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -214,41 +38,89 @@ def _parser() -> argparse.ArgumentParser:
         "only replaced with --overwrite. An output folder or .zarr is locked while a run writes it: a second "
         "run into it is refused.",
     )
-    r.add_argument("image", metavar="IMAGE", help="image file (PNG, JPEG, TIFF, BMP, .npy), or a folder of them (folder mode)")
-    r.add_argument("mask", metavar="MASK", help="coarse mask or labels file (PNG, TIFF, .npy; 0 = background), or a folder of "
-                   "them named like the images")  # fmt: skip
-    r.add_argument("-o", "--output", required=True, metavar="OUT", help="output mask file (.png, .tif, .tiff or .npy; the "
-                   "extension picks the format), or output folder in folder mode")  # fmt: skip
+    r.add_argument(
+        "image", metavar="IMAGE", help="image file (PNG, JPEG, TIFF, BMP, .npy), or a folder of them (folder mode)"
+    )
+    r.add_argument(
+        "mask",
+        metavar="MASK",
+        help="coarse mask or labels file (PNG, TIFF, .npy; 0 = background), or a folder of them named like the images",
+    )
+    r.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUT",
+        help="output mask file (.png, .tif, .tiff or .npy; the "
+        "extension picks the format), or output folder in folder mode",
+    )
     g = r.add_mutually_exclusive_group()
     g.add_argument("--model", default=None, help="registered model name (default: the shipped segrefiner-lite)")
     g.add_argument("--checkpoint", default=None, help="checkpoint file (ours or an official .pth)")
-    r.add_argument("--mode", default="auto", choices=MODES,
-                   help="pipeline: each object in its own crop (instance), the whole frame (whole), "
-                   "global + native-resolution patches (hr); auto picks (default: auto)")  # fmt: skip
+    r.add_argument(
+        "--mode",
+        default="auto",
+        choices=MODES,
+        help="pipeline: each object in its own crop (instance), the whole frame (whole), "
+        "global + native-resolution patches (hr); auto picks (default: auto)",
+    )
     r.add_argument("--steps", type=int, default=None, help="number of reverse diffusion steps (default: all)")
-    r.add_argument("--device", default="auto", help="auto (CUDA, MPS, then CPU), cpu, cuda, cuda:1, mps (default: auto)")
-    r.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"seed of the per-pixel random draws (default: {DEFAULT_SEED})")
-    r.add_argument("--ext", default=None, help="folder mode: output extension .png, .tif, .tiff or .npy "
-                   "(default: the mask's, or .png for other mask formats)")  # fmt: skip
-    r.add_argument("--overwrite", action="store_true", help="replace output files that already exist (outputs "
-                   "the manifest shows finished from the same inputs and settings are still skipped); a replaced "
-                   "file keeps its permissions")
-    r.add_argument("--force", action="store_true", help="refine a mask with implausibly many labels (more than "
-                   "max(1024, pixels/16): a photo as the mask, or image and mask swapped) or a run estimated to "
-                   "need more memory than is available")
-    r.add_argument("--threads", type=int, default=None,
-                   help="CPU threads (default: $OMP_NUM_THREADS, else every core this process may use; shared "
-                   "by the --workers)")  # fmt: skip
+    r.add_argument(
+        "--device", default="auto", help="auto (CUDA, MPS, then CPU), cpu, cuda, cuda:1, mps (default: auto)"
+    )
+    r.add_argument(
+        "--seed", type=int, default=DEFAULT_SEED, help=f"seed of the per-pixel random draws (default: {DEFAULT_SEED})"
+    )
+    r.add_argument(
+        "--ext",
+        default=None,
+        help="folder mode: output extension .png, .tif, .tiff or .npy "
+        "(default: the mask's, or .png for other mask formats)",
+    )
+    r.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace output files that already exist (outputs "
+        "the manifest shows finished from the same inputs and settings are still skipped); a replaced "
+        "file keeps its permissions",
+    )
+    r.add_argument(
+        "--force",
+        action="store_true",
+        help="refine a mask with implausibly many labels (more than "
+        "max(1024, pixels/16): a photo as the mask, or image and mask swapped) or a run estimated to "
+        "need more memory than is available",
+    )
+    r.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads (default: $OMP_NUM_THREADS, else every core this process may use; shared by the --workers)",
+    )
     c = r.add_mutually_exclusive_group()
-    c.add_argument("--workers", type=int, default=None, metavar="N",
-                   help="folder and .zarr modes: refine on a local dask cluster of N worker processes, each "
-                   "loading the model once")  # fmt: skip
-    c.add_argument("--scheduler", default=None, metavar="ADDR",
-                   help="folder and .zarr modes: refine on a running dask.distributed cluster (e.g. "
-                   "tcp://host:8786) whose workers see the same files")  # fmt: skip
-    r.add_argument("--chunks", type=int, default=None, metavar="PX",
-                   help=".zarr mode: output chunk side in pixels (default: the mask's chunks)")
-    r.set_defaults(func=_cmd_refine)
+    c.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="folder and .zarr modes: refine on a local dask cluster of N worker processes, each "
+        "loading the model once",
+    )
+    c.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDR",
+        help="folder and .zarr modes: refine on a running dask.distributed cluster (e.g. "
+        "tcp://host:8786) whose workers see the same files",
+    )
+    r.add_argument(
+        "--chunks",
+        type=int,
+        default=None,
+        metavar="PX",
+        help=".zarr mode: output chunk side in pixels (default: the mask's chunks)",
+    )
+    r.set_defaults(func=cmd_refine)
 
     e = sub.add_parser("demo", help="refine the shipped sample, print IoU before/after, write an overlay PNG")
     e.add_argument("-o", "--output", default="segrefiner_demo.png")
@@ -257,16 +129,16 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--checkpoint", default=None)
     e.add_argument("--device", default="auto")
     e.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    e.set_defaults(func=_cmd_demo)
+    e.set_defaults(func=cmd_demo)
 
     d = sub.add_parser("download", help="download an official checkpoint (SHA-256 verified)")
     d.add_argument("name")
     d.add_argument("--cache", default=None, help="cache folder (default: $NAPARI_SEGREFINER_CACHE or user cache)")
     d.add_argument("--trust-unknown-hash", action="store_true", help="allow files without a published SHA-256")
-    d.set_defaults(func=_cmd_download)
+    d.set_defaults(func=cmd_download)
 
     m = sub.add_parser("models", help="list registered models and where their weights are")
-    m.set_defaults(func=_cmd_models)
+    m.set_defaults(func=cmd_models)
 
     t = sub.add_parser("train", help="train or fine-tune a model on image/mask folders")
     t.add_argument("--data", nargs="+", required=True, help="folders with images/ and masks/ (labels/ optional)")
@@ -287,27 +159,31 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--repeats", type=int, default=1, help="optimizer steps per loaded batch")
     t.add_argument("--window-probs", type=float, nargs="+", default=None, help="probability of each window side")
     t.add_argument("--coarse-kind", default="mixed", help="coarse-mask synthesis kind ('campaign': the lite v2 mix)")
-    t.add_argument("--wrong-weight", type=float, default=0.0, help="extra BCE weight on pixels the coarse mask gets wrong")
+    t.add_argument(
+        "--wrong-weight", type=float, default=0.0, help="extra BCE weight on pixels the coarse mask gets wrong"
+    )
     t.add_argument("--threads", type=int, default=None, help="torch intra-op threads (1 on a shared CPU)")
-    t.add_argument("--folder-weights", type=float, nargs="+", default=None, help="sampling weight of each --data folder")
+    t.add_argument(
+        "--folder-weights", type=float, nargs="+", default=None, help="sampling weight of each --data folder"
+    )
     t.add_argument("--patch-fraction", type=float, default=0.25, help="share of native-resolution patches (HR recipe)")
     t.add_argument("--no-bf16", action="store_true", help="disable bf16 autocast on CUDA")
-    t.set_defaults(func=_cmd_train)
+    t.set_defaults(func=cmd_train)
 
     try:
-        from ..evaluation.benchmark import add_arguments as add_benchmark
+        from ..evaluation.benchmark_cli import add_arguments as add_benchmark
     except ImportError:  # pragma: no cover
         add_benchmark = None
     if add_benchmark is not None:
         b = sub.add_parser("benchmark", help="quality against classical refiners on val splits")
         add_benchmark(b)
-        b.set_defaults(func=_cmd_benchmark)
+        b.set_defaults(func=cmd_benchmark)
 
     from ..evaluation.speed import add_arguments as add_speed
 
     s = sub.add_parser("speed", help="seconds per forward pass and per refined object")
     add_speed(s)
-    s.set_defaults(func=_cmd_speed)
+    s.set_defaults(func=cmd_speed)
     return p
 
 

@@ -143,8 +143,12 @@ class Manifest:
     def record(self, name: str, inputs: dict[str, Path], output: dict) -> None:
         """Note that output ``name``, made from ``inputs``, is the file ``output`` (its
         :func:`file_id`); call it just before moving the file into place."""
-        entry = {"inputs": self._inputs(inputs), "run": self.run, "output": dict(output),
-                 "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        entry = {
+            "inputs": self._inputs(inputs),
+            "run": self.run,
+            "output": dict(output),
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
         self.entries[name] = entry
         self._append(name, entry)
         if time.monotonic() - self._saved >= self.every:

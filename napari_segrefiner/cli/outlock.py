@@ -87,8 +87,10 @@ class OutputLock:
             if not _try_lock(fd):
                 os.close(fd)
                 self._remove_made()
-                raise OutputLocked(f"{self.what} is being written by another run ({_owner(self.path)}); wait for "
-                                   "it to finish: two runs into one output would overwrite each other's files")
+                raise OutputLocked(
+                    f"{self.what} is being written by another run ({_owner(self.path)}); wait for "
+                    "it to finish: two runs into one output would overwrite each other's files"
+                )
             try:  # the file may have been removed by its previous owner after we opened it
                 same = os.path.samestat(os.fstat(fd), os.stat(self.path))
             except FileNotFoundError:
@@ -121,7 +123,7 @@ class OutputLock:
                 break
         self._made = []
 
-    def __enter__(self) -> "OutputLock":
+    def __enter__(self) -> OutputLock:
         self.acquire()
         return self
 

@@ -14,9 +14,22 @@ from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["CLIError", "check_folder_output", "check_labels", "check_writable", "model_source", "output_lock",
-           "plan_file", "plan_folders", "read_image", "read_mask", "request_from_args", "warnings_as_notes", "within",
-           "write_mask"]
+__all__ = [
+    "CLIError",
+    "check_folder_output",
+    "check_labels",
+    "check_writable",
+    "model_source",
+    "output_lock",
+    "plan_file",
+    "plan_folders",
+    "read_image",
+    "read_mask",
+    "request_from_args",
+    "warnings_as_notes",
+    "within",
+    "write_mask",
+]
 
 
 class CLIError(Exception):
@@ -101,8 +114,14 @@ def request_from_args(args):
     from ..engine.request import RefineRequest
 
     try:
-        return RefineRequest(model=model_source(args), device=args.device, mode=args.mode, steps=args.steps,
-                             seed=args.seed, force=args.force)  # fmt: skip
+        return RefineRequest(
+            model=model_source(args),
+            device=args.device,
+            mode=args.mode,
+            steps=args.steps,
+            seed=args.seed,
+            force=args.force,
+        )
     except (TypeError, ValueError) as exc:
         raise CLIError(str(exc)) from None
 
@@ -160,8 +179,9 @@ def within(path: Path, folder: Path) -> bool:
     return False
 
 
-def _check_outputs(outputs: Sequence[Path], inputs: Sequence[Path], overwrite: bool,
-                   owned: Callable[[Path], bool] | None = None) -> None:
+def _check_outputs(
+    outputs: Sequence[Path], inputs: Sequence[Path], overwrite: bool, owned: Callable[[Path], bool] | None = None
+) -> None:
     """Refuse outputs that are inputs, are folders, or exist (without --overwrite).
 
     ``owned(out)`` True marks an existing output this run made itself (its manifest says
@@ -183,8 +203,11 @@ def _check_outputs(outputs: Sequence[Path], inputs: Sequence[Path], overwrite: b
         if os.path.lexists(out) and not (owned is not None and not out.is_symlink() and owned(out)):
             existing.append(out)
     if existing and not overwrite:
-        what = f"output {existing[0]} exists" if len(existing) == 1 else (
-            f"{len(existing)} outputs exist ({_shown([p.name for p in existing])})")
+        what = (
+            f"output {existing[0]} exists"
+            if len(existing) == 1
+            else (f"{len(existing)} outputs exist ({_shown([p.name for p in existing])})")
+        )
         raise CLIError(f"{what}; pass --overwrite to replace")
 
 
@@ -218,11 +241,14 @@ def check_folder_output(image_dir: Path, mask_dir: Path, out: Path) -> None:
         raise CLIError(f"output {out} is a file; in folder mode -o names a folder")
     for name, folder in (("IMAGE", image_dir), ("MASK", mask_dir)):
         if within(out, folder):
-            raise CLIError(f"output folder {out} is (inside) the {name} folder {folder}; choose a folder outside the inputs")
+            raise CLIError(
+                f"output folder {out} is (inside) the {name} folder {folder}; choose a folder outside the inputs"
+            )
 
 
-def plan_folders(image_dir: Path, mask_dir: Path, out: Path, args,
-                 owned: Callable[[Path, Path, Path], bool] | None = None) -> list[tuple[Path, Path, Path]]:
+def plan_folders(
+    image_dir: Path, mask_dir: Path, out: Path, args, owned: Callable[[Path, Path, Path], bool] | None = None
+) -> list[tuple[Path, Path, Path]]:
     """The (image, mask, output) triples of folder mode, checked.
 
     ``owned(image, mask, output)`` says whether an existing output was made by an earlier
@@ -241,11 +267,17 @@ def plan_folders(image_dir: Path, mask_dir: Path, out: Path, args,
     lonely = [p.name for stem, ps in images.items() if stem not in masks for p in ps]
     orphans = [p.name for stem, ps in masks.items() if stem not in images for p in ps]
     if lonely:
-        print(f"napari-segrefiner: warning: {len(lonely)} image(s) without a mask of the same name in {mask_dir}, "
-              f"skipped: {_shown(lonely)}", file=sys.stderr)  # fmt: skip
+        print(
+            f"napari-segrefiner: warning: {len(lonely)} image(s) without a mask of the same name in {mask_dir}, "
+            f"skipped: {_shown(lonely)}",
+            file=sys.stderr,
+        )
     if orphans:
-        print(f"napari-segrefiner: warning: {len(orphans)} mask(s) without an image of the same name in {image_dir}, "
-              f"skipped: {_shown(orphans)}", file=sys.stderr)  # fmt: skip
+        print(
+            f"napari-segrefiner: warning: {len(orphans)} mask(s) without an image of the same name in {image_dir}, "
+            f"skipped: {_shown(orphans)}",
+            file=sys.stderr,
+        )
     plan = []
     for stem, ps in images.items():
         if stem not in masks:
@@ -263,7 +295,9 @@ def plan_folders(image_dir: Path, mask_dir: Path, out: Path, args,
             raise CLIError(f"images {', '.join(names)} would all be written to {out_p}; rename all but one")
     inputs = sorted({p for img_p, mask_p, _ in plan for p in (img_p, mask_p)})
     by_out = {o: (i, m, o) for i, m, o in plan}
-    _check_outputs([o for *_, o in plan], inputs, args.overwrite, None if owned is None else (lambda o: owned(*by_out[o])))
+    _check_outputs(
+        [o for *_, o in plan], inputs, args.overwrite, None if owned is None else (lambda o: owned(*by_out[o]))
+    )
     return plan
 
 
@@ -276,5 +310,3 @@ def check_writable(out: Path, mask) -> None:
         mask_writer(out, mask)  # checks that the format can hold the mask; writes nothing
     except ValueError as exc:
         raise CLIError(str(exc)) from None
-
-

@@ -31,9 +31,9 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-from .outputs import CLIError, model_source, output_lock, request_from_args, warnings_as_notes, within
 from .manifest import MANIFEST, model_id
 from .outlock import LOCK_NAME
+from .outputs import CLIError, model_source, output_lock, request_from_args, warnings_as_notes, within
 
 __all__ = ["is_zarr", "run_zarr"]
 
@@ -58,7 +58,9 @@ def _open(path: Path, what: str):
         raise CLIError(f"cannot read {what} {path} as zarr: {exc}") from None
     if not hasattr(arr, "shape"):
         names = sorted(getattr(arr, "array_keys", lambda: [])())
-        raise CLIError(f"{what} {path} is a zarr group; name the array in it (e.g. {path / (names[0] if names else '0')})")
+        raise CLIError(
+            f"{what} {path} is a zarr group; name the array in it (e.g. {path / (names[0] if names else '0')})"
+        )
     return arr
 
 
@@ -100,7 +102,9 @@ class _Progress:
     def save(self) -> None:
         from ..io.atomic import atomic_write
 
-        text = json.dumps({"format": 1, "settings": self.settings, "done": sorted(self.done), "complete": self.complete})
+        text = json.dumps(
+            {"format": 1, "settings": self.settings, "done": sorted(self.done), "complete": self.complete}
+        )
         atomic_write(self.path, lambda tmp: tmp.write_text(text))
         self._saved = time.monotonic()
 
@@ -126,7 +130,10 @@ def run_zarr(image_path: Path, mask_path: Path, out: Path, args) -> int:
         if within(out, path) or within(path, out):
             raise CLIError(f"output {out} is (inside) the {what} {path}; choose an output outside the inputs")
     image, mask = _open(image_path, "image"), _open(mask_path, "mask")
-    if tuple(image.shape[: len(mask.shape)]) != tuple(mask.shape) or len(image.shape) not in (len(mask.shape), len(mask.shape) + 1):
+    if tuple(image.shape[: len(mask.shape)]) != tuple(mask.shape) or len(image.shape) not in (
+        len(mask.shape),
+        len(mask.shape) + 1,
+    ):
         raise CLIError(f"image shape {tuple(image.shape)} does not match the mask's {tuple(mask.shape)}")
     if len(mask.shape) < 2:
         raise CLIError(f"the mask must have at least 2 dimensions, got shape {tuple(mask.shape)}")
@@ -134,10 +141,16 @@ def run_zarr(image_path: Path, mask_path: Path, out: Path, args) -> int:
         raise CLIError(f"--chunks must be at least 16 px, got {args.chunks}")
     from .. import __version__
 
-    settings = {"model": model_id(model_source(args)), "device": str(args.device), "seed": args.seed,
-                "steps": args.steps, "chunks": args.chunks, "version": __version__,
-                "image": {"path": str(image_path.absolute()), "files": _fingerprint(image_path)},
-                "mask": {"path": str(mask_path.absolute()), "files": _fingerprint(mask_path)}}
+    settings = {
+        "model": model_id(model_source(args)),
+        "device": str(args.device),
+        "seed": args.seed,
+        "steps": args.steps,
+        "chunks": args.chunks,
+        "version": __version__,
+        "image": {"path": str(image_path.absolute()), "files": _fingerprint(image_path)},
+        "mask": {"path": str(mask_path.absolute()), "files": _fingerprint(mask_path)},
+    }
     settings = json.loads(json.dumps(settings))
     with output_lock(out.parent / f"{LOCK_NAME}-{out.name}", f"output {out}"):  # one run at a time per output
         return _locked_run(image, mask, out, settings, args)
@@ -216,8 +229,14 @@ def _refine_into(image, mask, out: Path, partial: Path, state: _Progress, args) 
                     result = start_lazy(image, mask, request, chunks=args.chunks, client=client, progress=progress)
                 chunk_shape = tuple(c[0] for c in result.chunks)
                 if not (partial / "zarr.json").is_file():
-                    zarr.create_array(store=str(partial), shape=result.shape, dtype=result.dtype, chunks=chunk_shape,
-                                      fill_value=0, overwrite=True)
+                    zarr.create_array(
+                        store=str(partial),
+                        shape=result.shape,
+                        dtype=result.dtype,
+                        chunks=chunk_shape,
+                        fill_value=0,
+                        overwrite=True,
+                    )
                 state.save()
                 _write_missing(result, partial, state, client)
         except (ValueError, TypeError) as exc:
@@ -234,8 +253,10 @@ def _refine_into(image, mask, out: Path, partial: Path, state: _Progress, args) 
     state.save()
     if out.exists() or out.is_symlink():  # checked again: it may have appeared while this run was refining
         if not args.overwrite:
-            raise CLIError(f"output {out} appeared while this run was refining; it was not replaced (the finished "
-                           f"result is in {partial}: rerun with --overwrite to put it in place)")
+            raise CLIError(
+                f"output {out} appeared while this run was refining; it was not replaced (the finished "
+                f"result is in {partial}: rerun with --overwrite to put it in place)"
+            )
         trash = temp_name(out)  # the old output goes only once the new one is complete
         os.replace(out, trash)
         os.replace(partial, out)
@@ -267,6 +288,7 @@ def _write_missing(result, partial: Path, state: _Progress, client) -> None:
     if not writes:
         return
     if client is None:
+
         class Done(Callback):
             def _posttask(self, key, result, dsk, state_, worker_id):
                 if key in names:

@@ -32,7 +32,9 @@ def two_parts(model) -> tuple[Callable, Callable]:
         return encode, step
     if not callable(model):
         raise TypeError(f"model must be a network or a callable model(x, t), got {type(model).__name__}")
-    return (lambda image: (image,)), (lambda mask, t, feats, image: model(torch.cat([feats[0], mask.to(feats[0].dtype)], 1), t))
+    return (lambda image: (image,)), (
+        lambda mask, t, feats, image: model(torch.cat([feats[0], mask.to(feats[0].dtype)], 1), t)
+    )
 
 
 class RefineCancelled(Exception):

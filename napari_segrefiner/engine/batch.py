@@ -22,15 +22,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .cleanup import overlapping_pieces
-from .compose import ObjectMap, object_values
-from ..models.config import RefineConfig
-from ..models.imaging import normalize
-from .patches import crop_resize
-from .records import ObjectResult
+from ..annotate.scores import review_score
 from ..diffusion.sampling import iter_denoise
 from ..diffusion.scheduler import Schedule, stream
-from ..annotate.scores import review_score
+from ..models.config import RefineConfig
+from ..models.imaging import normalize
+from .cleanup import overlapping_pieces
+from .compose import ObjectMap, object_values
+from .patches import crop_resize
+from .records import ObjectResult
 
 __all__ = ["PipelineRun", "object_crop", "refine_batch"]
 
@@ -93,8 +93,9 @@ def image_tensor(rgb: np.ndarray, full_width: bool, device) -> torch.Tensor:
     return torch.from_numpy(buf).to(device).permute(2, 0, 1)[None].float()[:, :, :, :w]
 
 
-def object_crop(rgb: np.ndarray, labels: np.ndarray, label: int, *, full_width: bool, size: int,
-                device) -> tuple[torch.Tensor, torch.Tensor]:
+def object_crop(
+    rgb: np.ndarray, labels: np.ndarray, label: int, *, full_width: bool, size: int, device
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One object's network input: its box of the image and its coarse mask, at ``size``.
 
     Parameters
@@ -174,9 +175,18 @@ def refine_batch(
     states = []
     last = None
     loop = iter_denoise(
-        run.network, normalize(crops), coarse, schedule=run.schedule, steps=list(run.steps),
-        generator=[stream(run.seed, lab) for lab in labels], autocast=run.autocast, batch_size=cfg.batch_size,
-        cancel=run.cancel, keep_bias=cfg.keep_bias, hints=hints, features=features,
+        run.network,
+        normalize(crops),
+        coarse,
+        schedule=run.schedule,
+        steps=list(run.steps),
+        generator=[stream(run.seed, lab) for lab in labels],
+        autocast=run.autocast,
+        batch_size=cfg.batch_size,
+        cancel=run.cancel,
+        keep_bias=cfg.keep_bias,
+        hints=hints,
+        features=features,
     )
     for step in loop:
         if run.previews:
@@ -196,6 +206,15 @@ def refine_batch(
             limit = limits[k]
             v, _ = _limited(v, box, limit, lab, native[k])
         packed = None if not run.previews else np.stack([np.packbits(s[k], axis=None) for s in states])
-        out.append(ObjectResult(int(lab), ObjectMap.from_values(lab, limit, v), float(scores[k]), tuple(box),
-                                tuple(limit), packed, None if conf is None else conf[k]))
+        out.append(
+            ObjectResult(
+                int(lab),
+                ObjectMap.from_values(lab, limit, v),
+                float(scores[k]),
+                tuple(box),
+                tuple(limit),
+                packed,
+                None if conf is None else conf[k],
+            )
+        )
     return out

@@ -56,7 +56,10 @@ def _boxes(refined: np.ndarray, coarse: np.ndarray, ids, margin: int = 1) -> dic
             continue
         y0, y1 = min(b[0] for b in found), max(b[1] for b in found)
         x0, x1 = min(b[2] for b in found), max(b[3] for b in found)
-        out[int(lab)] = (slice(max(y0 - margin, 0), min(y1 + margin, h)), slice(max(x0 - margin, 0), min(x1 + margin, w)))
+        out[int(lab)] = (
+            slice(max(y0 - margin, 0), min(y1 + margin, h)),
+            slice(max(x0 - margin, 0), min(x1 + margin, w)),
+        )
     return out
 
 

@@ -27,8 +27,9 @@ from .patches import Box, paste
 __all__ = ["ObjectMap", "compose_window", "fold", "object_values"]
 
 
-def object_values(values: torch.Tensor, box: Box, label: int, coarse_box: np.ndarray,
-                  changed: torch.Tensor | None = None) -> np.ndarray:
+def object_values(
+    values: torch.Tensor, box: Box, label: int, coarse_box: np.ndarray, changed: torch.Tensor | None = None
+) -> np.ndarray:
     """One object's network answer pasted onto its box (float32, the box's shape).
 
     Parameters
@@ -52,8 +53,9 @@ def object_values(values: torch.Tensor, box: Box, label: int, coarse_box: np.nda
     return v
 
 
-def fold(out: np.ndarray, best: np.ndarray, origin: tuple[int, int], box: Box, label: int, v: np.ndarray,
-         coarse: np.ndarray) -> None:
+def fold(
+    out: np.ndarray, best: np.ndarray, origin: tuple[int, int], box: Box, label: int, v: np.ndarray, coarse: np.ndarray
+) -> None:
     """Fold one object into the window ``out`` (labels) / ``best`` (priorities), in place.
 
     ``out``, ``best`` and ``coarse`` cover the same window of the frame, whose top-left
@@ -125,8 +127,9 @@ class ObjectMap:
         return int(self.bits.nbytes + self.values.nbytes)
 
 
-def compose_window(labels: np.ndarray, origin: tuple[int, int], maps: Iterable[ObjectMap],
-                   refined: Sequence[int]) -> np.ndarray:
+def compose_window(
+    labels: np.ndarray, origin: tuple[int, int], maps: Iterable[ObjectMap], refined: Sequence[int]
+) -> np.ndarray:
     """Fold objects into a window of the coarse labels, as instance mode does on the frame.
 
     Parameters

@@ -29,8 +29,14 @@ from .records import ObjectResult, RefineStep
 __all__ = ["run_hr"]
 
 
-def _hr_local(image, m_global: torch.Tensor, fine_prob: torch.Tensor, run: PipelineRun, generator,
-              held: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+def _hr_local(
+    image,
+    m_global: torch.Tensor,
+    fine_prob: torch.Tensor,
+    run: PipelineRun,
+    generator,
+    held: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> torch.Tensor:
     """Refine native-resolution patches around uncertain pixels; returns the merged bool frame.
 
     ``held`` = (fixed, value) native (H, W) bool maps of this object's hints.
@@ -53,8 +59,16 @@ def _hr_local(image, m_global: torch.Tensor, fine_prob: torch.Tensor, run: Pipel
     if held is not None:
         patch_hints = tuple(torch.stack([m[y : y + patch, x : x + patch] for y, x in kept])[:, None] for m in held)
     soft = denoise(
-        run.network, normalize(imgs), masks, schedule=run.schedule, steps=[0], generator=generator,
-        autocast=run.autocast, batch_size=run.config.batch_size, cancel=run.cancel, keep_bias=run.config.keep_bias,
+        run.network,
+        normalize(imgs),
+        masks,
+        schedule=run.schedule,
+        steps=[0],
+        generator=generator,
+        autocast=run.autocast,
+        batch_size=run.config.batch_size,
+        cancel=run.cancel,
+        keep_bias=run.config.keep_bias,
         hints=patch_hints,
     ).mask[:, 0]
     acc = torch.zeros((h, w), device=soft.device)
@@ -66,8 +80,9 @@ def _hr_local(image, m_global: torch.Tensor, fine_prob: torch.Tensor, run: Pipel
     return torch.where(cnt > 0, merged, m_global)
 
 
-def run_hr(image: torch.Tensor, labels: np.ndarray, ids: Sequence[int], run: PipelineRun, *, cast,
-           hints: Hints | None = None) -> Iterator[RefineStep]:
+def run_hr(
+    image: torch.Tensor, labels: np.ndarray, ids: Sequence[int], run: PipelineRun, *, cast, hints: Hints | None = None
+) -> Iterator[RefineStep]:
     """High-resolution pipeline, one object at a time (global pass + local patches).
 
     The global pass sees the whole frame downsampled (nearest) to the network size; it is
@@ -100,9 +115,19 @@ def run_hr(image: torch.Tensor, labels: np.ndarray, ids: Sequence[int], run: Pip
             bg = torch.from_numpy((hints.values == 2) | ((hints.owner != 0) & (hints.owner != lab))).to(image.device)
             native = (obj | bg, obj)
         states, last = [], None
-        for step in iter_denoise(run.network, small, coarse, schedule=run.schedule, steps=list(steps), generator=gen,
-                                 autocast=run.autocast, cancel=run.cancel, keep_bias=run.config.keep_bias, hints=held,
-                                 features=shared):
+        for step in iter_denoise(
+            run.network,
+            small,
+            coarse,
+            schedule=run.schedule,
+            steps=list(steps),
+            generator=gen,
+            autocast=run.autocast,
+            cancel=run.cancel,
+            keep_bias=run.config.keep_bias,
+            hints=held,
+            features=shared,
+        ):
             if run.previews:
                 states.append(np.packbits((step.mask >= 0.5).cpu().numpy()[0, 0], axis=None))
             last = step
@@ -122,8 +147,19 @@ def run_hr(image: torch.Tensor, labels: np.ndarray, ids: Sequence[int], run: Pip
         y0, y1, x0, x1 = box = bounding_box(mine | (labels == lab)) or frame  # compact: not the whole frame
         answer = ObjectMap.from_values(lab, box, mine[y0:y1, x0:x1].astype(np.float32))
         conf = last.confidence.cpu().numpy()[0, 0].astype(np.float16) if run.previews else None
-        obj_result = ObjectResult(int(lab), answer, scores[int(lab)], frame, frame,
-                                  np.stack(states) if run.previews else None, conf)
+        obj_result = ObjectResult(
+            int(lab), answer, scores[int(lab)], frame, frame, np.stack(states) if run.previews else None, conf
+        )
         done = n + 1 == len(ids)
-        yield RefineStep(n, len(ids), "hr", (obj_result,), n + 1, len(ids), steps + (0,), done,
-                         finish(out.copy()) if done else None, dict(scores) if done else None)
+        yield RefineStep(
+            n,
+            len(ids),
+            "hr",
+            (obj_result,),
+            n + 1,
+            len(ids),
+            steps + (0,),
+            done,
+            finish(out.copy()) if done else None,
+            dict(scores) if done else None,
+        )

@@ -45,7 +45,9 @@ def paste(values: torch.Tensor, box: Box) -> torch.Tensor:
     official ``grid_sample`` paste everywhere inside the box.
     """
     y0, y1, x0, x1 = box
-    return F.interpolate(values[None, None].float(), size=(y1 - y0, x1 - x0), mode="bilinear", align_corners=False)[0, 0]
+    return F.interpolate(values[None, None].float(), size=(y1 - y0, x1 - x0), mode="bilinear", align_corners=False)[
+        0, 0
+    ]
 
 
 def nms_same_size(corners: np.ndarray, scores: np.ndarray, size: int, iou_thr: float) -> np.ndarray:

@@ -63,8 +63,14 @@ def ordered(ids: Sequence[int], first: Sequence[int]) -> list[int]:
     return front + [v for v in ids if v not in set(front)]
 
 
-def compose(labels: np.ndarray, results: Sequence[ObjectResult], *, whole: bool = False, clean: bool = True,
-            hints: Hints | None = None) -> np.ndarray:
+def compose(
+    labels: np.ndarray,
+    results: Sequence[ObjectResult],
+    *,
+    whole: bool = False,
+    clean: bool = True,
+    hints: Hints | None = None,
+) -> np.ndarray:
     """The refined labels frame from every object's answer (int64; the overlap rule, clean-up, hints).
 
     Objects are folded in label order (:func:`~.compose.fold`); whole mode then returns to
@@ -91,8 +97,10 @@ def compose(labels: np.ndarray, results: Sequence[ObjectResult], *, whole: bool 
 
 def _crops(rgb: np.ndarray, labels: np.ndarray, ids: Sequence[int], boxes: Sequence[Box], size: int, device):
     w = labels.shape[1]
-    pairs = [object_crop(rgb[y0:y1, x0:x1], labels[y0:y1, x0:x1], lab, full_width=(x1 - x0) == w, size=size,
-                         device=device) for lab, (y0, y1, x0, x1) in zip(ids, boxes)]
+    pairs = [
+        object_crop(rgb[y0:y1, x0:x1], labels[y0:y1, x0:x1], lab, full_width=(x1 - x0) == w, size=size, device=device)
+        for lab, (y0, y1, x0, x1) in zip(ids, boxes)
+    ]
     return torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs])
 
 
@@ -105,8 +113,17 @@ def _record(n: int, total: int, mode: str, objs, done: int, count: int, run: Pip
     return RefineStep(n, total, mode, tuple(objs), done, count, tuple(run.steps), False)
 
 
-def run_instances(rgb: np.ndarray, labels: np.ndarray, ids: Sequence[int], run: PipelineRun, *, whole: bool, cast,
-                  hints: Hints | None = None, table: ObjectTable | None = None) -> Iterator[RefineStep]:
+def run_instances(
+    rgb: np.ndarray,
+    labels: np.ndarray,
+    ids: Sequence[int],
+    run: PipelineRun,
+    *,
+    whole: bool,
+    cast,
+    hints: Hints | None = None,
+    table: ObjectTable | None = None,
+) -> Iterator[RefineStep]:
     """Instance (or whole-frame) pipeline; ``cast`` turns a labels frame into the output dtype.
 
     Objects smaller than ``config.min_area`` are left as they are (instance mode). The
@@ -142,26 +159,39 @@ def run_instances(rgb: np.ndarray, labels: np.ndarray, ids: Sequence[int], run: 
         if whole:
             gboxes = [frame_box] * len(group)
             limits = [boxes[lab] for lab in group]
-            coarse = torch.cat([object_crop(rgb, labels, lab, full_width=True, size=size, device=device)[1]
-                                for lab in group])
+            coarse = torch.cat(
+                [object_crop(rgb, labels, lab, full_width=True, size=size, device=device)[1] for lab in group]
+            )
             region = _regions(limits, (h, w), size, device)
             held = None if hints is None else hints.maps(gboxes, group, size, device)
-            objs = refine_batch(run, group, gboxes, full, coarse, [labels] * len(group), hints=held, limits=limits,
-                                region=region, features=shared)
+            objs = refine_batch(
+                run,
+                group,
+                gboxes,
+                full,
+                coarse,
+                [labels] * len(group),
+                hints=held,
+                limits=limits,
+                region=region,
+                features=shared,
+            )
             objs = _whole_fallback(run, rgb, labels, objs, hints, device)
         else:
             gboxes = [boxes[lab] for lab in group]
             crops, coarse = _crops(rgb, labels, group, gboxes, size, device)
             held = None if hints is None else hints.maps(gboxes, group, size, device)
-            objs = refine_batch(run, group, gboxes, crops, coarse, [labels[y0:y1, x0:x1] for y0, y1, x0, x1 in gboxes],
-                                hints=held)
+            objs = refine_batch(
+                run, group, gboxes, crops, coarse, [labels[y0:y1, x0:x1] for y0, y1, x0, x1 in gboxes], hints=held
+            )
         results.extend(objs)
         if n + 1 < total:
             yield _record(n, total, mode, objs, len(results), len(keep), run)
     frame = compose(labels, results, whole=whole, clean=cfg.clean, hints=hints)
     scores = {r.label: r.score for r in sorted(results, key=lambda r: r.label)}
-    yield RefineStep(total - 1, total, mode, tuple(objs), len(results), len(keep), tuple(run.steps), True,
-                     cast(frame), scores)
+    yield RefineStep(
+        total - 1, total, mode, tuple(objs), len(results), len(keep), tuple(run.steps), True, cast(frame), scores
+    )
 
 
 def _whole_fallback(run: PipelineRun, rgb, labels, objs: list[ObjectResult], hints, device) -> list[ObjectResult]:
@@ -172,8 +202,9 @@ def _whole_fallback(run: PipelineRun, rgb, labels, objs: list[ObjectResult], hin
     boxes = [r.limit for r in objs if r.label in lost]
     crops, coarse = _crops(rgb, labels, lost, boxes, run.config.size, device)
     held = None if hints is None else hints.maps(boxes, lost, run.config.size, device)
-    again = refine_batch(run, lost, boxes, crops, coarse, [labels[y0:y1, x0:x1] for y0, y1, x0, x1 in boxes],
-                         hints=held)
+    again = refine_batch(
+        run, lost, boxes, crops, coarse, [labels[y0:y1, x0:x1] for y0, y1, x0, x1 in boxes], hints=held
+    )
     by_label = {r.label: r for r in again}
     return [by_label.get(r.label, r) for r in objs]
 

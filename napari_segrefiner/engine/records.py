@@ -19,9 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .compose import ObjectMap
-
 from ..io.masks import Box
+from .compose import ObjectMap
 
 __all__ = ["ObjectResult", "RefineStep", "confidence_frame", "count_records", "replay"]
 

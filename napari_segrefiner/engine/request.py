@@ -77,8 +77,9 @@ def _check_model(model: Any, device: Any) -> None:
     from ..models.refiner import Refiner
 
     if model is not None and not isinstance(model, (str, os.PathLike, Refiner, torch.nn.Module)):
-        raise TypeError(f"model must be None, a name, a checkpoint path, a Refiner or a torch.nn.Module, got "
-                        f"{type(model).__name__}")
+        raise TypeError(
+            f"model must be None, a name, a checkpoint path, a Refiner or a torch.nn.Module, got {type(model).__name__}"
+        )
     if device is not None and not isinstance(device, (str, torch.device)):
         raise TypeError(f"device must be None, a string or a torch.device, got {type(device).__name__}")
 
@@ -163,16 +164,21 @@ class RefineRequest:
         if self.hints is not None:
             kind = np.dtype(getattr(self.hints, "dtype", np.asarray(self.hints).dtype)).kind
             if kind not in "biu":
-                raise TypeError(f"hints must be an integer array (0 free, 1 object, 2 background), got dtype "
-                                f"{self.hints.dtype}")
+                raise TypeError(
+                    f"hints must be an integer array (0 free, 1 object, 2 background), got dtype {self.hints.dtype}"
+                )
         if not isinstance(self.options, Mapping):
             raise TypeError(f"options must be a mapping of RefineConfig overrides, got {type(self.options).__name__}")
         RefineConfig().replace(**self.options)  # names and ranges, as the model's own options will be
-        for name, value in (("steps", None if steps is None else int(steps)), ("labels", labels),
-                            ("options", MappingProxyType(dict(self.options))),
-                            ("previews", _flag("previews", self.previews)),
-                            ("autocast", _flag("autocast", self.autocast)), ("force", _flag("force", self.force)),
-                            ("order", _ints("order", self.order))):  # fmt: skip
+        for name, value in (
+            ("steps", None if steps is None else int(steps)),
+            ("labels", labels),
+            ("options", MappingProxyType(dict(self.options))),
+            ("previews", _flag("previews", self.previews)),
+            ("autocast", _flag("autocast", self.autocast)),
+            ("force", _flag("force", self.force)),
+            ("order", _ints("order", self.order)),
+        ):
             object.__setattr__(self, name, value)
 
     def __reduce__(self):  # the read-only options travel as a dict (dask ships requests to workers)
@@ -193,8 +199,10 @@ class RefineRequest:
             For another mode.
         """
         if self.mode not in LAZY_MODES:
-            raise ValueError(f"lazy runs refine object by object (instance mode): mode must be one of {LAZY_MODES}, "
-                             f"got {self.mode!r}")
+            raise ValueError(
+                f"lazy runs refine object by object (instance mode): mode must be one of {LAZY_MODES}, "
+                f"got {self.mode!r}"
+            )
         return self
 
 

@@ -74,7 +74,7 @@ def caster(mask: np.ndarray, present: Sequence[int]) -> Callable[[np.ndarray], n
     with its value (0/255 stays 0/255), labels with their dtype.
     """
     dtype = np.asarray(mask).dtype
-    if dtype == bool:
+    if dtype.kind == "b":
         return lambda frame: frame != 0
     if len(present) == 1 and present[0] != 1:
         value = present[0]
@@ -86,8 +86,9 @@ def _unchanged(mask: np.ndarray, mode: str) -> Iterator[RefineStep]:
     yield RefineStep(0, 1, mode, (), 0, 0, (), True, np.array(mask, copy=True), {})
 
 
-def start(image: np.ndarray, mask: np.ndarray, request: RefineRequest, *,
-          cancel: Callable[[], bool] | None = None) -> Iterator[RefineStep]:
+def start(
+    image: np.ndarray, mask: np.ndarray, request: RefineRequest, *, cancel: Callable[[], bool] | None = None
+) -> Iterator[RefineStep]:
     """Check ``image`` and ``mask`` against ``request``, load its model and start the run.
 
     Parameters
@@ -130,8 +131,11 @@ def start(image: np.ndarray, mask: np.ndarray, request: RefineRequest, *,
     if not present:
         if hint_values is not None and (hint_values == OBJECT).any():
             owners(lab, hint_values, lambda v: (0, 0, 0, 0))  # refuses: object hints need an object
-        warnings.warn("mask is empty (no foreground pixels): nothing to refine; it is returned unchanged",
-                      UserWarning, stacklevel=3)  # fmt: skip
+        warnings.warn(
+            "mask is empty (no foreground pixels): nothing to refine; it is returned unchanged",
+            UserWarning,
+            stacklevel=3,
+        )
         return _unchanged(mask, "instance" if request.mode == "auto" else request.mode)
     seed = resolve_seed(request.seed)
     refiner = as_refiner(request.model, request.device, cache=request.cache).with_options(**request.options)
@@ -150,9 +154,18 @@ def start(image: np.ndarray, mask: np.ndarray, request: RefineRequest, *,
     check_memory(lab.shape, at_once, size=config.size, device=refiner.device, force=request.force)
     if chosen == "hr" and config.hr_patch % refiner.divisor:
         raise ValueError(f"hr_patch must be a multiple of {refiner.divisor} for this network, got {config.hr_patch}")
-    run = PipelineRun(network=refiner.network, schedule=refiner.schedule, config=config, steps=steps, seed=seed,
-                      previews=request.previews, autocast=request.autocast and refiner.device.type == "cuda",
-                      cancel=cancel, order=request.order, device=refiner.device)  # fmt: skip
+    run = PipelineRun(
+        network=refiner.network,
+        schedule=refiner.schedule,
+        config=config,
+        steps=steps,
+        seed=seed,
+        previews=request.previews,
+        autocast=request.autocast and refiner.device.type == "cuda",
+        cancel=cancel,
+        order=request.order,
+        device=refiner.device,
+    )
     boxes = dict(zip(present, table.bounds.tolist()))
     hints = Hints.of(lab, hint_values, lambda v: box_from_bounds(tuple(boxes[int(v)]), config, lab.shape))
     return _records(rgb, lab, ids, run, chosen, caster(mask, present), hints, table)
@@ -161,8 +174,8 @@ def start(image: np.ndarray, mask: np.ndarray, request: RefineRequest, *,
 def finish(records: Iterator[RefineStep]) -> RefineStep:
     """Run ``records`` to the end; returns the last (the result), keeping no other record."""
     last = None
-    for last in records:
-        pass
+    for record in records:
+        last = record
     if last is None:  # pragma: no cover - every run yields at least one record
         raise RuntimeError("the run yielded no record")
     return last

@@ -6,8 +6,6 @@ from __future__ import annotations
 import math
 from numbers import Real
 
-import numpy as np
-
 from ..io.masks import as_binary
 
 __all__ = ["as_pair", "check_positive_real", "safe_ratio"]
@@ -35,5 +33,3 @@ def check_positive_real(value, name: str, *, allow_zero: bool) -> float:
 def safe_ratio(num: int, den: int) -> float:
     """num / den with the convention 0 / 0 = 1 (both sets empty agree)."""
     return 1.0 if den == 0 else num / den
-
-

@@ -29,7 +29,9 @@ def _contours(image: np.ndarray, labels: np.ndarray, color: tuple[int, int, int]
     return out
 
 
-def overlay_panels(image: np.ndarray, panels: list[tuple[str, np.ndarray, tuple[int, int, int]]], *, zoom: int = 2) -> np.ndarray:
+def overlay_panels(
+    image: np.ndarray, panels: list[tuple[str, np.ndarray, tuple[int, int, int]]], *, zoom: int = 2
+) -> np.ndarray:
     """Side-by-side RGB panels, each the image with one labels array's contours and a title."""
     big = cv2.resize(image, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_NEAREST)
     tiles = []
@@ -43,10 +45,12 @@ def overlay_panels(image: np.ndarray, panels: list[tuple[str, np.ndarray, tuple[
     return np.hstack(tiles[:-1])
 
 
-def run_demo(out: str | Path = "segrefiner_demo.png", *, model=None, device: str = "auto", seed: int = 0, log=print) -> dict:
+def run_demo(
+    out: str | Path = "segrefiner_demo.png", *, model=None, device: str = "auto", seed: int = 0, log=print
+) -> dict:
     """Refine the shipped sample; returns the figures and writes the overlay PNG."""
-    from ..io.sample import coarsen_labels, load_nuclei
     from ..api import refine
+    from ..io.sample import coarsen_labels, load_nuclei
     from ..models.refiner import load_refiner
 
     image, truth = load_nuclei()
@@ -81,5 +85,12 @@ def run_demo(out: str | Path = "segrefiner_demo.png", *, model=None, device: str
 
     atomic_write(out, write_png)
     log(f"wrote {out}")
-    return {"iou_before": before["iou"], "iou_after": after["iou"], "mba_before": before["mba"],
-            "mba_after": after["mba"], "seconds": seconds, "objects": n, "out": str(out)}
+    return {
+        "iou_before": before["iou"],
+        "iou_after": after["iou"],
+        "mba_before": before["mba"],
+        "mba_after": after["mba"],
+        "seconds": seconds,
+        "objects": n,
+        "out": str(out),
+    }

@@ -35,11 +35,17 @@ def git_commit() -> dict[str, Any] | None:
     try:
         head = subprocess.run(
             ["git", "--no-optional-locks", "-C", str(repo), "rev-parse", "HEAD"],
-            capture_output=True, text=True, timeout=10, check=True,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         ).stdout.strip()
         status = subprocess.run(
             ["git", "--no-optional-locks", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=10, check=True,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return None
@@ -209,8 +215,11 @@ def format_markdown(results: dict) -> str:
         replaced = {kind: k["empty_coarse_replaced"] for kind, k in s["kinds"].items() if k["empty_coarse_replaced"]}
         if replaced:
             out.append("")
-            out.append("Empty coarse masks replaced by the GT dilated by 1 px: "
-                       + ", ".join(f"{kind} {n}" for kind, n in replaced.items()) + ".")
+            out.append(
+                "Empty coarse masks replaced by the GT dilated by 1 px: "
+                + ", ".join(f"{kind} {n}" for kind, n in replaced.items())
+                + "."
+            )
         out.append("")
     return "\n".join(out)
 

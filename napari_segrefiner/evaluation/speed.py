@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..models.nets import build_network
 from ..models.config import LiteConfig, UNetConfig
+from ..models.nets import build_network
 
 __all__ = ["CONFIGS", "time_forward", "run_speed", "add_arguments", "run_from_args"]
 
@@ -84,22 +84,35 @@ def run_speed(
             for batch in batches:
                 est = (t1 or 0.0) * batch * (repeats + 1)
                 if t1 is not None and est > max_seconds:
-                    row = dict(config=name, device=dev_name, batch=batch, params=params, skipped=f"estimated {est:.0f} s")
-                    log(f"{name:14s} {dev_name:5s} batch {batch:3d}: skipped (estimated {est:.0f} s > {max_seconds:.0f} s)")
+                    row = dict(
+                        config=name, device=dev_name, batch=batch, params=params, skipped=f"estimated {est:.0f} s"
+                    )
+                    log(
+                        f"{name:14s} {dev_name:5s} batch {batch:3d}: skipped "
+                        f"(estimated {est:.0f} s > {max_seconds:.0f} s)"
+                    )
                     rows.append(row)
                     continue
                 reps = repeats if t1 is None or t1 * batch < 5 else 1
                 fwd = time_forward(model, batch, size=size, device=device, repeats=reps)
                 if batch == 1:
                     t1 = fwd
-                row = dict(config=name, device=dev_name, batch=batch, params=params, forward_s=fwd,
-                           per_object_s=steps * fwd / batch)
+                row = dict(
+                    config=name,
+                    device=dev_name,
+                    batch=batch,
+                    params=params,
+                    forward_s=fwd,
+                    per_object_s=steps * fwd / batch,
+                )
                 if batch == 1 and fwd * steps < max_seconds / 2:
                     row["refine_end_to_end_s"] = _refine_once(model, device, size)
                 rows.append(row)
                 extra = f", refine() {row['refine_end_to_end_s']:.3f} s" if "refine_end_to_end_s" in row else ""
-                log(f"{name:14s} {dev_name:5s} batch {batch:3d}: {fwd:8.3f} s/forward, "
-                    f"{row['per_object_s']:8.3f} s/object ({steps} steps){extra}")
+                log(
+                    f"{name:14s} {dev_name:5s} batch {batch:3d}: {fwd:8.3f} s/forward, "
+                    f"{row['per_object_s']:8.3f} s/object ({steps} steps){extra}"
+                )
     return rows
 
 
@@ -110,8 +123,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 32])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-seconds", type=float, default=120.0, help="skip measurements estimated longer")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads (default: torch's own; the GUI and CLI defaults are printed)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (default: torch's own; the GUI and CLI defaults are printed)",
+    )
     parser.add_argument("--out", default="benchmarks/results/speed.json")
 
 
@@ -119,10 +136,16 @@ def run_from_args(args) -> int:
     """Run from parsed CLI arguments; writes a JSON file."""
     from ..models.threads import available_cores, cpu_threads
 
-    defaults = {"torch_default": torch.get_num_threads(), "gui": cpu_threads("gui"), "cli": cpu_threads("cli"),
-                "cores": available_cores()}  # fmt: skip
-    print(f"threads: torch's default {defaults['torch_default']}, the plugin uses {defaults['gui']}, the CLI "
-          f"{defaults['cli']} ({defaults['cores']} cores; OMP_NUM_THREADS overrides both)")  # fmt: skip
+    defaults = {
+        "torch_default": torch.get_num_threads(),
+        "gui": cpu_threads("gui"),
+        "cli": cpu_threads("cli"),
+        "cores": available_cores(),
+    }
+    print(
+        f"threads: torch's default {defaults['torch_default']}, the plugin uses {defaults['gui']}, the CLI "
+        f"{defaults['cli']} ({defaults['cores']} cores; OMP_NUM_THREADS overrides both)"
+    )
     if args.threads:
         torch.set_num_threads(args.threads)
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
@@ -132,11 +155,15 @@ def run_from_args(args) -> int:
             return 2
     rows = run_speed(args.configs, devices, args.batches, repeats=args.repeats, max_seconds=args.max_seconds)
     out = Path(args.out)
-    meta = dict(torch=torch.__version__, threads=torch.get_num_threads(), thread_defaults=defaults,
-                machine=platform.machine(),
-                processor=platform.processor() or platform.platform(),
-                cuda=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-                date=time.strftime("%Y-%m-%d %H:%M:%S"))
+    meta = dict(
+        torch=torch.__version__,
+        threads=torch.get_num_threads(),
+        thread_defaults=defaults,
+        machine=platform.machine(),
+        processor=platform.processor() or platform.platform(),
+        cuda=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        date=time.strftime("%Y-%m-%d %H:%M:%S"),
+    )
     from ..io.files import atomic_write
 
     text = json.dumps({"meta": meta, "rows": rows}, indent=2)

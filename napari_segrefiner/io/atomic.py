@@ -29,8 +29,16 @@ import stat
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["TEMP_PREFIX", "atomic_write", "new_temp", "pid_running", "place", "sweep_temporaries", "temp_name",
-           "write_temp"]
+__all__ = [
+    "TEMP_PREFIX",
+    "atomic_write",
+    "new_temp",
+    "pid_running",
+    "place",
+    "sweep_temporaries",
+    "temp_name",
+    "write_temp",
+]
 
 TEMP_PREFIX = ".segrefiner-tmp-"
 _TEMP = re.compile(re.escape(TEMP_PREFIX) + r"(\d+)-[0-9a-f]+-(.+)\Z", re.DOTALL)

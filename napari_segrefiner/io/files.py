@@ -193,16 +193,20 @@ def _is_binary(mask: np.ndarray) -> bool:
 
 def _for_png(mask: np.ndarray, name: str) -> np.ndarray:
     if mask.ndim != 2:
-        raise ValueError(f"cannot save {name}: PNG holds one 2-D image but the mask has shape {mask.shape}; "
-                         "save stacks as .tif or .npy")  # fmt: skip
+        raise ValueError(
+            f"cannot save {name}: PNG holds one 2-D image but the mask has shape {mask.shape}; "
+            "save stacks as .tif or .npy"
+        )
     if _is_binary(mask):
         return (mask != 0).astype(np.uint8) * 255
     if mask.size and mask.min() < 0:
         raise ValueError(f"cannot save {name}: PNG cannot store negative labels; use .tif or .npy")
     top = int(mask.max()) if mask.size else 0
     if top > 65535:
-        raise ValueError(f"cannot save {name}: PNG stores labels up to 65535 (16 bit) but the largest label is "
-                         f"{top}; save it as .tif or .npy instead")  # fmt: skip
+        raise ValueError(
+            f"cannot save {name}: PNG stores labels up to 65535 (16 bit) but the largest label is "
+            f"{top}; save it as .tif or .npy instead"
+        )
     if mask.dtype in (np.uint8, np.uint16):
         return mask
     return mask.astype(np.uint8 if top <= 255 else np.uint16)

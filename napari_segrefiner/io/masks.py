@@ -48,16 +48,20 @@ def check_values(arr: np.ndarray, *, name: str = "mask") -> None:
     if kind == "f":
         if arr.size and not ((arr == 0) | (arr == 1)).all():
             bad = arr[(arr != 0) & (arr != 1)][:3]
-            raise ValueError(f"{name} is a float array with values other than 0 and 1 (e.g. {bad.tolist()}); "
-                             "pass a bool mask or integer labels (threshold probability maps first)")
+            raise ValueError(
+                f"{name} is a float array with values other than 0 and 1 (e.g. {bad.tolist()}); "
+                "pass a bool mask or integer labels (threshold probability maps first)"
+            )
         return
     if kind not in "iu":
         raise TypeError(f"{name} must be a bool, integer or float (0/1) array, got dtype {arr.dtype}")
     if not arr.size:
         return
     if kind == "u" and arr.dtype.itemsize == 8 and int(arr.max()) > _INT64_MAX:
-        raise ValueError(f"{name} holds labels above 2**63-1 (largest {int(arr.max())}), which are not supported; "
-                         "renumber them (e.g. skimage.segmentation.relabel_sequential)")
+        raise ValueError(
+            f"{name} holds labels above 2**63-1 (largest {int(arr.max())}), which are not supported; "
+            "renumber them (e.g. skimage.segmentation.relabel_sequential)"
+        )
     if kind == "i" and int(arr.min()) < 0:
         raise ValueError(f"{name} has negative values; labels must be >= 0")
 
@@ -139,8 +143,12 @@ def bounding_box(mask: np.ndarray, *, pad: int = 0, shape: tuple[int, int] | Non
         return None
     cols = np.flatnonzero(mask.any(axis=0))
     h, w = shape or mask.shape
-    return (max(int(rows[0]) - pad, 0), min(int(rows[-1]) + 1 + pad, h),
-            max(int(cols[0]) - pad, 0), min(int(cols[-1]) + 1 + pad, w))  # fmt: skip
+    return (
+        max(int(rows[0]) - pad, 0),
+        min(int(rows[-1]) + 1 + pad, h),
+        max(int(cols[0]) - pad, 0),
+        min(int(cols[-1]) + 1 + pad, w),
+    )
 
 
 @dataclass(frozen=True)
@@ -159,8 +167,15 @@ class ObjectTable:
         return cls(np.zeros(0, np.int64), np.zeros((0, 4), np.int64), np.zeros(0, np.int64))
 
     @classmethod
-    def grouped(cls, values: np.ndarray, rows: np.ndarray, cols: np.ndarray, counts: np.ndarray | None = None,
-                rows_hi: np.ndarray | None = None, cols_hi: np.ndarray | None = None) -> ObjectTable:
+    def grouped(
+        cls,
+        values: np.ndarray,
+        rows: np.ndarray,
+        cols: np.ndarray,
+        counts: np.ndarray | None = None,
+        rows_hi: np.ndarray | None = None,
+        cols_hi: np.ndarray | None = None,
+    ) -> ObjectTable:
         """Group (label, row, col[, count]) records by label: min/max bounds and summed counts.
 
         Pixels (``counts`` None: one each, ``rows_hi``/``cols_hi`` None: the pixel's own row and
@@ -174,8 +189,15 @@ class ObjectTable:
         r, c = rows[order], cols[order]
         rh = r + 1 if rows_hi is None else rows_hi[order]
         ch = c + 1 if cols_hi is None else cols_hi[order]
-        bounds = np.stack([np.minimum.reduceat(r, starts), np.maximum.reduceat(rh, starts),
-                           np.minimum.reduceat(c, starts), np.maximum.reduceat(ch, starts)], axis=1)
+        bounds = np.stack(
+            [
+                np.minimum.reduceat(r, starts),
+                np.maximum.reduceat(rh, starts),
+                np.minimum.reduceat(c, starts),
+                np.maximum.reduceat(ch, starts),
+            ],
+            axis=1,
+        )
         area = np.add.reduceat(np.ones_like(v) if counts is None else counts[order], starts)
         return cls(v[starts].astype(np.int64), bounds.astype(np.int64), area.astype(np.int64))
 

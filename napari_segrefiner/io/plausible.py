@@ -27,9 +27,18 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["BYTES_PER_CROP_PIXEL", "BYTES_PER_FRAME_PIXEL", "FREE_LABELS", "MIN_PIXELS_PER_LABEL",
-           "available_bytes", "check_label_count", "check_memory", "count_labels", "estimate_peak_bytes",
-           "label_limit"]
+__all__ = [
+    "BYTES_PER_CROP_PIXEL",
+    "BYTES_PER_FRAME_PIXEL",
+    "FREE_LABELS",
+    "MIN_PIXELS_PER_LABEL",
+    "available_bytes",
+    "check_label_count",
+    "check_memory",
+    "count_labels",
+    "estimate_peak_bytes",
+    "label_limit",
+]
 
 MIN_PIXELS_PER_LABEL = 16
 FREE_LABELS = 1024
@@ -82,9 +91,11 @@ def check_label_count(count: int, shape: tuple[int, ...], *, force: bool = False
     limit = label_limit(shape)
     if count > limit:
         h, w = (int(s) for s in shape[-2:])
-        raise ValueError(f"{name} has {count} labels on {h} x {w} pixels, more than the {limit} a labels image of "
-                         f"that size plausibly holds (one per {MIN_PIXELS_PER_LABEL} pixels): is it a photo, or "
-                         f"were image and mask swapped? Check the order (image first); {_FORCE}")
+        raise ValueError(
+            f"{name} has {count} labels on {h} x {w} pixels, more than the {limit} a labels image of "
+            f"that size plausibly holds (one per {MIN_PIXELS_PER_LABEL} pixels): is it a photo, or "
+            f"were image and mask swapped? Check the order (image first); {_FORCE}"
+        )
 
 
 def estimate_peak_bytes(shape: tuple[int, int], objects: int, *, size: int) -> int:
@@ -111,8 +122,9 @@ def available_bytes(device=None) -> int | None:
         return None
 
 
-def check_memory(shape: tuple[int, int], objects: int, *, size: int, device=None, force: bool = False,
-                 available: int | None = None) -> None:
+def check_memory(
+    shape: tuple[int, int], objects: int, *, size: int, device=None, force: bool = False, available: int | None = None
+) -> None:
     """Refuse a run whose :func:`estimate_peak_bytes` exceeds the memory available.
 
     Parameters
@@ -140,6 +152,8 @@ def check_memory(shape: tuple[int, int], objects: int, *, size: int, device=None
     need = estimate_peak_bytes(shape, objects, size=size)
     have = available_bytes(device) if available is None else int(available)
     if have is not None and need > have:
-        raise ValueError(f"refining {objects} objects at once needs at least {need / 2**30:.1f} GiB of memory, more "
-                         f"than the {have / 2**30:.1f} GiB available: were image and mask swapped? Refine fewer "
-                         f"labels at a time (labels=...), or {_FORCE}")
+        raise ValueError(
+            f"refining {objects} objects at once needs at least {need / 2**30:.1f} GiB of memory, more "
+            f"than the {have / 2**30:.1f} GiB available: were image and mask swapped? Refine fewer "
+            f"labels at a time (labels=...), or {_FORCE}"
+        )

@@ -26,8 +26,18 @@ from typing import Any
 
 from ..models.cache import ModelCache
 
-__all__ = ["MODELS", "ModelSpec", "Progress", "clear_models", "get_client", "local_cluster", "model_loads",
-           "refiner_for", "report", "worker_threads"]
+__all__ = [
+    "MODELS",
+    "ModelSpec",
+    "Progress",
+    "clear_models",
+    "get_client",
+    "local_cluster",
+    "model_loads",
+    "refiner_for",
+    "report",
+    "worker_threads",
+]
 
 MODELS = ModelCache(size=2)  # this process's models (a dask worker's, or the driver's)
 
@@ -118,8 +128,13 @@ def local_cluster(workers: int, *, threads_per_worker: int = 1):
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     logging.getLogger("distributed").setLevel(logging.WARNING)
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker, processes=True,
-                           dashboard_address=None, silence_logs=40)
+    cluster = LocalCluster(
+        n_workers=workers,
+        threads_per_worker=threads_per_worker,
+        processes=True,
+        dashboard_address=None,
+        silence_logs=40,
+    )
     return cluster, Client(cluster, set_as_default=False)
 
 

@@ -57,7 +57,11 @@ def hint_bounds(block: np.ndarray, offset: tuple[int, ...]) -> dict[tuple[int, .
         if rows.size:
             oy, ox = offset[lead], offset[lead + 1]
             out[tuple(int(o + i) for o, i in zip(offset[:lead], idx))] = (
-                oy + int(rows.min()), oy + int(rows.max()) + 1, ox + int(cols.min()), ox + int(cols.max()) + 1)
+                oy + int(rows.min()),
+                oy + int(rows.max()) + 1,
+                ox + int(cols.min()),
+                ox + int(cols.max()) + 1,
+            )
     return out
 
 
@@ -102,10 +106,12 @@ def plan_hints(hints, mask, bounds: dict, boxes_of: dict, reach: int, shape: tup
         if values is None:
             continue
         labels = as_labels(np.asarray(mask[sl]), name="mask", ndim=None)
-        local = {lab: (b[0] - win[0], b[1] - win[0], b[2] - win[2], b[3] - win[2])
-                 for lab, b in boxes_of.get(pos, {}).items()}
+        local = {
+            lab: (b[0] - win[0], b[1] - win[0], b[2] - win[2], b[3] - win[2])
+            for lab, b in boxes_of.get(pos, {}).items()
+        }
         try:
-            owner = owners(labels, values, lambda v: local[int(v)])
+            owner = owners(labels, values, lambda v, local=local: local[int(v)])
         except ValueError as exc:  # name the place in the plane, not in the window
             raise ValueError(f"{exc} (window at y={win[0]}, x={win[2]})") from None
         out[pos] = HintWindow(win, values, owner)

@@ -48,8 +48,9 @@ def _tree(items: list, merge: Callable):
     from dask import delayed
 
     while len(items) > 1:
-        items = [delayed(merge)(items[i], items[i + 1]) if i + 1 < len(items) else items[i]
-                 for i in range(0, len(items), 2)]
+        items = [
+            delayed(merge)(items[i], items[i + 1]) if i + 1 < len(items) else items[i] for i in range(0, len(items), 2)
+        ]
     return items[0]
 
 
@@ -96,9 +97,21 @@ def _spatial_chunks(mask_chunks, shape, chunks) -> tuple[tuple[int, ...], tuple[
     return out[0], out[1]
 
 
-def plan_lazy(image, mask, *, config, seed: int, steps: tuple[int, ...], labels: Iterable[int] | None = None,
-              chunks=None, client=None, autocast: bool = False, token: str | None = None, hints=None,
-              force: bool = False) -> LazyPlan:
+def plan_lazy(
+    image,
+    mask,
+    *,
+    config,
+    seed: int,
+    steps: tuple[int, ...],
+    labels: Iterable[int] | None = None,
+    chunks=None,
+    client=None,
+    autocast: bool = False,
+    token: str | None = None,
+    hints=None,
+    force: bool = False,
+) -> LazyPlan:
     """Scan ``mask`` (and ``image`` when it is not 8-bit) and plan the batches and chunks.
 
     ``image`` and ``mask`` are dask arrays; ``config`` the run's
@@ -111,8 +124,11 @@ def plan_lazy(image, mask, *, config, seed: int, steps: tuple[int, ...], labels:
     rgb_axis = image.ndim == mask.ndim + 1
     tables = merge_tables(_compute([_delayed(scan_block)(b, off) for b, off in _blocks(mask)], client))
     if not tables:
-        warnings.warn("mask is empty (no foreground pixels): nothing to refine; it is returned unchanged", UserWarning,
-                      stacklevel=3)  # fmt: skip
+        warnings.warn(
+            "mask is empty (no foreground pixels): nothing to refine; it is returned unchanged",
+            UserWarning,
+            stacklevel=3,
+        )
     for pos, table in tables.items():  # a photo passed as the mask, or image and mask swapped
         check_label_count(len(table), (h, w), force=force, name=f"mask plane {pos}" if lead else "mask")
     wanted = None
@@ -133,17 +149,28 @@ def plan_lazy(image, mask, *, config, seed: int, steps: tuple[int, ...], labels:
         if wanted is not None:
             keep &= np.isin(table.labels, wanted)
         ids = table.labels[keep]
-        boxes = np.asarray([box_from_bounds(tuple(int(v) for v in b), config, (h, w)) for b in table.bounds[keep]],
-                           dtype=np.int64).reshape(-1, 4)
+        boxes = np.asarray(
+            [box_from_bounds(tuple(int(v) for v in b), config, (h, w)) for b in table.bounds[keep]], dtype=np.int64
+        ).reshape(-1, 4)
         first = len(batches)
         for lo in range(0, len(ids), config.batch_size):
-            batches.append(BatchTask(
-                pos=pos, labels=tuple(int(v) for v in ids[lo : lo + config.batch_size]),
-                boxes=tuple(tuple(int(v) for v in b) for b in boxes[lo : lo + config.batch_size]), width=int(w),
-                scaling=scaling[pos], rgb_axis=rgb_axis, seed=int(seed), steps=steps, autocast=bool(autocast),
-                token=token, hints=None if win is None else tuple(
-                    win.over(tuple(int(v) for v in b)) for b in boxes[lo : lo + config.batch_size]),
-            ))
+            batches.append(
+                BatchTask(
+                    pos=pos,
+                    labels=tuple(int(v) for v in ids[lo : lo + config.batch_size]),
+                    boxes=tuple(tuple(int(v) for v in b) for b in boxes[lo : lo + config.batch_size]),
+                    width=int(w),
+                    scaling=scaling[pos],
+                    rgb_axis=rgb_axis,
+                    seed=int(seed),
+                    steps=steps,
+                    autocast=bool(autocast),
+                    token=token,
+                    hints=None
+                    if win is None
+                    else tuple(win.over(tuple(int(v) for v in b)) for b in boxes[lo : lo + config.batch_size]),
+                )
+            )
         boxes_of[pos] = (ids, boxes, first + np.arange(len(ids)) // config.batch_size)
     rows, cols = _spatial_chunks(mask.chunks, mask.shape, chunks)
     ry, rx = _offsets((rows,)), _offsets((cols,))
@@ -157,16 +184,25 @@ def plan_lazy(image, mask, *, config, seed: int, steps: tuple[int, ...], labels:
                 window = region
                 if owners.any():  # the owners' boxes, grown by the clean-up's margin
                     b = boxes[owners]
-                    window = (max(min(region[0], int(b[:, 0].min()) - 1), 0), min(max(region[1], int(b[:, 1].max()) + 1), h),
-                              max(min(region[2], int(b[:, 2].min()) - 1), 0), min(max(region[3], int(b[:, 3].max()) + 1), w))
+                    window = (
+                        max(min(region[0], int(b[:, 0].min()) - 1), 0),
+                        min(max(region[1], int(b[:, 1].max()) + 1), h),
+                        max(min(region[2], int(b[:, 2].min()) - 1), 0),
+                        min(max(region[3], int(b[:, 3].max()) + 1), w),
+                    )
                 refined = _meeting(boxes, window)
                 idx = (*pos, i, j)
                 win = windows.get(tuple(pos))
-                plan_chunks[idx] = ChunkTask(pos=tuple(pos), region=region, window=window,
-                                             refined=tuple(int(v) for v in ids[refined]),
-                                             owners=tuple(int(v) for v in ids[owners]),
-                                             clean=bool(config.clean), dtype=str(mask.dtype),
-                                             hints=None if win is None else win.over(region))
+                plan_chunks[idx] = ChunkTask(
+                    pos=tuple(pos),
+                    region=region,
+                    window=window,
+                    refined=tuple(int(v) for v in ids[refined]),
+                    owners=tuple(int(v) for v in ids[owners]),
+                    clean=bool(config.clean),
+                    dtype=str(mask.dtype),
+                    hints=None if win is None else win.over(region),
+                )
                 deps[idx] = sorted({int(v) for v in batch_of[refined]})
     out_chunks = tuple([(1,) * n for n in mask.shape[:lead]] + [rows, cols])
     objects = sum(len(b.labels) for b in batches)

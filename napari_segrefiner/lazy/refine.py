@@ -145,14 +145,30 @@ def refine_lazy(
     UserWarning
         For an empty mask.
     """
-    request = RefineRequest(model=model, device=device, mode=mode, steps=steps, seed=seed,
-                            labels=None if labels is None else tuple(labels), hints=hints, options=options,
-                            autocast=autocast, force=force)  # fmt: skip
+    request = RefineRequest(
+        model=model,
+        device=device,
+        mode=mode,
+        steps=steps,
+        seed=seed,
+        labels=None if labels is None else tuple(labels),
+        hints=hints,
+        options=options,
+        autocast=autocast,
+        force=force,
+    )
     return start_lazy(image, mask, request, chunks=chunks, client=client, progress=progress)
 
 
-def start_lazy(image: Any, mask: Any, request: RefineRequest, *, chunks: int | tuple[int, int] | None = None,
-               client: Any = None, progress: Callable[[int, int], None] | None = None):
+def start_lazy(
+    image: Any,
+    mask: Any,
+    request: RefineRequest,
+    *,
+    chunks: int | tuple[int, int] | None = None,
+    client: Any = None,
+    progress: Callable[[int, int], None] | None = None,
+):
     """:func:`refine_lazy` of a :class:`~napari_segrefiner.engine.request.RefineRequest` (the CLI's
     zarr mode and the napari plugin describe their runs with one); ``previews`` and ``order``
     do not apply to lazy runs and are ignored.
@@ -186,9 +202,12 @@ def start_lazy(image: Any, mask: Any, request: RefineRequest, *, chunks: int | t
     schedule_steps = tuple(timesteps(refiner.schedule, request.steps))  # validates steps; computed once
     config = refiner.config
     if remote:
-        spec = ModelSpec(source=None if model is None else str(model), device=str(device or "auto"),
-                         cache=None if request.cache is None else str(request.cache),
-                         options=tuple(sorted(request.options.items())))
+        spec = ModelSpec(
+            source=None if model is None else str(model),
+            device=str(device or "auto"),
+            cache=None if request.cache is None else str(request.cache),
+            options=tuple(sorted(request.options.items())),
+        )
     else:
         spec = ModelSpec(refiner=refiner)
     tracker = Progress(progress, 0) if progress is not None else None
@@ -197,21 +216,45 @@ def start_lazy(image: Any, mask: Any, request: RefineRequest, *, chunks: int | t
         if tuple(hints.shape) != tuple(mask_d.shape):
             raise ValueError(f"hints shape {tuple(hints.shape)} does not match the mask's shape {tuple(mask_d.shape)}")
         hints_d = _as_dask(hints, mask_d.chunks)
-    plan = plan_lazy(image_d, mask_d, config=config, seed=seed, steps=schedule_steps, labels=request.labels,
-                     chunks=chunks, client=client, autocast=request.autocast,
-                     token=None if tracker is None else tracker.token, hints=hints_d, force=request.force)
-    log.info("refine_lazy: %d objects in %d batches, %d output chunks", plan.objects, len(plan.batches), len(plan.chunks))
+    plan = plan_lazy(
+        image_d,
+        mask_d,
+        config=config,
+        seed=seed,
+        steps=schedule_steps,
+        labels=request.labels,
+        chunks=chunks,
+        client=client,
+        autocast=request.autocast,
+        token=None if tracker is None else tracker.token,
+        hints=hints_d,
+        force=request.force,
+    )
+    log.info(
+        "refine_lazy: %d objects in %d batches, %d output chunks", plan.objects, len(plan.batches), len(plan.chunks)
+    )
     name = f"segrefiner-{_token()}"
     model_d = delayed(spec, name=f"{name}-model", traverse=False)
-    image_src = delayed(Source(image, "image") if not hasattr(image, "dask") else Source(image_d, "image"),
-                        name=f"{name}-image", traverse=False)
-    mask_src = delayed(Source(mask, "mask") if not hasattr(mask, "dask") else Source(mask_d, "mask"),
-                       name=f"{name}-mask", traverse=False)
-    batches = [delayed(refine_batch, pure=True)(model_d, image_src, mask_src, b, dask_key_name=f"{name}-batch-{k}")
-               for k, b in enumerate(plan.batches)]
-    outs = [delayed(compose_chunk, pure=True)(mask_src, [batches[d] for d in plan.deps[idx]], task,
-                                              dask_key_name=(name, *idx))
-            for idx, task in plan.chunks.items()]
+    image_src = delayed(
+        Source(image, "image") if not hasattr(image, "dask") else Source(image_d, "image"),
+        name=f"{name}-image",
+        traverse=False,
+    )
+    mask_src = delayed(
+        Source(mask, "mask") if not hasattr(mask, "dask") else Source(mask_d, "mask"),
+        name=f"{name}-mask",
+        traverse=False,
+    )
+    batches = [
+        delayed(refine_batch, pure=True)(model_d, image_src, mask_src, b, dask_key_name=f"{name}-batch-{k}")
+        for k, b in enumerate(plan.batches)
+    ]
+    outs = [
+        delayed(compose_chunk, pure=True)(
+            mask_src, [batches[d] for d in plan.deps[idx]], task, dask_key_name=(name, *idx)
+        )
+        for idx, task in plan.chunks.items()
+    ]
     tasks: dict = {}
     for o in outs:  # one layer named like the array, as dask's array operations expect
         tasks.update(o.__dask_graph__())

@@ -2,8 +2,8 @@
 scaling of an image.
 
 * :func:`scan_block` finds, in one labels block, every label's tight bounds and pixel
-  count per plane (:func:`~napari_segrefiner.io.masks.label_table`); :func:`merge_tables` merges the tables of all blocks, so an object cut
-  by chunk borders comes out once, whole.
+  count per plane (:func:`~napari_segrefiner.io.masks.label_table`); :func:`merge_tables`
+  merges the tables of all blocks, so an object cut by chunk borders comes out once, whole.
 * :func:`image_stats` / :func:`plane_scaling` compute, without holding the image, the
   exact :func:`~napari_segrefiner.io.images.scaling_of` tuple of every plane: the 0.5 and
   99.5 percentiles that :func:`~napari_segrefiner.io.images.as_rgb_uint8` stretches
@@ -19,8 +19,16 @@ import numpy as np
 
 from ..io.masks import ObjectTable, label_table
 
-__all__ = ["default_scaling", "image_stats", "merge_stats", "merge_tables", "needed_bins", "plane_scaling",
-           "scan_block"]
+__all__ = [
+    "default_scaling",
+    "image_stats",
+    "merge_stats",
+    "merge_tables",
+    "needed_bins",
+    "plane_scaling",
+    "scan_block",
+]
+
 
 def scan_block(block: np.ndarray, offset: tuple[int, ...]) -> dict[tuple[int, ...], ObjectTable]:
     """Objects per plane of an nD labels block (planes = the last two axes).
@@ -79,8 +87,9 @@ def _channels(block: np.ndarray, rgb_axis: bool) -> tuple[np.ndarray, int]:
     return block[..., :3], 1
 
 
-def image_stats(block: np.ndarray, offset: tuple[int, ...], lead: int, rgb_axis: bool,
-                bins: dict | None = None) -> dict:
+def image_stats(
+    block: np.ndarray, offset: tuple[int, ...], lead: int, rgb_axis: bool, bins: dict | None = None
+) -> dict:
     """Pass 1 (``bins=None``) or 2 of the percentile search, per plane of an image block.
 
     Pass 1 gives per plane ``{"n", "min", "max", "finite", "high"}`` (a histogram of the
@@ -97,14 +106,19 @@ def image_stats(block: np.ndarray, offset: tuple[int, ...], lead: int, rgb_axis:
         if bins is None:
             finite = bool(np.isfinite(f).all())
             k = _keys(f).ravel()
-            out[pos] = {"n": int(f.size) * weight, "finite": finite,
-                        "min": float(f.min()) if f.size else np.inf, "max": float(f.max()) if f.size else -np.inf,
-                        "high": np.bincount(k >> 16, minlength=_HIGH).astype(np.int64) * weight}
+            out[pos] = {
+                "n": int(f.size) * weight,
+                "finite": finite,
+                "min": float(f.min()) if f.size else np.inf,
+                "max": float(f.max()) if f.size else -np.inf,
+                "high": np.bincount(k >> 16, minlength=_HIGH).astype(np.int64) * weight,
+            }
         else:
             k = _keys(f).ravel()
             hi = k >> 16
-            out[pos] = {int(b): np.bincount(k[hi == b] & 0xFFFF, minlength=_HIGH).astype(np.int64) * weight
-                        for b in bins[pos]}
+            out[pos] = {
+                int(b): np.bincount(k[hi == b] & 0xFFFF, minlength=_HIGH).astype(np.int64) * weight for b in bins[pos]
+            }
     return out
 
 
@@ -117,8 +131,13 @@ def merge_stats(a: dict, b: dict) -> dict:
             continue
         t = out[pos]
         if "high" in s:
-            out[pos] = {"n": t["n"] + s["n"], "finite": t["finite"] and s["finite"], "min": min(t["min"], s["min"]),
-                        "max": max(t["max"], s["max"]), "high": t["high"] + s["high"]}
+            out[pos] = {
+                "n": t["n"] + s["n"],
+                "finite": t["finite"] and s["finite"],
+                "min": min(t["min"], s["min"]),
+                "max": max(t["max"], s["max"]),
+                "high": t["high"] + s["high"],
+            }
         else:
             out[pos] = {k: t.get(k, 0) + s.get(k, 0) for k in set(t) | set(s)}
     return out
@@ -200,6 +219,6 @@ def default_scaling(dtype: np.dtype) -> tuple | None:
     dtype = np.dtype(dtype)
     if dtype == np.uint8:
         return ("copy",)
-    if dtype == bool:
+    if dtype.kind == "b":
         return ("bool",)
     return None

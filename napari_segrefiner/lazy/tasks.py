@@ -99,13 +99,13 @@ def refine_batch(spec, image: Source, labels: Source, task: BatchTask) -> list[O
     The objects go through :func:`~.batch.refine_batch`, the batch step of the in-memory
     pipelines, each read over its own box only.
     """
-    from ..engine.batch import PipelineRun, object_crop
-    from ..engine.batch import refine_batch as run_batch
-    from .cluster import refiner_for, report
-    from ..io.images import apply_scaling
     import torch
 
+    from ..engine.batch import PipelineRun, object_crop
+    from ..engine.batch import refine_batch as run_batch
+    from ..io.images import apply_scaling
     from ..io.masks import as_labels
+    from .cluster import refiner_for, report
 
     refiner = refiner_for(spec)
     config, dev = refiner.config, refiner.device
@@ -118,8 +118,15 @@ def refine_batch(spec, image: Source, labels: Source, task: BatchTask) -> list[O
         c, m = object_crop(rgb, lb, lab, full_width=box[3] - box[2] == task.width, size=config.size, device=dev)
         crops.append(c)
         coarse.append(m)
-    run = PipelineRun(refiner.network, refiner.schedule, config, task.steps, task.seed,
-                      autocast=task.autocast and dev.type == "cuda", device=dev)
+    run = PipelineRun(
+        refiner.network,
+        refiner.schedule,
+        config,
+        task.steps,
+        task.seed,
+        autocast=task.autocast and dev.type == "cuda",
+        device=dev,
+    )
     held = None
     if task.hints is not None:
         from ..annotate.hints import hint_maps
@@ -165,5 +172,5 @@ def compose_chunk(labels: Source, batches: list[list[ObjectMap]], task: ChunkTas
 
         chunk = apply_hints(chunk.copy(), *task.hints)
     dtype = np.dtype(task.dtype)
-    chunk = chunk != 0 if dtype == bool else chunk.astype(dtype)
+    chunk = chunk != 0 if dtype.kind == "b" else chunk.astype(dtype)
     return chunk.reshape((1,) * len(task.pos) + chunk.shape)

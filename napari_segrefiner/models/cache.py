@@ -53,8 +53,15 @@ class ModelCache:
         folder = None if cache is None or (source or registry.DEFAULT_MODEL) not in registry.MODELS else str(cache)
         return (source, str(device), folder)
 
-    def get(self, source: Any, *, device: Any = "auto", cache: str | os.PathLike | None = None,
-            load: Callable[..., Refiner] | None = None, before_load: Callable[[], None] | None = None) -> Refiner:
+    def get(
+        self,
+        source: Any,
+        *,
+        device: Any = "auto",
+        cache: str | os.PathLike | None = None,
+        load: Callable[..., Refiner] | None = None,
+        before_load: Callable[[], None] | None = None,
+    ) -> Refiner:
         """The model of ``source`` on ``device``, loaded at most once while it is held.
 
         Parameters
@@ -85,7 +92,9 @@ class ModelCache:
                 self._models.popitem(last=False)
             return refiner
 
-    def put(self, source: Any, refiner: Refiner, *, device: Any = "auto", cache: str | os.PathLike | None = None) -> None:
+    def put(
+        self, source: Any, refiner: Refiner, *, device: Any = "auto", cache: str | os.PathLike | None = None
+    ) -> None:
         """Hold ``refiner`` as the model of ``source`` on ``device`` (e.g. one loaded elsewhere)."""
         key = self.key(source, device, cache)
         with self._lock:

@@ -39,8 +39,15 @@ from .config import EncDecConfig, LiteConfig, RefineConfig, UNetConfig, config_f
 from .nets import build_network
 from .probe import probe_network
 
-__all__ = ["FLOAT_DTYPES", "MAX_PARAMETERS", "NETWORK_RANGES", "CheckpointError", "load_checkpoint",
-           "network_from_checkpoint", "save_checkpoint"]
+__all__ = [
+    "FLOAT_DTYPES",
+    "MAX_PARAMETERS",
+    "NETWORK_RANGES",
+    "CheckpointError",
+    "load_checkpoint",
+    "network_from_checkpoint",
+    "save_checkpoint",
+]
 
 FORMAT = "napari-segrefiner"
 
@@ -79,9 +86,7 @@ def _official_state(obj: dict, where: str) -> dict[str, torch.Tensor]:
         out[k[len("denoise_model.") :]] = value
     if foreign or not out:
         shown = ", ".join(foreign[:3]) or "(no denoise_model.* keys)"
-        raise CheckpointError(
-            f"{where} is not a SegRefiner checkpoint: expected 'denoise_model.*' keys, found {shown}"
-        )
+        raise CheckpointError(f"{where} is not a SegRefiner checkpoint: expected 'denoise_model.*' keys, found {shown}")
     return out
 
 
@@ -140,8 +145,10 @@ def _check_dtypes(state: dict[str, torch.Tensor], where: str) -> dict[str, torch
     """Refuse a tensor that is not real floating point (complex, bool, integer...)."""
     for key, value in state.items():
         if value.dtype not in FLOAT_DTYPES:
-            raise CheckpointError(f"{where}: tensor {key!r} has dtype {str(value.dtype).replace('torch.', '')}; "
-                                  "SegRefiner weights are real floating point (float16, bfloat16, float32 or float64)")
+            raise CheckpointError(
+                f"{where}: tensor {key!r} has dtype {str(value.dtype).replace('torch.', '')}; "
+                "SegRefiner weights are real floating point (float16, bfloat16, float32 or float64)"
+            )
     return state
 
 
@@ -226,7 +233,8 @@ def _build(config: UNetConfig | LiteConfig | EncDecConfig, refine: RefineConfig,
     for name in ("size", "hr_patch"):
         if getattr(refine, name) % side:
             raise CheckpointError(
-                f"{path}: the stored {name} {getattr(refine, name)} is not a multiple of {side}, which this network needs"
+                f"{path}: the stored {name} {getattr(refine, name)} is not a multiple of {side}, "
+                "which this network needs"
             )
     return model
 

@@ -64,7 +64,7 @@ class UNetConfig:
     arch = "unet"
 
     @classmethod
-    def official(cls) -> "UNetConfig":
+    def official(cls) -> UNetConfig:
         """The released LR/HR SegRefiner network (118,604,673 parameters)."""
         return cls()
 
@@ -112,7 +112,7 @@ class LiteConfig:
     arch = "lite"
 
     @classmethod
-    def tiny(cls) -> "LiteConfig":
+    def tiny(cls) -> LiteConfig:
         """A very small network for tests (random weights, milliseconds per call)."""
         return cls(
             stem_channels=(8, 8),
@@ -179,11 +179,18 @@ class EncDecConfig:
             raise ValueError(f"widths needs 4 entries and stem_channels 2, got {self.widths}, {self.stem_channels}")
 
     @classmethod
-    def tiny(cls, encoder: str = "efficientnet-lite0") -> "EncDecConfig":
+    def tiny(cls, encoder: str = "efficientnet-lite0") -> EncDecConfig:
         """A very small decoder for tests (random weights)."""
         taps = (16,) if encoder == "efficientnet-lite0" else (0,)
-        return cls(encoder=encoder, encoder_taps=taps, widths=(8, 8, 8, 8), stem_channels=(4, 8), head_channels=4,
-                   time_channels=8, norm_groups=4)
+        return cls(
+            encoder=encoder,
+            encoder_taps=taps,
+            widths=(8, 8, 8, 8),
+            stem_channels=(4, 8),
+            head_channels=4,
+            time_channels=8,
+            norm_groups=4,
+        )
 
 
 ENCODERS = ("efficientnet-lite0", "dinov2-vits14")
@@ -336,11 +343,11 @@ class RefineConfig:
             object.__setattr__(self, name, check(name, getattr(self, name), low, high))
 
     @classmethod
-    def official(cls) -> "RefineConfig":
+    def official(cls) -> RefineConfig:
         """The released pipelines' test configuration."""
         return cls()
 
-    def replace(self, **overrides: Any) -> "RefineConfig":
+    def replace(self, **overrides: Any) -> RefineConfig:
         """A copy with some options changed (validated; unknown names are a TypeError)."""
         valid = {f.name for f in dataclasses.fields(self)}
         unknown = sorted(set(overrides) - valid)
@@ -353,7 +360,7 @@ class RefineConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Any) -> "RefineConfig":
+    def from_dict(cls, data: Any) -> RefineConfig:
         """Official defaults overridden by ``data`` (a possibly partial dict, as stored)."""
         if not isinstance(data, dict):
             raise TypeError(f"refine config must be a dict, got {type(data).__name__}")

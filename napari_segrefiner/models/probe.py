@@ -26,15 +26,21 @@ def _inputs(side: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor
     from .imaging import normalize
 
     ramp = torch.linspace(0.0, 255.0, side, device=device)
-    image = torch.stack([ramp[None, :].expand(side, side), ramp[:, None].expand(side, side),
-                         torch.full((side, side), 128.0, device=device)])[None].repeat(2, 1, 1, 1)
+    image = torch.stack(
+        [
+            ramp[None, :].expand(side, side),
+            ramp[:, None].expand(side, side),
+            torch.full((side, side), 128.0, device=device),
+        ]
+    )[None].repeat(2, 1, 1, 1)
     mask = torch.zeros(2, 1, side, side, device=device)
     mask[:, :, side // 4 : side - side // 4, side // 4 : side - side // 4] = 1.0
     return normalize(image), mask
 
 
-def probe_network(network, *, num_timesteps: int, device: torch.device | str | None = None,
-                  name: str = "model") -> None:
+def probe_network(
+    network, *, num_timesteps: int, device: torch.device | str | None = None, name: str = "model"
+) -> None:
     """Run ``network`` once on a tiny fixed input and check its logits.
 
     Parameters
@@ -76,15 +82,22 @@ def probe_network(network, *, num_timesteps: int, device: torch.device | str | N
     except Exception as exc:  # any failure here means it cannot refine
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         how = "encode()/denoise()" if callable(getattr(network, "denoise", None)) else "model(x, t)"
-        raise TypeError(f"{name} is not a SegRefiner network: {kind} fails when called as {how} on an input of "
-                        f"shape {shape}: {msg}") from None
+        raise TypeError(
+            f"{name} is not a SegRefiner network: {kind} fails when called as {how} on an input of shape {shape}: {msg}"
+        ) from None
     want = (2, 1, side, side)
     if not isinstance(logits, torch.Tensor):
-        raise ValueError(f"{name} is not a SegRefiner network: {kind} returns a {type(logits).__name__}, not a "
-                         f"tensor of logits of shape {want}")
+        raise ValueError(
+            f"{name} is not a SegRefiner network: {kind} returns a {type(logits).__name__}, not a "
+            f"tensor of logits of shape {want}"
+        )
     if tuple(logits.shape) != want or not logits.is_floating_point():
-        raise ValueError(f"{name} is not a SegRefiner network: an input of shape {shape} gives {logits.dtype} of "
-                         f"shape {tuple(logits.shape)}, not floating-point logits of shape {want}")
+        raise ValueError(
+            f"{name} is not a SegRefiner network: an input of shape {shape} gives {logits.dtype} of "
+            f"shape {tuple(logits.shape)}, not floating-point logits of shape {want}"
+        )
     if not bool(torch.isfinite(logits).all()):
-        raise ValueError(f"{name} gives NaN or infinite logits on a plain test input (broken or overflowing "
-                         "weights); it would empty or fill every object")
+        raise ValueError(
+            f"{name} gives NaN or infinite logits on a plain test input (broken or overflowing "
+            "weights); it would empty or fill every object"
+        )

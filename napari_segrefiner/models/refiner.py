@@ -21,11 +21,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..diffusion.scheduler import Schedule
+from . import registry
 from .checkpoint import network_from_checkpoint
 from .config import RefineConfig
 from .probe import probe_network
-from . import registry
-from ..diffusion.scheduler import Schedule
 
 __all__ = ["Refiner", "as_refiner", "available_devices", "load_refiner", "resolve_device"]
 
@@ -126,7 +126,6 @@ class Refiner:
         return replace(self, config=self.config.replace(**overrides)) if overrides else self
 
 
-
 def _schedule_for(network: nn.Module) -> Schedule:
     return Schedule(num_timesteps=int(getattr(getattr(network, "config", None), "num_timesteps", 6)))
 
@@ -204,7 +203,8 @@ def load_refiner(
         source = registry.DEFAULT_MODEL
     if not isinstance(source, (str, os.PathLike)):
         raise TypeError(
-            f"model must be None, a name, a checkpoint path, a Refiner or a torch.nn.Module, got {type(source).__name__}"
+            "model must be None, a name, a checkpoint path, a Refiner or a torch.nn.Module, "
+            f"got {type(source).__name__}"
         )
     network, config, meta = network_from_checkpoint(_checkpoint_path(source, cache))
     if str(source) in registry.MODELS:
@@ -213,7 +213,9 @@ def load_refiner(
     return Refiner(network, config, _schedule_for(network), dev, source=str(source), meta=meta)
 
 
-def as_refiner(model: Any, device: str | torch.device | None = None, *, cache: str | os.PathLike | None = None) -> Refiner:
+def as_refiner(
+    model: Any, device: str | torch.device | None = None, *, cache: str | os.PathLike | None = None
+) -> Refiner:
     """The :class:`Refiner` a run asks for: ``model`` itself when it is one and ``device`` is None,
     else :func:`load_refiner` of it (on ``device``, default ``"auto"``).
 

@@ -15,8 +15,8 @@ and ``$OMP_NUM_THREADS`` or an explicit number always wins.
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 

@@ -216,5 +216,6 @@ class DatasetBase(Dataset):
             "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
             "fine": torch.from_numpy(np.ascontiguousarray(fine, dtype=np.float32)[None]),
             "coarse": torch.stack([torch.from_numpy(np.ascontiguousarray(c, dtype=np.float32)[None]) for c in coarse])
-            if extra else torch.from_numpy(np.ascontiguousarray(coarse[0], dtype=np.float32)[None]),
+            if extra
+            else torch.from_numpy(np.ascontiguousarray(coarse[0], dtype=np.float32)[None]),
         }

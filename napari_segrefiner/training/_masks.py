@@ -22,8 +22,7 @@ def check_rng(rng: Any) -> np.random.Generator:
     """Return ``rng`` if it is a :class:`numpy.random.Generator`, else raise TypeError."""
     if not isinstance(rng, np.random.Generator):
         raise TypeError(
-            f"rng must be a numpy.random.Generator (e.g. numpy.random.default_rng(0)), "
-            f"got {type(rng).__name__}"
+            f"rng must be a numpy.random.Generator (e.g. numpy.random.default_rng(0)), got {type(rng).__name__}"
         )
     return rng
 

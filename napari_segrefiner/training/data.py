@@ -26,9 +26,9 @@ import cv2
 import numpy as np
 
 from ..io.files import IMAGE_EXTENSIONS
+from ..io.masks import bounding_box
 from ._dataset_base import DatasetBase, check_range
 from .folders import ObjectRef, PairFolder
-from ..io.masks import bounding_box
 
 __all__ = [
     "IMAGE_EXTENSIONS",

@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from ..io.images import as_rgb_uint8
 from ..io.files import IMAGE_EXTENSIONS, read_image, read_labels, read_mask
+from ..io.images import as_rgb_uint8
 
 __all__ = ["ObjectRef", "PairFolder"]
 
@@ -265,9 +265,7 @@ class PairFolder(Sequence):
         else:
             fine = self._labels(ref.image_id) == ref.label
         if fine.shape != image.shape[:2]:
-            raise ValueError(
-                f"image and mask sizes differ for {ref.image_id!r}: {image.shape[:2]} vs {fine.shape}"
-            )
+            raise ValueError(f"image and mask sizes differ for {ref.image_id!r}: {image.shape[:2]} vs {fine.shape}")
         return image, fine
 
 

@@ -191,9 +191,7 @@ def modify_boundary(
     m = as_binary(mask, single=True)
     rng = check_rng(rng)
     iou_target = check_unit(iou_target, "iou_target")
-    regional_sample_rate = check_unit(
-        regional_sample_rate, "regional_sample_rate", low_open=False, high=0.9
-    )
+    regional_sample_rate = check_unit(regional_sample_rate, "regional_sample_rate", low_open=False, high=0.9)
     sample_rate = check_unit(sample_rate, "sample_rate")
     box = bounding_box(m)
     if box is None:

@@ -58,7 +58,17 @@ __all__ = [
     "perturb_seg",
 ]
 
-COARSE_KINDS = ("cascadepsp", "filled", "lowres", "dilate", "erode", "nearperfect", "lowres-jitter", "mixed", "campaign")
+COARSE_KINDS = (
+    "cascadepsp",
+    "filled",
+    "lowres",
+    "dilate",
+    "erode",
+    "nearperfect",
+    "lowres-jitter",
+    "mixed",
+    "campaign",
+)
 
 #: Probabilities of the concrete kinds chosen by ``kind="mixed"`` (they sum to 1).
 MIXED_PROBABILITIES = {
@@ -308,9 +318,7 @@ def lowres_jitter(
     return _random_shift(out, rng, shift[0], shift[1])
 
 
-def make_coarse(
-    mask: Any, *, rng: np.random.Generator, kind: str = "cascadepsp", **options: Any
-) -> np.ndarray:
+def make_coarse(mask: Any, *, rng: np.random.Generator, kind: str = "cascadepsp", **options: Any) -> np.ndarray:
     """Synthesise a coarse mask of the given kind.
 
     Kinds and their options:

@@ -13,12 +13,11 @@ import pytest
 import torch
 from scipy import ndimage as ndi
 
-from napari_segrefiner.api import iter_refine, refine
 from napari_segrefiner.annotate.hints import apply_hints, check_hints, crop_hints, owners
-from napari_segrefiner.io.files import read_image, read_labels
+from napari_segrefiner.api import iter_refine, refine
 from napari_segrefiner.diffusion.sampling import iter_denoise
 from napari_segrefiner.diffusion.scheduler import Schedule, timesteps
-
+from napari_segrefiner.io.files import read_image, read_labels
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "dsb2018"
 SAMPLE = "fc9269fb2e651cd4a32b65ae164f79b0a2ea823e0a83508c85d7985a6bed43cf"  # 256 x 256, 5 nuclei
@@ -127,8 +126,17 @@ def test_sampler_holds_hinted_pixels_against_a_sure_network(sign):
     value = torch.zeros_like(fixed)
     value[:, :, 0:3, :8] = True  # left half object, right half background
     sched = Schedule()
-    steps = list(iter_denoise(_Says(sign), image, coarse, schedule=sched, steps=timesteps(sched),
-                              generator=torch.Generator().manual_seed(0), hints=(fixed, value)))
+    steps = list(
+        iter_denoise(
+            _Says(sign),
+            image,
+            coarse,
+            schedule=sched,
+            steps=timesteps(sched),
+            generator=torch.Generator().manual_seed(0),
+            hints=(fixed, value),
+        )
+    )
     assert len(steps) == 6
     for st in steps:
         assert torch.equal(st.mask[fixed], value[fixed].float())

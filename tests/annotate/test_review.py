@@ -29,8 +29,11 @@ def queue():
 def test_order_is_most_uncertain_first_and_absent_labels_are_left_out():
     q = queue()
     assert q.order == (2, 3, 1)
-    assert [(i.label, i.score, i.status) for i in q.items()] == [(2, 0.9, "pending"), (3, 0.5, "pending"),
-                                                                  (1, 0.2, "pending")]  # fmt: skip
+    assert [(i.label, i.score, i.status) for i in q.items()] == [
+        (2, 0.9, "pending"),
+        (3, 0.5, "pending"),
+        (1, 0.2, "pending"),
+    ]
     assert len(q) == 3 and q.current is None
 
 

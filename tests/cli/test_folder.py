@@ -51,8 +51,20 @@ def pairs(tmp_path):
 
 
 def _args(root, ckpt, *extra):
-    return ["refine", str(root / "images"), str(root / "masks"), "-o", str(root / "out"),
-            "--checkpoint", str(ckpt), "--device", "cpu", "--threads", "1", *extra]
+    return [
+        "refine",
+        str(root / "images"),
+        str(root / "masks"),
+        "-o",
+        str(root / "out"),
+        "--checkpoint",
+        str(ckpt),
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        *extra,
+    ]
 
 
 def _listing(folder):
@@ -123,10 +135,25 @@ def test_killed_run_leaves_no_partial_output_and_a_rerun_keeps_a_user_placed_fil
         cv2.imwrite(str(images / f"q{k:02d}.png"), image)
         cv2.imwrite(str(masks / f"q{k:02d}.png"), mask)
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "napari_segrefiner.cli", "refine", str(images), str(masks),
-           "-o", str(out), "--checkpoint", str(ckpt), "--device", "cpu", "--threads", "1"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env=dict(os.environ, OMP_NUM_THREADS="1"))
+    cmd = [
+        sys.executable,
+        "-m",
+        "napari_segrefiner.cli",
+        "refine",
+        str(images),
+        str(masks),
+        "-o",
+        str(out),
+        "--checkpoint",
+        str(ckpt),
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ, OMP_NUM_THREADS="1")
+    )
     deadline = time.monotonic() + 120
     while proc.poll() is None and time.monotonic() < deadline:
         if len(list(out.glob("q*.png"))) >= 3:
@@ -195,8 +222,9 @@ def test_an_edited_manifest_entry_never_makes_a_file_the_tools_own(pairs, ckpt, 
     assert (out / "p4.png").read_bytes() == before and counting.calls == []
     assert main(_args(pairs, ckpt, "--overwrite")) == 0
     assert counting.calls == ["p4.png"]
-    assert sorted(p.name for p in out.iterdir()) == sorted([*(f"p{k}.png" for k in range(N)), MANIFEST,
-                                                            *(p.name for p in users)])
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [*(f"p{k}.png" for k in range(N)), MANIFEST, *(p.name for p in users)]
+    )
     assert all(p.read_bytes() == b"the user's" for p in users)
 
 
@@ -240,8 +268,17 @@ def test_workers_run_on_a_local_cluster_with_the_same_results(pairs, ckpt):
 
 
 def test_workers_are_refused_in_file_mode(pairs, ckpt, capsys):
-    args = ["refine", str(pairs / "images" / "p0.png"), str(pairs / "masks" / "p0.png"), "-o", str(pairs / "o.png"),
-            "--checkpoint", str(ckpt), "--workers", "2"]
+    args = [
+        "refine",
+        str(pairs / "images" / "p0.png"),
+        str(pairs / "masks" / "p0.png"),
+        "-o",
+        str(pairs / "o.png"),
+        "--checkpoint",
+        str(ckpt),
+        "--workers",
+        "2",
+    ]
     assert main(args) == 2
     assert "folder mode and .zarr" in capsys.readouterr().err
 

@@ -29,7 +29,24 @@ def _pair(tmp_path, name="a", labels=False):
 def test_refine_binary_png(tmp_path, tiny_checkpoint, capsys):
     img, msk, mask = _pair(tmp_path)
     out = tmp_path / "out.png"
-    assert main(["refine", str(img), str(msk), "-o", str(out), "--checkpoint", str(tiny_checkpoint), "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "refine",
+                str(img),
+                str(msk),
+                "-o",
+                str(out),
+                "--checkpoint",
+                str(tiny_checkpoint),
+                "--device",
+                "cpu",
+                "--threads",
+                "1",
+            ]
+        )
+        == 0
+    )
     got = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
     assert got.shape == mask.shape and got.dtype == np.uint8 and set(np.unique(got)) <= {0, 255}
     assert "mode=instance" in capsys.readouterr().out
@@ -39,9 +56,31 @@ def test_refine_keeps_labels_in_16bit_png_and_tif(tmp_path, tiny_checkpoint):
     img, msk, mask = _pair(tmp_path, labels=True)
     for ext in (".png", ".tif", ".npy"):
         out = tmp_path / f"out{ext}"
-        assert main(["refine", str(img), str(msk), "-o", str(out), "--checkpoint", str(tiny_checkpoint),
-                     "--device", "cpu", "--mode", "instance"]) == 0
-        got = np.load(out) if ext == ".npy" else (tifffile.imread(out) if ext == ".tif" else cv2.imread(str(out), cv2.IMREAD_UNCHANGED))
+        assert (
+            main(
+                [
+                    "refine",
+                    str(img),
+                    str(msk),
+                    "-o",
+                    str(out),
+                    "--checkpoint",
+                    str(tiny_checkpoint),
+                    "--device",
+                    "cpu",
+                    "--threads",
+                    "1",
+                    "--mode",
+                    "instance",
+                ]
+            )
+            == 0
+        )
+        got = (
+            np.load(out)
+            if ext == ".npy"
+            else (tifffile.imread(out) if ext == ".tif" else cv2.imread(str(out), cv2.IMREAD_UNCHANGED))
+        )
         assert got.shape == mask.shape
         assert set(np.unique(got)) <= {0, 7, 300}
 
@@ -62,7 +101,24 @@ def test_folder_mode_matches_pairs_by_name(tmp_path, tiny_checkpoint, capsys):
     images, masks = _folders(tmp_path)
     (images / "orphan.png").write_bytes((images / "one.png").read_bytes())
     out = tmp_path / "refined"
-    assert main(["refine", str(images), str(masks), "-o", str(out), "--checkpoint", str(tiny_checkpoint), "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "refine",
+                str(images),
+                str(masks),
+                "-o",
+                str(out),
+                "--checkpoint",
+                str(tiny_checkpoint),
+                "--device",
+                "cpu",
+                "--threads",
+                "1",
+            ]
+        )
+        == 0
+    )
     assert sorted(p.name for p in out.iterdir()) == ["one.png", "segrefiner-manifest.json", "two.png"]
     assert "refined 2/2" in capsys.readouterr().out
 
@@ -79,7 +135,7 @@ def test_folder_mode_matches_pairs_by_name(tmp_path, tiny_checkpoint, capsys):
 def test_bad_input_gives_one_line_and_nonzero_exit(tmp_path, tiny_checkpoint, capsys, case, message):
     img, msk, _ = _pair(tmp_path)
     ckpt = str(tiny_checkpoint)
-    args = ["refine", str(img), str(msk), "-o", str(tmp_path / "o.png"), "--device", "cpu"]
+    args = ["refine", str(img), str(msk), "-o", str(tmp_path / "o.png"), "--device", "cpu", "--threads", "1"]
     if case == "missing_image":
         args[1] = str(tmp_path / "nope.png")
     elif case == "not_a_checkpoint":
@@ -89,7 +145,7 @@ def test_bad_input_gives_one_line_and_nonzero_exit(tmp_path, tiny_checkpoint, ca
     elif case == "shape_mismatch":
         cv2.imwrite(str(msk), np.zeros((10, 10), np.uint8))
     elif case == "bad_device":
-        args[-1] = "gpu7"
+        args[args.index("--device") + 1] = "gpu7"
     code = main(args + ["--checkpoint", ckpt])
     err = capsys.readouterr().err
     assert code != 0
@@ -115,8 +171,25 @@ def test_models_and_unknown_download(capsys):
 
 def test_speed_runs_for_a_tiny_network(tmp_path, capsys):
     out = tmp_path / "speed.json"
-    assert main(["speed", "--configs", "lite-tiny", "--devices", "cpu", "--batches", "1", "2", "--repeats", "1",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "speed",
+                "--configs",
+                "lite-tiny",
+                "--devices",
+                "cpu",
+                "--batches",
+                "1",
+                "2",
+                "--repeats",
+                "1",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert "s/object" in capsys.readouterr().out and out.is_file()
 
 
@@ -175,7 +248,9 @@ def _refused_args(root, case):
     if case == "ext_in_file_mode":
         return [a, m, "-o", str(root / "out.png"), "--ext", ".tif"]
     if case == "png_cannot_hold_labels":
-        tifffile.imwrite(root / "in" / "big.tif", np.where(cv2.imread(m, cv2.IMREAD_UNCHANGED) > 0, 70000, 0).astype(np.uint32))
+        tifffile.imwrite(
+            root / "in" / "big.tif", np.where(cv2.imread(m, cv2.IMREAD_UNCHANGED) > 0, 70000, 0).astype(np.uint32)
+        )
         return [a, str(root / "in" / "big.tif"), "-o", str(root / "out.png")]
     if case == "mask_missing":
         return [a, str(root / "in" / "nope.png"), "-o", str(root / "out.png")]
@@ -246,7 +321,7 @@ def test_refused_commands_change_nothing(layout, tiny_checkpoint, capsys, monkey
     before = _digests(layout)
     # every refusal comes before the model is loaded, hence before the first refinement
     monkeypatch.setattr(refiner, "load_refiner", lambda *a, **k: pytest.fail("the model was loaded"))
-    code = main(["refine", *args, "--checkpoint", str(tiny_checkpoint), "--device", "cpu"])
+    code = main(["refine", *args, "--checkpoint", str(tiny_checkpoint), "--device", "cpu", "--threads", "1"])
     err = capsys.readouterr().err
     assert code != 0
     assert REFUSED[case] in err
@@ -258,7 +333,7 @@ def test_overwrite_replaces_existing_outputs(layout, tiny_checkpoint):
     a, m = layout / "in" / "a.png", layout / "in" / "a_mask.png"
     out = layout / "old.png"
     out.write_bytes(b"previous result")
-    common = ["--checkpoint", str(tiny_checkpoint), "--device", "cpu"]
+    common = ["--checkpoint", str(tiny_checkpoint), "--device", "cpu", "--threads", "1"]
     assert main(["refine", str(a), str(m), "-o", str(out), *common]) == 2
     assert out.read_bytes() == b"previous result"
     inputs = _digests(layout / "in")
@@ -267,8 +342,22 @@ def test_overwrite_replaces_existing_outputs(layout, tiny_checkpoint):
     folder = layout / "out"
     folder.mkdir()
     (folder / "two.tif").write_bytes(b"previous result")
-    assert main(["refine", str(layout / "images"), str(layout / "masks"), "-o", str(folder), "--ext", "tif",
-                 "--overwrite", *common]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "refine",
+                str(layout / "images"),
+                str(layout / "masks"),
+                "-o",
+                str(folder),
+                "--ext",
+                "tif",
+                "--overwrite",
+                *common,
+            ]
+        )
+        == 0
+    )
     assert sorted(p.name for p in folder.iterdir()) == ["one.tif", "segrefiner-manifest.json", "two.tif"]
     assert tifffile.imread(folder / "two.tif").shape == (64, 80)
     assert _digests(layout / "in") == inputs
@@ -278,8 +367,24 @@ def test_folder_mode_lists_unmatched_names(layout, tiny_checkpoint, capsys):
     (layout / "images" / "lonely.png").write_bytes((layout / "images" / "one.png").read_bytes())
     (layout / "masks" / "orphan.png").write_bytes((layout / "masks" / "one.png").read_bytes())
     out = layout / "refined"
-    assert main(["refine", str(layout / "images"), str(layout / "masks"), "-o", str(out),
-                 "--checkpoint", str(tiny_checkpoint), "--device", "cpu"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "refine",
+                str(layout / "images"),
+                str(layout / "masks"),
+                "-o",
+                str(out),
+                "--checkpoint",
+                str(tiny_checkpoint),
+                "--device",
+                "cpu",
+                "--threads",
+                "1",
+            ]
+        )
+        == 0
+    )
     err = capsys.readouterr().err
     assert "1 image(s) without a mask" in err and "lonely.png" in err
     assert "1 mask(s) without an image" in err and "orphan.png" in err
@@ -306,8 +411,24 @@ def test_an_empty_mask_is_written_unchanged_with_a_note(tmp_path, tiny_checkpoin
     img, msk, _ = _pair(tmp_path)
     cv2.imwrite(str(msk), np.zeros((64, 80), np.uint8))
     out = tmp_path / "o.png"
-    assert main(["refine", str(img), str(msk), "-o", str(out), "--checkpoint", str(tiny_checkpoint), "--device", "cpu",
-                 "--threads", "1"]) == 0
+    assert (
+        main(
+            [
+                "refine",
+                str(img),
+                str(msk),
+                "-o",
+                str(out),
+                "--checkpoint",
+                str(tiny_checkpoint),
+                "--device",
+                "cpu",
+                "--threads",
+                "1",
+            ]
+        )
+        == 0
+    )
     assert "warning: mask is empty" in capsys.readouterr().err
     assert cv2.imread(str(out), cv2.IMREAD_UNCHANGED).max() == 0
 
@@ -316,8 +437,24 @@ def test_folder_mode_writes_the_empty_result_of_an_image_without_objects(tmp_pat
     images, masks = _folders(tmp_path)
     cv2.imwrite(str(masks / "two.png"), np.zeros((64, 80), np.uint8))  # an image with no object
     out = tmp_path / "refined"
-    assert main(["refine", str(images), str(masks), "-o", str(out), "--checkpoint", str(tiny_checkpoint),
-                 "--device", "cpu", "--threads", "1"]) == 0
+    assert (
+        main(
+            [
+                "refine",
+                str(images),
+                str(masks),
+                "-o",
+                str(out),
+                "--checkpoint",
+                str(tiny_checkpoint),
+                "--device",
+                "cpu",
+                "--threads",
+                "1",
+            ]
+        )
+        == 0
+    )
     captured = capsys.readouterr()
     assert "refined 2/2" in captured.out and "note on two.png: mask is empty" in captured.err
     assert cv2.imread(str(out / "two.png"), cv2.IMREAD_UNCHANGED).max() == 0

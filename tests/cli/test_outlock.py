@@ -14,11 +14,14 @@ import pytest
 
 from napari_segrefiner.cli.outlock import OutputLock, OutputLocked
 
+
 def test_a_held_lock_refuses_a_second_holder_until_released(tmp_path):
     path = tmp_path / "out" / ".segrefiner-lock"
     with OutputLock(path, "output folder out/"):
         assert path.is_file() and f'"pid": {os.getpid()}' in path.read_text()
-        with pytest.raises(OutputLocked, match=rf"output folder out/ is being written by another run \(process {os.getpid()}"):
+        with pytest.raises(
+            OutputLocked, match=rf"output folder out/ is being written by another run \(process {os.getpid()}"
+        ):
             OutputLock(path, "output folder out/").acquire()
     assert not (tmp_path / "out").exists()  # the lock file and the folder it made are gone
     with OutputLock(path, "again"):
@@ -27,13 +30,23 @@ def test_a_held_lock_refuses_a_second_holder_until_released(tmp_path):
 
 def test_a_lock_held_by_another_process_refuses_and_a_killed_holder_never_blocks(tmp_path):
     path = tmp_path / ".segrefiner-lock"
-    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
         import sys, time
         from napari_segrefiner.cli.outlock import OutputLock
         OutputLock({str(path)!r}, "x").acquire()
         print("held", flush=True)
         time.sleep(60)
-    """)], stdout=subprocess.PIPE, text=True, cwd=os.getcwd(), env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+    """),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=os.getcwd(),
+        env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)),
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(OutputLocked, match=f"process {holder.pid} on"):

@@ -20,8 +20,17 @@ from napari_segrefiner.cli.outputs import (
 
 
 def _args(**kw):
-    base = dict(model=None, checkpoint=None, device="auto", mode="auto", steps=None, seed=0, force=False, ext=None,
-                overwrite=False)
+    base = dict(
+        model=None,
+        checkpoint=None,
+        device="auto",
+        mode="auto",
+        steps=None,
+        seed=0,
+        force=False,
+        ext=None,
+        overwrite=False,
+    )
     return argparse.Namespace(**{**base, **kw})
 
 
@@ -56,5 +65,5 @@ def test_warnings_become_one_line_notes(capsys):
     import warnings
 
     with warnings_as_notes():
-        warnings.warn("mask is empty", UserWarning)
+        warnings.warn("mask is empty", UserWarning, stacklevel=1)
     assert capsys.readouterr().err == "napari-segrefiner: warning: mask is empty\n"

@@ -43,15 +43,29 @@ def stores(tmp_path):
 
 
 def _zargs(root, ckpt, *extra):
-    return ["refine", str(root / "img.zarr"), str(root / "lab.zarr"), "-o", str(root / "out.zarr"),
-            "--checkpoint", str(ckpt), "--device", "cpu", "--threads", "1", "--seed", "3", *extra]
+    return [
+        "refine",
+        str(root / "img.zarr"),
+        str(root / "lab.zarr"),
+        "-o",
+        str(root / "out.zarr"),
+        "--checkpoint",
+        str(ckpt),
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--seed",
+        "3",
+        *extra,
+    ]
 
 
 def test_zarr_mode_is_chunk_wise_resumable_and_matches_refine(stores, tiny_model, ckpt, monkeypatch):
     import zarr
 
-    from napari_segrefiner.lazy import store
     from napari_segrefiner import refine
+    from napari_segrefiner.lazy import store
 
     root, img, lab = stores
     written = []

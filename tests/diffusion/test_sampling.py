@@ -10,11 +10,10 @@ import math
 
 import pytest
 import torch
+from _diffusion_helpers import BIG, SCHED, gen, oracle_from_image  # noqa: E402
 
 from napari_segrefiner.diffusion.sampling import denoise, iter_denoise
 from napari_segrefiner.diffusion.scheduler import Schedule, reverse_step, timesteps
-
-from _diffusion_helpers import BIG, SCHED, gen, oracle_from_image  # noqa: E402
 
 
 def test_loop_mixes_with_original_coarse_not_current_state():
@@ -106,8 +105,14 @@ def test_last_step_returns_soft_sigmoid():
     # soft: strictly between 0 and 1 and not binary
     assert 0.0 < r.mask.min().item() and r.mask.max().item() < 1.0
     # the loop's final record is soft too (a model with moderate logits)
-    last = denoise(lambda x, t: logits.expand(x.shape[0], 1, 4, 4), torch.zeros(1, 3, 4, 4), coarse,
-                   schedule=SCHED, steps=[5, 4], generator=gen(0))
+    last = denoise(
+        lambda x, t: logits.expand(x.shape[0], 1, 4, 4),
+        torch.zeros(1, 3, 4, 4),
+        coarse,
+        schedule=SCHED,
+        steps=[5, 4],
+        generator=gen(0),
+    )
     assert last.is_last and torch.allclose(last.mask, torch.sigmoid(logits))
 
 
@@ -121,8 +126,10 @@ def test_iter_denoise_is_deterministic_with_a_generator():
         return (x * weight).sum(1, keepdim=True) + 0.1 * t.view(-1, 1, 1, 1)
 
     def run(seed):
-        return [r.mask for r in iter_denoise(model, image, coarse, schedule=SCHED, steps=timesteps(SCHED),
-                                             generator=gen(seed))]
+        return [
+            r.mask
+            for r in iter_denoise(model, image, coarse, schedule=SCHED, steps=timesteps(SCHED), generator=gen(seed))
+        ]
 
     a, b, c = run(1), run(1), run(2)
     assert all(torch.equal(x, y) for x, y in zip(a, b))
@@ -135,11 +142,17 @@ def test_skipped_steps_use_the_next_visited_timestep():
     #   t=2 -> next 0: p = (0.80 - 0.48) / (1 - 0.48) = 8/13    F = 0.48 + 0.52 * 8/13 = 0.80
     #   t=0 (last):    p = (1 - 0.8) / (1 - 0.8) = 1             F = 1
     coarse = torch.zeros(1, 1, 4, 4)
-    recs = list(iter_denoise(lambda x, t: torch.full((1, 1, 4, 4), BIG), torch.zeros(1, 3, 4, 4), coarse,
-                             schedule=SCHED, steps=[5, 2, 0], generator=gen(0)))
+    recs = list(
+        iter_denoise(
+            lambda x, t: torch.full((1, 1, 4, 4), BIG),
+            torch.zeros(1, 3, 4, 4),
+            coarse,
+            schedule=SCHED,
+            steps=[5, 2, 0],
+            generator=gen(0),
+        )
+    )
     assert [r.fine_prob.flatten()[0].item() for r in recs] == pytest.approx([0.48, 0.80, 1.0], abs=1e-6)
-
-
 
 
 def test_cancel_is_asked_before_every_batch_and_stops_the_loop():

@@ -25,10 +25,9 @@ import math
 
 import pytest
 import torch
+from _diffusion_helpers import BETA_BAR, BIG, SCHED, gen  # noqa: E402
 
 from napari_segrefiner.diffusion.scheduler import add_noise, reverse_step, timesteps
-
-from _diffusion_helpers import BETA_BAR, BIG, SCHED, gen  # noqa: E402
 
 
 # --------------------------------------------------------------------------- #
@@ -146,7 +145,9 @@ def test_reverse_step_mixes_with_the_original_coarse_mask():
     coarse = torch.zeros(1, 1, 8, 8)
     coarse[..., :4] = 1.0
     zero_logits = torch.zeros(1, 1, 8, 8)
-    r = reverse_step(zero_logits, 3, coarse=coarse, fine_prob=torch.zeros_like(coarse), schedule=SCHED, generator=gen(0))
+    r = reverse_step(
+        zero_logits, 3, coarse=coarse, fine_prob=torch.zeros_like(coarse), schedule=SCHED, generator=gen(0)
+    )
     assert torch.equal(r.fine_prob, torch.zeros_like(coarse))
     assert torch.equal(r.mask, coarse)
     # F = 1 means "every pixel fine": the result is the hard prediction 1[logit >= 0].

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from napari_segrefiner.diffusion.scheduler import Schedule, timesteps
 from napari_segrefiner.engine.batch import PipelineRun, object_crop, refine_batch
 from napari_segrefiner.models.config import RefineConfig
-from napari_segrefiner.diffusion.scheduler import Schedule, timesteps
 
 
 class Echo(torch.nn.Module):
@@ -31,8 +31,7 @@ def test_a_crop_is_the_same_whatever_array_its_box_was_read_from():
     rgb, lab = _scene()
     y0, y1, x0, x1 = 10, 38, 25, 58
     from_frame = object_crop(rgb[y0:y1, x0:x1], lab[y0:y1, x0:x1], 2, full_width=False, size=32, device="cpu")
-    alone = object_crop(rgb[y0:y1, x0:x1].copy(), lab[y0:y1, x0:x1].copy(), 2, full_width=False, size=32,
-                        device="cpu")  # fmt: skip
+    alone = object_crop(rgb[y0:y1, x0:x1].copy(), lab[y0:y1, x0:x1].copy(), 2, full_width=False, size=32, device="cpu")
     assert all(torch.equal(a, b) for a, b in zip(from_frame, alone))
     crop, coarse = from_frame
     assert crop.shape == (1, 3, 32, 32) and coarse.shape == (1, 1, 32, 32)
@@ -44,8 +43,10 @@ def _refine(labels, boxes):
     config = RefineConfig(size=32, batch_size=4, clean=False)
     schedule = Schedule()
     run = PipelineRun(Echo().eval(), schedule, config, tuple(timesteps(schedule, 3)), seed=7)
-    pairs = [object_crop(rgb[a:b, c:d], lab[a:b, c:d], v, full_width=False, size=32, device="cpu")
-             for v, (a, b, c, d) in zip(labels, boxes)]
+    pairs = [
+        object_crop(rgb[a:b, c:d], lab[a:b, c:d], v, full_width=False, size=32, device="cpu")
+        for v, (a, b, c, d) in zip(labels, boxes)
+    ]
     crops, coarse = torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs])
     return refine_batch(run, labels, boxes, crops, coarse, [lab[a:b, c:d] for a, b, c, d in boxes])
 

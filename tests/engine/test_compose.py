@@ -41,8 +41,10 @@ def test_a_window_composes_like_the_whole_frame():
     coarse = np.zeros((30, 40), np.int64)
     coarse[5:15, 5:20] = 1
     coarse[10:25, 15:35] = 2
-    maps = [ObjectMap.from_values(lab, box, rng.random((box[1] - box[0], box[3] - box[2])).astype(np.float32))
-            for lab, box in ((1, (2, 18, 2, 24)), (2, (7, 28, 12, 38)))]
+    maps = [
+        ObjectMap.from_values(lab, box, rng.random((box[1] - box[0], box[3] - box[2])).astype(np.float32))
+        for lab, box in ((1, (2, 18, 2, 24)), (2, (7, 28, 12, 38)))
+    ]
     whole = compose_window(coarse, (0, 0), maps, [1, 2])
     y0, y1, x0, x1 = 8, 20, 10, 30
     window = compose_window(coarse[y0:y1, x0:x1], (y0, x0), maps, [1, 2])

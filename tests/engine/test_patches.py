@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from napari_segrefiner.io.masks import bounding_box
 from napari_segrefiner.engine.patches import crop_resize, grow_box, nms_same_size, paste, select_patches
+from napari_segrefiner.io.masks import bounding_box
+
 
 # --------------------------------------------------------------------------- #
 # patches: crop / paste / boxes / HR patch selection
@@ -92,5 +93,3 @@ def test_select_patches_hand_cases():
     assert out2.tolist() == [[0, 0]]  # (128,128)->(0,0), (128,256)->(0,128): IoU 128/384 = 1/3 > 0.3
     with pytest.raises(ValueError, match="smaller than the patch"):
         select_patches(f, (200, 512), patch=256)
-
-

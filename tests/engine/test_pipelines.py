@@ -12,11 +12,11 @@ import torch
 from _refine_helpers import Oracle, blob_case, rect, rgb_from_truth
 
 from napari_segrefiner.api import iter_refine, refine
+from napari_segrefiner.engine.records import replay
 from napari_segrefiner.engine.run import choose_mode
 from napari_segrefiner.io.masks import label_table
 from napari_segrefiner.models.config import LiteConfig, RefineConfig
 from napari_segrefiner.models.nets import build_network
-from napari_segrefiner.engine.records import replay
 
 
 @pytest.fixture(scope="module")
@@ -125,8 +125,20 @@ def test_iter_refine_records_instance(tiny, steps, n_steps, batch):
     img, _ = blob_case()
     mask = rect((96, 96), 5, 30, 5, 30, 1) + rect((96, 96), 40, 60, 50, 90, 2) + rect((96, 96), 70, 90, 10, 40, 3)
     n = 3
-    recs = list(iter_refine(img, mask, model=tiny, seed=0, device="cpu", size=64, steps=steps, previews=True,
-                            batch_size=batch, min_area=0))
+    recs = list(
+        iter_refine(
+            img,
+            mask,
+            model=tiny,
+            seed=0,
+            device="cpu",
+            size=64,
+            steps=steps,
+            previews=True,
+            batch_size=batch,
+            min_area=0,
+        )
+    )
     assert recs[0].total == -(-n // batch)  # one record per network batch
     _check_records(recs)
     objs = [o for r in recs for o in r.objects]
@@ -166,8 +178,6 @@ def test_records_when_every_object_is_too_small(tiny):
     recs = list(iter_refine(img, mask, model=tiny, seed=0, device="cpu", size=64))
     assert np.array_equal(recs[-1].mask, mask)
     _check_records(recs)
-
-
 
 
 # --------------------------------------------------------------------------- #

@@ -37,28 +37,31 @@ def test_labels_are_sorted_without_repeats_and_options_read_only():
         r.seed = 3  # frozen
 
 
-@pytest.mark.parametrize("kwargs, error, match", [
-    ({"mode": "fast"}, ValueError, "mode must be one of"),
-    ({"steps": 0}, ValueError, "steps must be an integer >= 1"),
-    ({"steps": 2.5}, ValueError, "steps must be an integer"),
-    ({"steps": True}, ValueError, "steps must be an integer"),
-    ({"seed": -1}, ValueError, r"seed must be in \[0, 2\*\*64\)"),
-    ({"seed": "0"}, TypeError, "seed must be an int or None"),
-    ({"labels": []}, ValueError, "labels is empty"),
-    ({"labels": [1.5]}, TypeError, "labels must hold integers"),
-    ({"labels": 3}, TypeError, "labels must be an iterable"),
-    ({"order": ["a"]}, TypeError, "order must hold integers"),
-    ({"previews": 1}, TypeError, "previews must be True or False"),
-    ({"autocast": "yes"}, TypeError, "autocast must be True or False"),
-    ({"force": None}, TypeError, "force must be True or False"),
-    ({"options": {"no_such_option": 1}}, TypeError, "unknown options"),
-    ({"options": {"batch_size": 0}}, ValueError, "batch_size"),
-    ({"options": [("pad", 3)]}, TypeError, "options must be a mapping"),
-    ({"model": 3}, TypeError, "model must be None, a name"),
-    ({"device": 0}, TypeError, "device must be None, a string"),
-    ({"hints": np.zeros((2, 2), np.float32)}, TypeError, "hints must be an integer array"),
-    ({"cache": 3}, TypeError, "cache must be None or a folder"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"mode": "fast"}, ValueError, "mode must be one of"),
+        ({"steps": 0}, ValueError, "steps must be an integer >= 1"),
+        ({"steps": 2.5}, ValueError, "steps must be an integer"),
+        ({"steps": True}, ValueError, "steps must be an integer"),
+        ({"seed": -1}, ValueError, r"seed must be in \[0, 2\*\*64\)"),
+        ({"seed": "0"}, TypeError, "seed must be an int or None"),
+        ({"labels": []}, ValueError, "labels is empty"),
+        ({"labels": [1.5]}, TypeError, "labels must hold integers"),
+        ({"labels": 3}, TypeError, "labels must be an iterable"),
+        ({"order": ["a"]}, TypeError, "order must hold integers"),
+        ({"previews": 1}, TypeError, "previews must be True or False"),
+        ({"autocast": "yes"}, TypeError, "autocast must be True or False"),
+        ({"force": None}, TypeError, "force must be True or False"),
+        ({"options": {"no_such_option": 1}}, TypeError, "unknown options"),
+        ({"options": {"batch_size": 0}}, ValueError, "batch_size"),
+        ({"options": [("pad", 3)]}, TypeError, "options must be a mapping"),
+        ({"model": 3}, TypeError, "model must be None, a name"),
+        ({"device": 0}, TypeError, "device must be None, a string"),
+        ({"hints": np.zeros((2, 2), np.float32)}, TypeError, "hints must be an integer array"),
+        ({"cache": 3}, TypeError, "cache must be None or a folder"),
+    ],
+)
 def test_bad_fields_are_refused_naming_the_field(kwargs, error, match):
     with pytest.raises(error, match=match):
         RefineRequest(**kwargs)
@@ -74,8 +77,9 @@ def test_replace_validates_again_and_hints_take_no_part_in_comparisons():
 
 
 def test_a_request_travels_to_dask_workers_intact():
-    r = RefineRequest(model="segrefiner-lite", mode="instance", steps=3, seed=9, labels=[4, 2],
-                      options={"batch_size": 2}, force=True)
+    r = RefineRequest(
+        model="segrefiner-lite", mode="instance", steps=3, seed=9, labels=[4, 2], options={"batch_size": 2}, force=True
+    )
     back = pickle.loads(pickle.dumps(r))
     assert back == r and dict(back.options) == {"batch_size": 2}
 

@@ -17,7 +17,7 @@ import torch
 
 from napari_segrefiner import LiteConfig, build_network
 from napari_segrefiner.evaluation import benchmark as bm
-from napari_segrefiner.evaluation import coarse
+from napari_segrefiner.evaluation import benchmark_cli, coarse
 from napari_segrefiner.training.data import PairFolder
 from napari_segrefiner.training.synthesis import dilate_erode, lowres_mask, modify_boundary
 
@@ -186,14 +186,32 @@ def test_peers_improve_on_disks(results, folders):
 
 def _cli(argv):
     parser = argparse.ArgumentParser()
-    bm.add_arguments(parser)
-    return bm.run_from_args(parser.parse_args(argv))
+    benchmark_cli.add_arguments(parser)
+    return benchmark_cli.run_from_args(parser.parse_args(argv))
 
 
 def test_cli_writes_json_and_markdown(folders, tmp_path, capsys):
     out = tmp_path / "res" / "quality"
-    code = _cli(["--data", str(folders[0]), "--data", str(folders[1]), "--kinds", "lowres-28", "--methods",
-                 "identity", "grabcut", "--max-items", "1", "--out", str(out), "--no-progress", "--device", "cpu"])
+    code = _cli(
+        [
+            "--data",
+            str(folders[0]),
+            "--data",
+            str(folders[1]),
+            "--kinds",
+            "lowres-28",
+            "--methods",
+            "identity",
+            "grabcut",
+            "--max-items",
+            "1",
+            "--out",
+            str(out),
+            "--no-progress",
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "lowres-28" in printed and "grabcut" in printed
@@ -256,8 +274,15 @@ def test_failures_are_counted_and_per_item_records(folders, monkeypatch):
         raise RuntimeError("peer crashed")
 
     monkeypatch.setattr(peers, "available_peers", lambda: {"grabcut": broken})
-    res = bm.run_benchmark([folders[0]], kinds=["lowres-28"], methods=["identity", "grabcut"], max_items=2,
-                           device="cpu", progress=False, per_item=True)
+    res = bm.run_benchmark(
+        [folders[0]],
+        kinds=["lowres-28"],
+        methods=["identity", "grabcut"],
+        max_items=2,
+        device="cpu",
+        progress=False,
+        per_item=True,
+    )
     k = res["sets"][folders[0].name]["kinds"]["lowres-28"]
     fig = k["methods"]["grabcut"]
     assert fig["failures"] == 2 and len(fig["failure_examples"]) == 2

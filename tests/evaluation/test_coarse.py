@@ -10,7 +10,7 @@ import pytest
 
 from napari_segrefiner.evaluation import coarse
 from napari_segrefiner.evaluation.coarse import BenchmarkError
-from napari_segrefiner.training.synthesis import lowres_jitter, near_perfect, dilate_erode, lowres_mask, modify_boundary
+from napari_segrefiner.training.synthesis import dilate_erode, lowres_jitter, lowres_mask, modify_boundary, near_perfect
 
 
 def _disk(shape, cy, cx, r):
@@ -22,8 +22,17 @@ def _disk(shape, cy, cx, r):
 
 
 def test_registry_names_and_defaults():
-    assert list(coarse.KINDS) == ["cascadepsp-0.6", "cascadepsp-0.8", "cascadepsp-0.9", "lowres-28",
-                                  "lowres-rel", "dilate-3", "erode-3", "lowres-jitter", "nearperfect"]
+    assert list(coarse.KINDS) == [
+        "cascadepsp-0.6",
+        "cascadepsp-0.8",
+        "cascadepsp-0.9",
+        "lowres-28",
+        "lowres-rel",
+        "dilate-3",
+        "erode-3",
+        "lowres-jitter",
+        "nearperfect",
+    ]
     assert all(isinstance(desc, str) and desc and callable(f) for desc, f in coarse.KINDS.values())
     assert set(coarse.DEFAULT_PEERS_KINDS) <= set(coarse.KINDS)
 

@@ -93,9 +93,7 @@ def test_degenerate_masks_fall_back_to_input(scene, name):
 
 def test_grabcut_seed_is_reproducible(scene):
     image, coarse, _ = scene
-    np.testing.assert_array_equal(
-        peers.grabcut(image, coarse, seed=3), peers.grabcut(image, coarse, seed=3)
-    )
+    np.testing.assert_array_equal(peers.grabcut(image, coarse, seed=3), peers.grabcut(image, coarse, seed=3))
 
 
 def test_peers_accept_integer_masks(scene):

@@ -13,8 +13,18 @@ from napari_segrefiner.evaluation import report
 
 
 def _fig(iou, *, gain=0.0, worse=0.0, seconds=0.5, failures=0):
-    return {"n": 2, "iou": iou, "pooled_iou": iou, "biou": 0.25, "mba": 0.5, "bf": 0.75, "gain": gain,
-            "worse": worse, "seconds_per_object": seconds, "failures": failures}
+    return {
+        "n": 2,
+        "iou": iou,
+        "pooled_iou": iou,
+        "biou": 0.25,
+        "mba": 0.5,
+        "bf": 0.75,
+        "gain": gain,
+        "worse": worse,
+        "seconds_per_object": seconds,
+        "failures": failures,
+    }
 
 
 @pytest.fixture
@@ -30,12 +40,18 @@ def results():
         },
         "sets": {
             "disks": {
-                "split": "val", "used": 2, "available": 3, "region": "whole image",
+                "split": "val",
+                "used": 2,
+                "available": 3,
+                "region": "whole image",
                 "kinds": {
                     "erode-3": {
-                        "coarse_iou": 0.5, "empty_coarse_replaced": 1,
-                        "methods": {"identity": _fig(0.5), "grabcut": _fig(0.625, gain=0.125, worse=0.5,
-                                                                             seconds=12.34, failures=1)},
+                        "coarse_iou": 0.5,
+                        "empty_coarse_replaced": 1,
+                        "methods": {
+                            "identity": _fig(0.5),
+                            "grabcut": _fig(0.625, gain=0.125, worse=0.5, seconds=12.34, failures=1),
+                        },
                     },
                     "lowres-28": {"coarse_iou": None, "empty_coarse_replaced": 0, "methods": {}},
                 },
@@ -72,8 +88,19 @@ def test_format_table(results):
     assert lines[2] == "disks / erode-3: 2 of 3 objects (whole image), coarse IoU 50.0, 1 empty coarse replaced"
     assert lines[3].split() == ["method", "IoU", "pooled", "IoU", "BIoU", "mBA", "BF", "gain", "worse", "s/obj"]
     assert lines[4].split() == ["identity", "50.0", "50.0", "25.0", "50.0", "75.0", "+0.0", "0%", "0.500"]
-    assert lines[5].split() == ["grabcut", "(1", "failed)", "62.5", "62.5", "25.0", "50.0", "75.0", "+12.5",
-                                "50%", "12.3"]
+    assert lines[5].split() == [
+        "grabcut",
+        "(1",
+        "failed)",
+        "62.5",
+        "62.5",
+        "25.0",
+        "50.0",
+        "75.0",
+        "+12.5",
+        "50%",
+        "12.3",
+    ]
     assert len({len(line) for line in lines[3:6]}) == 1  # aligned columns
     assert lines[7] == "disks / lowres-28: 2 of 3 objects (whole image), coarse IoU -"
 
@@ -123,7 +150,6 @@ def test_failed_write_leaves_previous_files_and_no_temp_file(results, tmp_path, 
     if fail == "render":  # the JSON cannot be made: nothing is touched
         monkeypatch.setattr(report.json, "dumps", boom)
     elif fail == "write":  # the write itself fails half-way
-
         real_open = open
 
         class HalfWriter:
@@ -170,8 +196,19 @@ def test_git_commit_without_git(monkeypatch):
 
 def test_environment():
     env = report.environment(torch.device("cpu"))
-    assert {"napari_segrefiner", "python", "torch", "numpy", "opencv", "torch_threads", "opencv_threads",
-            "cpu_count", "machine", "processor", "device"} <= set(env)
+    assert {
+        "napari_segrefiner",
+        "python",
+        "torch",
+        "numpy",
+        "opencv",
+        "torch_threads",
+        "opencv_threads",
+        "cpu_count",
+        "machine",
+        "processor",
+        "device",
+    } <= set(env)
     assert env["device"] == "cpu" and env["torch"] == torch.__version__ and "cuda_device" not in env
     assert env["torch_threads"] == torch.get_num_threads()
     json.dumps(env)  # JSON-ready

@@ -13,12 +13,12 @@ import os
 import stat
 import subprocess
 import sys
-import textwrap
 
 import numpy as np
 import pytest
 
-from napari_segrefiner.io import atomic, files as io
+from napari_segrefiner.io import atomic
+from napari_segrefiner.io import files as io
 from napari_segrefiner.io.atomic import TEMP_PREFIX, atomic_write, sweep_temporaries, temp_name
 
 
@@ -88,7 +88,10 @@ def test_no_overwrite_never_replaces_a_file_that_appeared(tmp_path):
         atomic_write(path, write, overwrite=False)
     assert path.read_bytes() == b"the user's"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]  # our temporary file is gone
-    assert atomic_write(tmp_path / "new.png", lambda tmp: tmp.write_bytes(b"ours"), overwrite=False).read_bytes() == b"ours"
+    assert (
+        atomic_write(tmp_path / "new.png", lambda tmp: tmp.write_bytes(b"ours"), overwrite=False).read_bytes()
+        == b"ours"
+    )
 
 
 def test_no_overwrite_without_hard_links_still_checks_just_before_the_rename(tmp_path, monkeypatch):
@@ -127,9 +130,14 @@ def test_temporary_names_carry_the_prefix_the_pid_and_the_extension(tmp_path):
 def test_sweep_removes_only_the_tools_temporaries_of_dead_processes(tmp_path):
     dead = _dead_pid()
     gone = [f"{TEMP_PREFIX}{dead}-0badc0de-n07.png", f"{TEMP_PREFIX}{dead}-12345678-segrefiner-manifest.json"]
-    kept = [f"{TEMP_PREFIX}{os.getpid()}-0badc0de-n07.png",  # this process is still writing it
-            ".q000.notes.tmp.png", ".out.k2j3h4g5.tmp.tif", "segrefiner-tmp-1-aa-x.png", f"{TEMP_PREFIX}x-n07.png",
-            "n07.png"]
+    kept = [
+        f"{TEMP_PREFIX}{os.getpid()}-0badc0de-n07.png",  # this process is still writing it
+        ".q000.notes.tmp.png",
+        ".out.k2j3h4g5.tmp.tif",
+        "segrefiner-tmp-1-aa-x.png",
+        f"{TEMP_PREFIX}x-n07.png",
+        "n07.png",
+    ]
     for name in gone + kept:
         (tmp_path / name).write_bytes(b"x")
     (tmp_path / f"{TEMP_PREFIX}{dead}-cafecafe-out.zarr").mkdir()  # an old output being replaced

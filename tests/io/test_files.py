@@ -37,8 +37,12 @@ def test_any_path_encoding(tmp_path):
 
 
 def test_binary_masks_read_as_bool(tmp_path):
-    for name, values, dtype in [("a.png", (0, 255), np.uint8), ("b.png", (0, 1), np.uint8),
-                                ("c.png", (0, 65535), np.uint16), ("d.tif", (0, 1), np.uint16)]:  # fmt: skip
+    for name, values, dtype in [
+        ("a.png", (0, 255), np.uint8),
+        ("b.png", (0, 1), np.uint8),
+        ("c.png", (0, 65535), np.uint16),
+        ("d.tif", (0, 1), np.uint16),
+    ]:
         m = np.zeros((5, 6), dtype)
         m[1:3, 1:4] = values[1]
         path = tmp_path / name

@@ -9,26 +9,32 @@ from scipy import ndimage as ndi
 from napari_segrefiner.io.masks import as_binary, as_labels, bounding_box, check_values, label_table
 
 
-@pytest.mark.parametrize("arr", [
-    np.array([[True, False]]),
-    np.array([[0, 7, 2**40]], np.int64),
-    np.array([[0, 255]], np.uint8),
-    np.array([[0.0, 1.0]], np.float32),
-    np.array([[2**63 - 1, 0]], np.uint64),
-    np.zeros((0, 3), np.float64),
-])
+@pytest.mark.parametrize(
+    "arr",
+    [
+        np.array([[True, False]]),
+        np.array([[0, 7, 2**40]], np.int64),
+        np.array([[0, 255]], np.uint8),
+        np.array([[0.0, 1.0]], np.float32),
+        np.array([[2**63 - 1, 0]], np.uint64),
+        np.zeros((0, 3), np.float64),
+    ],
+)
 def test_the_rule_accepts_bool_non_negative_integers_and_float_0_1(arr):
     check_values(arr)
 
 
-@pytest.mark.parametrize("arr, error, match", [
-    (np.array([[0.0, 0.5]]), ValueError, r"values other than 0 and 1 \(e.g. \[0.5\]\)"),
-    (np.array([[0.0, np.nan]]), ValueError, "values other than 0 and 1"),
-    (np.array([[0.0, 255.0]]), ValueError, "values other than 0 and 1"),
-    (np.array([[0, -1]], np.int16), ValueError, "negative"),
-    (np.array([[0, 2**63]], np.uint64), ValueError, "above 2\\*\\*63-1"),
-    (np.array([["a"]]), TypeError, "bool, integer or float"),
-])
+@pytest.mark.parametrize(
+    "arr, error, match",
+    [
+        (np.array([[0.0, 0.5]]), ValueError, r"values other than 0 and 1 \(e.g. \[0.5\]\)"),
+        (np.array([[0.0, np.nan]]), ValueError, "values other than 0 and 1"),
+        (np.array([[0.0, 255.0]]), ValueError, "values other than 0 and 1"),
+        (np.array([[0, -1]], np.int16), ValueError, "negative"),
+        (np.array([[0, 2**63]], np.uint64), ValueError, "above 2\\*\\*63-1"),
+        (np.array([["a"]]), TypeError, "bool, integer or float"),
+    ],
+)
 def test_the_rule_refuses_everything_else_naming_the_array(arr, error, match):
     with pytest.raises(error, match=match):
         check_values(arr, name="coarse")

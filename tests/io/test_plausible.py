@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 import torch
 
-from napari_segrefiner.io import plausible
 from napari_segrefiner import refine, refine_lazy
 from napari_segrefiner.cli.main import main
+from napari_segrefiner.io import plausible
 from napari_segrefiner.io.plausible import check_label_count, check_memory, estimate_peak_bytes, label_limit
 
 
@@ -64,8 +64,25 @@ def test_force_runs_an_implausible_mask_and_the_scan_is_linear(tmp_path, tiny_ch
     photo = tmp_path / "photo.png"
     cv2.imwrite(str(photo), _photo(96)[..., ::-1])
     out = tmp_path / "out.tif"
-    assert main(["refine", str(photo), str(photo), "-o", str(out), "--checkpoint", str(tiny_checkpoint),
-                 "--device", "cpu", "--threads", "1", "--force"]) == 0
+    assert (
+        main(
+            [
+                "refine",
+                str(photo),
+                str(photo),
+                "-o",
+                str(out),
+                "--checkpoint",
+                str(tiny_checkpoint),
+                "--device",
+                "cpu",
+                "--threads",
+                "1",
+                "--force",
+            ]
+        )
+        == 0
+    )
     assert out.is_file()
     labels = np.arange(1, 512 * 512 + 1, dtype=np.int32).reshape(512, 512)  # 262,144 one-pixel labels
     start = time.perf_counter()
@@ -106,38 +123,47 @@ def test_available_memory_is_known_here():
 
 
 # ------------------------------------------------------------------- options at the boundary
-@pytest.mark.parametrize("chunks, error, match", [
-    (0, ValueError, "chunks must be at least 16 px"),
-    ((64, 0), ValueError, "chunks must be at least 16 px"),
-    (-5, ValueError, "chunks"),
-    ("64", TypeError, "chunks must be None, an int or a pair"),
-    ((16, 16, 16), TypeError, "chunks must be None, an int or a pair"),
-    (16.0, TypeError, "chunks"),
-    (True, TypeError, "chunks"),
-])
+@pytest.mark.parametrize(
+    "chunks, error, match",
+    [
+        (0, ValueError, "chunks must be at least 16 px"),
+        ((64, 0), ValueError, "chunks must be at least 16 px"),
+        (-5, ValueError, "chunks"),
+        ("64", TypeError, "chunks must be None, an int or a pair"),
+        ((16, 16, 16), TypeError, "chunks must be None, an int or a pair"),
+        (16.0, TypeError, "chunks"),
+        (True, TypeError, "chunks"),
+    ],
+)
 def test_refine_lazy_checks_chunks(tiny_model, blobs, chunks, error, match):
     image, mask = blobs
     with pytest.raises(error, match=match):
         refine_lazy(image, mask, model=tiny_model, chunks=chunks)
 
 
-@pytest.mark.parametrize("kwargs, error, match", [
-    ({"progress": 5}, TypeError, "progress must be None or a callable"),
-    ({"autocast": "yes"}, TypeError, "autocast must be True or False"),
-    ({"force": 1}, TypeError, "force must be True or False"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"progress": 5}, TypeError, "progress must be None or a callable"),
+        ({"autocast": "yes"}, TypeError, "autocast must be True or False"),
+        ({"force": 1}, TypeError, "force must be True or False"),
+    ],
+)
 def test_refine_lazy_checks_its_other_options(tiny_model, blobs, kwargs, error, match):
     image, mask = blobs
     with pytest.raises(error, match=match):
         refine_lazy(image, mask, model=tiny_model, **kwargs)
 
 
-@pytest.mark.parametrize("kwargs, error, match", [
-    ({"previews": "no"}, TypeError, "previews must be True or False"),
-    ({"autocast": 1}, TypeError, "autocast must be True or False"),
-    ({"force": None}, TypeError, "force must be True or False"),
-    ({"cancel": 5}, TypeError, "cancel must be None or a callable"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"previews": "no"}, TypeError, "previews must be True or False"),
+        ({"autocast": 1}, TypeError, "autocast must be True or False"),
+        ({"force": None}, TypeError, "force must be True or False"),
+        ({"cancel": 5}, TypeError, "cancel must be None or a callable"),
+    ],
+)
 def test_refine_checks_its_flags(tiny_model, blobs, kwargs, error, match):
     image, mask = blobs
     with pytest.raises(error, match=match):
@@ -154,12 +180,23 @@ class _NaN(torch.nn.Module):
         return torch.full_like(x[:, :1], float("nan"))
 
 
-@pytest.mark.parametrize("model, error, match", [
-    (torch.nn.Linear(2, 2), TypeError, r"model is not a SegRefiner network: Linear fails when called as model\(x, t\)"),
-    (torch.nn.Conv2d(4, 1, 3, padding=1), TypeError, "model is not a SegRefiner network: Conv2d"),
-    (_WrongShape(), ValueError, r"model is not a SegRefiner network: .* shape \(2, 2, 32, 32\), not .* \(2, 1, 32, 32\)"),
-    (_NaN(), ValueError, "model gives NaN or infinite logits"),
-])
+@pytest.mark.parametrize(
+    "model, error, match",
+    [
+        (
+            torch.nn.Linear(2, 2),
+            TypeError,
+            r"model is not a SegRefiner network: Linear fails when called as model\(x, t\)",
+        ),
+        (torch.nn.Conv2d(4, 1, 3, padding=1), TypeError, "model is not a SegRefiner network: Conv2d"),
+        (
+            _WrongShape(),
+            ValueError,
+            r"model is not a SegRefiner network: .* shape \(2, 2, 32, 32\), not .* \(2, 1, 32, 32\)",
+        ),
+        (_NaN(), ValueError, "model gives NaN or infinite logits"),
+    ],
+)
 def test_a_model_that_is_not_a_segrefiner_network_is_refused_naming_model(blobs, model, error, match):
     image, mask = blobs
     with pytest.raises(error, match=match):

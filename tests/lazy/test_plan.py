@@ -32,9 +32,14 @@ def test_batches_are_the_in_memory_batches_in_label_order():
         assert b.boxes == tuple(box_from_bounds(bounds[v], config, lab.shape) for v in b.labels)
         assert b.seed == 3 and b.steps == (5, 0) and b.pos == ()
     assert set(plan.chunks) == {(i, j) for i in range(2) for j in range(3)}  # the mask's 32 px chunks
-    for idx, task in plan.chunks.items():  # a chunk needs exactly the batches of the objects whose boxes meet its window
+    for (
+        idx,
+        task,
+    ) in plan.chunks.items():  # a chunk needs exactly the batches of the objects whose boxes meet its window
         y0, y1, x0, x1 = task.window
-        meeting = {k for k, b in enumerate(plan.batches) for (a, c, e, f) in b.boxes if a < y1 and c > y0 and e < x1 and f > x0}
+        meeting = {
+            k for k, b in enumerate(plan.batches) for (a, c, e, f) in b.boxes if a < y1 and c > y0 and e < x1 and f > x0
+        }
         assert set(plan.deps[idx]) == meeting
 
 

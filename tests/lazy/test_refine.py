@@ -39,7 +39,9 @@ def scene(shape=(150, 190), n=26, seed=0, big=True):
         lab[((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1] = v
     if big:
         lab[((yy - 75) / 40) ** 2 + ((xx - 95) / 55) ** 2 <= 1] = 7000  # spans many chunks
-        ring = (((yy - 30) / 12) ** 2 + ((xx - 160) / 12) ** 2 <= 1) & (((yy - 30) / 4) ** 2 + ((xx - 160) / 4) ** 2 > 1)
+        ring = (((yy - 30) / 12) ** 2 + ((xx - 160) / 12) ** 2 <= 1) & (
+            ((yy - 30) / 4) ** 2 + ((xx - 160) / 4) ** 2 > 1
+        )
         lab[ring] = 7001
     lab[h - 3 : h - 1, 2:5] = 7002  # below min_area: kept as it is
     img = (rng.normal(90, 25, shape + (3,))).clip(0, 255).astype(np.uint8)
@@ -63,13 +65,16 @@ def test_matches_refine_on_the_sample_with_the_shipped_model():
     assert np.array_equal(got, expected)
 
 
-@pytest.mark.parametrize("chunks, options", [
-    (32, {}),
-    (48, {"batch_size": 3}),
-    (37, {"paste_changes_only": True, "context": 2.0, "context_cap": 80, "batch_size": 5, "keep_bias": 0.2}),
-    (64, {"clean": False, "pad": 4}),
-    (29, {"keep_bias": 0.1}),  # many changes and specks: the clean-up removes ~1,000 px
-])
+@pytest.mark.parametrize(
+    "chunks, options",
+    [
+        (32, {}),
+        (48, {"batch_size": 3}),
+        (37, {"paste_changes_only": True, "context": 2.0, "context_cap": 80, "batch_size": 5, "keep_bias": 0.2}),
+        (64, {"clean": False, "pad": 4}),
+        (29, {"keep_bias": 0.1}),  # many changes and specks: the clean-up removes ~1,000 px
+    ],
+)
 def test_matches_refine_for_any_chunking(model, chunks, options):
     img, lab = scene()
     expected = refine(img, lab, model=model, mode="instance", seed=5, **options)
@@ -83,13 +88,19 @@ def test_scene_exercises_overlaps_and_clean_up(model):
     from napari_segrefiner.lazy.refine import _as_dask, plan_lazy
 
     img, lab = scene()
-    assert not np.array_equal(refine(img, lab, model=model, mode="instance", seed=5),
-                              refine(img, lab, model=model, mode="instance", seed=5, clean=False))
-    plan = plan_lazy(_as_dask(img, (32, 32, 3)), _as_dask(lab, (32, 32)), config=model.config, seed=5,
-                     steps=(5, 4, 3, 2, 1, 0))
+    assert not np.array_equal(
+        refine(img, lab, model=model, mode="instance", seed=5),
+        refine(img, lab, model=model, mode="instance", seed=5, clean=False),
+    )
+    plan = plan_lazy(
+        _as_dask(img, (32, 32, 3)), _as_dask(lab, (32, 32)), config=model.config, seed=5, steps=(5, 4, 3, 2, 1, 0)
+    )
     boxes = [b for batch in plan.batches for b in batch.boxes]
-    overlaps = sum((a[0] < b[1]) & (b[0] < a[1]) & (a[2] < b[3]) & (b[2] < a[3]) for i, a in enumerate(boxes)
-                   for b in boxes[i + 1 :])
+    overlaps = sum(
+        (a[0] < b[1]) & (b[0] < a[1]) & (a[2] < b[3]) & (b[2] < a[3])
+        for i, a in enumerate(boxes)
+        for b in boxes[i + 1 :]
+    )
     assert overlaps > 10
     assert 7002 not in plan.tables[()].labels[plan.tables[()].area >= model.config.min_area]
 
@@ -144,8 +155,9 @@ def test_reads_only_around_objects(model, monkeypatch):
 
     def spy(self, regions):
         out = original(self, regions)
-        areas.extend(a.shape[-2] * a.shape[-1] if a.ndim == 2 or self.name == "mask" else a.shape[0] * a.shape[1]
-                     for a in out)
+        areas.extend(
+            a.shape[-2] * a.shape[-1] if a.ndim == 2 or self.name == "mask" else a.shape[0] * a.shape[1] for a in out
+        )
         return out
 
     monkeypatch.setattr(lazy_tasks.Source, "read", spy)
@@ -165,7 +177,9 @@ def test_result_is_an_ordinary_dask_array(model, tmp_path):
     result = refine_lazy(img, lab, model=model, seed=1, chunks=40)
     assert result.chunks == ((40, 40, 40, 30), (40, 40, 40, 40, 30))
     assert np.array_equal(result[10:100, 20:90].compute(scheduler="sync"), expected[10:100, 20:90])
-    target = zarr.create_array(store=str(tmp_path / "out.zarr"), shape=result.shape, dtype=result.dtype, chunks=(40, 40))
+    target = zarr.create_array(
+        store=str(tmp_path / "out.zarr"), shape=result.shape, dtype=result.dtype, chunks=(40, 40)
+    )
     da.store(result, target, lock=False, scheduler="sync")
     assert np.array_equal(target[:], expected)
 
@@ -180,11 +194,14 @@ def test_progress_counts_objects(model):
     assert [d for d, _ in seen] == sorted(d for d, _ in seen) and len(seen) == -(-total // 4)
 
 
-@pytest.mark.parametrize("case, error", [
-    ("shape", "does not match"),
-    ("missing_label", "do not occur"),
-    ("steps", "steps"),
-])
+@pytest.mark.parametrize(
+    "case, error",
+    [
+        ("shape", "does not match"),
+        ("missing_label", "do not occur"),
+        ("steps", "steps"),
+    ],
+)
 def test_bad_input_is_refused_before_any_refinement(model, case, error):
     img, lab = scene(n=5, big=False)
     kwargs = {}
@@ -221,8 +238,15 @@ def test_distributed_cluster_matches_threads_and_loads_the_model_once_per_worker
     try:
         client.run(torch.set_num_threads, 1)
         seen = []
-        out = refine_lazy(img, lab, model=str(tiny_checkpoint), device="cpu", client=client,
-                          progress=lambda d, n: seen.append(d), **opts)
+        out = refine_lazy(
+            img,
+            lab,
+            model=str(tiny_checkpoint),
+            device="cpu",
+            client=client,
+            progress=lambda d, n: seen.append(d),
+            **opts,
+        )
         got = client.compute(out).result()
         loads = client.run(model_loads)
         assert np.array_equal(got, expected)

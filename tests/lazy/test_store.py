@@ -11,10 +11,12 @@ from napari_segrefiner.lazy.store import block_regions, pyramid_factors, write_b
 def test_block_regions_cover_the_array_once():
     arr = da.from_array(np.arange(7 * 10).reshape(7, 10), chunks=(3, 4))
     seen = np.zeros((7, 10), int)
+    indices = []
     for idx, ((y0, y1), (x0, x1)), block in block_regions(arr):
         assert np.array_equal(block.compute(), arr[y0:y1, x0:x1].compute())
         seen[y0:y1, x0:x1] += 1
-    assert (seen == 1).all() and idx == (2, 2)
+        indices.append(idx)
+    assert (seen == 1).all() and indices[-1] == (2, 2) and len(indices) == 9
 
 
 def test_pyramid_factors_halve_until_the_smallest_side():

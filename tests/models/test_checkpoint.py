@@ -25,11 +25,10 @@ from torch import nn
 
 from napari_segrefiner.models import checkpoint as ckpt
 from napari_segrefiner.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from napari_segrefiner.models.config import LiteConfig, RefineConfig, UNetConfig
 from napari_segrefiner.models.nets import build_network
-from napari_segrefiner.models.config import LiteConfig, UNetConfig
-from napari_segrefiner.models.config import RefineConfig
-from napari_segrefiner.models.refiner import load_refiner
 from napari_segrefiner.models.nets.unet import UNet
+from napari_segrefiner.models.refiner import load_refiner
 
 # --------------------------------------------------------------------------- #
 # independent key table (sections 1.5 / 2.3; same transcription as tests/test_unet.py,
@@ -39,11 +38,18 @@ EMB = 512
 
 
 def _res(p, cin, cout):
-    d = {f"{p}.in_layers.0.weight": (cin,), f"{p}.in_layers.0.bias": (cin,),
-         f"{p}.in_layers.2.weight": (cout, cin, 3, 3), f"{p}.in_layers.2.bias": (cout,),
-         f"{p}.emb_layers.1.weight": (cout, EMB), f"{p}.emb_layers.1.bias": (cout,),
-         f"{p}.out_layers.0.weight": (cout,), f"{p}.out_layers.0.bias": (cout,),
-         f"{p}.out_layers.3.weight": (cout, cout, 3, 3), f"{p}.out_layers.3.bias": (cout,)}
+    d = {
+        f"{p}.in_layers.0.weight": (cin,),
+        f"{p}.in_layers.0.bias": (cin,),
+        f"{p}.in_layers.2.weight": (cout, cin, 3, 3),
+        f"{p}.in_layers.2.bias": (cout,),
+        f"{p}.emb_layers.1.weight": (cout, EMB),
+        f"{p}.emb_layers.1.bias": (cout,),
+        f"{p}.out_layers.0.weight": (cout,),
+        f"{p}.out_layers.0.bias": (cout,),
+        f"{p}.out_layers.3.weight": (cout, cout, 3, 3),
+        f"{p}.out_layers.3.bias": (cout,),
+    }
     if cin != cout:
         d[f"{p}.skip_connection.weight"] = (cout, cin, 1, 1)
         d[f"{p}.skip_connection.bias"] = (cout,)
@@ -51,8 +57,14 @@ def _res(p, cin, cout):
 
 
 def _attn(p, c):
-    return {f"{p}.norm.weight": (c,), f"{p}.norm.bias": (c,), f"{p}.qkv.weight": (3 * c, c, 1),
-            f"{p}.qkv.bias": (3 * c,), f"{p}.proj_out.weight": (c, c, 1), f"{p}.proj_out.bias": (c,)}
+    return {
+        f"{p}.norm.weight": (c,),
+        f"{p}.norm.bias": (c,),
+        f"{p}.qkv.weight": (3 * c, c, 1),
+        f"{p}.qkv.bias": (3 * c,),
+        f"{p}.proj_out.weight": (c, c, 1),
+        f"{p}.proj_out.bias": (c,),
+    }
 
 
 def _conv3(p, cin, cout):
@@ -60,16 +72,45 @@ def _conv3(p, cin, cout):
 
 
 # encoder (idx, kind, C_in, C_out, attention) and decoder (idx, C_in, C_out, attention, upsample)
-_ENC = [(1, "r", 128, 128, 0), (2, "r", 128, 128, 0), (3, "d", 128, 128, 0), (4, "r", 128, 128, 0),
-        (5, "r", 128, 128, 0), (6, "d", 128, 128, 0), (7, "r", 128, 256, 0), (8, "r", 256, 256, 0),
-        (9, "d", 256, 256, 0), (10, "r", 256, 256, 0), (11, "r", 256, 256, 0), (12, "d", 256, 256, 0),
-        (13, "r", 256, 512, 1), (14, "r", 512, 512, 1), (15, "d", 512, 512, 0), (16, "r", 512, 512, 1),
-        (17, "r", 512, 512, 1)]
-_DEC = [(0, 1024, 512, 1, 0), (1, 1024, 512, 1, 0), (2, 1024, 512, 1, 1), (3, 1024, 512, 1, 0),
-        (4, 1024, 512, 1, 0), (5, 768, 512, 1, 1), (6, 768, 256, 0, 0), (7, 512, 256, 0, 0),
-        (8, 512, 256, 0, 1), (9, 512, 256, 0, 0), (10, 512, 256, 0, 0), (11, 384, 256, 0, 1),
-        (12, 384, 128, 0, 0), (13, 256, 128, 0, 0), (14, 256, 128, 0, 1), (15, 256, 128, 0, 0),
-        (16, 256, 128, 0, 0), (17, 256, 128, 0, 0)]
+_ENC = [
+    (1, "r", 128, 128, 0),
+    (2, "r", 128, 128, 0),
+    (3, "d", 128, 128, 0),
+    (4, "r", 128, 128, 0),
+    (5, "r", 128, 128, 0),
+    (6, "d", 128, 128, 0),
+    (7, "r", 128, 256, 0),
+    (8, "r", 256, 256, 0),
+    (9, "d", 256, 256, 0),
+    (10, "r", 256, 256, 0),
+    (11, "r", 256, 256, 0),
+    (12, "d", 256, 256, 0),
+    (13, "r", 256, 512, 1),
+    (14, "r", 512, 512, 1),
+    (15, "d", 512, 512, 0),
+    (16, "r", 512, 512, 1),
+    (17, "r", 512, 512, 1),
+]
+_DEC = [
+    (0, 1024, 512, 1, 0),
+    (1, 1024, 512, 1, 0),
+    (2, 1024, 512, 1, 1),
+    (3, 1024, 512, 1, 0),
+    (4, 1024, 512, 1, 0),
+    (5, 768, 512, 1, 1),
+    (6, 768, 256, 0, 0),
+    (7, 512, 256, 0, 0),
+    (8, 512, 256, 0, 1),
+    (9, 512, 256, 0, 0),
+    (10, 512, 256, 0, 0),
+    (11, 384, 256, 0, 1),
+    (12, 384, 128, 0, 0),
+    (13, 256, 128, 0, 0),
+    (14, 256, 128, 0, 1),
+    (15, 256, 128, 0, 0),
+    (16, 256, 128, 0, 0),
+    (17, 256, 128, 0, 0),
+]
 
 
 def official_key_shapes() -> dict[str, tuple[int, ...]]:
@@ -124,7 +165,7 @@ def released(tmp_path_factory):
 
 
 def _net_state(state):
-    return {k[len("denoise_model."):]: v for k, v in state.items() if k.startswith("denoise_model.")}
+    return {k[len("denoise_model.") :]: v for k, v in state.items() if k.startswith("denoise_model.")}
 
 
 def _x(n=1, h=32, w=32, seed=0):
@@ -228,8 +269,9 @@ def test_truncated_file(tiny_file, tmp_path):
 
 def test_random_bytes(tmp_path):
     bad = tmp_path / "random.pth"
-    bad.write_bytes(torch.randint(0, 256, (4096,), generator=torch.Generator().manual_seed(0),
-                                  dtype=torch.uint8).numpy().tobytes())
+    bad.write_bytes(
+        torch.randint(0, 256, (4096,), generator=torch.Generator().manual_seed(0), dtype=torch.uint8).numpy().tobytes()
+    )
     with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint"):
         load_refiner(bad)
 
@@ -378,8 +420,13 @@ def test_our_format_wrong_shape_and_missing_key(tmp_path):
     model = build_network(LiteConfig.tiny())
     state = model.state_dict()
     key = "stem1.weight"
-    header = {"format": "napari-segrefiner", "version": 1,
-              "config": {**dataclasses.asdict(LiteConfig.tiny()), "arch": "lite"}, "defaults": {}, "meta": {}}
+    header = {
+        "format": "napari-segrefiner",
+        "version": 1,
+        "config": {**dataclasses.asdict(LiteConfig.tiny()), "arch": "lite"},
+        "defaults": {},
+        "meta": {},
+    }
     p1 = tmp_path / "shape.pt"
     torch.save({**header, "state_dict": {**state, key: torch.zeros(1, 1, 3, 3)}}, p1)
     with pytest.raises(CheckpointError, match="'stem1.weight' has shape"):
@@ -407,8 +454,17 @@ def _our_file(path, config=None, refine=None, **config_changes):
     torch.manual_seed(0)
     model = build_network(LiteConfig.tiny())
     cfg = {**dataclasses.asdict(LiteConfig.tiny()), "arch": "lite", **config_changes} if config is None else config
-    torch.save({"format": "napari-segrefiner", "version": 2, "config": cfg, "state_dict": model.state_dict(),
-                "refine": refine or {}, "meta": {}}, path)  # fmt: skip
+    torch.save(
+        {
+            "format": "napari-segrefiner",
+            "version": 2,
+            "config": cfg,
+            "state_dict": model.state_dict(),
+            "refine": refine or {},
+            "meta": {},
+        },
+        path,
+    )
     return path
 
 

@@ -29,8 +29,10 @@ def tiny_state():
 
 def _ours(path, state, config=TINY, **changes):
     cfg = {**dataclasses.asdict(config), "arch": config.arch, **changes}
-    torch.save({"format": "napari-segrefiner", "version": 2, "config": cfg, "state_dict": state, "refine": {},
-                "meta": {}}, path)
+    torch.save(
+        {"format": "napari-segrefiner", "version": 2, "config": cfg, "state_dict": state, "refine": {}, "meta": {}},
+        path,
+    )
     return path
 
 
@@ -47,7 +49,9 @@ def _refused(path, match):
 
 @pytest.mark.parametrize("steps", [65536, 65, 0, -1])
 def test_timesteps_outside_what_the_schedule_supports_are_refused(tmp_path, tiny_state, steps):
-    _refused(_ours(tmp_path / "t.pt", tiny_state, num_timesteps=steps), r"num_timesteps must hold integers in \[1, 64\]")
+    _refused(
+        _ours(tmp_path / "t.pt", tiny_state, num_timesteps=steps), r"num_timesteps must hold integers in \[1, 64\]"
+    )
 
 
 def test_the_largest_documented_timesteps_load(tmp_path):
@@ -58,19 +62,23 @@ def test_the_largest_documented_timesteps_load(tmp_path):
     assert load_refiner(path, device="cpu").schedule.num_timesteps == 64
 
 
-@pytest.mark.parametrize("changes, match", [
-    ({"model_channels": 4096}, r"model_channels must hold integers in \[1, 512\]"),
-    ({"channel_mult": [1, 32]}, r"channel_mult must hold integers in \[1, 16\]"),
-    ({"channel_mult": [1] * 9}, "channel_mult must have 1 to 8 entries"),
-    ({"num_res_blocks": 17}, r"num_res_blocks must hold integers in \[1, 16\]"),
-    ({"num_heads": 65}, "num_heads"),
-    ({"norm_groups": 129}, "norm_groups"),
-    ({"head_channels": 513}, "head_channels"),
-    ({"stem_channels": [8, 100000]}, "stem_channels"),
-    ({"attention_strides": [512]}, "attention_strides"),
-    ({"model_channels": 512, "channel_mult": [8]}, "at most 2048 channels"),
-    ({"model_channels": 512, "channel_mult": [4] * 8, "num_res_blocks": 16}, "too large"),
-], ids=lambda c: str(c) if isinstance(c, dict) else None)
+@pytest.mark.parametrize(
+    "changes, match",
+    [
+        ({"model_channels": 4096}, r"model_channels must hold integers in \[1, 512\]"),
+        ({"channel_mult": [1, 32]}, r"channel_mult must hold integers in \[1, 16\]"),
+        ({"channel_mult": [1] * 9}, "channel_mult must have 1 to 8 entries"),
+        ({"num_res_blocks": 17}, r"num_res_blocks must hold integers in \[1, 16\]"),
+        ({"num_heads": 65}, "num_heads"),
+        ({"norm_groups": 129}, "norm_groups"),
+        ({"head_channels": 513}, "head_channels"),
+        ({"stem_channels": [8, 100000]}, "stem_channels"),
+        ({"attention_strides": [512]}, "attention_strides"),
+        ({"model_channels": 512, "channel_mult": [8]}, "at most 2048 channels"),
+        ({"model_channels": 512, "channel_mult": [4] * 8, "num_res_blocks": 16}, "too large"),
+    ],
+    ids=lambda c: str(c) if isinstance(c, dict) else None,
+)
 def test_every_stored_network_number_has_a_documented_range(tmp_path, tiny_state, changes, match):
     _refused(_ours(tmp_path / "c.pt", tiny_state, **changes), match)
 

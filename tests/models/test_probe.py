@@ -22,11 +22,14 @@ class Constant(torch.nn.Module):
         return torch.full(shape, self.value)
 
 
-@pytest.mark.parametrize("network, error, match", [
-    (Constant(float("nan")), ValueError, "NaN or infinite logits"),
-    (Constant(0.0, shape=(2, 3, 8, 8)), ValueError, r"not floating-point logits of shape \(2, 1, 32, 32\)"),
-    (torch.nn.Linear(3, 3), TypeError, "is not a SegRefiner network: Linear fails"),
-])
+@pytest.mark.parametrize(
+    "network, error, match",
+    [
+        (Constant(float("nan")), ValueError, "NaN or infinite logits"),
+        (Constant(0.0, shape=(2, 3, 8, 8)), ValueError, r"not floating-point logits of shape \(2, 1, 32, 32\)"),
+        (torch.nn.Linear(3, 3), TypeError, "is not a SegRefiner network: Linear fails"),
+    ],
+)
 def test_what_cannot_refine_is_refused_naming_the_parameter(network, error, match):
     with pytest.raises(error, match=match):
         probe_network(network, num_timesteps=6, name="model")

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from napari_segrefiner import LiteConfig, RefineConfig, Refiner, build_network, iter_refine, load_refiner, refine
-from napari_segrefiner.models import refiner as refiner_mod
-from napari_segrefiner.engine.records import count_records
 from napari_segrefiner.diffusion.scheduler import Schedule
+from napari_segrefiner.engine.records import count_records
+from napari_segrefiner.models import refiner as refiner_mod
 
 
 @pytest.fixture
@@ -121,5 +121,7 @@ def test_registered_released_models_bring_their_options(monkeypatch, tmp_path, t
 
     monkeypatch.setattr(registry, "resolve", lambda name, cache=None, verify=False: tiny_checkpoint)
     assert load_refiner("segrefiner-lr", device="cpu").config.auto_hr_side == 0  # an object-crop model
-    assert load_refiner("segrefiner-hr", device="cpu").config.auto_hr_side == load_refiner(
-        str(tiny_checkpoint), device="cpu").config.auto_hr_side  # fmt: skip
+    assert (
+        load_refiner("segrefiner-hr", device="cpu").config.auto_hr_side
+        == load_refiner(str(tiny_checkpoint), device="cpu").config.auto_hr_side
+    )

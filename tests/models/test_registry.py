@@ -293,8 +293,21 @@ def test_cli_refine_reports_a_mismatch_in_one_line(monkeypatch, tmp_path, tiny_c
 
     tifffile.imwrite(tmp_path / "img.tif", np.zeros((32, 32), np.uint8))
     tifffile.imwrite(tmp_path / "mask.tif", np.pad(np.ones((8, 8), np.uint8), 12))
-    code = main(["refine", str(tmp_path / "img.tif"), str(tmp_path / "mask.tif"), "-o", str(tmp_path / "o.tif"),
-                 "--model", "unit-test", "--device", "cpu"])  # fmt: skip
+    code = main(
+        [
+            "refine",
+            str(tmp_path / "img.tif"),
+            str(tmp_path / "mask.tif"),
+            "-o",
+            str(tmp_path / "o.tif"),
+            "--model",
+            "unit-test",
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "napari-segrefiner download unit-test" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o.tif").exists()
@@ -305,7 +318,7 @@ def test_cli_models_says_which_hashes_are_unknown(capsys):
 
     assert main(["models"]) == 0
     out = capsys.readouterr().out
-    hr = out[out.index("segrefiner-hr"):]
+    hr = out[out.index("segrefiner-hr") :]
     assert "SHA-256 unknown" in hr and "unverified" in hr
-    lr = out[out.index("segrefiner-lr"): out.index("segrefiner-hr")]
+    lr = out[out.index("segrefiner-lr") : out.index("segrefiner-hr")]
     assert LR_SHA[:16] in lr and "verified when first loaded" in lr

@@ -25,7 +25,8 @@ pytestmark = pytest.mark.gui
 from napari.utils import progress  # noqa: E402
 from napari.utils.notifications import notification_manager  # noqa: E402
 
-from napari_segrefiner._napari import _widget, worker as _jobs  # noqa: E402
+from napari_segrefiner._napari import _widget  # noqa: E402
+from napari_segrefiner._napari import worker as _jobs  # noqa: E402
 from napari_segrefiner._napari._widget import SegRefinerWidget  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -164,8 +165,8 @@ def test_run_previews_objects_then_adds_result_and_scrubs(qtbot, monkeypatch, se
 
 
 def test_status_line_counts_objects():
-    from napari_segrefiner.engine.records import RefineStep
     from napari_segrefiner._napari._widget_preview import step_status
+    from napari_segrefiner.engine.records import RefineStep
 
     def status(done, total, plane=0, planes=1):
         step = RefineStep(done - 1, total, "instance", (), done, total, (5, 4, 3, 2, 1, 0), False)

@@ -22,7 +22,8 @@ from _slow_helpers import MANY, SlowNet, many_objects, slow_refiner  # noqa: E40
 from napari.utils.notifications import NotificationSeverity, notification_manager  # noqa: E402
 from qtpy.QtCore import QThreadPool  # noqa: E402
 
-from napari_segrefiner._napari import _widget, worker as _jobs  # noqa: E402
+from napari_segrefiner._napari import _widget  # noqa: E402
+from napari_segrefiner._napari import worker as _jobs  # noqa: E402
 from napari_segrefiner._napari._napari_layers import uncertainty_colormap  # noqa: E402
 from napari_segrefiner._napari._widget import MIN_WIDTH, SegRefinerWidget  # noqa: E402
 from napari_segrefiner._napari.worker import CPU_BATCH_SIZE  # noqa: E402
@@ -321,8 +322,10 @@ def test_the_estimate_uses_the_speed_measured_on_this_computer(qtbot, slow_setup
     widget._speed["segrefiner-lite"] = 0.5  # s per object-step, as if timed by an earlier run
     widget.confirm = lambda text: asked.append(text) and False
     assert widget.start() is None
-    assert asked == [f"{MANY} objects on the CPU: about 15 min (measured on this computer). "
-                     "Refining the selected label or the displayed slice first is quicker. Start anyway?"]  # fmt: skip
+    assert asked == [
+        f"{MANY} objects on the CPU: about 15 min (measured on this computer). "
+        "Refining the selected label or the displayed slice first is quicker. Start anyway?"
+    ]
     # a finished run of >= 10 objects is timed: 20 of the 300
     from napari_segrefiner._napari._widget_run import RunSlots
 

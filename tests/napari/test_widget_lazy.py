@@ -22,12 +22,12 @@ pytestmark = pytest.mark.gui
 from napari.utils import progress  # noqa: E402
 from napari.utils.notifications import notification_manager  # noqa: E402
 
-from napari_segrefiner.lazy import refine as _lazy  # noqa: E402
 from napari_segrefiner import load_refiner, refine  # noqa: E402
 from napari_segrefiner._napari import _napari_menu, lazy_worker  # noqa: E402
 from napari_segrefiner._napari._widget import SegRefinerWidget  # noqa: E402
 from napari_segrefiner._napari._widget_lazy import STORE_KEY, lazy_status  # noqa: E402
 from napari_segrefiner._napari.worker import CPU_BATCH_SIZE  # noqa: E402
+from napari_segrefiner.lazy import refine as _lazy  # noqa: E402
 
 RUN_TIMEOUT = 60_000
 REAL_REFINE_LAZY = _lazy.start_lazy
@@ -49,8 +49,9 @@ def slide(side=512, step=90):
 
 
 def as_zarr(array, path, chunk=128):
-    z = zarr.create_array(store=str(path), shape=array.shape, dtype=array.dtype,
-                          chunks=(chunk, chunk, *array.shape[2:]))  # fmt: skip
+    z = zarr.create_array(
+        store=str(path), shape=array.shape, dtype=array.dtype, chunks=(chunk, chunk, *array.shape[2:])
+    )
     z[...] = array
     return z
 
@@ -92,7 +93,8 @@ def use_tiny(widget, checkpoint, *, image, mask):
 
 
 class Gate:
-    """Wraps start_lazy (refine_lazy of a request): its first progress report waits (inside a dask task) until released."""
+    """Wraps start_lazy (refine_lazy of a request): its first progress report waits (inside a
+    dask task) until released."""
 
     def __init__(self):
         self.first = threading.Event()

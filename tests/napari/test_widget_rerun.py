@@ -21,9 +21,9 @@ from napari.utils.notifications import notification_manager  # noqa: E402
 
 from napari_segrefiner import load_refiner, refine  # noqa: E402
 from napari_segrefiner._napari import worker as _jobs  # noqa: E402
-from napari_segrefiner.io.sample import coarsen_labels, load_nuclei  # noqa: E402
 from napari_segrefiner._napari._widget import SegRefinerWidget  # noqa: E402
 from napari_segrefiner._napari._widget_hints import HINT_COLORS  # noqa: E402
+from napari_segrefiner.io.sample import coarsen_labels, load_nuclei  # noqa: E402
 
 RUN_TIMEOUT = 60_000
 STEPS = 3  # diffusion steps of these runs (quicker than the model's 6): one crop per step per object

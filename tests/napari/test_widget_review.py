@@ -15,10 +15,10 @@ pytest.importorskip("napari")
 pytestmark = pytest.mark.gui
 
 from napari_segrefiner._napari import worker as _jobs  # noqa: E402
-from napari_segrefiner.io.sample import coarsen_labels, load_nuclei  # noqa: E402
 from napari_segrefiner._napari._widget import SegRefinerWidget  # noqa: E402
 from napari_segrefiner._napari._widget_review import FILL, MIN_SIDE  # noqa: E402
 from napari_segrefiner.annotate.review import ReviewQueue  # noqa: E402
+from napari_segrefiner.io.sample import coarsen_labels, load_nuclei  # noqa: E402
 
 RUN_TIMEOUT = 60_000
 # 40 x 50: coarse 1 rows 2-9 x cols 2-11, 2 rows 20-29 x cols 30-44, 3 rows 30-37 x cols 5-14.

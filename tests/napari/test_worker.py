@@ -10,10 +10,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from napari_segrefiner.engine.request import RefineRequest
-from napari_segrefiner.models.cache import ModelCache
 from napari_segrefiner._napari.tracking import StepCounter, sync_bar
 from napari_segrefiner._napari.worker import RefineJob, RefinementError, Update, all_positions, assemble, iter_job
+from napari_segrefiner.engine.request import RefineRequest
+from napari_segrefiner.models.cache import ModelCache
 
 
 @pytest.fixture
@@ -21,9 +21,14 @@ def stack_job(blobs, tiny_model):
     """A 3-plane RGB stack job (every plane has objects) and a model cache holding the tiny net."""
     image, mask = blobs
     masks = np.stack([mask, np.roll(mask, 5, axis=1), np.roll(mask, -4, axis=0)])
-    job = RefineJob(image=np.stack([image] * 3), rgb=True, mask=masks, axes=(1, 2),
-                    positions=all_positions(masks.shape, (1, 2)),
-                    request=RefineRequest(model="tiny", device="cpu", seed=0))  # fmt: skip
+    job = RefineJob(
+        image=np.stack([image] * 3),
+        rgb=True,
+        mask=masks,
+        axes=(1, 2),
+        positions=all_positions(masks.shape, (1, 2)),
+        request=RefineRequest(model="tiny", device="cpu", seed=0),
+    )
     models = ModelCache()
     models.put("tiny", tiny_model, device="cpu")
     return job, models

@@ -13,7 +13,6 @@ from torch.utils.data import DataLoader
 
 from napari_segrefiner.training.data import NativePatches, ObjectCrops, PairFolder
 
-
 # ----------------------------------------------------------------------------- datasets
 
 
@@ -103,8 +102,15 @@ def test_epoch_length_and_weights(binary_folder, label_folder):
 
 
 def test_coarse_at_resized(label_folder):
-    ds = ObjectCrops(label_folder, size=64, coarse_at="resized", coarse_kind="dilate",
-                     coarse_options={"k": 1}, hflip=False, color_jitter=None)
+    ds = ObjectCrops(
+        label_folder,
+        size=64,
+        coarse_at="resized",
+        coarse_kind="dilate",
+        coarse_options={"k": 1},
+        hflip=False,
+        color_jitter=None,
+    )
     item = ds[2]
     _check_item(item, 64)
     assert item["coarse"].sum() > item["fine"].sum()

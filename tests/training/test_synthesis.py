@@ -4,13 +4,22 @@ The CascadePSP-style boundary degradation has its own tests in ``test_perturb.py
 """
 
 import numpy as np
-
-from napari_segrefiner.io.masks import bounding_box
 import pytest
 from _mask_helpers import assert_input_not_mutated, blob, disk, iou, rng, square
 
+from napari_segrefiner.io.masks import bounding_box
 from napari_segrefiner.training import synthesis as syn
-from napari_segrefiner.training.synthesis import CAMPAIGN_PROBABILITIES, COARSE_KINDS, MIXED_PROBABILITIES, dilate_erode, lowres_jitter, lowres_mask, make_coarse, near_perfect, shift_mask
+from napari_segrefiner.training.synthesis import (
+    CAMPAIGN_PROBABILITIES,
+    COARSE_KINDS,
+    MIXED_PROBABILITIES,
+    dilate_erode,
+    lowres_jitter,
+    lowres_mask,
+    make_coarse,
+    near_perfect,
+    shift_mask,
+)
 
 KINDS = COARSE_KINDS  # every kind, including the near-perfect / jitter / campaign ones
 

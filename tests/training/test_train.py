@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from napari_segrefiner import LiteConfig, build_network, load_refiner
-from napari_segrefiner.training.losses import refiner_loss, sobel_kernels, texture_l1
 from napari_segrefiner.diffusion.scheduler import Schedule
+from napari_segrefiner.training.losses import refiner_loss, sobel_kernels, texture_l1
 from napari_segrefiner.training.train import TrainConfig, _step, _window, train
 
 
@@ -97,9 +97,23 @@ def _folder(root, n=6, size=96, seed=0):
 def test_train_writes_best_and_resumable_checkpoints(tmp_path):
     data = _folder(tmp_path / "disks")
     out = tmp_path / "run" / "model.pt"
-    cfg = TrainConfig(data=[str(data)], val=[str(data)], out=str(out), iters=4, batch_size=2, size=64,
-                      arch="lite-tiny", num_workers=0, log_every=2, val_every=2, val_items=2, save_every=2,
-                      warmup=2, patch_fraction=0.5, defaults={"min_area": 16})
+    cfg = TrainConfig(
+        data=[str(data)],
+        val=[str(data)],
+        out=str(out),
+        iters=4,
+        batch_size=2,
+        size=64,
+        arch="lite-tiny",
+        num_workers=0,
+        log_every=2,
+        val_every=2,
+        val_items=2,
+        save_every=2,
+        warmup=2,
+        patch_fraction=0.5,
+        defaults={"min_area": 16},
+    )
     seen = []
     path = train(cfg, progress=lambda step, rec: seen.append(step))
     assert path == out and out.is_file() and out.with_suffix(".last.pt").is_file()

@@ -13,9 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from napari_segrefiner.models.nets import blocks
-from napari_segrefiner.models.nets import build_network
 from napari_segrefiner.models.config import LiteConfig, UNetConfig
+from napari_segrefiner.models.nets import blocks, build_network
 from napari_segrefiner.models.nets.unet import UNet
 
 EMB = 512  # time_embed_dim = 4 x model_channels (section 1.3)
@@ -62,21 +61,44 @@ def _conv3(prefix: str, cin: int, cout: int) -> dict[str, tuple[int, ...]]:
 
 # Section 1.5, transcribed by hand. Encoder: (idx, kind, C_in, C_out, attention?)
 _ENCODER = [
-    (1, "res", 128, 128, False), (2, "res", 128, 128, False), (3, "down", 128, 128, False),
-    (4, "res", 128, 128, False), (5, "res", 128, 128, False), (6, "down", 128, 128, False),
-    (7, "res", 128, 256, False), (8, "res", 256, 256, False), (9, "down", 256, 256, False),
-    (10, "res", 256, 256, False), (11, "res", 256, 256, False), (12, "down", 256, 256, False),
-    (13, "res", 256, 512, True), (14, "res", 512, 512, True), (15, "down", 512, 512, False),
-    (16, "res", 512, 512, True), (17, "res", 512, 512, True),
+    (1, "res", 128, 128, False),
+    (2, "res", 128, 128, False),
+    (3, "down", 128, 128, False),
+    (4, "res", 128, 128, False),
+    (5, "res", 128, 128, False),
+    (6, "down", 128, 128, False),
+    (7, "res", 128, 256, False),
+    (8, "res", 256, 256, False),
+    (9, "down", 256, 256, False),
+    (10, "res", 256, 256, False),
+    (11, "res", 256, 256, False),
+    (12, "down", 256, 256, False),
+    (13, "res", 256, 512, True),
+    (14, "res", 512, 512, True),
+    (15, "down", 512, 512, False),
+    (16, "res", 512, 512, True),
+    (17, "res", 512, 512, True),
 ]
 # Decoder: (idx, C_in (h + skip), C_out, attention?, upsample?)
 _DECODER = [
-    (0, 1024, 512, True, False), (1, 1024, 512, True, False), (2, 1024, 512, True, True),
-    (3, 1024, 512, True, False), (4, 1024, 512, True, False), (5, 768, 512, True, True),
-    (6, 768, 256, False, False), (7, 512, 256, False, False), (8, 512, 256, False, True),
-    (9, 512, 256, False, False), (10, 512, 256, False, False), (11, 384, 256, False, True),
-    (12, 384, 128, False, False), (13, 256, 128, False, False), (14, 256, 128, False, True),
-    (15, 256, 128, False, False), (16, 256, 128, False, False), (17, 256, 128, False, False),
+    (0, 1024, 512, True, False),
+    (1, 1024, 512, True, False),
+    (2, 1024, 512, True, True),
+    (3, 1024, 512, True, False),
+    (4, 1024, 512, True, False),
+    (5, 768, 512, True, True),
+    (6, 768, 256, False, False),
+    (7, 512, 256, False, False),
+    (8, 512, 256, False, True),
+    (9, 512, 256, False, False),
+    (10, 512, 256, False, False),
+    (11, 384, 256, False, True),
+    (12, 384, 128, False, False),
+    (13, 256, 128, False, False),
+    (14, 256, 128, False, True),
+    (15, 256, 128, False, False),
+    (16, 256, 128, False, False),
+    (17, 256, 128, False, False),
 ]
 
 
