@@ -16,8 +16,6 @@ from .report import format_table, write_results
 __all__ = ["add_arguments", "run_from_args"]
 
 
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``napari-segrefiner benchmark``."""
     parser.add_argument(
