@@ -28,11 +28,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
+
+from _gui import machine, sample_viewer
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
@@ -64,22 +65,16 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(HERE / "results" / "rerun.json"))
     args = parser.parse_args(argv)
 
-    import napari
     import numpy as np
     import torch  # before Qt
     from qtpy.QtCore import QTimer
-    from qtpy.QtWidgets import QApplication
     from scipy import ndimage as ndi
 
     from napari_segrefiner._napari import worker as jobs
-    from napari_segrefiner._napari._sample_data import make_sample_data
     from napari_segrefiner._napari._widget import SegRefinerWidget
     from napari_segrefiner.models.threads import available_cores, cpu_threads
 
-    viewer = napari.Viewer(title="bench_rerun", show=True)
-    app = QApplication.instance()
-    for data, kwargs, kind in make_sample_data():
-        getattr(viewer, f"add_{kind}")(data, **kwargs)
+    viewer, app = sample_viewer("bench_rerun")
     mask = viewer.layers[-1]
     widget = SegRefinerWidget(viewer, confirm=lambda text: True)
     viewer.window.add_dock_widget(widget, name="SegRefiner")
@@ -200,13 +195,7 @@ def main(argv=None) -> int:
         "reruns": reruns,
         "result_s": {"median": round(statistics.median(times), 3), "max": round(max(times), 3)} if times else None,
         "goal_s": GOAL_S,
-        "qt_platform": os.environ.get("QT_QPA_PLATFORM", ""),
-        "machine": {
-            "python": platform.python_version(),
-            "napari": napari.__version__,
-            "torch": torch.__version__,
-            "cpu": platform.processor() or platform.machine(),
-        },
+        **machine(),
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(args.out).with_suffix(".json.tmp")

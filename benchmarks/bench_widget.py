@@ -25,11 +25,12 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
+
+from _gui import machine, sample_viewer
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
@@ -76,20 +77,13 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(HERE / "results" / "widget.json"))
     args = parser.parse_args(argv)
 
-    import napari
-    import torch  # before Qt
     from qtpy.QtCore import QTimer
-    from qtpy.QtWidgets import QApplication
 
-    from napari_segrefiner._napari._sample_data import make_sample_data
     from napari_segrefiner._napari._widget import SegRefinerWidget
     from napari_segrefiner._napari.preflight import count_objects
     from napari_segrefiner.models.threads import available_cores, cpu_threads
 
-    viewer = napari.Viewer(title="bench_widget", show=True)
-    app = QApplication.instance()
-    for data, kwargs, kind in make_sample_data():
-        getattr(viewer, f"add_{kind}")(data, **kwargs)
+    viewer, app = sample_viewer("bench_widget")
     mask_name = viewer.layers[-1].name
     widget = SegRefinerWidget(viewer, confirm=lambda text: True)
     viewer.window.add_dock_widget(widget, name="SegRefiner")
@@ -193,14 +187,7 @@ def main(argv=None) -> int:
         "result_s": round(marks["result"] - t0, 2) if done else None,
         "status": marks.get("status"),
         "event_loop_gaps": {"tick_ms": TICK_MS, **gap_stats(ticks, t0, marks)},
-        "gl": "Mesa software (Xvfb)" if platform.system() == "Linux" else "native",
-        "qt_platform": os.environ.get("QT_QPA_PLATFORM", ""),
-        "machine": {
-            "python": platform.python_version(),
-            "napari": napari.__version__,
-            "torch": torch.__version__,
-            "cpu": platform.processor() or platform.machine(),
-        },
+        **machine(),
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")

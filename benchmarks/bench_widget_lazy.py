@@ -33,7 +33,6 @@ import argparse
 import gc
 import json
 import os
-import platform
 import resource
 import shutil
 import sys
@@ -43,6 +42,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _gui import machine
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
@@ -154,7 +154,6 @@ def main(argv=None) -> int:
 
 def measure(root: Path, facts: dict, args) -> dict:
     import napari
-    import torch  # before Qt
     import zarr
     from qtpy.QtCore import Qt, QTimer
     from qtpy.QtWidgets import QApplication
@@ -375,15 +374,7 @@ def measure(root: Path, facts: dict, args) -> dict:
         "cores": available_cores(),
         "gui_threads": cpu_threads("gui"),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0),
-        "gl": "Mesa software (Xvfb)" if platform.system() == "Linux" else "native",
-        "qt_platform": os.environ.get("QT_QPA_PLATFORM", ""),
-        "machine": {
-            "python": platform.python_version(),
-            "napari": napari.__version__,
-            "torch": torch.__version__,
-            "zarr": zarr.__version__,
-            "cpu": platform.processor() or platform.machine(),
-        },
+        **machine(zarr=zarr.__version__),
         "date": time.strftime("%Y-%m-%d"),
     }
 

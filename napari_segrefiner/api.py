@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .engine.records import RefineStep
-from .engine.request import DEFAULT_SEED, RefineRequest
+from .engine.request import DEFAULT_SEED, request_of
 from .engine.run import finish, start
 from .models.refiner import Refiner
 
@@ -128,21 +128,7 @@ def iter_refine(
     UserWarning
         For an empty mask (returned unchanged; no model is loaded).
     """
-    request = RefineRequest(
-        model=model,
-        device=device,
-        mode=mode,
-        steps=steps,
-        seed=seed,
-        labels=None if labels is None else tuple(labels),
-        hints=hints,
-        options=options,
-        previews=previews,
-        autocast=autocast,
-        force=force,
-        order=tuple(order),
-    )
-    return start(image, mask, request, cancel=cancel)
+    return start(image, mask, request_of(locals()), cancel=cancel)  # every parameter but the arrays and cancel
 
 
 def refine(
@@ -219,18 +205,5 @@ def refine(
     iter_refine : the same run, record by record (progress, previews, cancel).
     napari_segrefiner.lazy.refine.refine_lazy : the same result for arrays that do not fit in memory.
     """
-    records = iter_refine(
-        image,
-        mask,
-        model=model,
-        mode=mode,
-        steps=steps,
-        device=device,
-        seed=seed,
-        labels=labels,
-        hints=hints,
-        autocast=autocast,
-        force=force,
-        **options,
-    )
+    records = start(image, mask, request_of(locals()))  # the parameters of iter_refine, but for its records
     return finish(records).mask  # only the last record is kept: the others' objects are folded into it

@@ -83,3 +83,14 @@ def blobs():
         image[(yy - cy) ** 2 + (xx - cx) ** 2 <= 81] = (220, 120, 200)
         mask[cy - 12 : cy + 12, cx - 12 : cx + 12] = value
     return image, mask
+
+
+@pytest.fixture(scope="session")
+def biased_checkpoint(tiny_model, tmp_path_factory):
+    """The tiny network as a checkpoint whose options keep most of the objects (keep_bias;
+    without it the random network erases every object and all outputs look alike)."""
+    from napari_segrefiner import save_checkpoint
+
+    path = tmp_path_factory.mktemp("models") / "tiny-biased.pt"
+    save_checkpoint(path, tiny_model.network, refine=tiny_model.config.replace(keep_bias=0.2))
+    return path

@@ -16,13 +16,10 @@ from __future__ import annotations
 import json
 import os
 import stat
-import subprocess
-import sys
 import threading
 
-import cv2
-import numpy as np
 import pytest
+from _cli_helpers import dead_pid, refine_argv, sample_stores, write_pairs
 
 from napari_segrefiner.cli import folder as cli_folder
 from napari_segrefiner.cli.main import main
@@ -31,59 +28,20 @@ from napari_segrefiner.cli.manifest import MANIFEST, file_id
 REAL_REFINE_FILE = cli_folder.refine_file
 
 
-@pytest.fixture(scope="module")
-def ckpt(tiny_model, tmp_path_factory):
-    from napari_segrefiner import save_checkpoint
-
-    path = tmp_path_factory.mktemp("models") / "tiny-biased.pt"
-    save_checkpoint(path, tiny_model.network, refine=tiny_model.config.replace(keep_bias=0.2))
-    return path
-
-
-def _pairs(root, n=4, shift=0):
-    """images/p*.png and masks<shift>/p*.png: two discs per image, coarse square labels."""
-    images, masks = root / "images", root / f"masks{shift}"
-    images.mkdir(exist_ok=True)
-    masks.mkdir()
-    yy, xx = np.mgrid[:64, :80]
-    for k in range(n):
-        image = np.full((64, 80, 3), 30, np.uint8)
-        mask = np.zeros((64, 80), np.uint8)
-        for v, (cy, cx) in enumerate([(20 + k, 22), (42, 55 - k)], start=1):
-            image[(yy - cy) ** 2 + (xx - cx) ** 2 <= 90] = (220, 120, 200)
-            mask[cy - 11 + shift : cy + 11, cx - 11 : cx + 11 - shift] = v
-        cv2.imwrite(str(images / f"p{k}.png"), image)
-        cv2.imwrite(str(masks / f"p{k}.png"), mask)
-    return images, masks
+@pytest.fixture
+def ckpt(biased_checkpoint):
+    return biased_checkpoint
 
 
 def _args(images, masks, out, ckpt, *extra):
-    return [
-        "refine",
-        str(images),
-        str(masks),
-        "-o",
-        str(out),
-        "--checkpoint",
-        str(ckpt),
-        "--device",
-        "cpu",
-        "--threads",
-        "1",
-        *extra,
-    ]
-
-
-def _dead_pid() -> int:
-    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    return int(done.stdout)
+    return refine_argv(images, masks, out, ckpt, *extra)
 
 
 def test_two_concurrent_runs_into_one_folder_one_refuses_and_the_other_owns_every_file(
     tmp_path, ckpt, monkeypatch, capsys
 ):
-    images, masks_a = _pairs(tmp_path)
-    _, masks_b = _pairs(tmp_path, shift=3)
+    images, masks_a = write_pairs(tmp_path)
+    _, masks_b = write_pairs(tmp_path, shift=3)
     out = tmp_path / "out"
     started, release = threading.Event(), threading.Event()
 
@@ -115,7 +73,7 @@ def test_two_concurrent_runs_into_one_folder_one_refuses_and_the_other_owns_ever
 
 
 def test_folder_mode_never_replaces_a_file_that_appears_during_the_run(tmp_path, ckpt, monkeypatch, capsys):
-    images, masks = _pairs(tmp_path)
+    images, masks = write_pairs(tmp_path)
     out = tmp_path / "out"
 
     def appearing(spec, image_p, mask_p, out_p, opts):
@@ -135,21 +93,8 @@ def test_folder_mode_never_replaces_a_file_that_appears_during_the_run(tmp_path,
 
 
 def _file_args(tmp_path, ckpt, out, *extra):
-    images, masks = _pairs(tmp_path, n=1)
-    return [
-        "refine",
-        str(images / "p0.png"),
-        str(masks / "p0.png"),
-        "-o",
-        str(out),
-        "--checkpoint",
-        str(ckpt),
-        "--device",
-        "cpu",
-        "--threads",
-        "1",
-        *extra,
-    ]
+    images, masks = write_pairs(tmp_path, n=1)
+    return refine_argv(images / "p0.png", masks / "p0.png", out, ckpt, *extra)
 
 
 def test_file_mode_checks_its_output_again_just_before_the_rename(tmp_path, ckpt, monkeypatch, capsys):
@@ -174,7 +119,7 @@ def test_file_mode_sweeps_its_own_leftovers_keeps_the_users_and_gives_normal_mod
     folder = tmp_path / "o"
     folder.mkdir()
     out = folder / "out.tif"
-    dead = _dead_pid()
+    dead = dead_pid()
     stale = folder / f".segrefiner-tmp-{dead}-0badc0de-out.tif"  # what kill -9 during the write left
     other = folder / f".segrefiner-tmp-{dead}-0badc0de-other.tif"  # another output's: not this run's business
     users = [folder / ".out.k2j3h4g5.tmp.tif", folder / ".q000.notes.tmp.png"]
@@ -196,32 +141,12 @@ def test_file_mode_sweeps_its_own_leftovers_keeps_the_users_and_gives_normal_mod
 # ------------------------------------------------------------------------------ zarr mode
 @pytest.fixture
 def stores(tmp_path):
-    import zarr
-
-    from napari_segrefiner._napari._sample_data import make_sample_data
-
-    (img, _, _), (lab, _, _) = make_sample_data()
-    img, lab = img[:128, :128], lab[:128, :128]
-    zarr.create_array(store=str(tmp_path / "img.zarr"), data=img, chunks=(64, 64, 3))
-    zarr.create_array(store=str(tmp_path / "lab.zarr"), data=lab, chunks=(64, 64))
+    sample_stores(tmp_path, side=128)
     return tmp_path
 
 
 def _zargs(root, ckpt, *extra):
-    return [
-        "refine",
-        str(root / "img.zarr"),
-        str(root / "lab.zarr"),
-        "-o",
-        str(root / "out.zarr"),
-        "--checkpoint",
-        str(ckpt),
-        "--device",
-        "cpu",
-        "--threads",
-        "1",
-        *extra,
-    ]
+    return refine_argv(root / "img.zarr", root / "lab.zarr", root / "out.zarr", ckpt, *extra)
 
 
 def test_zarr_killed_then_rerun_keeps_a_user_placed_output(stores, ckpt, monkeypatch, capsys):

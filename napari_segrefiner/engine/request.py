@@ -26,7 +26,7 @@ import torch
 
 from ..models.config import RefineConfig
 
-__all__ = ["DEFAULT_SEED", "LAZY_MODES", "MODES", "PIPELINES", "RefineRequest", "resolve_seed"]
+__all__ = ["DEFAULT_SEED", "LAZY_MODES", "MODES", "PIPELINES", "RefineRequest", "request_of", "resolve_seed"]
 
 DEFAULT_SEED = 0  # every front end (API, lazy, CLI, plugin) refines with this seed unless told otherwise
 PIPELINES = ("instance", "whole", "hr")  # the three pipelines of the engine
@@ -208,3 +208,14 @@ class RefineRequest:
 
 def _rebuild(fields: dict) -> RefineRequest:
     return RefineRequest(**fields)
+
+
+def request_of(arguments: Mapping[str, Any]) -> RefineRequest:
+    """The request a front end's call describes: every field of :class:`RefineRequest` taken from
+    ``arguments`` by name (a function's ``locals()``: its parameters, ``**options`` as ``options``).
+
+    ``refine``, ``iter_refine`` and ``refine_lazy`` name their parameters after the fields, so
+    one call maps them all, and a field added here reaches every front end that takes it.
+    """
+    names = {f.name for f in dataclasses.fields(RefineRequest)}
+    return RefineRequest(**{name: value for name, value in arguments.items() if name in names})

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from ..diffusion.scheduler import timesteps
-from ..engine.request import DEFAULT_SEED, RefineRequest, resolve_seed
+from ..engine.request import DEFAULT_SEED, RefineRequest, request_of, resolve_seed
 from ..models.refiner import as_refiner
 from .checks import check_arrays, check_options
 from .cluster import ModelSpec, Progress, get_client
@@ -145,18 +145,7 @@ def refine_lazy(
     UserWarning
         For an empty mask.
     """
-    request = RefineRequest(
-        model=model,
-        device=device,
-        mode=mode,
-        steps=steps,
-        seed=seed,
-        labels=None if labels is None else tuple(labels),
-        hints=hints,
-        options=options,
-        autocast=autocast,
-        force=force,
-    )
+    request = request_of(locals())  # the fields of the run; chunks, client and progress are the lazy path's
     return start_lazy(image, mask, request, chunks=chunks, client=client, progress=progress)
 
 

@@ -12,6 +12,7 @@ import json
 import cv2
 import numpy as np
 import pytest
+from _cli_helpers import refine_argv, write_pairs
 
 from napari_segrefiner.cli import folder as cli_folder
 from napari_segrefiner.cli.main import main
@@ -21,50 +22,20 @@ N = 6
 REAL_REFINE_FILE = cli_folder.refine_file
 
 
-@pytest.fixture(scope="module")
-def ckpt(tiny_model, tmp_path_factory):
-    """The tiny network as a checkpoint whose options keep most of the objects (keep_bias;
-    without it the random network erases every object and all outputs look alike)."""
-    from napari_segrefiner import save_checkpoint
-
-    path = tmp_path_factory.mktemp("models") / "tiny-biased.pt"
-    save_checkpoint(path, tiny_model.network, refine=tiny_model.config.replace(keep_bias=0.2))
-    return path
+@pytest.fixture
+def ckpt(biased_checkpoint):
+    return biased_checkpoint
 
 
 @pytest.fixture
 def pairs(tmp_path):
     """images/p0..p5.png and masks/p0..p5.png: two discs per image, coarse square labels."""
-    images, masks = tmp_path / "images", tmp_path / "masks"
-    images.mkdir()
-    masks.mkdir()
-    yy, xx = np.mgrid[:64, :80]
-    for k in range(N):
-        image = np.full((64, 80, 3), 30, np.uint8)
-        mask = np.zeros((64, 80), np.uint8)
-        for v, (cy, cx) in enumerate([(20 + k, 22), (42, 55 - k)], start=1):
-            image[(yy - cy) ** 2 + (xx - cx) ** 2 <= 90] = (220, 120, 200)
-            mask[cy - 11 : cy + 11, cx - 11 : cx + 11] = v
-        cv2.imwrite(str(images / f"p{k}.png"), image)
-        cv2.imwrite(str(masks / f"p{k}.png"), mask)
+    write_pairs(tmp_path, n=N)
     return tmp_path
 
 
 def _args(root, ckpt, *extra):
-    return [
-        "refine",
-        str(root / "images"),
-        str(root / "masks"),
-        "-o",
-        str(root / "out"),
-        "--checkpoint",
-        str(ckpt),
-        "--device",
-        "cpu",
-        "--threads",
-        "1",
-        *extra,
-    ]
+    return refine_argv(root / "images", root / "masks", root / "out", ckpt, *extra)
 
 
 def _listing(folder):

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 import tifffile
+from _cli_helpers import refine_argv
 
 from napari_segrefiner.cli.main import main
 
@@ -29,24 +30,7 @@ def _pair(tmp_path, name="a", labels=False):
 def test_refine_binary_png(tmp_path, tiny_checkpoint, capsys):
     img, msk, mask = _pair(tmp_path)
     out = tmp_path / "out.png"
-    assert (
-        main(
-            [
-                "refine",
-                str(img),
-                str(msk),
-                "-o",
-                str(out),
-                "--checkpoint",
-                str(tiny_checkpoint),
-                "--device",
-                "cpu",
-                "--threads",
-                "1",
-            ]
-        )
-        == 0
-    )
+    assert main(refine_argv(img, msk, out, tiny_checkpoint)) == 0
     got = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
     assert got.shape == mask.shape and got.dtype == np.uint8 and set(np.unique(got)) <= {0, 255}
     assert "mode=instance" in capsys.readouterr().out
@@ -56,26 +40,7 @@ def test_refine_keeps_labels_in_16bit_png_and_tif(tmp_path, tiny_checkpoint):
     img, msk, mask = _pair(tmp_path, labels=True)
     for ext in (".png", ".tif", ".npy"):
         out = tmp_path / f"out{ext}"
-        assert (
-            main(
-                [
-                    "refine",
-                    str(img),
-                    str(msk),
-                    "-o",
-                    str(out),
-                    "--checkpoint",
-                    str(tiny_checkpoint),
-                    "--device",
-                    "cpu",
-                    "--threads",
-                    "1",
-                    "--mode",
-                    "instance",
-                ]
-            )
-            == 0
-        )
+        assert main(refine_argv(img, msk, out, tiny_checkpoint, "--mode", "instance")) == 0
         got = (
             np.load(out)
             if ext == ".npy"
@@ -101,24 +66,7 @@ def test_folder_mode_matches_pairs_by_name(tmp_path, tiny_checkpoint, capsys):
     images, masks = _folders(tmp_path)
     (images / "orphan.png").write_bytes((images / "one.png").read_bytes())
     out = tmp_path / "refined"
-    assert (
-        main(
-            [
-                "refine",
-                str(images),
-                str(masks),
-                "-o",
-                str(out),
-                "--checkpoint",
-                str(tiny_checkpoint),
-                "--device",
-                "cpu",
-                "--threads",
-                "1",
-            ]
-        )
-        == 0
-    )
+    assert main(refine_argv(images, masks, out, tiny_checkpoint)) == 0
     assert sorted(p.name for p in out.iterdir()) == ["one.png", "segrefiner-manifest.json", "two.png"]
     assert "refined 2/2" in capsys.readouterr().out
 
@@ -367,24 +315,7 @@ def test_folder_mode_lists_unmatched_names(layout, tiny_checkpoint, capsys):
     (layout / "images" / "lonely.png").write_bytes((layout / "images" / "one.png").read_bytes())
     (layout / "masks" / "orphan.png").write_bytes((layout / "masks" / "one.png").read_bytes())
     out = layout / "refined"
-    assert (
-        main(
-            [
-                "refine",
-                str(layout / "images"),
-                str(layout / "masks"),
-                "-o",
-                str(out),
-                "--checkpoint",
-                str(tiny_checkpoint),
-                "--device",
-                "cpu",
-                "--threads",
-                "1",
-            ]
-        )
-        == 0
-    )
+    assert main(refine_argv(layout / "images", layout / "masks", out, tiny_checkpoint)) == 0
     err = capsys.readouterr().err
     assert "1 image(s) without a mask" in err and "lonely.png" in err
     assert "1 mask(s) without an image" in err and "orphan.png" in err
@@ -411,24 +342,7 @@ def test_an_empty_mask_is_written_unchanged_with_a_note(tmp_path, tiny_checkpoin
     img, msk, _ = _pair(tmp_path)
     cv2.imwrite(str(msk), np.zeros((64, 80), np.uint8))
     out = tmp_path / "o.png"
-    assert (
-        main(
-            [
-                "refine",
-                str(img),
-                str(msk),
-                "-o",
-                str(out),
-                "--checkpoint",
-                str(tiny_checkpoint),
-                "--device",
-                "cpu",
-                "--threads",
-                "1",
-            ]
-        )
-        == 0
-    )
+    assert main(refine_argv(img, msk, out, tiny_checkpoint)) == 0
     assert "warning: mask is empty" in capsys.readouterr().err
     assert cv2.imread(str(out), cv2.IMREAD_UNCHANGED).max() == 0
 
@@ -437,24 +351,7 @@ def test_folder_mode_writes_the_empty_result_of_an_image_without_objects(tmp_pat
     images, masks = _folders(tmp_path)
     cv2.imwrite(str(masks / "two.png"), np.zeros((64, 80), np.uint8))  # an image with no object
     out = tmp_path / "refined"
-    assert (
-        main(
-            [
-                "refine",
-                str(images),
-                str(masks),
-                "-o",
-                str(out),
-                "--checkpoint",
-                str(tiny_checkpoint),
-                "--device",
-                "cpu",
-                "--threads",
-                "1",
-            ]
-        )
-        == 0
-    )
+    assert main(refine_argv(images, masks, out, tiny_checkpoint)) == 0
     captured = capsys.readouterr()
     assert "refined 2/2" in captured.out and "note on two.png: mask is empty" in captured.err
     assert cv2.imread(str(out / "two.png"), cv2.IMREAD_UNCHANGED).max() == 0

@@ -7,20 +7,16 @@ import json
 
 import numpy as np
 import pytest
+from _cli_helpers import refine_argv, sample_stores
 
 from napari_segrefiner.cli.main import main
 from napari_segrefiner.cli.manifest import MANIFEST
 from napari_segrefiner.cli.zarr_mode import is_zarr
 
 
-@pytest.fixture(scope="module")
-def ckpt(tiny_model, tmp_path_factory):
-    """The tiny network as a checkpoint whose options keep most of the objects."""
-    from napari_segrefiner import save_checkpoint
-
-    path = tmp_path_factory.mktemp("models") / "tiny-biased.pt"
-    save_checkpoint(path, tiny_model.network, refine=tiny_model.config.replace(keep_bias=0.2))
-    return path
+@pytest.fixture
+def ckpt(biased_checkpoint):
+    return biased_checkpoint
 
 
 def test_is_zarr_names_stores_and_folders_with_zarr_metadata(tmp_path):
@@ -32,33 +28,11 @@ def test_is_zarr_names_stores_and_folders_with_zarr_metadata(tmp_path):
 
 @pytest.fixture
 def stores(tmp_path):
-    import zarr
-
-    from napari_segrefiner._napari._sample_data import make_sample_data
-
-    (img, _, _), (lab, _, _) = make_sample_data()
-    zarr.create_array(store=str(tmp_path / "img.zarr"), data=img, chunks=(64, 64, 3))
-    zarr.create_array(store=str(tmp_path / "lab.zarr"), data=lab, chunks=(64, 64))
-    return tmp_path, img, lab
+    return (tmp_path, *sample_stores(tmp_path))
 
 
 def _zargs(root, ckpt, *extra):
-    return [
-        "refine",
-        str(root / "img.zarr"),
-        str(root / "lab.zarr"),
-        "-o",
-        str(root / "out.zarr"),
-        "--checkpoint",
-        str(ckpt),
-        "--device",
-        "cpu",
-        "--threads",
-        "1",
-        "--seed",
-        "3",
-        *extra,
-    ]
+    return refine_argv(root / "img.zarr", root / "lab.zarr", root / "out.zarr", ckpt, "--seed", "3", *extra)
 
 
 def test_zarr_mode_is_chunk_wise_resumable_and_matches_refine(stores, tiny_model, ckpt, monkeypatch):

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import os
 import stat
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from _cli_helpers import dead_pid
 
 from napari_segrefiner.io import atomic
 from napari_segrefiner.io import files as io
@@ -31,12 +30,6 @@ def umask022():
 
 def _mode(path) -> int:
     return stat.S_IMODE(os.stat(path).st_mode)
-
-
-def _dead_pid() -> int:
-    """The id of a process that has just ended (not reused within the test)."""
-    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    return int(done.stdout)
 
 
 @pytest.mark.parametrize("umask, expected", [(0o022, 0o644), (0o027, 0o640), (0o077, 0o600)])
@@ -128,7 +121,7 @@ def test_temporary_names_carry_the_prefix_the_pid_and_the_extension(tmp_path):
 
 
 def test_sweep_removes_only_the_tools_temporaries_of_dead_processes(tmp_path):
-    dead = _dead_pid()
+    dead = dead_pid()
     gone = [f"{TEMP_PREFIX}{dead}-0badc0de-n07.png", f"{TEMP_PREFIX}{dead}-12345678-segrefiner-manifest.json"]
     kept = [
         f"{TEMP_PREFIX}{os.getpid()}-0badc0de-n07.png",  # this process is still writing it
@@ -150,4 +143,4 @@ def test_sweep_removes_only_the_tools_temporaries_of_dead_processes(tmp_path):
 
 
 def test_pid_running():
-    assert atomic.pid_running(os.getpid()) and not atomic.pid_running(_dead_pid()) and not atomic.pid_running(0)
+    assert atomic.pid_running(os.getpid()) and not atomic.pid_running(dead_pid()) and not atomic.pid_running(0)

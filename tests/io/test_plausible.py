@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from _cli_helpers import refine_argv
 
 from napari_segrefiner import refine, refine_lazy
 from napari_segrefiner.cli.main import main
@@ -64,25 +65,7 @@ def test_force_runs_an_implausible_mask_and_the_scan_is_linear(tmp_path, tiny_ch
     photo = tmp_path / "photo.png"
     cv2.imwrite(str(photo), _photo(96)[..., ::-1])
     out = tmp_path / "out.tif"
-    assert (
-        main(
-            [
-                "refine",
-                str(photo),
-                str(photo),
-                "-o",
-                str(out),
-                "--checkpoint",
-                str(tiny_checkpoint),
-                "--device",
-                "cpu",
-                "--threads",
-                "1",
-                "--force",
-            ]
-        )
-        == 0
-    )
+    assert main(refine_argv(photo, photo, out, tiny_checkpoint, "--force")) == 0
     assert out.is_file()
     labels = np.arange(1, 512 * 512 + 1, dtype=np.int32).reshape(512, 512)  # 262,144 one-pixel labels
     start = time.perf_counter()
@@ -165,9 +148,17 @@ def test_refine_lazy_checks_its_other_options(tiny_model, blobs, kwargs, error, 
     ],
 )
 def test_refine_checks_its_flags(tiny_model, blobs, kwargs, error, match):
+    from napari_segrefiner import iter_refine
+
     image, mask = blobs
     with pytest.raises(error, match=match):
-        refine(image, mask, model=tiny_model, **kwargs)
+        iter_refine(image, mask, model=tiny_model, **kwargs)
+    if "previews" in kwargs or "cancel" in kwargs:  # iter_refine's own: refine has no such parameter
+        with pytest.raises(TypeError, match=rf"unknown options \['{next(iter(kwargs))}'\]"):
+            refine(image, mask, model=tiny_model, **kwargs)
+    else:
+        with pytest.raises(error, match=match):
+            refine(image, mask, model=tiny_model, **kwargs)
 
 
 class _WrongShape(torch.nn.Module):

@@ -21,6 +21,7 @@ import zipfile
 
 import pytest
 import torch
+from _released_unet import official_key_shapes
 from torch import nn
 
 from napari_segrefiner.models import checkpoint as ckpt
@@ -29,109 +30,6 @@ from napari_segrefiner.models.config import LiteConfig, RefineConfig, UNetConfig
 from napari_segrefiner.models.nets import build_network
 from napari_segrefiner.models.nets.unet import UNet
 from napari_segrefiner.models.refiner import load_refiner
-
-# --------------------------------------------------------------------------- #
-# independent key table (sections 1.5 / 2.3; same transcription as tests/test_unet.py,
-# duplicated on purpose so that each test file stands alone)
-# --------------------------------------------------------------------------- #
-EMB = 512
-
-
-def _res(p, cin, cout):
-    d = {
-        f"{p}.in_layers.0.weight": (cin,),
-        f"{p}.in_layers.0.bias": (cin,),
-        f"{p}.in_layers.2.weight": (cout, cin, 3, 3),
-        f"{p}.in_layers.2.bias": (cout,),
-        f"{p}.emb_layers.1.weight": (cout, EMB),
-        f"{p}.emb_layers.1.bias": (cout,),
-        f"{p}.out_layers.0.weight": (cout,),
-        f"{p}.out_layers.0.bias": (cout,),
-        f"{p}.out_layers.3.weight": (cout, cout, 3, 3),
-        f"{p}.out_layers.3.bias": (cout,),
-    }
-    if cin != cout:
-        d[f"{p}.skip_connection.weight"] = (cout, cin, 1, 1)
-        d[f"{p}.skip_connection.bias"] = (cout,)
-    return d
-
-
-def _attn(p, c):
-    return {
-        f"{p}.norm.weight": (c,),
-        f"{p}.norm.bias": (c,),
-        f"{p}.qkv.weight": (3 * c, c, 1),
-        f"{p}.qkv.bias": (3 * c,),
-        f"{p}.proj_out.weight": (c, c, 1),
-        f"{p}.proj_out.bias": (c,),
-    }
-
-
-def _conv3(p, cin, cout):
-    return {f"{p}.weight": (cout, cin, 3, 3), f"{p}.bias": (cout,)}
-
-
-# encoder (idx, kind, C_in, C_out, attention) and decoder (idx, C_in, C_out, attention, upsample)
-_ENC = [
-    (1, "r", 128, 128, 0),
-    (2, "r", 128, 128, 0),
-    (3, "d", 128, 128, 0),
-    (4, "r", 128, 128, 0),
-    (5, "r", 128, 128, 0),
-    (6, "d", 128, 128, 0),
-    (7, "r", 128, 256, 0),
-    (8, "r", 256, 256, 0),
-    (9, "d", 256, 256, 0),
-    (10, "r", 256, 256, 0),
-    (11, "r", 256, 256, 0),
-    (12, "d", 256, 256, 0),
-    (13, "r", 256, 512, 1),
-    (14, "r", 512, 512, 1),
-    (15, "d", 512, 512, 0),
-    (16, "r", 512, 512, 1),
-    (17, "r", 512, 512, 1),
-]
-_DEC = [
-    (0, 1024, 512, 1, 0),
-    (1, 1024, 512, 1, 0),
-    (2, 1024, 512, 1, 1),
-    (3, 1024, 512, 1, 0),
-    (4, 1024, 512, 1, 0),
-    (5, 768, 512, 1, 1),
-    (6, 768, 256, 0, 0),
-    (7, 512, 256, 0, 0),
-    (8, 512, 256, 0, 1),
-    (9, 512, 256, 0, 0),
-    (10, 512, 256, 0, 0),
-    (11, 384, 256, 0, 1),
-    (12, 384, 128, 0, 0),
-    (13, 256, 128, 0, 0),
-    (14, 256, 128, 0, 1),
-    (15, 256, 128, 0, 0),
-    (16, 256, 128, 0, 0),
-    (17, 256, 128, 0, 0),
-]
-
-
-def official_key_shapes() -> dict[str, tuple[int, ...]]:
-    d = {"time_embed.weight": (6, EMB), **_conv3("input_blocks.0.0", 4, 128)}
-    for i, kind, cin, cout, att in _ENC:
-        if kind == "d":
-            d.update(_conv3(f"input_blocks.{i}.0.op", cin, cout))
-        else:
-            d.update(_res(f"input_blocks.{i}.0", cin, cout))
-            if att:
-                d.update(_attn(f"input_blocks.{i}.1", cout))
-    d.update({**_res("middle_block.0", 512, 512), **_attn("middle_block.1", 512), **_res("middle_block.2", 512, 512)})
-    for i, cin, cout, att, up in _DEC:
-        d.update(_res(f"output_blocks.{i}.0", cin, cout))
-        if att:
-            d.update(_attn(f"output_blocks.{i}.1", cout))
-        if up:
-            d.update(_conv3(f"output_blocks.{i}.{2 if att else 1}.conv", cout, cout))
-    d.update({"out.0.weight": (128,), "out.0.bias": (128,), **_conv3("out.2", 128, 1)})
-    return d
-
 
 # Section 2.2: Sobel kernels of the texture loss, divided by 4.
 SOBEL_X = torch.tensor([[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]]).div(4).view(1, 1, 3, 3)
