@@ -143,6 +143,8 @@ def refine(
     labels: Iterable[int] | None = None,
     hints: np.ndarray | None = None,
     autocast: bool = False,
+    cancel: Callable[[], bool] | None = None,
+    order: Iterable[int] = (),
     force: bool = False,
     **options: Any,
 ) -> np.ndarray:
@@ -177,6 +179,11 @@ def refine(
         Annotator hints (0 free, 1 object, 2 background), held in every step and in the result.
     autocast : bool
         bfloat16 autocast on CUDA.
+    cancel : callable, optional
+        Asked before every network batch; True stops the run
+        (:class:`~napari_segrefiner.diffusion.sampling.RefineCancelled`).
+    order : iterable of int
+        Labels refined first (the result is composed in label order).
     force : bool
         Refine an implausible mask or run anyway (:mod:`napari_segrefiner.io.plausible`).
     **options
@@ -205,5 +212,5 @@ def refine(
     iter_refine : the same run, record by record (progress, previews, cancel).
     napari_segrefiner.lazy.refine.refine_lazy : the same result for arrays that do not fit in memory.
     """
-    records = start(image, mask, request_of(locals()))  # the parameters of iter_refine, but for its records
+    records = start(image, mask, request_of(locals()), cancel=cancel)  # iter_refine's, but for previews
     return finish(records).mask  # only the last record is kept: the others' objects are folded into it

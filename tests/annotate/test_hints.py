@@ -172,6 +172,7 @@ def nuclei():
     return image, coarse, hints, big
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["instance", "whole", "hr"])
 def test_hints_hold_in_every_step_on_real_nuclei(nuclei, mode):
     image, coarse, hints, big = nuclei
@@ -188,6 +189,7 @@ def test_hints_hold_in_every_step_on_real_nuclei(nuclei, mode):
     assert set(records[-1].uncertainty) == ({big} if mode == "hr" else set(np.unique(coarse)[1:].tolist()))
 
 
+@pytest.mark.slow
 def test_without_hints_the_network_would_have_done_otherwise(nuclei):
     """The real-data hints above contradict the model: without them it keeps the nucleus whole."""
     image, coarse, hints, big = nuclei

@@ -80,6 +80,7 @@ def test_interrupted_run_resumes_without_redoing_finished_files(pairs, ckpt, mon
     assert third.calls == [] and _listing(out) == after  # everything done: nothing is touched
 
 
+@pytest.mark.slow
 def test_killed_run_leaves_no_partial_output_and_a_rerun_keeps_a_user_placed_file(tmp_path, ckpt):
     """kill -9 a real process after 3 of 8 outputs; a file the user then copies to an output
     the run had not written yet is refused, not replaced; the rerun that goes on sweeps what
@@ -199,6 +200,7 @@ def test_an_edited_manifest_entry_never_makes_a_file_the_tools_own(pairs, ckpt, 
     assert all(p.read_bytes() == b"the user's" for p in users)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("change", ["foreign_file", "edited_output", "other_seed", "changed_input"])
 def test_outputs_the_run_did_not_make_are_still_refused(pairs, ckpt, change, capsys):
     out = pairs / "out"
@@ -225,6 +227,7 @@ def test_outputs_the_run_did_not_make_are_still_refused(pairs, ckpt, change, cap
     assert main(_args(pairs, ckpt, *extra, "--overwrite")) == 0
 
 
+@pytest.mark.slow
 def test_workers_run_on_a_local_cluster_with_the_same_results(pairs, ckpt):
     pytest.importorskip("distributed")
     assert main(_args(pairs, ckpt)) == 0

@@ -279,7 +279,7 @@ def test_clean_option_drops_a_stray_speck_and_fills_a_pinhole():
     red = coarse > 0
     red[5, 90] = True  # a stray pixel the oracle calls foreground (inside the crop, off the object)
     red[40, 50] = False  # a pinhole the oracle calls background
-    kw = dict(model=Oracle(), seed=0, device="cpu", mode="instance", previews=False)
+    kw = dict(model=Oracle(), seed=0, device="cpu", mode="instance")
     raw = refine(rgb_from_truth(red), coarse, clean=False, **kw)
     cleaned = refine(rgb_from_truth(red), coarse, **kw)  # clean=True is the default
     assert raw[5, 90] == 3 and raw[40, 50] == 0  # the oracle really made both

@@ -49,6 +49,7 @@ def scene(shape=(150, 190), n=26, seed=0, big=True):
     return img, lab
 
 
+@pytest.mark.slow
 def test_matches_refine_on_the_sample_with_the_shipped_model():
     """The acceptance check: the shipped model, the sample, chunks of 64 px (its 21 nuclei
     cross chunk borders), 3 network batches: bit-identical to the in-memory result."""
@@ -105,6 +106,7 @@ def test_scene_exercises_overlaps_and_clean_up(model):
     assert 7002 not in plan.tables[()].labels[plan.tables[()].area >= model.config.min_area]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["uint16_gray", "float_rgba", "unit_float", "bool_mask", "labels_subset", "zarr"])
 def test_inputs_like_refine(model, kind, tmp_path):
     img, lab = scene(seed=1)
@@ -226,6 +228,7 @@ def test_object_maps_are_compact_and_exact():
     assert m.nbytes < v.nbytes
 
 
+@pytest.mark.slow
 def test_distributed_cluster_matches_threads_and_loads_the_model_once_per_worker(tiny_checkpoint):
     distributed = pytest.importorskip("distributed")
     from napari_segrefiner.lazy.cluster import local_cluster, model_loads

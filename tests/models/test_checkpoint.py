@@ -74,6 +74,7 @@ def _x(n=1, h=32, w=32, seed=0):
 # --------------------------------------------------------------------------- #
 # released layout
 # --------------------------------------------------------------------------- #
+@pytest.mark.slow
 def test_released_layout_loads_strictly_and_matches_in_memory_model(released):
     path, state = released
     assert path.stat().st_size < 40e6  # shared storage (see module docstring)

@@ -66,6 +66,7 @@ def test_reader_claims_only_mask_like_names(manifest):
     assert not any(claims(n) for n in ["photo.png", "stack.tif", "array.npy", "mask.jpg"])
 
 
+@pytest.mark.slow
 @pytest.mark.gui
 def test_dock_widget_and_sample_data(make_napari_viewer):
     from napari_segrefiner._napari._widget import SegRefinerWidget

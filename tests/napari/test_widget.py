@@ -91,6 +91,7 @@ def shown(w) -> bool:
     return not w.native.isHidden()
 
 
+@pytest.mark.slow
 def test_run_previews_objects_then_adds_result_and_scrubs(qtbot, monkeypatch, setup):
     from napari_segrefiner.engine.records import replay
 
@@ -176,6 +177,7 @@ def test_status_line_counts_objects():
     assert status(1, 3, plane=1, planes=3) == "slice 2/3 · refining: 1 of 3 objects done"
 
 
+@pytest.mark.slow
 def test_cancel_mid_run_leaves_layers_as_they_were(qtbot, monkeypatch, setup):
     viewer, widget, labels = setup
     before, original = layer_names(viewer), labels.data.copy()
@@ -200,6 +202,7 @@ def test_cancel_mid_run_leaves_layers_as_they_were(qtbot, monkeypatch, setup):
     assert list(viewer.layers.selection) == [labels] and viewer.layers.selection.active is labels  # restored
 
 
+@pytest.mark.slow
 def test_errors_are_reported_and_the_widget_recovers(qtbot, monkeypatch, setup):
     viewer, widget, labels = setup
     before = layer_names(viewer)
@@ -231,6 +234,7 @@ def test_errors_are_reported_and_the_widget_recovers(qtbot, monkeypatch, setup):
     assert "mask refined" in viewer.layers
 
 
+@pytest.mark.slow
 def test_run_cannot_start_a_second_worker(qtbot, monkeypatch, setup):
     viewer, widget, labels = setup
     created = []
@@ -252,6 +256,7 @@ def test_run_cannot_start_a_second_worker(qtbot, monkeypatch, setup):
     assert len(created) == 1 and gate.calls == 1
 
 
+@pytest.mark.slow
 def test_replace_input_is_one_undo_step(qtbot, setup):
     viewer, widget, labels = setup
     original = labels.data.copy()
@@ -267,6 +272,7 @@ def test_replace_input_is_one_undo_step(qtbot, setup):
     np.testing.assert_array_equal(labels.data, refined)
 
 
+@pytest.mark.slow
 def test_stack_refines_displayed_or_all_slices(qtbot, make_napari_viewer, tiny_checkpoint, blobs):
     viewer = make_napari_viewer()
     image, mask = blobs
@@ -292,6 +298,7 @@ def test_stack_refines_displayed_or_all_slices(qtbot, make_napari_viewer, tiny_c
         np.testing.assert_array_equal(viewer.layers["stack steps"].data[1], 0)
 
 
+@pytest.mark.slow
 def test_new_coarse_mask_and_image_layer_as_mask(qtbot, setup):
     viewer, widget, labels = setup
     layer = widget.new_coarse_mask()
@@ -307,6 +314,7 @@ def test_new_coarse_mask_and_image_layer_as_mask(qtbot, setup):
     assert viewer.layers["binary refined"]._type_string == "labels"
 
 
+@pytest.mark.slow
 def test_model_choices_missing_model_and_download(qtbot, monkeypatch, setup, tmp_path):
     viewer, widget, labels = setup
     from napari_segrefiner.models import registry
@@ -354,6 +362,7 @@ def test_model_choices_missing_model_and_download(qtbot, monkeypatch, setup, tmp
     assert widget._choice.status.value == "downloaded"
 
 
+@pytest.mark.slow
 def test_closing_the_widget_stops_the_worker(qtbot, monkeypatch, setup):
     viewer, widget, labels = setup
     before = layer_names(viewer)
@@ -369,6 +378,7 @@ def test_closing_the_widget_stops_the_worker(qtbot, monkeypatch, setup):
     assert layer_names(viewer) == before
 
 
+@pytest.mark.slow
 def test_closing_the_viewer_stops_the_worker(qtbot, monkeypatch, setup):
     viewer, widget, labels = setup
     gate = Gate()

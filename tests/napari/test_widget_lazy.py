@@ -110,6 +110,7 @@ class Gate:
         return REAL_REFINE_LAZY(*args, progress=report, **kwargs)
 
 
+@pytest.mark.slow
 def test_lazy_mode_is_chosen_for_zarr_masks_and_disables_what_it_lacks(qtbot, lazy_setup):
     viewer, widget, layer, (_, labels), _ = lazy_setup
     assert widget.lazy_reason() == "zarr-backed"
@@ -142,6 +143,7 @@ def test_lazy_mode_is_chosen_for_zarr_masks_and_disables_what_it_lacks(qtbot, la
     assert not widget.busy
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backing", ["zarr", "dask"])
 def test_lazy_run_gives_a_store_backed_layer_equal_to_refine(qtbot, lazy_setup, tiny_checkpoint, backing):
     viewer, widget, layer, (image, labels), out = lazy_setup
@@ -223,6 +225,7 @@ def test_closing_the_dock_mid_run_cancels_and_removes_the_store(qtbot, monkeypat
     assert layer_names(viewer) == before and layer.editable and stores(out) == []
 
 
+@pytest.mark.slow
 def test_a_failed_run_reports_and_removes_its_store(qtbot, monkeypatch, lazy_setup):
     viewer, widget, layer, _, out = lazy_setup
     before = layer_names(viewer)
@@ -244,6 +247,7 @@ def test_a_failed_run_reports_and_removes_its_store(qtbot, monkeypatch, lazy_set
     assert widget._status.value == "failed (see notification)"
 
 
+@pytest.mark.slow
 def test_stack_displayed_slice_and_pyramid_levels(qtbot, monkeypatch, make_napari_viewer, tiny_checkpoint, tmp_path):
     viewer = make_napari_viewer()
     image, labels = slide(side=256, step=70)

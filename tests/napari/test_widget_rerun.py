@@ -78,6 +78,7 @@ def snapshot(viewer):
     return {layer.name: np.array(layer.data, copy=True) for layer in viewer.layers}
 
 
+@pytest.mark.slow
 def test_a_rerun_after_editing_one_object_refines_exactly_that_object(qtbot, nuclei):
     viewer, widget, mask, net, image = nuclei
     run(qtbot, widget)
@@ -120,6 +121,7 @@ def test_a_rerun_after_editing_one_object_refines_exactly_that_object(qtbot, nuc
     np.testing.assert_array_equal(result.data, first)
 
 
+@pytest.mark.slow
 def test_nothing_changed_removed_objects_and_re_refine_selected(qtbot, nuclei):
     viewer, widget, mask, net, _ = nuclei
     run(qtbot, widget)
@@ -191,6 +193,7 @@ def test_bad_hints_give_a_message_start_nothing_and_change_no_layer(qtbot, nucle
         np.testing.assert_array_equal(data, before[name])
 
 
+@pytest.mark.slow
 def test_hints_reach_the_engine_hold_in_the_result_and_a_hint_edit_reruns_its_object(qtbot, nuclei, monkeypatch):
     viewer, widget, mask, net, _ = nuclei
     hints = widget._hints.new_layer()

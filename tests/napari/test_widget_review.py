@@ -60,6 +60,7 @@ def test_the_list_shows_least_certain_first(review):
     assert not panel.buttons["Accept"].isEnabled() and not panel.buttons["Undo"].isEnabled()
 
 
+@pytest.mark.slow
 def test_next_and_previous_centre_the_camera_select_the_label_and_show_uncertainty(review):
     viewer, _, panel, result, _, unc = review
     camera = viewer.scene.camera
@@ -114,6 +115,7 @@ def test_the_queue_survives_layer_selection_and_goes_with_its_result_layer(revie
     assert panel.next() is None
 
 
+@pytest.mark.slow
 def test_a_run_fills_the_queue_with_the_engines_scores(qtbot, monkeypatch, make_napari_viewer):
     """The shipped model on a 96 x 96 crop of the sample: the queue is the engine's order."""
     image, truth = load_nuclei()
