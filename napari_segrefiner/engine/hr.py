@@ -19,7 +19,7 @@ from ..diffusion.sampling import denoise, iter_denoise, two_parts
 from ..diffusion.scheduler import stream
 from ..io.masks import bounding_box
 from ..models.imaging import normalize
-from .batch import PipelineRun
+from .batch import PipelineRun, network_batch
 from .cleanup import clean_labels
 from .compose import ObjectMap
 from .patches import select_patches
@@ -66,7 +66,7 @@ def _hr_local(
         steps=[0],
         generator=generator,
         autocast=run.autocast,
-        batch_size=run.config.batch_size,
+        batch_size=network_batch(run.config, run.device),
         cancel=run.cancel,
         keep_bias=run.config.keep_bias,
         hints=patch_hints,

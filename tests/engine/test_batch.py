@@ -59,3 +59,31 @@ def test_every_object_draws_from_its_own_stream_whatever_its_batch():
     a, b = together[1].answer, alone[0].answer
     assert a.box == b.box and np.array_equal(a.bits, b.bits) and np.array_equal(a.values, b.values)
     assert all(0.0 <= r.score <= 2.0 for r in together)
+
+
+def test_a_cpu_evaluates_a_batch_of_objects_a_few_crops_at_a_time():
+    from napari_segrefiner.engine.batch import CPU_NETWORK_BATCH, network_batch
+
+    config = RefineConfig(batch_size=32)
+    assert network_batch(config, "cpu") == CPU_NETWORK_BATCH < 32
+    assert network_batch(RefineConfig(batch_size=2), "cpu") == 2
+    assert network_batch(config, torch.device("cuda")) == 32  # a GPU takes the whole batch
+
+
+def test_how_a_batch_is_split_for_the_network_does_not_change_the_result(tiny_model, monkeypatch):
+    from napari_segrefiner import refine
+    from napari_segrefiner.engine import batch
+
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (80, 96, 3), dtype=np.uint8)
+    labels = np.zeros((80, 96), np.int32)
+    for k in range(12):
+        y, x = divmod(k, 4)
+        labels[4 + 25 * y : 20 + 25 * y, 4 + 23 * x : 20 + 23 * x] = k + 1
+    model = tiny_model.with_options(keep_bias=0.2, batch_size=12)
+    results = []
+    for chunk in (12, 5, 1):
+        monkeypatch.setattr(batch, "CPU_NETWORK_BATCH", chunk)
+        results.append(refine(image, labels, model=model, seed=4))
+    assert (results[0] != labels).any()
+    assert all(np.array_equal(r, results[0]) for r in results[1:])
