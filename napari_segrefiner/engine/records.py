@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from ..io.masks import Box
 from .compose import ObjectMap
+from .request import PIPELINES
 
 __all__ = ["ObjectResult", "RefineStep", "confidence_frame", "count_records", "replay"]
 
@@ -120,9 +121,9 @@ def count_records(mode: str, objects: int, batch_size: int) -> int:
     """
     if mode == "hr":
         return max(1, int(objects))
-    if mode in ("instance", "whole"):
+    if mode in PIPELINES:
         return max(1, -(-int(objects) // int(batch_size)))
-    raise ValueError(f"mode must be one of ('instance', 'whole', 'hr'), got {mode!r}")
+    raise ValueError(f"mode must be one of {PIPELINES}, got {mode!r}")
 
 
 def _paste_bits(state: np.ndarray, box: Box) -> np.ndarray:
