@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from .models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
     from .models.config import LiteConfig, RefineConfig, UNetConfig
     from .models.nets import build_network
-    from .models.refiner import Refiner, available_devices, load_model, load_refiner
+    from .models.refiner import Refiner, available_devices, load_refiner
 
 __version__ = "0.1.0"
 
@@ -38,7 +38,6 @@ __all__ = [
     "build_network",
     "iter_refine",
     "load_checkpoint",
-    "load_model",
     "load_refiner",
     "refine",
     "refine_lazy",
@@ -55,7 +54,6 @@ _SOURCES = {
     "RefineConfig": "models.config",
     "Refiner": "models.refiner",
     "available_devices": "models.refiner",
-    "load_model": "models.refiner",
     "load_refiner": "models.refiner",
     "RefineStep": "api",
     "iter_refine": "api",
@@ -64,7 +62,12 @@ _SOURCES = {
 }
 
 
+_REMOVED = {"load_model": "load_model was removed: load_refiner(source, device=...).network is the network"}
+
+
 def __getattr__(name: str):
+    if name in _REMOVED:
+        raise AttributeError(_REMOVED[name])
     if name not in _SOURCES:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     value = getattr(importlib.import_module(f".{_SOURCES[name]}", __name__), name)

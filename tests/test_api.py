@@ -304,3 +304,13 @@ def test_invalid_arguments_through_refine(tiny, kwargs, error, match):
 def test_largest_seed_is_accepted(tiny):
     img, mask = blob_case()
     assert refine(img, mask, model=tiny, device="cpu", size=64, seed=2**64 - 1).shape == mask.shape
+
+
+def test_the_public_api_is_importable_from_the_package_root_and_load_model_is_gone():
+    import napari_segrefiner
+
+    for name in napari_segrefiner.__all__:
+        assert getattr(napari_segrefiner, name) is not None
+    assert "load_model" not in napari_segrefiner.__all__
+    with pytest.raises(AttributeError, match=r"load_refiner\(source, device=...\).network"):
+        napari_segrefiner.load_model  # noqa: B018
