@@ -15,9 +15,28 @@ from pathlib import Path
 
 FORBIDDEN = ["napari", "magicgui", "qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6"]
 # every module of the package except the napari wing's own modules (``_napari._*``)
-CORE = {"checkpoint", "config", "imaging", "refiner", "patches", "pipelines", "api", "registry", "sampling",
-        "scheduler", "cli", "nets.unet", "nets.lite", "nets.blocks", "training.train", "training.synthesis",
-        "evaluation.benchmark", "evaluation.metrics", "_napari.worker"}
+CORE = {
+    "models.checkpoint",
+    "models.config",
+    "io.images",
+    "models.refiner",
+    "engine.patches",
+    "engine.pipelines",
+    "api",
+    "models.registry",
+    "diffusion.sampling",
+    "diffusion.scheduler",
+    "cli.main",
+    "models.nets.unet",
+    "models.nets.lite",
+    "models.nets.blocks",
+    "lazy.refine",
+    "training.train",
+    "training.synthesis",
+    "evaluation.benchmark",
+    "evaluation.metrics",
+    "_napari.worker",
+}
 
 SCRIPT = r"""
 import importlib, json, pkgutil, sys
