@@ -153,6 +153,26 @@ def _limited(v: np.ndarray, box: Box, limit: Box, label: int, native: np.ndarray
     return np.where(overlapping_pieces(v >= 0.5, own), v, 0.0).astype(np.float32), own
 
 
+def _keep_touch_ups(
+    vals: torch.Tensor, coarse: torch.Tensor, keep_iou: float, hints: tuple[torch.Tensor, torch.Tensor] | None
+) -> torch.Tensor:
+    """The keep decision per object: answers within ``keep_iou`` of the coarse mask revert to it.
+
+    An object the annotator gave hints is never reverted (its hints must show).
+    """
+    fine, rough = vals >= 0.5, coarse >= 0.5
+    inter = (fine & rough).flatten(1).sum(1).float()
+    union = (fine | rough).flatten(1).sum(1).float().clamp(min=1)
+    keep = inter / union >= keep_iou
+    if hints is not None:
+        keep &= hints[0].detach().cpu().flatten(1).sum(1) == 0
+    if not bool(keep.any()):
+        return vals
+    out = vals.clone()
+    out[keep] = coarse[keep]
+    return out
+
+
 def refine_batch(
     run: PipelineRun,
     labels: Sequence[int],
@@ -214,6 +234,8 @@ def refine_batch(
         last = step
     scores = review_score(last.prob, coarse, region=region).tolist()
     vals = last.mask.detach().float().cpu()
+    if cfg.keep_iou < 1.0:
+        vals = _keep_touch_ups(vals, coarse.detach().float().cpu(), cfg.keep_iou, hints)
     changed = None
     if cfg.paste_changes_only:
         changed = ((vals >= 0.5) != (coarse.detach().cpu() >= 0.5)).float()

@@ -259,6 +259,7 @@ _RANGES: dict[str, tuple[str, float, float]] = {
     "hr_min_pixels": ("int", 0, 1 << 24),
     "auto_hr_side": ("int", 0, 1 << 20),
     "keep_bias": ("float", 0.0, 20.0),
+    "keep_iou": ("float", 0.0, 1.0),
 }
 
 
@@ -272,7 +273,7 @@ class RefineConfig:
     Every number, given or stored, must lie in its range (inclusive): ``size`` and
     ``hr_patch`` 8-2048, ``pad`` and ``context_cap`` 0-4096, ``min_area`` and
     ``hr_min_pixels`` 0-2**24, ``context`` 0-64, ``batch_size`` 1-4096, ``hr_thr_ratio``
-    and ``hr_iou`` 0-1, ``auto_hr_side`` 0-2**20, ``keep_bias`` 0-20.
+    and ``hr_iou`` 0-1, ``auto_hr_side`` 0-2**20, ``keep_bias`` 0-20, ``keep_iou`` 0-1.
 
     Parameters
     ----------
@@ -303,6 +304,11 @@ class RefineConfig:
         Logit bias towards the coarse mask in every reverse step (0 = the official
         sampler). A model calibrates it on its val split so that already-good masks stay
         good, and stores it here.
+    keep_iou : float
+        The second half of the keep decision, per object: an answer whose IoU with the
+        coarse mask (at network resolution) is at least this is a mere touch-up of a mask
+        that was already good, and the coarse mask is kept instead; objects with hints are
+        never reverted. 1.0 (the default) turns it off.
     paste_changes_only : bool
         Paste the network's answer back only near pixels whose state it changed at network
         resolution and keep the native coarse mask elsewhere, so that a mask the network
@@ -329,6 +335,7 @@ class RefineConfig:
     hr_min_pixels: int = 128
     auto_hr_side: int = 512
     keep_bias: float = 0.0
+    keep_iou: float = 1.0
     paste_changes_only: bool = False
     clean: bool = True
 

@@ -87,3 +87,43 @@ def test_how_a_batch_is_split_for_the_network_does_not_change_the_result(tiny_mo
         results.append(refine(image, labels, model=model, seed=4))
     assert (results[0] != labels).any()
     assert all(np.array_equal(r, results[0]) for r in results[1:])
+
+
+def _square(n: int, lo: int, hi: int) -> torch.Tensor:
+    m = torch.zeros(n, 1, 16, 16)
+    m[:, :, lo:hi, lo:hi] = 1
+    return m
+
+
+def test_touch_ups_revert_to_the_coarse_mask_and_real_changes_stay():
+    from napari_segrefiner.engine.batch import _keep_touch_ups
+
+    coarse = _square(2, 4, 12)  # 64 pixels each
+    answer = coarse.clone()
+    answer[0, 0, 4, 4] = 0  # object 0: one pixel off, IoU 63/64
+    answer[1] = _square(1, 2, 14)[0]  # object 1: grown to 144 pixels, IoU 64/144
+    got = _keep_touch_ups(answer, coarse, 0.9, None)
+    assert torch.equal(got[0], coarse[0]) and torch.equal(got[1], answer[1])
+    assert torch.equal(answer[0, 0, 4, 4], torch.tensor(0.0))  # the input is not modified
+    # at 0.99 the one-pixel change (IoU 0.984) is kept too
+    assert torch.equal(_keep_touch_ups(answer, coarse, 0.99, None), answer)
+
+
+def test_an_object_with_hints_is_never_reverted():
+    from napari_segrefiner.engine.batch import _keep_touch_ups
+
+    coarse = _square(2, 4, 12)
+    answer = coarse.clone()
+    answer[:, 0, 4, 4] = 0
+    fixed = torch.zeros(2, 1, 16, 16, dtype=torch.bool)
+    fixed[1, 0, 4, 4] = True  # a background hint on object 1
+    got = _keep_touch_ups(answer, coarse, 0.9, (fixed, torch.zeros_like(fixed)))
+    assert torch.equal(got[0], coarse[0]) and torch.equal(got[1], answer[1])
+
+
+def test_keep_iou_is_validated_by_name():
+    import pytest
+
+    with pytest.raises(ValueError, match="keep_iou"):
+        RefineConfig(keep_iou=1.5)
+    assert RefineConfig().keep_iou == 1.0
