@@ -4,7 +4,7 @@
     python benchmarks/train_v3.py encode --cache runs/cache --encoder efficientnet-lite0
     python benchmarks/train_v3.py train  --cache runs/cache --encoder efficientnet-lite0 --out runs/effnet.pt \\
         --iters 5000 --max-cpu-hours 0.75
-    python benchmarks/train_v3.py export --init runs/effnet.pt --keep-bias 1.0 \\
+    python benchmarks/train_v3.py export --init runs/effnet.pt --keep-bias 0.5 --keep-iou 0.9 \\
         --out napari_segrefiner/weights/segrefiner-lite.pt
 
 The crops are the campaign recipe of v2 (75% object crops, 25% native patches, folder
@@ -55,6 +55,7 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--warmup", type=int, default=200)
     p.add_argument("--keep-bias", type=float, default=None, help="export: the calibrated keep decision")
+    p.add_argument("--keep-iou", type=float, default=None, help="export: its per-object half")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
     cache = Path(a.cache.split(",")[0])
@@ -108,6 +109,8 @@ def _export(a) -> int:
     net.load_state_dict({k: v.float() for k, v in state.items()})
     if a.keep_bias is not None:
         refine = refine.replace(keep_bias=a.keep_bias)
+    if a.keep_iou is not None:
+        refine = refine.replace(keep_iou=a.keep_iou)
     meta = {"name": "segrefiner-lite", "version": 3, "card": "napari_segrefiner/weights/MODEL_CARD.md", **meta}
     out = Path(a.out)
     save_checkpoint(out, net, refine=refine, meta=meta, half=True)

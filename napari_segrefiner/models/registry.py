@@ -65,7 +65,7 @@ MODELS: dict[str, ModelInfo] = {
         "segrefiner-lite",
         "Shipped default (v3): frozen ImageNet EfficientNet-Lite0 encoder + a decoder trained by this project",
         "segrefiner-lite.pt",
-        sha256="ff1dec4c380b1349685ceca02e9200534eddbc75f742d2fd3824daca4bdb946f",
+        sha256="9a00f71491cb8e6c838226fdc89c65dba498c7a27cfbf4658168d0322f97e9ef",
         shipped=True,
     ),
     "segrefiner-lite-v2": ModelInfo(
