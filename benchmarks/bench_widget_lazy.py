@@ -159,7 +159,7 @@ def measure(root: Path, facts: dict, args) -> dict:
     from qtpy.QtWidgets import QApplication
 
     from napari_segrefiner._napari._widget import SegRefinerWidget
-    from napari_segrefiner._napari.lazy_worker import STORE_PREFIX
+    from napari_segrefiner._napari.lazy_store import STORE_PREFIX
     from napari_segrefiner.models.threads import available_cores, cpu_threads
 
     viewer = napari.Viewer(title="bench_widget_lazy", show=True)

@@ -23,7 +23,7 @@ from napari.utils import progress  # noqa: E402
 from napari.utils.notifications import notification_manager  # noqa: E402
 
 from napari_segrefiner import load_refiner, refine  # noqa: E402
-from napari_segrefiner._napari import _napari_menu, lazy_worker  # noqa: E402
+from napari_segrefiner._napari import _napari_menu, lazy_store, lazy_worker  # noqa: E402
 from napari_segrefiner._napari._widget import SegRefinerWidget  # noqa: E402
 from napari_segrefiner._napari._widget_lazy import STORE_KEY, lazy_status  # noqa: E402
 from napari_segrefiner._napari.worker import CPU_BATCH_SIZE  # noqa: E402
@@ -62,7 +62,7 @@ def expected(checkpoint, image, labels, **kw):
 
 
 def stores(folder):
-    return sorted(p.name for p in folder.iterdir() if p.name.startswith(lazy_worker.STORE_PREFIX))
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith(lazy_store.STORE_PREFIX))
 
 
 def layer_names(viewer):
@@ -229,7 +229,7 @@ def test_closing_the_dock_mid_run_cancels_and_removes_the_store(qtbot, monkeypat
 def test_a_failed_run_reports_and_removes_its_store(qtbot, monkeypatch, lazy_setup):
     viewer, widget, layer, _, out = lazy_setup
     before = layer_names(viewer)
-    real, calls = lazy_worker._write_block, []
+    real, calls = lazy_store.write_block, []
 
     def failing(*args):
         calls.append(1)
@@ -237,7 +237,7 @@ def test_a_failed_run_reports_and_removes_its_store(qtbot, monkeypatch, lazy_set
             raise OSError("No space left on device")
         return real(*args)
 
-    monkeypatch.setattr(lazy_worker, "_write_block", failing)
+    monkeypatch.setattr(lazy_store, "write_block", failing)
     n = len(notification_manager.records)
     widget.start()
     qtbot.waitUntil(lambda: not widget.busy, timeout=RUN_TIMEOUT)
@@ -262,7 +262,7 @@ def test_stack_displayed_slice_and_pyramid_levels(qtbot, monkeypatch, make_napar
     widget.lazy_store_dir = str(tmp_path)
     use_tiny(widget, tiny_checkpoint, image="img", mask="mask")
     assert widget.lazy_reason() == "multiscale layer" and not widget._slices.native.isHidden()
-    monkeypatch.setattr(lazy_worker, "PYRAMID_MIN", 64)
+    monkeypatch.setattr(lazy_store, "PYRAMID_MIN", 64)
     viewer.dims.set_current_step(0, 1)
     widget.start()
     qtbot.waitUntil(lambda: not widget.busy, timeout=RUN_TIMEOUT)

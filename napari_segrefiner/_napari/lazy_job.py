@@ -1,0 +1,99 @@
+"""What a lazy run of the napari front end is made of, without any GUI import (numpy only).
+
+:func:`lazy_reason` says why a mask layer is refined lazily (zarr, dask or other non-numpy
+data, a multiscale layer, or planes above :data:`LAZY_PIXELS`); a :class:`LazyJob` is what
+the main thread gathers (no data is read there); the worker (:mod:`.lazy_worker`) yields
+:class:`LazyProgress` records and returns a :class:`LazyResult`.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..engine.request import RefineRequest
+
+__all__ = ["LAZY_PIXELS", "LazyJob", "LazyProgress", "LazyResult", "lazy_reason"]
+
+LAZY_PIXELS = 4096 * 4096  # numpy masks with larger planes are refined lazily too (bounded memory)
+
+
+def lazy_reason(data: Any, *, multiscale: bool = False) -> str | None:
+    """Why a mask layer's ``data`` (its full-resolution array) is refined lazily, or None.
+
+    Lazy: not an in-memory numpy array (zarr, dask, any other array-like), a multiscale
+    layer, or planes of more than :data:`LAZY_PIXELS` pixels.
+    """
+    if multiscale:
+        return "multiscale layer"
+    if not isinstance(data, np.ndarray):
+        kind = type(data).__module__.split(".")[0]
+        return f"{kind}-backed" if kind in ("zarr", "dask") else f"{type(data).__name__} data (not numpy)"
+    if data.ndim >= 2 and data.shape[-1] * data.shape[-2] > LAZY_PIXELS:
+        return f"{data.shape[-2]} x {data.shape[-1]} px planes"
+    return None
+
+
+@dataclass(frozen=True)
+class LazyJob:
+    """One lazy refinement, gathered on the main thread (no data is read there).
+
+    ``image`` and ``mask`` are the layers' full-resolution arrays as they are (numpy, zarr,
+    dask...); the planes are their last two axes (with a trailing channel axis for an RGB
+    image); ``request`` describes the run as every front end does
+    (:class:`~napari_segrefiner.engine.request.RefineRequest`, instance mode);
+    ``position`` is the index along the leading axes of the one plane to refine (None:
+    every plane); the other planes of the result are copies of the mask's.
+    """
+
+    image: Any
+    mask: Any
+    rgb: bool
+    request: RefineRequest
+    position: tuple[int, ...] | None = None
+    chunks: int | None = None  # output chunk side (default: the mask's chunks, 1024 for numpy)
+    store_dir: str | None = None
+    pyramid: bool | None = None  # None: when a plane side exceeds PYRAMID_SIDE
+    cancel: threading.Event = field(default_factory=threading.Event, init=False, compare=False, repr=False)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(int(n) for n in self.mask.shape)
+
+
+@dataclass(frozen=True)
+class LazyProgress:
+    """What the worker yields: the phase and its counts so far.
+
+    ``phase``: "scanning" (``done``/``total``: mask chunks scanned), "refining"
+    (``done``/``total``: objects refined; ``total`` None until the scan is over) and "done".
+    ``rate``: objects per second since the first batch started.
+    """
+
+    phase: str
+    done: int = 0
+    total: int | None = None
+    chunks_done: int = 0
+    chunks_total: int = 0
+    rate: float | None = None
+    elapsed: float = 0.0
+
+
+@dataclass(frozen=True)
+class LazyResult:
+    """A finished lazy run: its folder, the zarr group in it and the opened levels (finest first)."""
+
+    folder: Path
+    store: Path
+    levels: list
+    objects: int
+    seconds: float
+
+    @property
+    def data(self):
+        """What a Labels layer shows: the array, or the list of levels (multiscale)."""
+        return self.levels if len(self.levels) > 1 else self.levels[0]
