@@ -55,6 +55,10 @@ class Run:
     first_step: float | None = None  # time.perf_counter() when its first step arrived
     plan: Any = None  # a re-run of changed objects (_widget_rerun.Plan): no layers of its own
     finals: dict = field(default_factory=dict)  # {pos: (mode, uncertainty scores)} of the final records
+    image: Any = None  # the image layer
+    started: float = 0.0  # time.perf_counter() at the Run click
+    removed: str | None = None  # name of an input layer removed while the run went (it then stops)
+    error: str | None = None  # a failed run's message
 
 
 def stop_timer(timer: QTimer) -> None:
@@ -63,10 +67,10 @@ def stop_timer(timer: QTimer) -> None:
 
 
 def step_status(update: Update) -> str:
-    """The status line of a yielded record, e.g. "refining: 4 of 21 objects done"."""
+    """The status line of a yielded record, e.g. "refining 5 of 21 objects" (4 are done)."""
     s = update.step
-    where = f"slice {update.plane + 1}/{update.planes} · " if update.planes > 1 else ""
-    return f"{where}refining: {s.done_objects} of {s.total_objects} objects done"
+    where = f"slice {update.plane + 1} of {update.planes}: " if update.planes > 1 else ""
+    return f"{where}refining {min(s.done_objects + 1, s.total_objects)} of {s.total_objects} objects"
 
 
 class RunPreview:
@@ -81,6 +85,7 @@ class RunPreview:
         self.flush_timer.setSingleShot(True)
         self.flush_timer.timeout.connect(self.flush)
         self._dropped: list = []
+        self.results: list = []  # (mask layer, its newest result layer): a new run replaces it
         self.drop_timer = QTimer(parent)
         self.drop_timer.setSingleShot(True)
         self.drop_timer.timeout.connect(self._drop)
@@ -105,6 +110,7 @@ class RunPreview:
                 metadata={ROLE: "preview"},
                 **place,
             )
+            self.restore_selection(run)  # the annotator stays on the layer they were on
 
         def add_uncertainty():
             run.uncertainty = self._viewer.add_image(
@@ -116,6 +122,7 @@ class RunPreview:
                 metadata={ROLE: "uncertainty"},
                 **place,
             )
+            self.restore_selection(run)
 
         layers = [] if plan is not None else [add_preview, *([add_uncertainty] if uncertainty else [])]
         run.opening, run.on_open = layers, on_open
@@ -166,8 +173,10 @@ class RunPreview:
         if unc is not None and run.uncertainty is not None and run.uncertainty in self._viewer.layers:
             paint_plane(run.uncertainty, index, unc, refresh=shown)
 
-    def write_result(self, finals: dict, *, replace: bool) -> Labels | None:
-        """The run ended well: its result into the input (one undo step) or a new layer (returned)."""
+    def write_result(self, finals: dict, *, replace: bool, keep: bool = False) -> Labels | None:
+        """The run ended well: its result into the input (one undo step), into the last result
+        layer of the same mask (one undo step; unless ``keep``) or a new layer; returns the
+        result layer (None when written into the input)."""
         run = self.run
         if run is None:  # abandoned already (the dock was closed)
             return None
@@ -175,21 +184,23 @@ class RunPreview:
         self.open_now(run)
         self.flush()
         result, source, layers = assemble(run.job, finals), run.source, self._viewer.layers
-        if replace and isinstance(source, Labels) and source in layers:
-            changed = np.nonzero(result != run.job.mask)
-            if changed[0].size:
-                with source.block_history():
-                    source.data_setitem(changed, result[changed])
-        else:
-            if replace:
-                show_info("SegRefiner: 'replace input' needs a Labels layer; the result is a new layer")
-            ours = [layers.index(lay) for lay in (run.preview, run.uncertainty) if lay is not None and lay in layers]
-            layer = result_layer(source, result, f"{source.name} refined")
-            layers.insert(min(ours, default=len(layers)), layer)
-            run.outcome = "done"
-            return layer
         run.outcome = "done"
-        return None
+        if replace and isinstance(source, Labels) and source in layers:
+            _write(source, result)
+            return None
+        if replace:
+            show_info("SegRefiner: 'replace input' needs a Labels layer; the result is a new layer")
+        self.results = [(s, lay) for s, lay in self.results if lay in layers and s in layers]
+        previous = next((lay for s, lay in self.results if s is source), None)
+        if not keep and previous is not None and getattr(previous.data, "shape", None) == result.shape:
+            _write(previous, result)  # Ctrl+Z on that layer brings the previous result back
+            return previous
+        ours = [layers.index(lay) for lay in (run.preview, run.uncertainty) if lay is not None and lay in layers]
+        layer = result_layer(source, result, f"{source.name} refined")
+        layers.insert(min(ours, default=len(layers)), layer)
+        self.restore_selection(run)
+        self.results = [(s, lay) for s, lay in self.results if s is not source] + [(source, layer)]
+        return layer
 
     def end(self) -> Run | None:
         """The run is over: it becomes ``last`` if it ended well, else its layers go."""
@@ -258,3 +269,11 @@ class RunPreview:
             for layer in (run.preview, run.uncertainty):
                 if layer is not None and layer in layers:
                     layers.remove(layer)
+
+
+def _write(layer: Labels, result: np.ndarray) -> None:
+    """Write ``result`` into ``layer``'s numpy data where it differs, as one undo step."""
+    changed = np.nonzero(np.asarray(layer.data) != result)
+    if changed[0].size:
+        with layer.block_history():
+            layer.data_setitem(changed, result[changed])

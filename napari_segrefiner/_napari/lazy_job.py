@@ -3,12 +3,14 @@
 :func:`lazy_reason` says why a mask layer is refined lazily (zarr, dask or other non-numpy
 data, a multiscale layer, or planes above :data:`LAZY_PIXELS`); a :class:`LazyJob` is what
 the main thread gathers (no data is read there); the worker (:mod:`.lazy_worker`) yields
-:class:`LazyProgress` records and returns a :class:`LazyResult`.
+:class:`LazyProgress` records (:func:`lazy_status` in words) and returns a
+:class:`LazyResult`; :class:`LazyRun` is the main thread's state of one run.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,8 +18,11 @@ from typing import Any
 import numpy as np
 
 from ..engine.request import RefineRequest
+from .preflight import duration
 
-__all__ = ["LAZY_PIXELS", "LazyJob", "LazyProgress", "LazyResult", "lazy_reason"]
+__all__ = ["LAZY_NOTE", "LAZY_PIXELS", "LazyJob", "LazyProgress", "LazyResult", "LazyRun", "lazy_reason", "lazy_status"]
+
+LAZY_NOTE = "no step previews, hints, re-runs or review queue"
 
 LAZY_PIXELS = 4096 * 4096  # numpy masks with larger planes are refined lazily too (bounded memory)
 
@@ -97,3 +102,39 @@ class LazyResult:
     def data(self):
         """What a Labels layer shows: the array, or the list of levels (multiscale)."""
         return self.levels if len(self.levels) > 1 else self.levels[0]
+
+
+@dataclass
+class LazyRun:
+    """State of one lazy run (main thread)."""
+
+    job: LazyJob
+    source: Any  # the mask layer
+    reason: str
+    editable: bool | None = None  # the mask layer's editability before the run
+    bar: Any = None  # the napari progress bar (opened just after the click, before the worker starts)
+    phase: str = ""
+    outcome: str = "running"  # -> "done", "error", "cancelled"
+    done_event: threading.Event = field(default_factory=threading.Event)
+    started: float = field(default_factory=time.perf_counter)
+    last: LazyProgress | None = None
+    shown: tuple[str, float] = ("", 0.0)  # phase and time of the last record shown
+    closed: bool = False
+    asked: bool = False  # the object count was confirmed (or needed no question)
+    image: Any = None  # the image layer
+    removed: str | None = None  # name of an input layer removed while the run went (it then stops)
+
+
+def lazy_status(p: LazyProgress) -> str:
+    """The status line of a lazy run's progress record."""
+    if p.phase == "scanning":
+        total = f"/{p.total}" if p.total else ""
+        return f"lazy run: scanning the mask, chunk {p.done}{total} · {LAZY_NOTE}"
+    if p.total is None:
+        return f"lazy run: refining (first batch of objects) · {LAZY_NOTE}"
+    text = f"lazy run: {p.done:,}/{p.total:,} objects"
+    if p.rate:
+        text += f" · {p.rate:.2f}/s, about {duration(max(p.total - p.done, 0) / p.rate)} left"
+    if p.chunks_total:
+        text += f" · {p.chunks_done}/{p.chunks_total} chunks written"
+    return f"{text} · {LAZY_NOTE}"
