@@ -233,14 +233,15 @@ def view_order(viewer, layer, job: RefineJob, limit: int = 256) -> tuple[int, ..
     ids, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
     cy = np.bincount(inverse, weights=rows) / counts
     cx = np.bincount(inverse, weights=cols) / counts
-    world = np.asarray(viewer.camera.center, dtype=float)[-2:]
+    scene = getattr(viewer, "scene", None)  # napari >= 0.9 (viewer.camera is deprecated there)
+    camera = scene.camera if scene is not None and hasattr(scene, "camera") else viewer.camera
+    axes = list(job.axes)
     point = np.asarray(viewer.dims.point, dtype=float).copy()
-    point[-2:] = world
-    centre = np.asarray(layer.world_to_data(point), dtype=float)[list(job.axes)]
-    size = np.asarray(getattr(viewer, "_canvas_size", None) or (600, 800), dtype=float)
-    half = (
-        size / max(float(viewer.camera.zoom), 1e-9) / 2 / np.abs(np.asarray(layer.scale, dtype=float)[list(job.axes)])
-    )
+    point[-2:] = np.asarray(camera.center, dtype=float)[-2:]
+    centre = np.asarray(layer.world_to_data(point), dtype=float)[axes]
+    canvas = getattr(getattr(viewer, "canvas", None), "size", None) or getattr(viewer, "_canvas_size", None)
+    scale = np.abs(np.asarray(layer.scale, dtype=float)[axes])
+    half = np.asarray(canvas or (600, 800), dtype=float) / max(float(camera.zoom), 1e-9) / 2 / scale
     dy, dx = cy - centre[0], cx - centre[1]
     inside = (np.abs(dy) <= half[0]) & (np.abs(dx) <= half[1])
     near = np.argsort(dy**2 + dx**2, kind="stable")

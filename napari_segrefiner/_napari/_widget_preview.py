@@ -145,7 +145,8 @@ class RunPreview:
             self.flush_timer.start(int(max(0, wait)))
 
     def flush(self) -> None:
-        """Open the run one piece per call, then paint the newest unpainted step of every plane."""
+        """Open the run one piece per call, then paint the newest unpainted step of every plane
+        (from the moment the preview layer is there: the first objects do not wait for the rest)."""
         run = self.run
         if run is None:
             return
@@ -155,9 +156,11 @@ class RunPreview:
             else:
                 on_open, run.on_open = run.on_open, None
                 on_open()  # napari may process events in there (even end this run)
-            if self.run is run:
-                self.flush_timer.start(0)
-            return
+            if self.run is not run:
+                return
+            self.flush_timer.start(0)
+            if run.preview is None:
+                return
         for pos, (mask, unc) in run.steps.take_pending().items():
             self.paint(run, pos, mask, unc)
         self._last_flush = time.perf_counter()

@@ -292,3 +292,27 @@ def test_lazy_status_line():
     text = lazy_status(p("refining", 1200, 20000, 40, 256, rate=2.0))
     assert text.startswith("lazy run: 1,200/20,000 objects · 2.00/s, about 2.6 h left · 40/256 chunks written")
     assert text.endswith("no step previews, hints, re-runs or review queue")
+
+
+def test_a_lazy_run_of_many_objects_asks_once_counted_and_stops_when_declined(qtbot, monkeypatch, lazy_setup):
+    from napari_segrefiner._napari import _widget_run
+
+    viewer, widget, layer, (_, labels), out = lazy_setup
+    objects = len(np.unique(labels)) - 1
+    monkeypatch.setattr(_widget_run, "LARGE_RUN_OBJECTS", objects - 1)  # "many" for this slide
+    asked, gate = [], Gate()
+    monkeypatch.setattr(_lazy, "start_lazy", gate)  # the run waits at its first batch of objects
+
+    def decline(text):
+        asked.append(text)
+        threading.Timer(0.3, gate.release.set).start()  # (once the answer has cancelled the run)
+        return False
+
+    widget.confirm = decline
+    before = layer_names(viewer)
+    worker = widget.start()
+    assert worker is not None and asked == []  # nothing is counted before the scan
+    qtbot.waitUntil(lambda: not widget.busy, timeout=RUN_TIMEOUT)
+    assert len(asked) == 1 and asked[0].startswith(f"{objects} objects on the CPU: about ")
+    assert widget.form.status.value == "cancelled" and layer_names(viewer) == before
+    assert stores(out) == []

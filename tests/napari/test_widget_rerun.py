@@ -197,16 +197,24 @@ def test_bad_hints_give_a_message_start_nothing_and_change_no_layer(qtbot, nucle
 def test_hints_reach_the_engine_hold_in_the_result_and_a_hint_edit_reruns_its_object(qtbot, nuclei, monkeypatch):
     viewer, widget, mask, net, _ = nuclei
     hints = widget.form.hints.new_layer()
+    hints.data[90:96, 90:96] = 1  # object: in nucleus 12's crop, but touching no coarse object
+    assert not mask.data[90:96, 90:96].any()
+    assert widget.start() is None and "touches no object" in widget.form.status.value  # no detached sliver
+    hints.data[90:96, 90:96] = 0
+    own = mask.data == 12  # object: a band across 12's outline, reaching 3 px out of it
+    band = ndi.binary_dilation(own, iterations=3) & ~ndi.binary_erosion(own, iterations=2)
+    band &= ~ndi.binary_dilation((mask.data != 0) & ~own, iterations=8)  # away from its neighbours
+    hints.data[band] = 1
     hints.data[40:46, 60:66] = 2  # background inside nucleus 12's coarse mask
-    hints.data[90:96, 90:96] = 1  # object: nucleus 12's crop, outside every coarse object -> 12
-    assert mask.data[40:46, 60:66].min() == 12 and not mask.data[90:96, 90:96].any()
+    assert mask.data[40:46, 60:66].min() == 12
     given = []
     real = _jobs.start
     monkeypatch.setattr(_jobs, "start", lambda *a, **k: given.append(a[2].hints) or real(*a, **k))
     run(qtbot, widget)
     np.testing.assert_array_equal(given[-1], hints.data)
     result = viewer.layers["mask refined"]
-    assert not result.data[40:46, 60:66].any() and (result.data[90:96, 90:96] == 12).all()
+    assert not result.data[40:46, 60:66].any() and (result.data[hints.data == 1] == 12).all()
+    assert (band & ~own).any()  # (the hint held 12 outside its coarse mask too)
     first = result.data.copy()
 
     hints.data[50:52, 70:72] = 2  # one more hint, in 12's region only
