@@ -64,6 +64,7 @@ def main(argv=None) -> int:
     widget.reset_choices()
     widget.form.device.value = "cpu"
     objects = count_objects(widget.job())
+    model = widget.form.choice.source()  # (napari closes its windows when the app quits)
     load_before = round(os.getloadavg()[0], 2)
 
     marks: dict[str, float] = {}
@@ -162,7 +163,7 @@ def main(argv=None) -> int:
 
     result = {
         "sample": f"make_sample_data(): {objects} objects, {viewer.layers[0].data.shape[:2]} px",
-        "model": widget.form.choice.source(),
+        "model": model,
         "device": "cpu",
         "torch_threads": torch.get_num_threads(),
         "gui_threads": cpu_threads("gui"),

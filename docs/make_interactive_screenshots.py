@@ -8,7 +8,7 @@ napari with the SegRefiner widget on the plugin's sample (21 nuclei + coarse mas
    what happens to results);
 3. ``dock_finished.png``: after Run: the status line says "done: 21 objects in ... s";
 4. ``click_hints.png``: two clicks on the "clicks" layer (an object click, green; an
-   Alt-click on background next to an object, magenta), each re-refining its object.
+   Alt-click on background just outside that object, magenta), each re-refining it.
 
 Needs a real X display for correct pixels (Qt's ``offscreen`` platform grabs black)::
 
@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import torch  # noqa: F401  (before Qt)
     from qtpy.QtWidgets import QApplication
+    from scipy import ndimage as ndi
 
     out = Path(args.out_dir)
     viewer = napari.Viewer(title="napari-segrefiner", show=True)
@@ -87,11 +88,15 @@ def main(argv: list[str] | None = None) -> int:
     widget.clicks.points_layer()
     widget.clicks.click(coarse.data_to_world((int(rows.mean()), int(cols.mean()))))
     wait()
-    edge = (int(rows.min()) - 2, int(cols.mean()))  # just above the object: background
+    # background just outside the object, where it is farthest from every other object
+    own = plane == label
+    ring = ndi.binary_dilation(own, iterations=3) & ~ndi.binary_dilation(own, iterations=2)
+    room = ndi.distance_transform_edt((plane == 0) | own)
+    edge = np.unravel_index(np.argmax(np.where(ring, room, -1)), plane.shape)
     widget.clicks.click(coarse.data_to_world(edge), background=True)
     wait()
-    viewer.camera.center = coarse.data_to_world((rows.mean(), cols.mean()))
-    viewer.camera.zoom = 4
+    viewer.scene.camera.center = coarse.data_to_world((rows.mean(), cols.mean()))
+    viewer.scene.camera.zoom = 4
     shot("click_hints.png")
     print(widget.form.status.value)
     viewer.close()

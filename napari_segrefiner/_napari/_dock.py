@@ -16,14 +16,16 @@ Main thread only.
 
 from __future__ import annotations
 
+import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, Label, PushButton, Slider, SpinBox
 from napari.layers import Image, Labels
+from napari.utils.notifications import show_warning
 from qtpy.QtWidgets import QComboBox, QGroupBox, QSizePolicy, QVBoxLayout
 from superqt import QCollapsible
 
 from ..engine.request import MODES
 from ..models.refiner import available_devices
-from ._napari_layers import ROLE, is_image_mask
+from ._napari_layers import ROLE, is_image_mask, spatial_shape
 from ._widget_hints import HintsPanel
 from ._widget_models import ModelChoice
 
@@ -140,6 +142,29 @@ class Form:
         layers = self._viewer.layers
         labels = [layer for layer in layers if isinstance(layer, Labels) and ROLE not in layer.metadata]
         return [(layer.name, layer) for layer in labels + [layer for layer in layers if is_image_mask(layer)]]
+
+    def new_coarse_mask(self, *_) -> Labels | None:
+        """Add an empty Labels layer over the chosen image, in paint mode with a big brush."""
+        image = self.image.value
+        if image is None:
+            show_warning("SegRefiner: choose or open an image first")
+            return None
+        shape = spatial_shape(image)
+        n = len(shape)  # an RGB image's transforms cover its spatial axes only
+        layer = self._viewer.add_labels(
+            np.zeros(shape, dtype=np.uint16),
+            name="coarse mask",
+            opacity=0.5,
+            scale=image.scale[:n],
+            translate=image.translate[:n],
+            axis_labels=image.axis_labels[:n],
+        )
+        layer.brush_size = int(np.clip(min(shape[-2:]) // 20, 10, 80))
+        layer.selected_label = 1
+        layer.mode = "paint"
+        self.mask.reset_choices()
+        self.mask.value = layer
+        return layer
 
     def add_section(self, widget, *, title: str | None = None):
         """Add a section (a QWidget, or magicgui widgets in a titled group) before "Advanced".

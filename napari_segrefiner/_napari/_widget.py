@@ -26,7 +26,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 from magicgui.widgets import Container
 from napari.layers import Labels
 from napari.utils.notifications import show_warning
@@ -34,6 +33,7 @@ from napari.utils.notifications import show_warning
 from ..engine.request import RefineRequest
 from ..models.cache import ModelCache
 from ._dock import MIN_WIDTH, Form
+from ._launch import launch
 from ._napari_layers import layer_job, spatial_shape, view_order
 from ._widget_annotator import Annotator
 from ._widget_clicks import ClickHints
@@ -43,7 +43,7 @@ from ._widget_rerun import Memories
 from ._widget_review import ReviewPanel
 from ._widget_run import CLOSE_WAIT_S, RunController
 from .preflight import check_job
-from .worker import RefineJob
+from .worker import RefineJob, warm
 
 __all__ = ["CLOSE_WAIT_S", "MIN_WIDTH", "SegRefinerWidget"]
 
@@ -77,7 +77,7 @@ class SegRefinerWidget(Container):
         form.mask.changed.connect(self._on_mask_changed)
         form.step_slider.changed.connect(self.show_step)
         self.native.destroyed.connect(self.on_destroyed)
-        self._watcher = RemovalWatcher(self._on_removed)
+        self._watcher = RemovalWatcher(self._on_removed, on_show=self.warm)
         self.native.installEventFilter(self._watcher)
         self._on_mask_changed()
 
@@ -137,6 +137,18 @@ class SegRefinerWidget(Container):
         self.form.say(why)
 
     # -- public actions --------------------------------------------------------------
+    def warm(self, *_):
+        """Load the chosen model in a worker ahead of the first Run (done when the dock is
+        first shown): the first objects then wait for the network only. Returns the worker."""
+        try:
+            form = self.form
+            request = RefineRequest(
+                model=form.choice.source(), cache=form.choice.cache_folder(), device=form.device.value
+            )
+        except ValueError:
+            return None  # (no checkpoint chosen yet: nothing to load)
+        return launch(warm, self.models, request).worker
+
     def set_model(self, source: str | Path) -> None:
         """Choose a registered model by name, or a checkpoint file by path."""
         self.form.choice.set(source)
@@ -147,26 +159,7 @@ class SegRefinerWidget(Container):
 
     def new_coarse_mask(self, *_) -> Labels | None:
         """Add an empty Labels layer over the chosen image, in paint mode with a big brush."""
-        image = self.form.image.value
-        if image is None:
-            show_warning("SegRefiner: choose or open an image first")
-            return None
-        shape = spatial_shape(image)
-        n = len(shape)  # an RGB image's transforms cover its spatial axes only
-        layer = self.viewer.add_labels(
-            np.zeros(shape, dtype=np.uint16),
-            name="coarse mask",
-            opacity=0.5,
-            scale=image.scale[:n],
-            translate=image.translate[:n],
-            axis_labels=image.axis_labels[:n],
-        )
-        layer.brush_size = int(np.clip(min(shape[-2:]) // 20, 10, 80))
-        layer.selected_label = 1
-        layer.mode = "paint"
-        self.form.mask.reset_choices()
-        self.form.mask.value = layer
-        return layer
+        return self.form.new_coarse_mask()
 
     def request(self, *, hints: bool = True) -> RefineRequest:
         """The widget's parameters as the run's :class:`~napari_segrefiner.engine.request.RefineRequest`.

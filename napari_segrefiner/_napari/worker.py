@@ -48,6 +48,7 @@ __all__ = [
     "mask_copy",
     "preview_dtype",
     "to_uncertainty",
+    "warm",
 ]
 
 
@@ -173,6 +174,17 @@ def cached_refiner(refiners: ModelCache, request: RefineRequest) -> Refiner:
     """
     device = "auto" if request.device is None else request.device
     return refiners.get(request.model, device=device, cache=request.cache, load=load_refiner)
+
+
+def warm(refiners: ModelCache, request: RefineRequest) -> bool:
+    """Load ``request``'s model into ``refiners`` ahead of the first run (in a worker, with
+    ``cpu_threads("gui")`` torch threads); False when it cannot be loaded (the run will say why)."""
+    try:
+        with use_threads(cpu_threads("gui")):
+            cached_refiner(refiners, request)
+    except Exception:  # noqa: BLE001 - the run reports it with a message
+        return False
+    return True
 
 
 def iter_job(job: RefineJob, refiners: ModelCache | None = None) -> Generator[Update, None, dict]:

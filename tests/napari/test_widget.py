@@ -115,6 +115,8 @@ def test_run_previews_objects_then_adds_result_and_scrubs(qtbot, monkeypatch, se
     outside[y0:y1, x0:x1] = False
     np.testing.assert_array_equal(preview.data[outside], original[outside])
     assert widget.form.status.value == "refining 2 of 2 objects"
+    # the first object is painted once the preview layer is there; the bar comes after the uncertainty layer
+    qtbot.waitUntil(lambda: widget.runs.bar.bar is not None, timeout=5_000)
     bar = widget.runs.bar.bar
     assert (bar.n, bar.total) == (1, 2) and bar in progress._all_instances
     gate.release.set()
