@@ -1,14 +1,15 @@
 """Clicks as hints: a Points layer where a click says "object here" or "background here".
 
-"Click hints" adds (or chooses again) a Points layer ``"<mask> clicks"`` over the mask and
-selects it. A left click on it marks *object* (green point); a click with Alt or Shift held
-marks *background* (magenta). Each click becomes a hint disk in the hints layer (one is
-made when none is chosen: :class:`~._widget_hints.HintsPanel`), sized to the object it
-belongs to (:func:`disk_radius`), and re-refines only that object into the last result
-(the dock's "Re-refine selected" path: :meth:`~._widget.SegRefinerWidget.start` with
-``select``). The object is the label under an object click, or the object nearest to a
-background click (within :data:`NEAR_PX` of its coarse pixels); a click that belongs to no
-object is refused with a message, and so is a click while a run goes. Main thread only.
+"Click hints" adds (or chooses again) a Points layer ``"<mask> clicks"`` over the mask (and
+a hints layer when none is chosen: :class:`~._widget_hints.HintsPanel`) and selects it. A
+left click on it marks *object* (green point); a click with Alt or Shift held marks
+*background* (magenta). Each click becomes a hint disk in the hints layer, sized to the
+object it belongs to (:func:`disk_radius`), and re-refines that object (and a neighbour
+whose crop the disk falls in) into the last result (the dock's "Re-refine selected" path:
+:meth:`~._widget.SegRefinerWidget.start` with ``select``). The object is the label under an
+object click, or the object nearest to a background click (within :data:`NEAR_PX` of its
+coarse pixels); a click that belongs to no object is refused with a message, and so is a
+click while a run goes. Main thread only.
 """
 
 from __future__ import annotations
@@ -81,6 +82,9 @@ class ClickHints:
             )
             self.layer.mouse_drag_callbacks.append(self._on_mouse)
         self.layer.mode = "pan_zoom"  # the clicks are ours: napari's add mode would add its own point
+        hints = self.form.hints.layer.value
+        if hints is None or hints not in self._viewer.layers:
+            self.form.hints.new_layer()  # now, not at the first click (adding a layer takes a while)
         self._viewer.layers.selection.active = self.layer
         return self.layer
 

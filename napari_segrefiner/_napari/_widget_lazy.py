@@ -191,7 +191,7 @@ class LazyController:
         if p.phase == run.shown[0] and now - run.shown[1] < UI_S:
             return  # shown within the last second (see UI_S)
         run.shown = (p.phase, now)
-        self.form.say(lazy_status(p))
+        self.form.say(lazy_status(run.smooth(p)))
         self._sync_bar(run, p)
 
     @qt_slot

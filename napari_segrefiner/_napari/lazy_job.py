@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +20,20 @@ import numpy as np
 from ..engine.request import RefineRequest
 from .preflight import duration
 
-__all__ = ["LAZY_NOTE", "LAZY_PIXELS", "LazyJob", "LazyProgress", "LazyResult", "LazyRun", "lazy_reason", "lazy_status"]
+__all__ = [
+    "LAZY_NOTE",
+    "LAZY_PIXELS",
+    "RATE_SMOOTHING",
+    "LazyJob",
+    "LazyProgress",
+    "LazyResult",
+    "LazyRun",
+    "lazy_reason",
+    "lazy_status",
+]
 
 LAZY_NOTE = "no step previews, hints, re-runs or review queue"
+RATE_SMOOTHING = 0.2  # weight of the newest rate in the time left a lazy run shows
 
 LAZY_PIXELS = 4096 * 4096  # numpy masks with larger planes are refined lazily too (bounded memory)
 
@@ -121,6 +132,16 @@ class LazyRun:
     shown: tuple[str, float] = ("", 0.0)  # phase and time of the last record shown
     closed: bool = False
     asked: bool = False  # the object count was confirmed (or needed no question)
+    rate: float | None = None  # objects per second, smoothed over the records (see smooth)
+
+    def smooth(self, p: LazyProgress) -> LazyProgress:
+        """``p`` with its rate smoothed (an exponential moving average, :data:`RATE_SMOOTHING`):
+        the time left no longer jumps from record to record."""
+        if p.rate is None:
+            return p
+        self.rate = p.rate if self.rate is None else self.rate + RATE_SMOOTHING * (p.rate - self.rate)
+        return replace(p, rate=self.rate)
+
     image: Any = None  # the image layer
     removed: str | None = None  # name of an input layer removed while the run went (it then stops)
 

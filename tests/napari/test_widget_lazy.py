@@ -316,3 +316,13 @@ def test_a_lazy_run_of_many_objects_asks_once_counted_and_stops_when_declined(qt
     assert len(asked) == 1 and asked[0].startswith(f"{objects} objects on the CPU: about ")
     assert widget.form.status.value == "cancelled" and layer_names(viewer) == before
     assert stores(out) == []
+
+
+def test_the_time_left_of_a_lazy_run_is_smoothed():
+    from napari_segrefiner._napari.lazy_job import RATE_SMOOTHING, LazyRun
+
+    run, p = LazyRun(job=None, source=None, reason=""), lazy_worker.LazyProgress
+    assert run.smooth(p("refining", 10, 100)).rate is None
+    assert run.smooth(p("refining", 10, 100, rate=2.0)).rate == 2.0
+    second = run.smooth(p("refining", 20, 100, rate=1.0))
+    assert second.rate == pytest.approx(2.0 - RATE_SMOOTHING) and (second.done, second.total) == (20, 100)
