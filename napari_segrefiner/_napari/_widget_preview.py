@@ -31,10 +31,9 @@ from ._widget_guard import quietly
 from .tracking import StepCache
 from .worker import RefineJob, Update, assemble, preview_dtype
 
-__all__ = ["DROP_MS", "FLUSH_MS", "Run", "RunPreview", "step_status", "stop_timer"]
+__all__ = ["FLUSH_MS", "Run", "RunPreview", "step_status", "stop_timer"]
 
 FLUSH_MS = 50  # minimum time between two preview repaints (keeps the viewer responsive)
-DROP_MS = 300  # a re-run's stale "steps" layer goes this long after its result was written
 
 
 @dataclass
@@ -84,11 +83,8 @@ class RunPreview:
         self.flush_timer = QTimer(parent)  # parented: deleted with the dock widget, never orphaned
         self.flush_timer.setSingleShot(True)
         self.flush_timer.timeout.connect(self.flush)
-        self._dropped: list = []
+        self._dropped: list = []  # stale "steps" layers (hidden), removed when the next full run ends
         self.results: list = []  # (mask layer, its newest result layer): a new run replaces it
-        self.drop_timer = QTimer(parent)
-        self.drop_timer.setSingleShot(True)
-        self.drop_timer.timeout.connect(self._drop)
 
     def begin(self, job: RefineJob, source, *, uncertainty: bool, on_open=None, plan=None) -> Run:
         """Make the new run over ``source`` the ``run``; its layers come just after the click.
@@ -218,8 +214,9 @@ class RunPreview:
         if run.plan is not None:  # a re-run: the last run's steps no longer show the result
             self.drop_steps()
             return run
-        if self.last is not None:
-            self.remove(self.last)
+        dropped, self._dropped = self._dropped, []
+        if self.last is not None or dropped:
+            self.remove(self.last, *dropped)
         self.last = run
         run.preview.name = f"{run.source.name} steps"
         if run.uncertainty is not None:
@@ -230,17 +227,16 @@ class RunPreview:
         return run
 
     def drop_steps(self) -> None:
-        """Forget the last run's steps; its "steps" layer goes ``DROP_MS`` later, once the
-        result is on screen (removing a layer blocks napari a few hundred ms)."""
+        """Forget the last run's steps (they no longer show the result): its "steps" layer is
+        hidden and renamed at once, and removed with the next full run's old layers (removing
+        a layer costs napari a full garbage collection: up to a second on a loaded machine)."""
+        if self.last is not None and self.last.preview is not None:
+            layer = self.last.preview
+            layer.visible = False
+            layer.name = f"{self.last.source.name} steps (before re-runs)"
+            self._dropped.append(layer)
         if self.last is not None:
-            self._dropped += [self.last.preview] if self.last.preview is not None else []
             self.last.preview, self.last.steps = None, StepCache()
-            self.drop_timer.start(DROP_MS)
-
-    def _drop(self) -> None:
-        for layer in [lay for lay in self._dropped if lay in self._viewer.layers]:
-            self._viewer.layers.remove(layer)
-        self._dropped = []
 
     def n_steps(self) -> int:
         """Steps of the last run that can be replayed."""
@@ -266,10 +262,12 @@ class RunPreview:
         if active is not None and active in layers:
             layers.selection.active = active
 
-    def remove(self, run: Run) -> None:
+    def remove(self, run: Run | None, *more) -> None:
+        """Remove ``run``'s layers and ``more`` layers, in one clean-up."""
         layers = self._viewer.layers
-        with layers.batched_update():  # one scene-graph clean-up (a gc.collect) for both
-            for layer in (run.preview, run.uncertainty):
+        own = () if run is None else (run.preview, run.uncertainty)
+        with layers.batched_update():  # one scene-graph clean-up (a gc.collect) for all
+            for layer in (*own, *more):
                 if layer is not None and layer in layers:
                     layers.remove(layer)
 
