@@ -326,3 +326,17 @@ def test_the_time_left_of_a_lazy_run_is_smoothed():
     assert run.smooth(p("refining", 10, 100, rate=2.0)).rate == 2.0
     second = run.smooth(p("refining", 20, 100, rate=1.0))
     assert second.rate == pytest.approx(2.0 - RATE_SMOOTHING) and (second.done, second.total) == (20, 100)
+
+
+def test_removing_the_image_mid_lazy_run_stops_it_with_a_message_and_no_result(qtbot, monkeypatch, lazy_setup):
+    viewer, widget, layer, _, out = lazy_setup
+    gate = Gate()
+    monkeypatch.setattr(_lazy, "start_lazy", gate)
+    widget.start()
+    qtbot.waitUntil(gate.first.is_set, timeout=RUN_TIMEOUT)
+    viewer.layers.remove(viewer.layers["img"])
+    assert widget.lazy.run.job.cancel.is_set()
+    gate.release.set()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=RUN_TIMEOUT)
+    assert widget.form.status.value == "stopped: the layer 'img' was removed; no result"
+    assert layer_names(viewer) == ["mask"] and layer.editable and stores(out) == []
