@@ -139,7 +139,8 @@ class SegRefinerWidget(Container):
     # -- public actions --------------------------------------------------------------
     def warm(self, *_):
         """Load the chosen model in a worker ahead of the first Run (done when the dock is
-        first shown): the first objects then wait for the network only. Returns the worker."""
+        first shown; the first objects then wait for the network only) and time one probe
+        object for the time estimates. Returns the worker."""
         try:
             form = self.form
             request = RefineRequest(
@@ -147,7 +148,14 @@ class SegRefinerWidget(Container):
             )
         except ValueError:
             return None  # (no checkpoint chosen yet: nothing to load)
-        return launch(warm, self.models, request).worker
+        probed = lambda seconds: self._probed(request.model, seconds)  # noqa: E731 (Qt holds it)
+        return launch(warm, self.models, request, slots={"returned": probed}).worker
+
+    @qt_slot
+    def _probed(self, model, seconds: float | None) -> None:
+        """The warm-up's probe: this computer's speed, until a run measures it (estimates)."""
+        if seconds and model not in self.runs.speed:
+            self.runs.speed[model] = seconds
 
     def set_model(self, source: str | Path) -> None:
         """Choose a registered model by name, or a checkpoint file by path."""

@@ -217,3 +217,13 @@ def test_the_selected_label_and_the_objects_in_view_come_first(dock):
     assert widget.job().request.order[0] == 2
     labels.selected_label = 1
     assert widget.job().request.order[:2] == (1, 2)
+
+
+def test_the_warm_up_loads_the_model_and_measures_this_computers_speed(qtbot, dock):
+    viewer, widget, *_, checkpoint = dock
+    assert widget.runs.speed == {}
+    assert widget.warm() is not None  # (done when the dock is first shown)
+    qtbot.waitUntil(lambda: widget.runs.speed != {}, timeout=RUN_TIMEOUT)
+    assert widget.models.loads == 1 and widget.runs.speed[str(checkpoint)] > 0
+    question = widget.runs.confirm_text(widget.request().replace(mode="instance"), 500)
+    assert "measured on this computer" in question
