@@ -204,7 +204,7 @@ def measure(root: Path, facts: dict, args) -> dict:
             if rec.phase == "refining":
                 t["refining"] = time.perf_counter()
 
-    launch = widget._launch_lazy
+    launch = widget.lazy._launch
 
     def timed_launch():  # the progress bar appears (napari adds it to its activity dock), the worker starts
         mark("progress bar")
@@ -213,7 +213,7 @@ def measure(root: Path, facts: dict, args) -> dict:
         t["bar_ms"] = round(1000 * (time.perf_counter() - t0), 1)
         mark("loading the model")
 
-    widget._launch_lazy = timed_launch
+    widget.lazy._launch = timed_launch  # (looked up when a lazy run starts)
     collections: list[tuple[float, float, int, str]] = []  # garbage collections: start, ms, generation, thread
     gc_start: dict = {}
 
