@@ -139,12 +139,12 @@ def main(argv=None) -> int:
     job = RefineJob(
         image=image, rgb=True, mask=labels, axes=(0, 1), positions=((),), request=RefineRequest(model="tiny")
     )
-    run = widget._preview.begin(job, source, uncertainty=True)  # (the running run from here on)
-    widget._preview.open_now(run)  # adds the run's layers (the widget does it just after the Run click)
+    run = widget.runs.preview.begin(job, source, uncertainty=True)  # (the running run from here on)
+    widget.runs.preview.open_now(run)  # adds the run's layers (the widget does it just after the Run click)
     by_id = {id(r): u for r, u in zip(records, uncertainties)}
 
     def after(record):
-        widget._preview.paint(run, (), record.mask, by_id[id(record)])
+        widget.runs.preview.paint(run, (), record.mask, by_id[id(record)])
 
     after_stats = measure(app, after, records, args.repeats)
     assert np.array_equal(run.preview.data, records[-1].mask)
@@ -152,10 +152,10 @@ def main(argv=None) -> int:
     # the slot that runs once per yield (caching + scheduling the coalesced repaint + status line)
     t0 = time.perf_counter()
     for record, unc in zip(records, uncertainties):
-        widget._on_yielded(Update(0, 1, (), record, unc))
+        widget.runs.on_yielded(Update(0, 1, (), record, unc))
     slot_ms = round(1000 * (time.perf_counter() - t0) / len(records), 3)
-    widget._preview.flush_timer.stop()
-    widget._preview.run = None
+    widget.runs.preview.flush_timer.stop()
+    widget.runs.preview.run = None
 
     result = {
         "frame": [args.size, args.size],

@@ -46,7 +46,7 @@ def network_forward_s(widget, jobs, torch) -> float:
     from napari_segrefiner.models.threads import cpu_threads, use_threads
 
     job = widget.job()
-    net = jobs.cached_refiner(widget._models, job.request).network
+    net = jobs.cached_refiner(widget.models, job.request).network
     x, t = torch.rand(1, 4, 256, 256), torch.full((1,), 3)
     times = []
     with use_threads(cpu_threads("gui")), torch.inference_mode():
@@ -79,7 +79,7 @@ def main(argv=None) -> int:
     widget = SegRefinerWidget(viewer, confirm=lambda text: True)
     viewer.window.add_dock_widget(widget, name="SegRefiner")
     widget.reset_choices()
-    widget._device.value = args.device if args.device in widget._device.choices else "auto"
+    widget.form.device.value = args.device if args.device in widget.form.device.choices else "auto"
 
     crops: list[int] = []
     steps: list[float] = []
@@ -99,15 +99,15 @@ def main(argv=None) -> int:
         return refiner
 
     jobs.cached_refiner = counting_refiner
-    on_yielded = widget._on_yielded
+    on_yielded = widget.runs.on_yielded
 
     def timed_yield(update):
         steps.append(time.perf_counter())
         on_yielded(update)
 
-    widget._on_yielded = timed_yield  # (connected per run, in start(): this one is used)
+    widget.runs.on_yielded = timed_yield  # (connected per run, in start(): this one is used)
     marks: dict[str, float] = {}
-    apply = widget._memories.apply
+    apply = widget.annotator.memories.apply
 
     def timed_apply(*a, **k):
         out = apply(*a, **k)
@@ -115,7 +115,7 @@ def main(argv=None) -> int:
         QTimer.singleShot(0, lambda: marks.setdefault("shown", time.perf_counter()))
         return out
 
-    widget._memories.apply = timed_apply
+    widget.annotator.memories.apply = timed_apply
 
     def wait(condition, limit):
         t0 = time.perf_counter()
@@ -128,7 +128,7 @@ def main(argv=None) -> int:
         app.processEvents()
         time.sleep(0.01)
     t0 = time.perf_counter()
-    widget._run_btn.native.click()
+    widget.form.run_btn.native.click()
     wait(lambda: not widget.busy, args.timeout)
     full_s = time.perf_counter() - t0
     result = viewer.layers[f"{mask.name} refined"]
@@ -155,7 +155,7 @@ def main(argv=None) -> int:
         steps.clear()
         marks.clear()
         t0 = time.perf_counter()
-        widget._run_btn.native.click()
+        widget.form.run_btn.native.click()
         click_ms = 1000 * (time.perf_counter() - t0)
         wait(lambda: "shown" in marks and not widget.busy, args.timeout)
         others = [v for v in labels if v != label]
@@ -171,7 +171,7 @@ def main(argv=None) -> int:
                 "first_step_s": round(steps[0] - t0, 3) if steps else None,
                 "crops": sum(crops),
                 "others_bit_identical": kept,
-                "status": widget._status.value,
+                "status": widget.form.status.value,
             }
         )
         print(
@@ -184,8 +184,8 @@ def main(argv=None) -> int:
     out = {
         "sample": f"make_sample_data(): {len(labels)} objects, {tuple(mask.data.shape)} px",
         "edit": "one nucleus dilated by 2 px in the coarse layer, then Run ('Only changed objects' on)",
-        "model": widget._choice.source(),
-        "device": widget._device.value,
+        "model": widget.form.choice.source(),
+        "device": widget.form.device.value,
         "cores": available_cores(),
         "gui_threads": cpu_threads("gui"),
         "load_average_1min_before": load_before,

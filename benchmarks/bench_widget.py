@@ -89,23 +89,23 @@ def main(argv=None) -> int:
     widget = SegRefinerWidget(viewer, confirm=lambda text: True)
     viewer.window.add_dock_widget(widget, name="SegRefiner")
     widget.reset_choices()
-    widget._device.value = args.device if args.device in widget._device.choices else "auto"
-    widget._steps.value = args.steps
+    widget.form.device.value = args.device if args.device in widget.form.device.choices else "auto"
+    widget.form.steps.value = args.steps
     if args.model:
-        widget._choice.set(args.model)
+        widget.form.choice.set(args.model)
     objects = count_objects(widget.job())
-    model, device = widget._choice.source(), widget._device.value
+    model, device = widget.form.choice.source(), widget.form.device.value
     load_before = round(os.getloadavg()[0], 2)  # other processes on the machine (before --load starts)
 
     marks: dict[str, float] = {}
     ticks: list[float] = []
-    paint = widget._preview.paint
+    paint = widget.runs.preview.paint
 
     def first_paint(*a, **k):  # the first step painted into the preview layer
         marks.setdefault("first_preview", time.perf_counter())
         return paint(*a, **k)
 
-    widget._preview.paint = first_paint
+    widget.runs.preview.paint = first_paint
     opening_ms: dict[str, float] = {}
 
     def timed(step, name):  # one piece of opening the run, in its own event-loop turn
@@ -127,13 +127,13 @@ def main(argv=None) -> int:
         return refiner
 
     jobs.cached_refiner = timed_cached_refiner
-    write_result = widget._preview.write_result
+    write_result = widget.runs.preview.write_result
 
     def timed_write_result(*a, **k):  # the result layer (main thread)
         marks["result_layer_begin"] = time.perf_counter()
-        write_result(*a, **k)
+        return write_result(*a, **k)
 
-    widget._preview.write_result = timed_write_result
+    widget.runs.preview.write_result = timed_write_result
     ticker = QTimer()
     ticker.timeout.connect(lambda: ticks.append(time.perf_counter()))
     load = None
@@ -145,9 +145,9 @@ def main(argv=None) -> int:
         ticker.start(TICK_MS)
         marks["click"] = time.perf_counter()
         ticks.append(marks["click"])
-        widget._run_btn.native.click()
+        widget.form.run_btn.native.click()
         marks["click_returned"] = time.perf_counter()
-        run = widget._preview.run  # opened by a 0 ms timer, one piece per turn: time each piece
+        run = widget.runs.preview.run  # opened by a 0 ms timer, one piece per turn: time each piece
         run.opening = [timed(step, name) for step, name in zip(run.opening, ["preview layer", "uncertainty layer"])]
         run.on_open = timed(run.on_open, "progress bar")
         poll.start(10)
@@ -158,7 +158,7 @@ def main(argv=None) -> int:
         if not widget.busy or time.perf_counter() - marks["click"] > args.timeout:
             poll.stop()
             ticker.stop()
-            marks["status"] = widget._status.value  # (napari closes its windows when the app quits)
+            marks["status"] = widget.form.status.value  # (napari closes its windows when the app quits)
             app.quit()
 
     poll = QTimer()

@@ -159,7 +159,7 @@ def measure(root: Path, facts: dict, args) -> dict:
     from qtpy.QtWidgets import QApplication
 
     from napari_segrefiner._napari._widget import SegRefinerWidget
-    from napari_segrefiner._napari.lazy_worker import STORE_PREFIX
+    from napari_segrefiner._napari.lazy_store import STORE_PREFIX
     from napari_segrefiner.models.threads import available_cores, cpu_threads
 
     viewer = napari.Viewer(title="bench_widget_lazy", show=True)
@@ -176,13 +176,13 @@ def measure(root: Path, facts: dict, args) -> dict:
     widget = SegRefinerWidget(viewer, confirm=lambda text: True)
     viewer.window.add_dock_widget(widget, name="SegRefiner")
     widget.reset_choices()
-    widget._image.value, widget._mask.value = viewer.layers["slide"], mask
-    widget._device.value = "cpu"
+    widget.form.image.value, widget.form.mask.value = viewer.layers["slide"], mask
+    widget.form.device.value = "cpu"
     out = root / "out"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir()
     widget.lazy_store_dir = str(out)
-    model = widget._choice.source()
+    model = widget.form.choice.source()
     before = [layer.name for layer in viewer.layers]
     mask_editable = mask.editable
     camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
@@ -204,7 +204,7 @@ def measure(root: Path, facts: dict, args) -> dict:
             if rec.phase == "refining":
                 t["refining"] = time.perf_counter()
 
-    launch = widget._launch_lazy
+    launch = widget.lazy._launch
 
     def timed_launch():  # the progress bar appears (napari adds it to its activity dock), the worker starts
         mark("progress bar")
@@ -213,7 +213,7 @@ def measure(root: Path, facts: dict, args) -> dict:
         t["bar_ms"] = round(1000 * (time.perf_counter() - t0), 1)
         mark("loading the model")
 
-    widget._launch_lazy = timed_launch
+    widget.lazy._launch = timed_launch  # (looked up when a lazy run starts)
     collections: list[tuple[float, float, int, str]] = []  # garbage collections: start, ms, generation, thread
     gc_start: dict = {}
 
@@ -259,9 +259,9 @@ def measure(root: Path, facts: dict, args) -> dict:
         t["click_cpu"] = time.thread_time()
         mark("click Run")
         worker_box["worker"] = None
-        widget._run_btn.native.click()
+        widget.form.run_btn.native.click()
         t["click_returned"] = time.perf_counter()
-        worker = widget._worker
+        worker = widget.worker
         worker.yielded.connect(on_record)
         worker.finished.connect(lambda: t.setdefault("finished", time.perf_counter()))
         quiet = max(args.window - args.interact, 0.0)
@@ -283,7 +283,7 @@ def measure(root: Path, facts: dict, args) -> dict:
         mark("click Cancel")
         state["at_cancel"] = state["records"][-1][1] if state["records"] else None
         state["stores_mid_run"] = sorted(p.name for p in out.iterdir())
-        widget._run_btn.native.click()
+        widget.form.run_btn.native.click()
         poll.start(20)
 
     def check_end():
@@ -295,7 +295,7 @@ def measure(root: Path, facts: dict, args) -> dict:
     def finish():
         ticker.stop()
         t["stop"] = time.perf_counter()
-        state["status"] = widget._status.value
+        state["status"] = widget.form.status.value
         app.quit()
 
     worker_box: dict = {}

@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     _, coarse = viewer.open_sample("napari-segrefiner", "nuclei")
     _, widget = viewer.window.add_plugin_dock_widget("napari-segrefiner", "SegRefiner")
     widget.reset_choices()
-    widget._device.value = "cpu"
+    widget.form.device.value = "cpu"
     app = QApplication.instance()
 
     def settle(n=30):
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def run() -> bool:
         if widget.start() is None:
-            print(f"did not start: {widget._status.value}", file=sys.stderr)
+            print(f"did not start: {widget.form.status.value}", file=sys.stderr)
             return False
         t0 = time.perf_counter()
         while widget.busy and time.perf_counter() - t0 < args.timeout:
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     coarse.contour, coarse.opacity = 1, 0.9
     viewer.layers.move(viewer.layers.index(coarse), len(viewer.layers))
     viewer.layers.selection.active = result
-    panel = widget._review
+    panel = widget.review
     label = panel.next()
     h, w = result.data.shape
     for _ in range(len(panel.queue) - 1):  # the least certain object away from the image border
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # hints for that object from the sample's ground truth (an annotator's two strokes)
     _, truth = load_nuclei()
-    hints = widget._hints.new_layer()
+    hints = widget.form.hints.new_layer()
     own = result.data == label
     spill = own & (truth != label)
     missed = (truth == label) & ~own & (coarse.data == label)
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     viewer.layers.selection.active = result
     panel.go(label)
     shot("annotator_rerefined.png")
-    print(f"object {label}: {widget._status.value}")
+    print(f"object {label}: {widget.form.status.value}")
     viewer.close()
     return 0
 

@@ -47,8 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     _, widget = viewer.window.add_plugin_dock_widget("napari-segrefiner", "SegRefiner")
     widget.reset_choices()
     widget.set_model(args.model)
-    widget._device.value = args.device if args.device in widget._device.choices else "auto"
-    widget._steps.value = args.steps
+    widget.form.device.value = args.device if args.device in widget.form.device.choices else "auto"
+    widget.form.steps.value = args.steps
     app = QApplication.instance()
     if widget.start() is None:
         print("could not start the refinement (see the notification above)", file=sys.stderr)
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(0.02)
     refined = f"{coarse.name} refined"
     if widget.busy or refined not in viewer.layers:
-        print(f"the refinement did not finish ({widget._status.value})", file=sys.stderr)
+        print(f"the refinement did not finish ({widget.form.status.value})", file=sys.stderr)
         return 1
     # the coarse input as yellow outlines above the filled result: the change is visible at a glance
     coarse.colormap = DirectLabelColormap(color_dict={None: "yellow", 0: "transparent"})

@@ -33,6 +33,7 @@ __all__ = [
     "result_layer",
     "spatial_shape",
     "uncertainty_colormap",
+    "view_order",
 ]
 
 ROLE = "segrefiner"  # layer.metadata key marking the widget's own preview/uncertainty layers
@@ -210,3 +211,39 @@ class StepProgress:
         self._closed = True
         if self.bar is not None:
             self.bar.close()  # tqdm's close returns at once when closed already
+
+
+def view_order(viewer, layer, job: RefineJob, limit: int = 256) -> tuple[int, ...]:
+    """The labels of ``job``'s (one) plane the annotator looks at, to refine first.
+
+    The layer's selected label (a Labels layer), then the objects whose centre is in view,
+    nearest to the centre of the view first (at most ``limit``); the engine refines the
+    others after them, in label order. Only the order of the network batches changes:
+    every object draws from its own random stream, so the result is the same.
+    """
+    plane = job.mask[job.index(job.positions[0])]
+    rows, cols = np.nonzero(plane)
+    first = []
+    selected = int(getattr(layer, "selected_label", 0) or 0)
+    if selected and isinstance(layer, Labels) and selected in plane:
+        first.append(selected)
+    if rows.size == 0:
+        return tuple(first)
+    values = plane[rows, cols].astype(np.int64)
+    ids, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    cy = np.bincount(inverse, weights=rows) / counts
+    cx = np.bincount(inverse, weights=cols) / counts
+    scene = getattr(viewer, "scene", None)  # napari >= 0.9 (viewer.camera is deprecated there)
+    camera = scene.camera if scene is not None and hasattr(scene, "camera") else viewer.camera
+    axes = list(job.axes)
+    point = np.asarray(viewer.dims.point, dtype=float).copy()
+    point[-2:] = np.asarray(camera.center, dtype=float)[-2:]
+    centre = np.asarray(layer.world_to_data(point), dtype=float)[axes]
+    canvas = getattr(getattr(viewer, "canvas", None), "size", None) or getattr(viewer, "_canvas_size", None)
+    scale = np.abs(np.asarray(layer.scale, dtype=float)[axes])
+    half = np.asarray(canvas or (600, 800), dtype=float) / max(float(camera.zoom), 1e-9) / 2 / scale
+    dy, dx = cy - centre[0], cx - centre[1]
+    inside = (np.abs(dy) <= half[0]) & (np.abs(dx) <= half[1])
+    near = np.argsort(dy**2 + dx**2, kind="stable")
+    first += [int(ids[k]) for k in near[inside[near]][:limit] if int(ids[k]) not in first]
+    return tuple(first)

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import napari
 from napari.layers import Image, Labels
-from napari.qt.threading import create_worker
 from napari.utils.notifications import show_info, show_warning
 
 from ..engine.request import RefineRequest
 from ..models import registry
 from ..models.refiner import resolve_device
+from ._launch import launch
 from ._napari_layers import ROLE, StepProgress, layer_array, layer_job, notify_error, result_layer, spatial_shape
 from .lazy_worker import lazy_reason
 from .preflight import LARGE_RUN_OBJECTS, check_job, estimate_seconds, estimate_text
@@ -69,11 +69,11 @@ def refine_selected_labels(labels: Labels | None = None, viewer: napari.Viewer |
 
     # a progress bar of our own: the number of steps is known once the worker has loaded the model
     bar = StepProgress(f"SegRefiner: {labels.name}")
-    worker = create_worker(iter_job, job, _ignore_errors=True)
     # lambdas, not bar's bound methods: Qt holds those weakly, and nothing else keeps bar alive
-    worker.yielded.connect(lambda update: bar.update(update))
-    worker.returned.connect(add_result)
-    worker.errored.connect(lambda exc: None if isinstance(exc, RefineCancelled) else notify_error(exc))
-    worker.finished.connect(lambda: bar.close())
-    worker.start()
-    return worker
+    slots = {
+        "yielded": lambda update: bar.update(update),
+        "returned": add_result,
+        "errored": lambda exc: None if isinstance(exc, RefineCancelled) else notify_error(exc),
+        "finished": lambda: bar.close(),
+    }
+    return launch(iter_job, job, slots=slots).worker

@@ -46,15 +46,20 @@ def quietly(call, *args) -> None:
 
 
 class RemovalWatcher(QObject):
-    """Calls back when the watched widget loses its parent (napari's "close dock widget")."""
+    """Calls back when the watched widget loses its parent (napari's "close dock widget"),
+    and ``on_show`` (if given) the first time it is shown."""
 
-    def __init__(self, callback):
+    def __init__(self, callback, on_show=None):
         super().__init__()
         self._callback = callback
+        self._on_show = on_show
 
     def eventFilter(self, obj, event):  # noqa: N802 (Qt API)
         if event.type() == QEvent.Type.ParentChange and obj.parent() is None:
             self._callback()
+        elif event.type() == QEvent.Type.Show and self._on_show is not None:
+            on_show, self._on_show = self._on_show, None
+            on_show()
         return False
 
 

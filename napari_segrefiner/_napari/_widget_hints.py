@@ -6,7 +6,9 @@ Run the hints of the refined plane(s) go with the :class:`~.worker.RefineJob` to
 result. :class:`HintsPanel` holds the "New hints layer" button, the "hints" layer chooser
 (none by default; a new hints layer is chosen at once) and the colour legend, and checks
 the chosen layer before a run (:meth:`HintsPanel.hints_for`): another shape than the mask,
-or values other than 0, 1 and 2, refuse the run with a message. Main thread only.
+or values other than 0, 1 and 2, refuse the run with a message, and so does an "object"
+stroke that touches no object (:func:`stray_stroke`: it would stay a detached sliver).
+Main thread only.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ from napari.layers import Labels
 from napari.utils.colormaps import DirectLabelColormap
 from napari.utils.notifications import show_warning
 from qtpy.QtCore import Qt
+from scipy import ndimage as ndi
 
 from ._napari_layers import ROLE, layer_array, spatial_shape
 
-__all__ = ["HINT_COLORS", "HintsPanel", "hints_colormap"]
+__all__ = ["HINT_COLORS", "HintsPanel", "hints_colormap", "stray_stroke"]
 
 HINT_COLORS = {1: "#00e000", 2: "#ff00ff"}  # object: green, background: magenta (clear on H&E and on grey)
 LEGEND = (
@@ -58,6 +61,7 @@ class HintsPanel:
         self.legend = Label(label="", value=LEGEND)
         self.legend.native.setTextFormat(Qt.TextFormat.RichText)
         self.widgets = [self.new, self.layer, self.legend]
+        self.inputs = list(self.widgets)  # disabled while a run goes
         self.new.changed.connect(self.new_layer)
 
     def _choices(self, _widget=None) -> list:
@@ -118,4 +122,23 @@ class HintsPanel:
         if bad.size:
             shown = ", ".join(str(v) for v in bad[:5].tolist())
             raise ValueError(f"{name} holds {shown}: paint only 1 (object) or 2 (background), 0 erases")
+        stray = stray_stroke(data == 1, np.asarray(layer_array(mask)) != 0)
+        if stray is not None:
+            raise ValueError(
+                f"{name}: an 'object' stroke at {stray} touches no object of {mask.name!r}; "
+                "paint it on (or out from) the object it belongs to"
+            )
         return data.astype(np.uint8)
+
+
+def stray_stroke(strokes: np.ndarray, objects: np.ndarray) -> tuple[int, ...] | None:
+    """A pixel of a connected stroke of ``strokes`` that touches no pixel of ``objects``
+    (None: every stroke touches an object). Such a stroke would stay a detached sliver."""
+    if not strokes.any():
+        return None
+    parts, n = ndi.label(strokes)
+    touched = np.unique(parts[strokes & objects])
+    for k in range(1, n + 1):
+        if k not in touched:
+            return tuple(int(v[0]) for v in np.nonzero(parts == k))
+    return None

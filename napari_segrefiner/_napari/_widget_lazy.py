@@ -1,151 +1,118 @@
 """Lazy runs of the dock widget: big or zarr/dask-backed masks, refined into a zarr store.
 
-:class:`LazySlots` is mixed into :class:`~._widget.SegRefinerWidget`, which owns the widgets
-and state it uses (``_viewer``, ``_image``, ``_mask``, ``_which``, ``_slices``, ``_choice``,
-``_device``, ``_mode``, ``_steps``, ``_seed``, ``_status``, ``_run_btn``, ``_models``,
-``_worker``, ``_slots``, ``_review``, ``_hints``, ``_only_changed``, ``_rerefine``,
-``_replace``, ``_show_unc``).
+:class:`LazyController` reads the dock's controls from the :class:`~._dock.Form` it is
+given, owns the lazy run (``run``) and its worker, and tells the dock that a run starts or
+ends through its ``running`` signal.
 
-When the chosen mask layer is lazy (:func:`~.lazy_worker.lazy_reason`: zarr, dask or other
-non-numpy data, a multiscale layer, or planes above 4096 x 4096 px), Run reads nothing on
-the main thread: it gathers a :class:`~.lazy_worker.LazyJob` and runs
-:func:`~.lazy_worker.iter_lazy_job` in a worker, which scans the mask chunk by chunk,
-refines it object by object (instance mode) and writes the result chunk by chunk into a
-zarr store in a temporary folder. The widget shows progress (objects done / total, rate,
-time left, chunks written) in the status line and the activity dock; there are no step
-previews, hints, re-runs or review queue for such a run (those widgets are disabled while
-a lazy mask is chosen, and the status line says so). The result is a new Labels layer
-backed by the store (with pyramid levels for planes above 4096 px: napari then reads only
-the tiles it shows); its folder is in ``layer.metadata["segrefiner_store"]`` and goes when
-the layer leaves the viewer. While the run goes the mask layer is not editable (the run
-reads it); Cancel stops it within one network call; a cancelled or failed run adds no
-layer, gives the mask its editability back and removes its partial store. Main thread only.
+When the chosen mask layer is lazy (:func:`~.lazy_job.lazy_reason`: zarr, dask, a
+multiscale layer, planes above 4096 x 4096 px), Run reads nothing on the main thread: a
+worker (:func:`~.lazy_worker.iter_lazy_job`) scans the mask chunk by chunk, refines it
+object by object and writes the result into a zarr store in a temporary folder. Progress
+(objects, rate, time left, chunks) shows in the status line and the activity dock; once the
+scan has counted more than :data:`~.preflight.LARGE_RUN_OBJECTS` objects on a CPU, the
+dock asks (``ask``) whether to go on. No step previews, hints, re-runs or review queue
+(those widgets are disabled). The result is a new Labels layer backed by the store (with
+pyramid levels for big planes); its folder (``layer.metadata["segrefiner_store"]``) goes
+with the layer. While the run goes the mask is not editable; Cancel, or removing an input
+layer, stops it within one network call, adds no layer and removes the partial store.
+Main thread only.
 """
 
 from __future__ import annotations
 
-import threading
 import time
-from dataclasses import dataclass, field
-from typing import Any
 
 from napari.layers import Labels
 from napari.utils import progress
-from napari.utils.notifications import show_info
-from qtpy.QtCore import Qt, QTimer
+from napari.utils.notifications import show_info, show_warning
+from psygnal import Signal
+from qtpy.QtCore import QTimer
 
-from ._napari_layers import layer_array, notify_error, plane_axes, spatial_shape
+from ._launch import launch
+from ._napari_layers import current_position, layer_array, notify_error, plane_axes, spatial_shape
 from ._widget_guard import qt_slot, quietly
-from .lazy_worker import LazyJob, LazyProgress, LazyResult, iter_lazy_job, lazy_reason, remove_store
+from .lazy_job import LAZY_NOTE, LazyJob, LazyProgress, LazyResult, LazyRun, lazy_reason, lazy_status
+from .lazy_worker import iter_lazy_job, remove_store
+from .preflight import duration
 from .tracking import sync_bar
 from .worker import RefineCancelled
 
-__all__ = ["STORE_KEY", "LazyRun", "LazySlots", "lazy_status"]
+__all__ = ["STORE_KEY", "LazyController", "LazyRun", "lazy_status"]
 
 STORE_KEY = "segrefiner_store"  # metadata key of a lazy result layer: its store folder
-LAZY_NOTE = "no step previews, hints, re-runs or review queue"
 LAZY_TIP = "Not for lazy runs (big or zarr/dask-backed masks: refined object by object into a zarr store)"
 # status line and progress bar change at most this often (each change repaints the window: with a
 # software OpenGL that costs a core's tenth at 4 Hz, taken from the refinement; a new phase shows at once)
 UI_S = 1.0
 
 
-@dataclass
-class LazyRun:
-    """State of one lazy run (main thread)."""
-
-    job: LazyJob
-    source: Any  # the mask layer
-    reason: str
-    editable: bool | None = None  # the mask layer's editability before the run
-    bar: Any = None  # the napari progress bar (opened just after the click, before the worker starts)
-    phase: str = ""
-    outcome: str = "running"  # -> "done", "error", "cancelled"
-    done_event: threading.Event = field(default_factory=threading.Event)
-    started: float = field(default_factory=time.perf_counter)
-    last: LazyProgress | None = None
-    shown: tuple[str, float] = ("", 0.0)  # phase and time of the last record shown
-    closed: bool = False
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
-def lazy_status(p: LazyProgress) -> str:
-    """The status line of a lazy run's progress record."""
-    if p.phase == "scanning":
-        total = f"/{p.total}" if p.total else ""
-        return f"lazy run: scanning the mask, chunk {p.done}{total} · {LAZY_NOTE}"
-    if p.total is None:
-        return f"lazy run: refining (first batch of objects) · {LAZY_NOTE}"
-    text = f"lazy run: {p.done:,}/{p.total:,} objects"
-    if p.rate:
-        text += f" · {p.rate:.2f}/s, about {_duration(max(p.total - p.done, 0) / p.rate)} left"
-    if p.chunks_total:
-        text += f" · {p.chunks_done}/{p.chunks_total} chunks written"
-    return f"{text} · {LAZY_NOTE}"
-
-
-class LazySlots:
+class LazyController:
     """Lazy runs of the dock widget (see the module docstring)."""
 
-    #: parent folder of new result stores (None: ``$SEGREFINER_LAZY_DIR`` or the temp folder)
-    lazy_store_dir: str | None = None
+    running = Signal(bool)  # True when a lazy run starts, False once it is over
 
-    def _lazy_widgets(self) -> list:
-        return [self._only_changed, self._rerefine, self._replace, self._show_unc, *self._hints.widgets]
+    def __init__(self, viewer, form, models, review, request, ask):
+        self._viewer = viewer
+        self.form = form
+        self.models = models
+        self.review = review
+        self._request = request  # () -> the dock's RefineRequest (without hints)
+        self._ask = ask  # (objects, request) -> go on? (asked once the scan has counted them)
+        self.run: LazyRun | None = None
+        self.launched = None
+        self._closed = False
+        #: parent folder of new result stores (None: ``$SEGREFINER_LAZY_DIR`` or the temp folder)
+        self.store_dir: str | None = None
+        f = form
+        self._lacking = [f.only_changed, f.rerefine, f.replace, f.keep, f.show_unc, *f.hints.widgets]
+        self._tips = {id(w): w.tooltip for w in self._lacking}  # the tooltips the lazy-mode ones replace
+        viewer.layers.events.removed.connect(self._on_layer_removed)
 
-    def _lazy_tooltips(self) -> dict:
-        """The tooltips the lazy-mode ones replace (kept on first use)."""
-        if getattr(self, "_tips", None) is None:
-            self._tips = {id(w): w.tooltip for w in self._lazy_widgets()}
-        return self._tips
+    def close(self) -> None:
+        """The dock is being deleted: every slot becomes a no-op."""
+        self._closed = True
 
-    def lazy_reason(self) -> str | None:
+    @property
+    def busy(self) -> bool:
+        return self.launched is not None
+
+    def reason(self) -> str | None:
         """Why the chosen mask is refined lazily (None: in memory, or no mask chosen)."""
-        mask = self._mask.value
+        mask = self.form.mask.value
         if mask is None:
             return None
         return lazy_reason(layer_array(mask), multiscale=bool(getattr(mask, "multiscale", False)))
 
-    def _apply_lazy_state(self) -> str | None:
+    def apply_state(self, running: bool) -> str | None:
         """Disable what lazy runs do not have while a lazy mask is chosen; returns the reason."""
-        reason = self.lazy_reason()
-        lazy, running, tips = reason is not None, self.busy, self._lazy_tooltips()
-        for w in self._lazy_widgets():
+        reason = self.reason()
+        lazy = reason is not None
+        for w in self._lacking:
             w.enabled = not lazy and not running
-            w.tooltip = LAZY_TIP if lazy else tips.get(id(w))
-        self._review.setEnabled(not lazy and not running)
+            w.tooltip = LAZY_TIP if lazy else self._tips.get(id(w))
+        self.review.setEnabled(not lazy and not running)
         return reason
 
-    @qt_slot
-    def _on_mask_changed(self, *_) -> None:
+    def on_mask_changed(self, running: bool) -> None:
         """A lazy mask was chosen (or not): widgets as they apply, and the status line says so."""
-        reason = self._apply_lazy_state()
-        if self.busy:
+        reason = self.apply_state(running)
+        if running:
             return
         if reason is not None:
-            self._status.value = f"lazy mode ({reason}): refined object by object into a zarr store; {LAZY_NOTE}"
-        elif str(self._status.value).startswith("lazy mode"):
-            self._status.value = ""
+            self.form.say(f"lazy mode ({reason}): refined object by object into a zarr store; {LAZY_NOTE}")
+        elif str(self.form.status.value).startswith("lazy mode"):
+            self.form.say("")
 
-    def lazy_job(self) -> LazyJob:
-        """The widget's parameters as a :class:`LazyJob` (raises ValueError when incomplete)."""
-        request = self.request(hints=False).check_lazy()  # one check of the layers and values for every run
-        image, mask = self._image.value, self._mask.value
+    def job(self) -> LazyJob:
+        """The dock's parameters as a :class:`LazyJob` (raises ValueError when incomplete)."""
+        request = self._request().check_lazy()  # one check of the layers and values for every run
+        image, mask = self.form.image.value, self.form.mask.value
         shape = spatial_shape(mask)
         axes = plane_axes(self._viewer, len(shape))
         if tuple(axes) != (len(shape) - 2, len(shape) - 1):
             raise ValueError("lazy runs refine planes of the last two axes: show those axes (the default view)")
         position = None
-        if len(shape) > 2 and self._slices.value != "all slices":
-            from ._napari_layers import current_position
-
+        if len(shape) > 2 and self.form.slices.value != "all slices":
             position = current_position(self._viewer, mask, axes)
         return LazyJob(
             image=layer_array(image),
@@ -153,60 +120,50 @@ class LazySlots:
             rgb=bool(image.rgb),
             request=request,
             position=position,
-            store_dir=self.lazy_store_dir,
+            store_dir=self.store_dir,
             pyramid=True if getattr(mask, "multiscale", False) else None,
         )
 
-    def _start_lazy(self, reason: str, select=()):
+    def start(self, reason: str, select=()):
         """Start a lazy run (see the module docstring); returns its worker (None if refused)."""
-        from napari.qt.threading import create_worker
-
         if select:
-            return self._refuse(
+            raise ValueError(
                 "re-runs of changed or selected objects are not available for lazy runs "
                 f"({reason}): press Run to refine the mask again"
             )
-        try:
-            job = self.lazy_job()
-        except ValueError as exc:
-            return self._refuse(str(exc))
-        mask = self._mask.value
-        run = self._lazy = LazyRun(job, mask, reason)
+        job = self.job()
+        mask = self.form.mask.value
+        run = self.run = LazyRun(job, mask, reason, image=self.form.image.value)
         if isinstance(mask, Labels):  # the run reads the mask: no painting into it meanwhile
             run.editable = bool(mask.editable)
             mask.editable = False
-        worker = create_worker(iter_lazy_job, job, self._models, _ignore_errors=True)
-        worker.finished.connect(run.done_event.set, type=Qt.ConnectionType.DirectConnection)
-        self._slots = [
-            (worker.yielded, self._on_lazy_yielded),
-            (worker.returned, self._on_lazy_returned),
-            (worker.errored, self._on_lazy_errored),
-            (worker.finished, self._on_lazy_finished),
-        ]
-        for signal, slot in self._slots:
-            signal.connect(slot)
-        self._worker = worker
-        self._set_running(True)
-        self._status.value = f"lazy run ({reason}): starting (loading the model) · {LAZY_NOTE}"
-        # the progress bar first, then the worker: napari takes a while to add a bar (and processes
-        # events meanwhile, which must not happen inside the click); done before the worker's threads
-        # compete with it for the CPU and the GIL, that is the shortest pause of the event loop
-        QTimer.singleShot(0, self._launch_lazy)
-        return worker
+        slots = {
+            "yielded": self.on_yielded,
+            "returned": self.on_returned,
+            "errored": self.on_errored,
+            "finished": self.on_finished,
+        }
+        self.launched = launch(iter_lazy_job, job, self.models, slots=slots, done=run.done_event, start=False)
+        self.running.emit(True)
+        self.form.say(f"lazy run ({reason}): starting (loading the model) · {LAZY_NOTE}")
+        # the progress bar first (napari processes events while it adds one: not inside the click),
+        # then the worker: before its threads compete for the CPU and the GIL, the shortest pause
+        QTimer.singleShot(0, self._launch)
+        return self.launched.worker
 
     @qt_slot
-    def _launch_lazy(self) -> None:
-        run, worker = self._lazy, self._worker
-        if run is None or worker is None or run.closed:
+    def _launch(self) -> None:
+        run, launched = self.run, self.launched
+        if run is None or launched is None or run.closed:
             return
         bar = progress(total=1, desc="SegRefiner (lazy): starting")  # determinate: a busy bar animates
-        if run.closed or self._lazy is not run:  # (napari processed events in there)
+        if run.closed or self.run is not run:  # (napari processed events in there)
             bar.close()
         else:
             run.bar = bar
-        worker.start()
+        launched.worker.start()
 
-    def _sync_lazy_bar(self, run: LazyRun, p: LazyProgress) -> None:
+    def _sync_bar(self, run: LazyRun, p: LazyProgress) -> None:
         """Bring the bar to ``p`` (never indeterminate: napari animates a busy bar, and with a
         software OpenGL every frame repaints the whole window)."""
         bar = run.bar
@@ -220,22 +177,27 @@ class LazySlots:
 
     # -- main-thread slots -----------------------------------------------------------
     @qt_slot
-    def _on_lazy_yielded(self, p: LazyProgress) -> None:
-        run = self._lazy
+    def on_yielded(self, p: LazyProgress) -> None:
+        run = self.run
         if run is None:
             return
         run.last = p
+        if p.phase != "scanning" and p.total is not None and not run.asked:
+            run.asked = True
+            if not self._ask(p.total, run.job.request):
+                self.cancel()
+                return
         now = time.perf_counter()
         if p.phase == run.shown[0] and now - run.shown[1] < UI_S:
             return  # shown within the last second (see UI_S)
         run.shown = (p.phase, now)
-        self._status.value = lazy_status(p)
-        self._sync_lazy_bar(run, p)
+        self.form.say(lazy_status(run.smooth(p)))
+        self._sync_bar(run, p)
 
     @qt_slot
-    def _on_lazy_returned(self, result: LazyResult) -> None:
-        run = self._lazy
-        if run is None:  # abandoned (the dock was closed)
+    def on_returned(self, result: LazyResult) -> None:
+        run = self.run
+        if run is None or run.removed is not None:  # abandoned (the dock was closed) or an input went
             remove_store(result.folder)
             return
         source = run.source
@@ -252,8 +214,8 @@ class LazySlots:
         )
         self._viewer.add_layer(layer)
         run.outcome = "done"
-        self._status.value = (
-            f"lazy run done: {result.objects:,} objects in {_duration(result.seconds)}; "
+        self.form.say(
+            f"lazy run done: {result.objects:,} objects in {duration(result.seconds)}; "
             f"{layer.name!r} reads {result.store}"
         )
         show_info(
@@ -262,27 +224,32 @@ class LazySlots:
         )
 
     @qt_slot
-    def _on_lazy_errored(self, exc: Exception) -> None:
+    def on_errored(self, exc: Exception) -> None:
         cancelled = isinstance(exc, RefineCancelled)
-        if self._lazy is not None:
-            self._lazy.outcome = "cancelled" if cancelled else "error"
+        if self.run is not None:
+            self.run.outcome = "cancelled" if cancelled else "error"
         if not cancelled:
             notify_error(exc)
 
     @qt_slot
-    def _on_lazy_finished(self) -> None:
+    def on_finished(self) -> None:
         """The one place where a lazy run's UI state is reset, whatever the outcome."""
-        run = self._lazy
-        self._worker = None
-        self._slots = []
-        self._end_lazy()
-        if run is not None and run.outcome != "done":
-            self._status.value = "cancelled" if run.outcome == "cancelled" else "failed (see notification)"
-        self._set_running(False)
+        run = self.run
+        if self.launched is not None:
+            self.launched.disconnect()
+        self.launched = None
+        self.end()
+        if run is not None and run.removed is not None:
+            why = f"stopped: the layer {run.removed!r} was removed; no result"
+            show_warning(f"SegRefiner: {why}")
+            self.form.say(why)
+        elif run is not None and run.outcome != "done":
+            self.form.say("cancelled" if run.outcome == "cancelled" else "failed (see notification)")
+        self.running.emit(False)
 
-    def _end_lazy(self) -> None:
+    def end(self) -> None:
         """Close the bar and give the mask its editability back (idempotent)."""
-        run, self._lazy = self._lazy, None
+        run, self.run = self.run, None
         if run is None:
             return
         run.closed = True
@@ -291,15 +258,43 @@ class LazySlots:
         if run.editable is not None and run.source in self._viewer.layers:
             run.source.editable = run.editable
 
-    def _cancel_lazy(self) -> None:
+    def cancel(self) -> None:
         """Ask the lazy run to stop: within one network call the worker removes its partial store
         and ends (never ``quit()``: the generator must see its helper thread end)."""
-        self._lazy.job.cancel.set()
-        self._run_btn.text = "Cancelling..."
-        self._run_btn.enabled = False
+        if self.run is None:
+            return
+        self.run.job.cancel.set()
+        self.form.run_btn.text = "Cancelling..."
+        self.form.run_btn.enabled = False
+
+    def stop(self, *, touch_layers: bool, wait: float) -> None:
+        """Cancel, disconnect and wait at most ``wait`` s for the worker (closing the dock)."""
+        run, launched = self.run, self.launched
+        if launched is None:
+            return
+        if run is not None:
+            run.job.cancel.set()
+        launched.disconnect()
+        if run is not None:
+            run.done_event.wait(timeout=wait)
+            if run.outcome != "done":
+                run.outcome = "cancelled"
+        self.launched = None
+        if touch_layers:
+            self.end()
+            self.running.emit(False)
+        elif run is not None:
+            run.closed = True
+            self.run = None
+            if run.bar is not None:
+                quietly(run.bar.close)
 
     def _on_layer_removed(self, event) -> None:
-        """A lazy result layer left the viewer: its store goes too."""
+        """A lazy result layer left the viewer: its store goes too; an input: the run stops."""
+        run = self.run
+        if run is not None and not self._closed and event.value in (run.source, run.image):
+            run.removed = event.value.name
+            self.cancel()
         folder = getattr(event.value, "metadata", {}).get(STORE_KEY)
         if folder and not any(lay.metadata.get(STORE_KEY) == folder for lay in self._viewer.layers):
             remove_store(folder)  # (a duplicated layer shares the store: it goes with the last one)

@@ -11,12 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from magicgui.widgets import ComboBox, FileEdit, Label, PushButton
-from napari.qt.threading import create_worker
 from napari.utils import progress
 from napari.utils.notifications import show_info
 from qtpy.QtCore import QTimer
 
 from ..models import registry
+from ._launch import launch
 from ._napari_layers import notify_error
 from .tracking import DownloadTracker
 
@@ -94,16 +94,20 @@ class ModelChoice:
         bar = progress(total=0, desc=f"Downloading {name}")
         timer = QTimer()  # pooch counts bytes in the worker; the bar is updated here
         timer.timeout.connect(lambda: tracker.sync(bar))
-        worker = create_worker(
+        slots = {
+            "returned": lambda path: show_info(f"SegRefiner: {name} saved to {path}"),
+            "errored": notify_error,
+        }
+        launched = launch(
             registry.fetch,
             name,
             cache=self.cache_folder(),
             progressbar=tracker,
             trust_unknown_hash=registry.MODELS[name].sha256 is None,
-            _ignore_errors=True,
+            slots=slots,
+            start=False,
         )
-        worker.returned.connect(lambda path: show_info(f"SegRefiner: {name} saved to {path}"))
-        worker.errored.connect(notify_error)
+        worker = launched.worker
 
         def done():
             self.downloading = None

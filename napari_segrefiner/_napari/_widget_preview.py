@@ -31,10 +31,9 @@ from ._widget_guard import quietly
 from .tracking import StepCache
 from .worker import RefineJob, Update, assemble, preview_dtype
 
-__all__ = ["DROP_MS", "FLUSH_MS", "Run", "RunPreview", "step_status", "stop_timer"]
+__all__ = ["FLUSH_MS", "Run", "RunPreview", "step_status", "stop_timer"]
 
 FLUSH_MS = 50  # minimum time between two preview repaints (keeps the viewer responsive)
-DROP_MS = 300  # a re-run's stale "steps" layer goes this long after its result was written
 
 
 @dataclass
@@ -55,6 +54,10 @@ class Run:
     first_step: float | None = None  # time.perf_counter() when its first step arrived
     plan: Any = None  # a re-run of changed objects (_widget_rerun.Plan): no layers of its own
     finals: dict = field(default_factory=dict)  # {pos: (mode, uncertainty scores)} of the final records
+    image: Any = None  # the image layer
+    started: float = 0.0  # time.perf_counter() at the Run click
+    removed: str | None = None  # name of an input layer removed while the run went (it then stops)
+    error: str | None = None  # a failed run's message
 
 
 def stop_timer(timer: QTimer) -> None:
@@ -63,10 +66,10 @@ def stop_timer(timer: QTimer) -> None:
 
 
 def step_status(update: Update) -> str:
-    """The status line of a yielded record, e.g. "refining: 4 of 21 objects done"."""
+    """The status line of a yielded record, e.g. "refining 5 of 21 objects" (4 are done)."""
     s = update.step
-    where = f"slice {update.plane + 1}/{update.planes} · " if update.planes > 1 else ""
-    return f"{where}refining: {s.done_objects} of {s.total_objects} objects done"
+    where = f"slice {update.plane + 1} of {update.planes}: " if update.planes > 1 else ""
+    return f"{where}refining {min(s.done_objects + 1, s.total_objects)} of {s.total_objects} objects"
 
 
 class RunPreview:
@@ -80,10 +83,8 @@ class RunPreview:
         self.flush_timer = QTimer(parent)  # parented: deleted with the dock widget, never orphaned
         self.flush_timer.setSingleShot(True)
         self.flush_timer.timeout.connect(self.flush)
-        self._dropped: list = []
-        self.drop_timer = QTimer(parent)
-        self.drop_timer.setSingleShot(True)
-        self.drop_timer.timeout.connect(self._drop)
+        self._dropped: list = []  # stale "steps" layers (hidden), removed when the next full run ends
+        self.results: list = []  # (mask layer, its newest result layer): a new run replaces it
 
     def begin(self, job: RefineJob, source, *, uncertainty: bool, on_open=None, plan=None) -> Run:
         """Make the new run over ``source`` the ``run``; its layers come just after the click.
@@ -105,6 +106,7 @@ class RunPreview:
                 metadata={ROLE: "preview"},
                 **place,
             )
+            self.restore_selection(run)  # the annotator stays on the layer they were on
 
         def add_uncertainty():
             run.uncertainty = self._viewer.add_image(
@@ -116,6 +118,7 @@ class RunPreview:
                 metadata={ROLE: "uncertainty"},
                 **place,
             )
+            self.restore_selection(run)
 
         layers = [] if plan is not None else [add_preview, *([add_uncertainty] if uncertainty else [])]
         run.opening, run.on_open = layers, on_open
@@ -138,7 +141,8 @@ class RunPreview:
             self.flush_timer.start(int(max(0, wait)))
 
     def flush(self) -> None:
-        """Open the run one piece per call, then paint the newest unpainted step of every plane."""
+        """Open the run one piece per call, then paint the newest unpainted step of every plane
+        (from the moment the preview layer is there: the first objects do not wait for the rest)."""
         run = self.run
         if run is None:
             return
@@ -148,9 +152,11 @@ class RunPreview:
             else:
                 on_open, run.on_open = run.on_open, None
                 on_open()  # napari may process events in there (even end this run)
-            if self.run is run:
-                self.flush_timer.start(0)
-            return
+            if self.run is not run:
+                return
+            self.flush_timer.start(0)
+            if run.preview is None:
+                return
         for pos, (mask, unc) in run.steps.take_pending().items():
             self.paint(run, pos, mask, unc)
         self._last_flush = time.perf_counter()
@@ -166,8 +172,10 @@ class RunPreview:
         if unc is not None and run.uncertainty is not None and run.uncertainty in self._viewer.layers:
             paint_plane(run.uncertainty, index, unc, refresh=shown)
 
-    def write_result(self, finals: dict, *, replace: bool) -> Labels | None:
-        """The run ended well: its result into the input (one undo step) or a new layer (returned)."""
+    def write_result(self, finals: dict, *, replace: bool, keep: bool = False) -> Labels | None:
+        """The run ended well: its result into the input (one undo step), into the last result
+        layer of the same mask (one undo step; unless ``keep``) or a new layer; returns the
+        result layer (None when written into the input)."""
         run = self.run
         if run is None:  # abandoned already (the dock was closed)
             return None
@@ -175,21 +183,23 @@ class RunPreview:
         self.open_now(run)
         self.flush()
         result, source, layers = assemble(run.job, finals), run.source, self._viewer.layers
-        if replace and isinstance(source, Labels) and source in layers:
-            changed = np.nonzero(result != run.job.mask)
-            if changed[0].size:
-                with source.block_history():
-                    source.data_setitem(changed, result[changed])
-        else:
-            if replace:
-                show_info("SegRefiner: 'replace input' needs a Labels layer; the result is a new layer")
-            ours = [layers.index(lay) for lay in (run.preview, run.uncertainty) if lay is not None and lay in layers]
-            layer = result_layer(source, result, f"{source.name} refined")
-            layers.insert(min(ours, default=len(layers)), layer)
-            run.outcome = "done"
-            return layer
         run.outcome = "done"
-        return None
+        if replace and isinstance(source, Labels) and source in layers:
+            _write(source, result)
+            return None
+        if replace:
+            show_info("SegRefiner: 'replace input' needs a Labels layer; the result is a new layer")
+        self.results = [(s, lay) for s, lay in self.results if lay in layers and s in layers]
+        previous = next((lay for s, lay in self.results if s is source), None)
+        if not keep and previous is not None and getattr(previous.data, "shape", None) == result.shape:
+            _write(previous, result)  # Ctrl+Z on that layer brings the previous result back
+            return previous
+        ours = [layers.index(lay) for lay in (run.preview, run.uncertainty) if lay is not None and lay in layers]
+        layer = result_layer(source, result, f"{source.name} refined")
+        layers.insert(min(ours, default=len(layers)), layer)
+        self.restore_selection(run)
+        self.results = [(s, lay) for s, lay in self.results if s is not source] + [(source, layer)]
+        return layer
 
     def end(self) -> Run | None:
         """The run is over: it becomes ``last`` if it ended well, else its layers go."""
@@ -204,8 +214,9 @@ class RunPreview:
         if run.plan is not None:  # a re-run: the last run's steps no longer show the result
             self.drop_steps()
             return run
-        if self.last is not None:
-            self.remove(self.last)
+        dropped, self._dropped = self._dropped, []
+        if self.last is not None or dropped:
+            self.remove(self.last, *dropped)
         self.last = run
         run.preview.name = f"{run.source.name} steps"
         if run.uncertainty is not None:
@@ -216,17 +227,16 @@ class RunPreview:
         return run
 
     def drop_steps(self) -> None:
-        """Forget the last run's steps; its "steps" layer goes ``DROP_MS`` later, once the
-        result is on screen (removing a layer blocks napari a few hundred ms)."""
+        """Forget the last run's steps (they no longer show the result): its "steps" layer is
+        hidden and renamed at once, and removed with the next full run's old layers (removing
+        a layer costs napari a full garbage collection: up to a second on a loaded machine)."""
+        if self.last is not None and self.last.preview is not None:
+            layer = self.last.preview
+            layer.visible = False
+            layer.name = f"{self.last.source.name} steps (before re-runs)"
+            self._dropped.append(layer)
         if self.last is not None:
-            self._dropped += [self.last.preview] if self.last.preview is not None else []
             self.last.preview, self.last.steps = None, StepCache()
-            self.drop_timer.start(DROP_MS)
-
-    def _drop(self) -> None:
-        for layer in [lay for lay in self._dropped if lay in self._viewer.layers]:
-            self._viewer.layers.remove(layer)
-        self._dropped = []
 
     def n_steps(self) -> int:
         """Steps of the last run that can be replayed."""
@@ -252,9 +262,19 @@ class RunPreview:
         if active is not None and active in layers:
             layers.selection.active = active
 
-    def remove(self, run: Run) -> None:
+    def remove(self, run: Run | None, *more) -> None:
+        """Remove ``run``'s layers and ``more`` layers, in one clean-up."""
         layers = self._viewer.layers
-        with layers.batched_update():  # one scene-graph clean-up (a gc.collect) for both
-            for layer in (run.preview, run.uncertainty):
+        own = () if run is None else (run.preview, run.uncertainty)
+        with layers.batched_update():  # one scene-graph clean-up (a gc.collect) for all
+            for layer in (*own, *more):
                 if layer is not None and layer in layers:
                     layers.remove(layer)
+
+
+def _write(layer: Labels, result: np.ndarray) -> None:
+    """Write ``result`` into ``layer``'s numpy data where it differs, as one undo step."""
+    changed = np.nonzero(np.asarray(layer.data) != result)
+    if changed[0].size:
+        with layer.block_history():
+            layer.data_setitem(changed, result[changed])

@@ -5,13 +5,17 @@ a result layer: a list (label, uncertainty score, decision), Previous / Next (ce
 camera on the object at a zoom that shows it with some context, select its label in the
 result layer and show the uncertainty layer), Accept / Reject (reject restores the object's
 coarse mask in the result layer as one edit) and Undo (takes back the last accept or
-reject, pixels included). The queue stays when the selected layer changes and is cleared
-when its result layer leaves the viewer. Main thread only.
+reject, pixels included). The list has column headers (label, uncertainty, state). The
+queue follows the result layer's own undo and redo (Ctrl+Z / Ctrl+Shift+Z): when the
+pixels of the last reject are back to what they were before it, the reject is taken back
+in the queue too, and a redo puts it back. The queue stays when the selected layer changes
+and is cleared when its result layer leaves the viewer. Main thread only.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from qtpy.QtGui import QFontDatabase
 from qtpy.QtWidgets import (
     QGridLayout,
     QGroupBox,
@@ -25,10 +29,16 @@ from ..annotate.review import Edit, ReviewQueue
 from ._widget_guard import quietly
 from ._widget_rerun import plane_index
 
-__all__ = ["FILL", "ReviewPanel"]
+__all__ = ["FILL", "HEADER", "ReviewPanel", "row_text"]
 
 FILL = 0.3  # the object's box (at least MIN_SIDE px) fills this share of the canvas after Next/Previous
 MIN_SIDE = 40
+HEADER = f"{'label':>6}   {'uncertainty':>11}   state"
+
+
+def row_text(item) -> str:
+    """One row of the list, under :data:`HEADER`."""
+    return f"{item.label:>6}   {item.score:>11.3f}   {item.status}"
 
 
 def _camera(viewer):
@@ -52,8 +62,13 @@ class ReviewPanel(QGroupBox):
         self.layer = None  # the result layer
         self.uncertainty = None  # the uncertainty layer shown with each object
         self._where: tuple = ((0, 1), 2, ())  # plane axes, layer ndim, plane position
+        self._redo: list = []  # rejects the layer's undo took back (its redo may put them back)
+        mono = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
+        self.header = QLabel(HEADER)
         self.list = QListWidget()
         self.list.setMaximumHeight(150)
+        for w in (self.header, self.list):
+            w.setFont(mono)
         self.info = QLabel("Refine a mask: its objects appear here, least certain first.")
         self.info.setWordWrap(True)
         self.buttons = {name: QPushButton(name) for name in ("Previous", "Next", "Accept", "Reject", "Undo")}
@@ -62,7 +77,7 @@ class ReviewPanel(QGroupBox):
             grid.addWidget(self.buttons[name], k // 3, k % 3)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
-        for w in (self.list, self.info):
+        for w in (self.header, self.list, self.info):
             layout.addWidget(w)
         layout.addLayout(grid)
         actions = (self.previous, self.next, self.accept, self.reject, self.undo)
@@ -78,18 +93,49 @@ class ReviewPanel(QGroupBox):
         for label, status in (keep or {}).items():
             if label in queue.status:
                 queue.status[label] = status
+        self._watch(layer)
         self.queue, self.layer, self.uncertainty = queue, layer, uncertainty
         self._where = (tuple(axes), layer.data.ndim, tuple(pos))
+        self._redo = []
         self._update()
 
     def clear(self) -> None:
+        self._watch(None)
         self.queue = self.layer = self.uncertainty = None
         self._update()
+
+    def _watch(self, layer) -> None:
+        """Follow ``layer``'s data changes (its undo and redo) instead of the last result layer's."""
+        if self.layer is not None and self.layer is not layer:
+            self.layer.events.set_data.disconnect(self.follow)
+        if layer is not None and layer is not self.layer:
+            layer.events.set_data.connect(self.follow)
+
+    def _pixels(self, edit: Edit) -> np.ndarray:
+        axes, ndim, pos = self._where
+        return np.asarray(self.layer.data[plane_index(axes, ndim, pos, edit.index)])
+
+    def follow(self, *_) -> None:
+        """Bring the queue to the layer's pixels after an undo or redo of the layer itself."""
+        q, changed = self.queue, False
+        if q is None or self.layer not in self._viewer.layers:
+            return
+        while (edit := q.last) is not None and edit.size and not np.array_equal(edit.old, edit.new):
+            if not np.array_equal(self._pixels(edit), edit.old):
+                break
+            self._redo.append(q.undo())  # the layer's undo took the reject back
+            changed = True
+        while self._redo and np.array_equal(self._pixels(self._redo[-1]), self._redo[-1].new):
+            q.redo(self._redo.pop())  # ... and its redo put it back
+            changed = True
+        if changed:
+            self._update()
 
     def _on_removed(self, event) -> None:
         if event.value is self.uncertainty:
             self.uncertainty = None
         if event.value is self.layer:
+            self._watch(None)
             self.queue = self.layer = self.uncertainty = None
             quietly(self._update)  # (the dock may be gone already)
 
@@ -146,6 +192,7 @@ class ReviewPanel(QGroupBox):
         if self.queue is None or self.queue.current is None:
             return None
         self.queue.accept()
+        self._redo = []
         return self._focus(self.queue.next())
 
     def reject(self) -> int | None:
@@ -153,6 +200,7 @@ class ReviewPanel(QGroupBox):
         if self.queue is None or self.queue.current is None or self.layer not in self._viewer.layers:
             return None
         edit = self.queue.reject(self._plane())
+        self._redo = []
         self._write(edit, edit.new)
         return self._focus(self.queue.next())
 
@@ -178,7 +226,7 @@ class ReviewPanel(QGroupBox):
         self.list.blockSignals(True)
         self.list.clear()
         if q is not None:
-            self.list.addItems([f"{i.label:>6}   {i.score:.3f}   {i.status}" for i in q.items()])
+            self.list.addItems([row_text(i) for i in q.items()])
             if q.cursor >= 0:
                 self.list.setCurrentRow(q.cursor)
         self.list.blockSignals(False)
@@ -189,7 +237,7 @@ class ReviewPanel(QGroupBox):
         else:
             c = q.counts()
             self.info.setText(
-                f"{self.layer.name}: {len(q)} objects (label, uncertainty, decision); "
+                f"{self.layer.name}: {len(q)} objects; "
                 f"{c['pending']} pending, {c['accepted']} accepted, {c['rejected']} rejected"
             )
         has, current = q is not None and len(q) > 0, q is not None and q.current is not None

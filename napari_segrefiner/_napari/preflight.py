@@ -21,6 +21,7 @@ __all__ = [
     "NOMINAL_S_PER_OBJECT_STEP",
     "check_job",
     "count_objects",
+    "duration",
     "estimate_seconds",
     "estimate_text",
     "plane_ids",
@@ -89,11 +90,15 @@ def estimate_seconds(objects: int, model: str, steps: int | None, measured: floa
 
 def estimate_text(objects: int, seconds: float, *, measured: bool) -> str:
     """E.g. "300 objects on the CPU: about 4 min (nominal speed)"."""
-    if seconds < 90:
-        span = f"{seconds:.0f} s"
-    elif seconds < 5400:
-        span = f"{seconds / 60:.0f} min"
-    else:
-        span = f"{seconds / 3600:.1f} h"
+    span = duration(seconds)
     how = "measured on this computer" if measured else "nominal speed"
     return f"{objects} objects on the CPU: about {span} ({how})"
+
+
+def duration(seconds: float) -> str:
+    """``seconds`` in words: "24 s", "3 min", "1.5 h"."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from collections.abc import Generator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 
 from ..diffusion.sampling import RefineCancelled
+from ..diffusion.scheduler import timesteps
 from ..engine.records import RefineStep, confidence_frame
 from ..engine.request import RefineRequest
 from ..engine.run import start
@@ -48,6 +50,7 @@ __all__ = [
     "mask_copy",
     "preview_dtype",
     "to_uncertainty",
+    "warm",
 ]
 
 
@@ -173,6 +176,31 @@ def cached_refiner(refiners: ModelCache, request: RefineRequest) -> Refiner:
     """
     device = "auto" if request.device is None else request.device
     return refiners.get(request.model, device=device, cache=request.cache, load=load_refiner)
+
+
+def warm(refiners: ModelCache, request: RefineRequest) -> float | None:
+    """Load ``request``'s model into ``refiners`` ahead of the first run, then time one probe
+    object on the CPU (in a worker, with ``cpu_threads("gui")`` torch threads).
+
+    Returns the CPU seconds per object-step of the probe (what the time estimates use), or
+    None: not on a CPU, or the model cannot be loaded (the run will say why).
+    """
+    try:
+        with use_threads(cpu_threads("gui")):
+            refiner = cached_refiner(refiners, request)
+            if refiner.device.type != "cpu":
+                return None
+            mask = np.zeros((64, 64), dtype=np.uint8)
+            mask[20:44, 18:46] = 1
+            image = np.where(mask[..., None] > 0, 200, 40).astype(np.uint8).repeat(3, axis=2)
+            probe = request.replace(model=refiner.with_options(batch_size=1), device=None, mode="instance")
+            steps = len(timesteps(refiner.schedule, probe.steps))
+            t0 = time.perf_counter()
+            for _ in start(image, mask, probe):
+                pass
+            return (time.perf_counter() - t0) / max(steps, 1)
+    except Exception:  # noqa: BLE001 - the run reports it with a message
+        return None
 
 
 def iter_job(job: RefineJob, refiners: ModelCache | None = None) -> Generator[Update, None, dict]:

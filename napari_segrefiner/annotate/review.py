@@ -212,6 +212,18 @@ class ReviewQueue:
         self._undo.append(edit)
         return edit
 
+    @property
+    def last(self) -> Edit | None:
+        """The edit :meth:`undo` would take back (None: nothing to undo)."""
+        return self._undo[-1] if self._undo else None
+
+    def redo(self, edit: Edit) -> None:
+        """Put back ``edit``, taken back by :meth:`undo` (its pixels are the caller's): its
+        decision comes back and it can be undone again (e.g. a layer's own redo)."""
+        self._label(edit.label)
+        self.status[edit.label] = ACCEPTED if edit.action == "accept" else REJECTED
+        self._undo.append(edit)
+
     def undo(self) -> Edit | None:
         """Take back the last accept or reject: its decision and cursor come back.
 

@@ -142,3 +142,19 @@ def test_inputs_are_not_modified():
     q.reject(out, 1).apply(out)
     assert (out == 1).sum() == 9
     np.testing.assert_array_equal(result, RESULT)
+
+
+def test_redo_puts_back_an_undone_edit_which_can_be_undone_again():
+    q = queue()
+    q.next()  # object 2
+    assert q.last is None
+    edit = q.reject(RESULT.copy())
+    assert q.last is edit
+    assert q.undo() is edit and q.status[2] == "pending" and q.last is None
+    q.redo(edit)  # a layer's own redo wrote its pixels back
+    assert q.status[2] == "rejected" and q.last is edit and q.counts()["rejected"] == 1
+    assert q.undo() is edit and q.status[2] == "pending"
+    accept = q.accept(3)
+    q.undo()
+    q.redo(accept)
+    assert q.status[3] == "accepted"

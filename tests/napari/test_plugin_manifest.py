@@ -86,7 +86,7 @@ def test_dock_widget_and_sample_data(make_napari_viewer):
     again = viewer.open_sample(PLUGIN, "nuclei")[1]
     np.testing.assert_array_equal(again.data, coarse.data)  # seeded: the same every time
     widget.reset_choices()
-    assert widget._image.value is image and widget._mask.value is coarse
+    assert widget.form.image.value is image and widget.form.mask.value is coarse
 
 
 @pytest.mark.gui

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.gui
 from napari.utils import progress  # noqa: E402
 from napari.utils.notifications import notification_manager  # noqa: E402
 
-from napari_segrefiner._napari import _widget  # noqa: E402
+from napari_segrefiner._napari import _launch  # noqa: E402
 from napari_segrefiner._napari import worker as _jobs  # noqa: E402
 from napari_segrefiner._napari._widget import SegRefinerWidget  # noqa: E402
 
@@ -73,7 +73,7 @@ def setup(make_napari_viewer, tiny_checkpoint, blobs):
 def use_tiny(widget, checkpoint):
     widget.reset_choices()
     widget.set_model(checkpoint)
-    widget._device.value = "cpu"
+    widget.form.device.value = "cpu"
 
 
 def run_to_end(qtbot, widget):
@@ -100,7 +100,7 @@ def test_run_previews_objects_then_adds_result_and_scrubs(qtbot, monkeypatch, se
     gate = Gate()
     monkeypatch.setattr(_jobs, "start", gate)
     widget.start()
-    assert widget._run_btn.text == "Cancel" and not widget._mode.enabled
+    assert widget.form.run_btn.text == "Cancel" and not widget.form.mode.enabled
     qtbot.waitUntil(gate.first.is_set, timeout=RUN_TIMEOUT)
     preview = viewer.layers["mask preview"]
     assert viewer.layers["mask uncertainty"].colormap.name == "segrefiner-uncertainty"
@@ -114,12 +114,14 @@ def test_run_previews_objects_then_adds_result_and_scrubs(qtbot, monkeypatch, se
     outside = np.ones(original.shape, bool)
     outside[y0:y1, x0:x1] = False
     np.testing.assert_array_equal(preview.data[outside], original[outside])
-    assert widget._status.value == "refining: 1 of 2 objects done"
-    bar = widget._bar.bar
+    assert widget.form.status.value == "refining 2 of 2 objects"
+    # the first object is painted once the preview layer is there; the bar comes after the uncertainty layer
+    qtbot.waitUntil(lambda: widget.runs.bar.bar is not None, timeout=5_000)
+    bar = widget.runs.bar.bar
     assert (bar.n, bar.total) == (1, 2) and bar in progress._all_instances
     gate.release.set()
     qtbot.waitUntil(lambda: not widget.busy, timeout=RUN_TIMEOUT)
-    assert widget._bar is None and bar not in progress._all_instances  # closed in the finished slot
+    assert widget.runs.bar is None and bar not in progress._all_instances  # closed in the finished slot
 
     result = viewer.layers["mask refined"]
     final = gate.records[-1]
@@ -130,7 +132,7 @@ def test_run_previews_objects_then_adds_result_and_scrubs(qtbot, monkeypatch, se
         np.testing.assert_array_equal(getattr(result, attr), getattr(labels, attr))
     assert tuple(result.axis_labels) == ("y", "x")
     np.testing.assert_array_equal(labels.data, original)  # input untouched
-    assert widget._run_btn.text == "Run" and widget._mode.enabled
+    assert widget.form.run_btn.text == "Run" and widget.form.mode.enabled
 
     # the slider scrubs the reverse steps, composed from the objects' kept states: no new computation
     calls = gate.calls
@@ -138,30 +140,31 @@ def test_run_previews_objects_then_adds_result_and_scrubs(qtbot, monkeypatch, se
     objects = [o for r in gate.records for o in r.objects]
     base = np.where(np.isin(original, [o.label for o in objects]), 0, original)
     # slider and status count the same way: 1-based, "step k/6" at slider value k
-    assert widget._step_slider.max == widget._step_slider.value == len(final.steps) == 6
-    assert widget._step_slider.enabled and widget._step_slider.min == 1 and not steps.visible
-    widget._step_slider.value = 1
-    assert steps.visible and widget._status.value.startswith("step 1/6")
+    assert widget.form.step_slider.max == widget.form.step_slider.value == len(final.steps) == 6
+    assert widget.form.step_slider.enabled and widget.form.step_slider.min == 1 and not steps.visible
+    widget.form.step_slider.value = 1
+    assert steps.visible and widget.form.status.value.startswith("step 1/6")
     np.testing.assert_array_equal(steps.data, replay(base, objects, 0))
-    widget._step_slider.value = 4
-    assert widget._status.value.startswith("step 4/6")
+    widget.form.step_slider.value = 4
+    assert widget.form.status.value.startswith("step 4/6")
     np.testing.assert_array_equal(steps.data, replay(base, objects, 3))
-    widget._step_slider.value = 6
-    assert not steps.visible and widget._status.value.startswith("step 6/6")
+    widget.form.step_slider.value = 6
+    assert not steps.visible and widget.form.status.value.startswith("step 6/6")
     assert gate.calls == calls and not widget.busy
 
-    # a second run replaces the first run's steps/uncertainty layers, not its result, and
-    # reuses the network cached on the widget (keyed by source and device)
+    # a second run with "keep previous results" replaces the first run's steps/uncertainty layers,
+    # not its result, and reuses the network cached on the widget (keyed by source and device)
     loads = []
-    widget._only_changed.value = False  # (on, nothing changed: no second run at all)
+    widget.form.only_changed.value = False  # (on, nothing changed: no second run at all)
+    widget.form.keep.value = True
     monkeypatch.setattr(_jobs, "start", REAL_CORE)
     monkeypatch.setattr(_jobs, "load_refiner", lambda *a, **k: loads.append(a))
     run_to_end(qtbot, widget)
     names = layer_names(viewer)
     assert names.count("mask steps") == 1 and names.count("mask uncertainty") == 1
     assert "mask refined" in names and "mask refined [1]" in names
-    assert loads == [] and len(widget._models) == 1
-    [(source, device, _)] = widget._models
+    assert loads == [] and len(widget.models) == 1
+    [(source, device, _)] = widget.models
     assert device == "cpu" and source.endswith("tiny.pt")
 
 
@@ -173,8 +176,9 @@ def test_status_line_counts_objects():
         step = RefineStep(done - 1, total, "instance", (), done, total, (5, 4, 3, 2, 1, 0), False)
         return step_status(_jobs.Update(plane, planes, (plane,), step))
 
-    assert status(2, 9) == "refining: 2 of 9 objects done"
-    assert status(1, 3, plane=1, planes=3) == "slice 2/3 · refining: 1 of 3 objects done"
+    assert status(2, 9) == "refining 3 of 9 objects"  # two done: the third is being refined
+    assert status(3, 3) == "refining 3 of 3 objects"
+    assert status(1, 3, plane=1, planes=3) == "slice 2 of 3: refining 2 of 3 objects"
 
 
 @pytest.mark.slow
@@ -189,15 +193,15 @@ def test_cancel_mid_run_leaves_layers_as_they_were(qtbot, monkeypatch, setup):
     qtbot.waitUntil(gate.first.is_set, timeout=RUN_TIMEOUT)
     assert "mask preview" in layer_names(viewer)
     with qtbot.waitSignal(worker.finished, timeout=RUN_TIMEOUT):
-        widget._run_btn.native.click()  # the Run button is Cancel now
-        assert widget._run_btn.text == "Cancelling..."
-        assert widget._preview.run.job.cancel.is_set()  # the core stops before its next network batch
+        widget.form.run_btn.native.click()  # the Run button is Cancel now
+        assert widget.form.run_btn.text == "Cancelling..."
+        assert widget.runs.preview.run.job.cancel.is_set()  # the core stops before its next network batch
         gate.release.set()
     qtbot.waitUntil(lambda: not widget.busy, timeout=RUN_TIMEOUT)
     assert layer_names(viewer) == before
     np.testing.assert_array_equal(labels.data, original)
-    assert widget._run_btn.text == "Run" and widget._run_btn.enabled
-    assert widget._status.value == "cancelled"
+    assert widget.form.run_btn.text == "Run" and widget.form.run_btn.enabled
+    assert widget.form.status.value == "cancelled"
     assert notification_manager.records[n:] == []  # a cancel is no error
     assert list(viewer.layers.selection) == [labels] and viewer.layers.selection.active is labels  # restored
 
@@ -217,19 +221,19 @@ def test_errors_are_reported_and_the_widget_recovers(qtbot, monkeypatch, setup):
     run_to_end(qtbot, widget)
     assert any("out of memory on cpu: try CPU or a smaller region" in m for m in new_messages(n)), new_messages(n)
     assert layer_names(viewer) == before
-    assert widget._run_btn.text == "Run" and widget._run_btn.enabled and widget._image.enabled
-    assert "failed" in widget._status.value
+    assert widget.form.run_btn.text == "Run" and widget.form.run_btn.enabled and widget.form.image.enabled
+    assert "failed" in widget.form.status.value
 
     # a validation error of the core (raised in the worker) reaches the user the same way
     monkeypatch.setattr(_jobs, "start", REAL_CORE)
-    widget._mode.value = "hr"  # needs >= 256 px per side: the core refuses a 64 px image
+    widget.form.mode.value = "hr"  # needs >= 256 px per side: the core refuses a 64 px image
     n = len(notification_manager.records)
     run_to_end(qtbot, widget)
     assert any("mode 'hr' needs an image of at least" in m for m in new_messages(n)), new_messages(n)
     assert layer_names(viewer) == before
 
     # usable again: a run works
-    widget._mode.value = "auto"
+    widget.form.mode.value = "auto"
     run_to_end(qtbot, widget)
     assert "mask refined" in viewer.layers
 
@@ -238,19 +242,19 @@ def test_errors_are_reported_and_the_widget_recovers(qtbot, monkeypatch, setup):
 def test_run_cannot_start_a_second_worker(qtbot, monkeypatch, setup):
     viewer, widget, labels = setup
     created = []
-    real_create = _widget.create_worker
+    real_create = _launch.create_worker
 
     def counting(*args, **kwargs):
         created.append(real_create(*args, **kwargs))
         return created[-1]
 
     gate = Gate()
-    monkeypatch.setattr(_widget, "create_worker", counting)
+    monkeypatch.setattr(_launch, "create_worker", counting)
     monkeypatch.setattr(_jobs, "start", gate)
     first = widget.start()
     assert widget.start() is None  # refused by the busy flag, not by the button state
     qtbot.waitUntil(gate.first.is_set, timeout=RUN_TIMEOUT)
-    assert widget.start() is None and len(created) == 1 and widget._worker is first
+    assert widget.start() is None and len(created) == 1 and widget.worker is first
     gate.release.set()
     qtbot.waitUntil(lambda: not widget.busy, timeout=RUN_TIMEOUT)
     assert len(created) == 1 and gate.calls == 1
@@ -260,8 +264,8 @@ def test_run_cannot_start_a_second_worker(qtbot, monkeypatch, setup):
 def test_replace_input_is_one_undo_step(qtbot, setup):
     viewer, widget, labels = setup
     original = labels.data.copy()
-    widget._replace.value = True
-    widget._show_unc.value = False
+    widget.form.replace.value = True
+    widget.form.show_unc.value = False
     run_to_end(qtbot, widget)
     assert "mask refined" not in viewer.layers and "mask uncertainty" not in viewer.layers
     refined = labels.data.copy()
@@ -282,10 +286,11 @@ def test_stack_refines_displayed_or_all_slices(qtbot, make_napari_viewer, tiny_c
     widget = SegRefinerWidget(viewer)
     viewer.window.add_dock_widget(widget)
     use_tiny(widget, tiny_checkpoint)
-    assert shown(widget._slices)
+    assert shown(widget.form.slices)
     viewer.dims.set_current_step(0, 2)
+    widget.form.keep.value = True  # both results stay
     for slices, name in [("displayed slice", "stack refined"), ("all slices", "stack refined [1]")]:
-        widget._slices.value = slices
+        widget.form.slices.value = slices
         run_to_end(qtbot, widget)
         result = viewer.layers[name].data
         assert result.shape == stack.shape
@@ -293,7 +298,7 @@ def test_stack_refines_displayed_or_all_slices(qtbot, make_napari_viewer, tiny_c
         changed = [not np.array_equal(result[z], stack[z]) for z in (0, 2)]
         assert changed == ([True, True] if slices == "all slices" else [False, True])
         np.testing.assert_array_equal(labels.data, stack)
-        widget._step_slider.value = 1  # scrubbing works on stacks too
+        widget.form.step_slider.value = 1  # scrubbing works on stacks too
         assert viewer.layers["stack steps"].visible
         np.testing.assert_array_equal(viewer.layers["stack steps"].data[1], 0)
 
@@ -304,12 +309,12 @@ def test_new_coarse_mask_and_image_layer_as_mask(qtbot, setup):
     layer = widget.new_coarse_mask()
     assert layer.data.shape == (64, 64) and layer.mode == "paint" and layer.brush_size >= 10
     np.testing.assert_array_equal(layer.scale, viewer.layers["img"].scale)
-    assert widget._mask.value is layer
+    assert widget.form.mask.value is layer
     # an Image layer holding a 0/1 mask is accepted and converted
     viewer.add_image((labels.data > 0).astype(np.uint8), name="binary", **{"scale": labels.scale})
     widget.reset_choices()
-    assert "binary" in [name for name, _ in widget._mask_choices()]
-    widget._mask.value = viewer.layers["binary"]
+    assert "binary" in [name for name, _ in widget.form.mask_choices()]
+    widget.form.mask.value = viewer.layers["binary"]
     run_to_end(qtbot, widget)
     assert viewer.layers["binary refined"]._type_string == "labels"
 
@@ -329,7 +334,7 @@ def test_model_choices_missing_model_and_download(qtbot, monkeypatch, setup, tmp
 
     monkeypatch.setattr(registry, "resolve", resolve)
     widget.set_model("segrefiner-lite")
-    assert "missing" in widget._choice.status.value and not shown(widget._choice.download_btn)
+    assert "missing" in widget.form.choice.status.value and not shown(widget.form.choice.download_btn)
     n_records = len(notification_manager.records)
     run_to_end(qtbot, widget)
     messages = [str(n.message) for n in notification_manager.records[n_records:]]
@@ -350,16 +355,18 @@ def test_model_choices_missing_model_and_download(qtbot, monkeypatch, setup, tmp
 
     monkeypatch.setattr(registry, "fetch", fake_fetch)
     widget.set_model("segrefiner-hr")
-    widget._choice.cache.value = tmp_path
-    assert shown(widget._choice.cache) and shown(widget._choice.download_btn)
-    assert "no published checksum" in widget._choice.download_btn.text
+    widget.form.choice.cache.value = tmp_path
+    assert shown(widget.form.choice.cache) and shown(widget.form.choice.download_btn)
+    assert "no published checksum" in widget.form.choice.download_btn.text
     widget.set_model("segrefiner-lr")
-    assert widget._choice.download_btn.text == "Download" and widget._choice.status.value == "not downloaded yet"
+    assert (
+        widget.form.choice.download_btn.text == "Download" and widget.form.choice.status.value == "not downloaded yet"
+    )
     assert widget.download() is not None
-    qtbot.waitUntil(lambda: widget._choice.downloading is None, timeout=RUN_TIMEOUT)
-    assert not shown(widget._choice.download_btn) and widget._choice.download_btn.enabled
+    qtbot.waitUntil(lambda: widget.form.choice.downloading is None, timeout=RUN_TIMEOUT)
+    assert not shown(widget.form.choice.download_btn) and widget.form.choice.download_btn.enabled
     assert calls == [("segrefiner-lr", str(tmp_path), False)]
-    assert widget._choice.status.value == "downloaded"
+    assert widget.form.choice.status.value == "downloaded"
 
 
 @pytest.mark.slow
@@ -370,7 +377,7 @@ def test_closing_the_widget_stops_the_worker(qtbot, monkeypatch, setup):
     monkeypatch.setattr(_jobs, "start", gate)
     widget.start()
     qtbot.waitUntil(gate.first.is_set, timeout=RUN_TIMEOUT)
-    run = widget._preview.run
+    run = widget.runs.preview.run
     threading.Timer(0.2, gate.release.set).start()  # the worker resumes while we wait for it
     viewer.window.remove_dock_widget(widget.native)  # what the dock's close button does
     assert run.done_event.is_set()  # quit + wait happened during removal
@@ -385,7 +392,7 @@ def test_closing_the_viewer_stops_the_worker(qtbot, monkeypatch, setup):
     monkeypatch.setattr(_jobs, "start", gate)
     widget.start()
     qtbot.waitUntil(gate.first.is_set, timeout=RUN_TIMEOUT)
-    run = widget._preview.run
+    run = widget.runs.preview.run
     threading.Timer(0.2, gate.release.set).start()
     viewer.close()
     qtbot.waitUntil(run.done_event.is_set, timeout=RUN_TIMEOUT)

@@ -22,7 +22,7 @@ from _slow_helpers import MANY, SlowNet, many_objects, slow_refiner  # noqa: E40
 from napari.utils.notifications import NotificationSeverity, notification_manager  # noqa: E402
 from qtpy.QtCore import QThreadPool  # noqa: E402
 
-from napari_segrefiner._napari import _widget  # noqa: E402
+from napari_segrefiner._napari import _launch  # noqa: E402
 from napari_segrefiner._napari import worker as _jobs  # noqa: E402
 from napari_segrefiner._napari._napari_layers import uncertainty_colormap  # noqa: E402
 from napari_segrefiner._napari._widget import MIN_WIDTH, SegRefinerWidget  # noqa: E402
@@ -51,7 +51,7 @@ def slow_setup(make_napari_viewer, monkeypatch):
     widget = SegRefinerWidget(viewer, confirm=lambda text: asked.append(text) or True)
     viewer.window.add_dock_widget(widget, name="SegRefiner")
     widget.reset_choices()
-    widget._device.value = "cpu"
+    widget.form.device.value = "cpu"
     refiner = slow_refiner(0.05)
     monkeypatch.setattr(_jobs, "load_refiner", lambda *args, **kwargs: refiner)
     SlowNet.threads.clear()
@@ -68,7 +68,7 @@ def start_and_wait_first_step(qtbot, widget):
     assert worker is not None
 
     def first_step_shown():
-        run = widget._preview.run
+        run = widget.runs.preview.run
         return len(SlowNet.threads) >= 3 and (run is None or run.uncertainty is not None)
 
     qtbot.waitUntil(first_step_shown, timeout=20_000)
@@ -86,11 +86,11 @@ def test_cancel_during_a_300_object_run_resets_the_ui_within_2s(qtbot, slow_setu
     assert len(asked) == 1 and asked[0].startswith(f"{MANY} objects on the CPU: about ")
     assert "cells preview" in names(viewer) and widget.busy
     t0 = time.perf_counter()
-    widget._run_btn.native.click()  # Run is Cancel now
+    widget.form.run_btn.native.click()  # Run is Cancel now
     qtbot.waitUntil(lambda: not widget.busy, timeout=2_000)
     assert time.perf_counter() - t0 < 2.0
-    assert widget._run_btn.text == "Run" and widget._run_btn.enabled and widget._mode.enabled
-    assert widget._status.value == "cancelled" and widget._bar is None
+    assert widget.form.run_btn.text == "Run" and widget.form.run_btn.enabled and widget.form.mode.enabled
+    assert widget.form.status.value == "cancelled" and widget.runs.bar is None
     assert names(viewer) == before  # every layer as it was
     assert viewer.layers.selection.active is layer and list(viewer.layers.selection) == [layer]
     assert [r for r in new_records(n) if r.severity >= NotificationSeverity.WARNING] == []  # no error shown
@@ -105,9 +105,9 @@ def test_a_long_cpu_run_is_not_started_when_declined(qtbot, slow_setup):
     before = names(viewer)
     widget.confirm = lambda text: asked.append(text) and False
     assert widget.start() is None and not widget.busy
-    assert len(asked) == 1 and widget._status.value == "not started" and names(viewer) == before
+    assert len(asked) == 1 and widget.form.status.value == "not started" and names(viewer) == before
     # a selected label is one object: no question
-    widget._which.value = "selected label"
+    widget.form.which.value = "selected label"
     layer.selected_label = 7
     widget.confirm = lambda text: pytest.fail("asked for a single object")
     start_and_wait_first_step(qtbot, widget)
@@ -121,7 +121,7 @@ def test_closing_during_a_run_returns_within_2s_without_leftover_thread(qtbot, s
     viewer, widget, layer, asked = slow_setup
     before = names(viewer)
     start_and_wait_first_step(qtbot, widget)
-    run = widget._preview.run
+    run = widget.runs.preview.run
     t0 = time.perf_counter()
     if how == "dock":
         viewer.window.remove_dock_widget(widget.native)  # what the dock's close button does
@@ -152,7 +152,7 @@ image = np.zeros((64, 64, 3), np.uint8); image[10:30, 10:30] = 200
 mask = np.zeros((64, 64), np.uint16); mask[8:32, 8:32] = 1
 viewer.add_image(image, name="img"); viewer.add_labels(mask, name="mask")
 dock, widget = viewer.window.add_plugin_dock_widget("napari-segrefiner", "SegRefiner")
-widget.reset_choices(); widget.set_model(checkpoint); widget._device.value = "cpu"
+widget.reset_choices(); widget.set_model(checkpoint); widget.form.device.value = "cpu"
 if when == "during a run":
     slow = slow_refiner(0.2)
     worker.load_refiner = lambda *a, **k: slow
@@ -213,23 +213,23 @@ def test_nothing_to_refine_warns_and_starts_no_worker(qtbot, make_napari_viewer,
     widget = SegRefinerWidget(viewer)
     viewer.window.add_dock_widget(widget)
     created = []
-    monkeypatch.setattr(_widget, "create_worker", lambda *a, **k: created.append(a))
+    monkeypatch.setattr(_launch, "create_worker", lambda *a, **k: created.append(a))
 
     def refused(expected: str):
         n = len(notification_manager.records)
         assert widget.start() is None and not widget.busy
         [record] = new_records(n)
         assert record.severity == NotificationSeverity.WARNING and expected in str(record.message)
-        assert expected in widget._status.value
+        assert expected in widget.form.status.value
         assert record.exception is None if hasattr(record, "exception") else True  # a warning, no traceback
 
     widget.reset_choices()
-    widget._mask.value = empty
+    widget.form.mask.value = empty
     refused("the coarse mask 'empty' is empty")
     labels = viewer.add_labels(mask, name="mask")
     widget.reset_choices()
-    widget._mask.value = labels
-    widget._which.value = "selected label"
+    widget.form.mask.value = labels
+    widget.form.which.value = "selected label"
     labels.selected_label = 7
     refused("label 7 (the selected label) does not occur in mask 'mask'")
     # a stack: the displayed slice is empty
@@ -237,8 +237,8 @@ def test_nothing_to_refine_warns_and_starts_no_worker(qtbot, make_napari_viewer,
     viewer.add_image(np.stack([image] * 2), name="img3", rgb=True)
     viewer.add_labels(stack, name="stack")
     widget.reset_choices()
-    widget._image.value, widget._mask.value = viewer.layers["img3"], viewer.layers["stack"]
-    widget._which.value = "all"
+    widget.form.image.value, widget.form.mask.value = viewer.layers["img3"], viewer.layers["stack"]
+    widget.form.which.value = "all"
     viewer.dims.set_current_step(0, 1)
     refused("nothing to refine in the displayed slice (1,) of 'stack'")
     assert created == []  # no worker was ever made
@@ -253,11 +253,11 @@ def test_float_01_image_is_offered_as_a_mask(qtbot, make_napari_viewer, tiny_che
     widget = SegRefinerWidget(viewer)
     viewer.window.add_dock_widget(widget)
     widget.reset_choices()
-    offered = [name for name, _ in widget._mask_choices()]
+    offered = [name for name, _ in widget.form.mask_choices()]
     assert "float mask" in offered and "ramp" not in offered and "img" not in offered
     widget.set_model(tiny_checkpoint)
-    widget._device.value = "cpu"
-    widget._mask.value = viewer.layers["float mask"]
+    widget.form.device.value = "cpu"
+    widget.form.mask.value = viewer.layers["float mask"]
     assert widget.start() is not None
     qtbot.waitUntil(lambda: not widget.busy, timeout=30_000)
     assert viewer.layers["float mask refined"]._type_string == "labels"
@@ -268,9 +268,9 @@ def test_layout_and_uncertainty_colours(make_napari_viewer):
     widget = SegRefinerWidget(viewer)
     viewer.window.add_dock_widget(widget, name="SegRefiner")
     assert widget.native.minimumWidth() == MIN_WIDTH >= 300
-    slider = widget._step_slider
+    slider = widget.form.step_slider
     assert (slider.min, slider.value) == (1, 1)  # 1-based, as the status line
-    assert widget._steps.native.currentText() == "all" and widget._steps.value == 0  # shown as "all", not 0
+    assert widget.form.steps.native.currentText() == "all" and widget.form.steps.value == 0  # shown as "all", not 0
     # low but non-zero uncertainty is not drawn (no faint boxes around the crops)
     alpha = uncertainty_colormap().map(np.array([0.0, 0.02, 0.05, 25 / 255, 26 / 255, 0.5, 1.0]))[:, 3]
     assert np.all(alpha[:4] == 0) and np.all(alpha[4:] > 0.1)
@@ -283,15 +283,15 @@ def test_slots_are_quiet_once_qt_objects_are_deleted(qtbot, make_napari_viewer, 
     viewer.add_image(image, name="img")
     viewer.add_labels(mask, name="mask")
     widget = SegRefinerWidget(viewer)  # not docked: nothing else holds its native widget
-    widget._preview.flush_timer.deleteLater()  # Qt deletes it (as its parent's teardown does)
-    qtbot.waitUntil(lambda: not _alive(widget._preview.flush_timer), timeout=2_000)
-    widget._on_destroyed()  # stops the (deleted) timer: no RuntimeError
+    widget.runs.preview.flush_timer.deleteLater()  # Qt deletes it (as its parent's teardown does)
+    qtbot.waitUntil(lambda: not _alive(widget.runs.preview.flush_timer), timeout=2_000)
+    widget.on_destroyed()  # stops the (deleted) timer: no RuntimeError
     widget._closed = False
     with qtbot.waitSignal(widget.native.destroyed, timeout=2_000):
         widget.native.deleteLater()
     assert widget._closed  # the destroyed handler ran (pytest-qt fails on any slot exception)
-    widget._on_finished()  # later signals of a worker reach a closed dock: no-ops
-    widget._on_run_clicked()
+    widget.runs.on_finished()  # later signals of a worker reach a closed dock: no-ops
+    widget.on_run_clicked()
     assert not widget.busy
 
 
@@ -325,7 +325,7 @@ def test_menu_command_warns_about_a_long_cpu_run_and_runs(qtbot, make_napari_vie
 @pytest.mark.slow
 def test_the_estimate_uses_the_speed_measured_on_this_computer(qtbot, slow_setup):
     viewer, widget, layer, asked = slow_setup
-    widget._speed["segrefiner-lite"] = 0.5  # s per object-step, as if timed by an earlier run
+    widget.runs.speed["segrefiner-lite"] = 0.5  # s per object-step, as if timed by an earlier run
     widget.confirm = lambda text: asked.append(text) and False
     assert widget.start() is None
     assert asked == [
@@ -333,12 +333,10 @@ def test_the_estimate_uses_the_speed_measured_on_this_computer(qtbot, slow_setup
         "Refining the selected label or the displayed slice first is quicker. Start anyway?"
     ]
     # a finished run of >= 10 objects is timed: 20 of the 300
-    from napari_segrefiner._napari._widget_run import RunSlots
-
-    widget._speed.clear()
+    widget.runs.speed.clear()
     layer.data = np.where(layer.data <= 20, layer.data, 0)
     widget.confirm = lambda text: pytest.fail("20 objects: no question")
     worker = widget.start()
     qtbot.waitUntil(lambda: not widget.busy, timeout=30_000)
     assert worker is not None and "cells refined" in viewer.layers
-    assert 0 < widget._speed["segrefiner-lite"] < 5 and isinstance(widget, RunSlots)
+    assert 0 < widget.runs.speed["segrefiner-lite"] < 5

@@ -23,7 +23,7 @@ from napari.utils import progress  # noqa: E402
 from napari.utils.notifications import notification_manager  # noqa: E402
 
 from napari_segrefiner import load_refiner, refine  # noqa: E402
-from napari_segrefiner._napari import _napari_menu, lazy_worker  # noqa: E402
+from napari_segrefiner._napari import _napari_menu, lazy_store, lazy_worker  # noqa: E402
 from napari_segrefiner._napari._widget import SegRefinerWidget  # noqa: E402
 from napari_segrefiner._napari._widget_lazy import STORE_KEY, lazy_status  # noqa: E402
 from napari_segrefiner._napari.worker import CPU_BATCH_SIZE  # noqa: E402
@@ -62,7 +62,7 @@ def expected(checkpoint, image, labels, **kw):
 
 
 def stores(folder):
-    return sorted(p.name for p in folder.iterdir() if p.name.startswith(lazy_worker.STORE_PREFIX))
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith(lazy_store.STORE_PREFIX))
 
 
 def layer_names(viewer):
@@ -86,10 +86,10 @@ def lazy_setup(make_napari_viewer, tiny_checkpoint, tmp_path):
 
 def use_tiny(widget, checkpoint, *, image, mask):
     widget.reset_choices()
-    widget._image.value = widget._viewer.layers[image]
-    widget._mask.value = widget._viewer.layers[mask]
+    widget.form.image.value = widget.viewer.layers[image]
+    widget.form.mask.value = widget.viewer.layers[mask]
     widget.set_model(checkpoint)
-    widget._device.value = "cpu"
+    widget.form.device.value = "cpu"
 
 
 class Gate:
@@ -114,17 +114,23 @@ class Gate:
 def test_lazy_mode_is_chosen_for_zarr_masks_and_disables_what_it_lacks(qtbot, lazy_setup):
     viewer, widget, layer, (_, labels), _ = lazy_setup
     assert widget.lazy_reason() == "zarr-backed"
-    assert "lazy mode (zarr-backed)" in widget._status.value and "no step previews" in widget._status.value
-    lacking = [widget._only_changed, widget._rerefine, widget._replace, widget._show_unc, *widget._hints.widgets]
-    assert not any(w.enabled for w in lacking) and not widget._review.isEnabled()
-    assert widget._only_changed.tooltip.startswith("Not for lazy runs")
+    assert "lazy mode (zarr-backed)" in widget.form.status.value and "no step previews" in widget.form.status.value
+    lacking = [
+        widget.form.only_changed,
+        widget.form.rerefine,
+        widget.form.replace,
+        widget.form.show_unc,
+        *widget.form.hints.widgets,
+    ]
+    assert not any(w.enabled for w in lacking) and not widget.review.isEnabled()
+    assert widget.form.only_changed.tooltip.startswith("Not for lazy runs")
     # an in-memory mask: everything back, tooltips too
     viewer.add_labels(labels, name="numpy mask")
-    widget._mask.reset_choices()
-    widget._mask.value = viewer.layers["numpy mask"]
-    assert widget.lazy_reason() is None and widget._status.value == ""
-    assert all(w.enabled for w in lacking) and widget._review.isEnabled()
-    assert not widget._only_changed.tooltip.startswith("Not for lazy runs")
+    widget.form.mask.reset_choices()
+    widget.form.mask.value = viewer.layers["numpy mask"]
+    assert widget.lazy_reason() is None and widget.form.status.value == ""
+    assert all(w.enabled for w in lacking) and widget.review.isEnabled()
+    assert not widget.form.only_changed.tooltip.startswith("Not for lazy runs")
     # numpy planes above the threshold, dask data and multiscale layers are lazy too
     assert lazy_worker.lazy_reason(np.zeros((2, 2))) is None
     assert lazy_worker.lazy_reason(da.zeros((64, 64))) == "dask-backed"
@@ -132,11 +138,11 @@ def test_lazy_mode_is_chosen_for_zarr_masks_and_disables_what_it_lacks(qtbot, la
     big = np.lib.stride_tricks.as_strided(np.zeros(1, np.uint8), shape=(4097, 4096), strides=(0, 0))
     assert lazy_worker.lazy_reason(big) == "4097 x 4096 px planes"
     # refused with a message: whole/hr modes, re-runs; the menu command points at the widget
-    widget._mask.value = layer
-    widget._mode.value = "whole"
-    assert widget.start() is None and "instance mode" in widget._status.value
-    widget._mode.value = "auto"
-    assert widget.rerefine_selected() is None and "not available for lazy runs" in widget._status.value
+    widget.form.mask.value = layer
+    widget.form.mode.value = "whole"
+    assert widget.start() is None and "instance mode" in widget.form.status.value
+    widget.form.mode.value = "auto"
+    assert widget.rerefine_selected() is None and "not available for lazy runs" in widget.form.status.value
     n = len(notification_manager.records)
     assert _napari_menu.refine_selected_labels(layer, viewer) is None
     assert "dock widget" in str(notification_manager.records[n].message)
@@ -154,12 +160,12 @@ def test_lazy_run_gives_a_store_backed_layer_equal_to_refine(qtbot, lazy_setup, 
     before, source = layer_names(viewer), layer.data
     n = len(notification_manager.records)
     worker = widget.start()
-    assert worker is not None and widget.busy and widget._run_btn.text == "Cancel"
+    assert worker is not None and widget.busy and widget.form.run_btn.text == "Cancel"
     assert not layer.editable  # the run reads the mask: no painting into it meanwhile
     records = []
     worker.yielded.connect(records.append)
-    qtbot.waitUntil(lambda: widget._lazy is not None and widget._lazy.bar is not None, timeout=RUN_TIMEOUT)
-    bar = widget._lazy.bar
+    qtbot.waitUntil(lambda: widget.lazy.run is not None and widget.lazy.run.bar is not None, timeout=RUN_TIMEOUT)
+    bar = widget.lazy.run.bar
     assert bar in progress._all_instances
     qtbot.waitUntil(lambda: not widget.busy, timeout=RUN_TIMEOUT)
     assert bar not in progress._all_instances  # closed in the finished slot
@@ -178,7 +184,7 @@ def test_lazy_run_gives_a_store_backed_layer_equal_to_refine(qtbot, lazy_setup, 
     refining = [r for r in records if r.phase in ("refining", "done")]
     assert refining and refining[-1].done == refining[-1].total == objects
     assert refining[-1].chunks_done == refining[-1].chunks_total > 0
-    assert "done" in widget._status.value and layer.editable and layer.data is source
+    assert "done" in widget.form.status.value and layer.editable and layer.data is source
     np.testing.assert_array_equal(np.asarray(layer.data[...]), labels)  # input untouched
     # the store lives in its own folder; it goes with the layer
     folder = result.metadata[STORE_KEY]
@@ -197,15 +203,15 @@ def test_cancel_mid_run_leaves_layers_and_removes_the_partial_store(qtbot, monke
     qtbot.waitUntil(gate.first.is_set, timeout=RUN_TIMEOUT)
     assert len(stores(out)) == 1 and not layer.editable  # mid-run: its store is being written
     with qtbot.waitSignal(worker.finished, timeout=RUN_TIMEOUT):
-        widget._run_btn.native.click()  # the Run button is Cancel now
-        assert widget._run_btn.text == "Cancelling..." and widget._lazy.job.cancel.is_set()
+        widget.form.run_btn.native.click()  # the Run button is Cancel now
+        assert widget.form.run_btn.text == "Cancelling..." and widget.lazy.run.job.cancel.is_set()
         t0 = time.perf_counter()
         gate.release.set()
     assert time.perf_counter() - t0 < 2.0  # within one network call (milliseconds here)
     qtbot.waitUntil(lambda: not widget.busy, timeout=RUN_TIMEOUT)
     assert layer_names(viewer) == before and layer.editable
     assert stores(out) == []
-    assert widget._status.value == "cancelled" and widget._run_btn.text == "Run" and widget._run_btn.enabled
+    assert widget.form.status.value == "cancelled" and widget.form.run_btn.text == "Run" and widget.form.run_btn.enabled
     assert notification_manager.records[n:] == []  # a cancel is no error
     np.testing.assert_array_equal(np.asarray(layer.data[...]), labels)
 
@@ -217,7 +223,7 @@ def test_closing_the_dock_mid_run_cancels_and_removes_the_store(qtbot, monkeypat
     monkeypatch.setattr(_lazy, "start_lazy", gate)
     widget.start()
     qtbot.waitUntil(gate.first.is_set, timeout=RUN_TIMEOUT)
-    run = widget._lazy
+    run = widget.lazy.run
     threading.Timer(0.2, gate.release.set).start()  # the worker resumes while the dock waits for it
     viewer.window.remove_dock_widget(widget.native)  # what the dock's close button does
     assert run.done_event.is_set() and run.outcome == "cancelled"  # cancelled and waited for during removal
@@ -229,7 +235,7 @@ def test_closing_the_dock_mid_run_cancels_and_removes_the_store(qtbot, monkeypat
 def test_a_failed_run_reports_and_removes_its_store(qtbot, monkeypatch, lazy_setup):
     viewer, widget, layer, _, out = lazy_setup
     before = layer_names(viewer)
-    real, calls = lazy_worker._write_block, []
+    real, calls = lazy_store.write_block, []
 
     def failing(*args):
         calls.append(1)
@@ -237,14 +243,14 @@ def test_a_failed_run_reports_and_removes_its_store(qtbot, monkeypatch, lazy_set
             raise OSError("No space left on device")
         return real(*args)
 
-    monkeypatch.setattr(lazy_worker, "_write_block", failing)
+    monkeypatch.setattr(lazy_store, "write_block", failing)
     n = len(notification_manager.records)
     widget.start()
     qtbot.waitUntil(lambda: not widget.busy, timeout=RUN_TIMEOUT)
     messages = [str(r.message) for r in notification_manager.records[n:]]
     assert any("No space left on device" in m for m in messages), messages
     assert layer_names(viewer) == before and layer.editable and stores(out) == []
-    assert widget._status.value == "failed (see notification)"
+    assert widget.form.status.value.startswith("failed")
 
 
 @pytest.mark.slow
@@ -261,8 +267,8 @@ def test_stack_displayed_slice_and_pyramid_levels(qtbot, monkeypatch, make_napar
     viewer.window.add_dock_widget(widget, name="SegRefiner")
     widget.lazy_store_dir = str(tmp_path)
     use_tiny(widget, tiny_checkpoint, image="img", mask="mask")
-    assert widget.lazy_reason() == "multiscale layer" and not widget._slices.native.isHidden()
-    monkeypatch.setattr(lazy_worker, "PYRAMID_MIN", 64)
+    assert widget.lazy_reason() == "multiscale layer" and not widget.form.slices.native.isHidden()
+    monkeypatch.setattr(lazy_store, "PYRAMID_MIN", 64)
     viewer.dims.set_current_step(0, 1)
     widget.start()
     qtbot.waitUntil(lambda: not widget.busy, timeout=RUN_TIMEOUT)
@@ -286,3 +292,51 @@ def test_lazy_status_line():
     text = lazy_status(p("refining", 1200, 20000, 40, 256, rate=2.0))
     assert text.startswith("lazy run: 1,200/20,000 objects · 2.00/s, about 2.6 h left · 40/256 chunks written")
     assert text.endswith("no step previews, hints, re-runs or review queue")
+
+
+def test_a_lazy_run_of_many_objects_asks_once_counted_and_stops_when_declined(qtbot, monkeypatch, lazy_setup):
+    from napari_segrefiner._napari import _widget_run
+
+    viewer, widget, layer, (_, labels), out = lazy_setup
+    objects = len(np.unique(labels)) - 1
+    monkeypatch.setattr(_widget_run, "LARGE_RUN_OBJECTS", objects - 1)  # "many" for this slide
+    asked, gate = [], Gate()
+    monkeypatch.setattr(_lazy, "start_lazy", gate)  # the run waits at its first batch of objects
+
+    def decline(text):
+        asked.append(text)
+        threading.Timer(0.3, gate.release.set).start()  # (once the answer has cancelled the run)
+        return False
+
+    widget.confirm = decline
+    before = layer_names(viewer)
+    worker = widget.start()
+    assert worker is not None and asked == []  # nothing is counted before the scan
+    qtbot.waitUntil(lambda: not widget.busy, timeout=RUN_TIMEOUT)
+    assert len(asked) == 1 and asked[0].startswith(f"{objects} objects on the CPU: about ")
+    assert widget.form.status.value == "cancelled" and layer_names(viewer) == before
+    assert stores(out) == []
+
+
+def test_the_time_left_of_a_lazy_run_is_smoothed():
+    from napari_segrefiner._napari.lazy_job import RATE_SMOOTHING, LazyRun
+
+    run, p = LazyRun(job=None, source=None, reason=""), lazy_worker.LazyProgress
+    assert run.smooth(p("refining", 10, 100)).rate is None
+    assert run.smooth(p("refining", 10, 100, rate=2.0)).rate == 2.0
+    second = run.smooth(p("refining", 20, 100, rate=1.0))
+    assert second.rate == pytest.approx(2.0 - RATE_SMOOTHING) and (second.done, second.total) == (20, 100)
+
+
+def test_removing_the_image_mid_lazy_run_stops_it_with_a_message_and_no_result(qtbot, monkeypatch, lazy_setup):
+    viewer, widget, layer, _, out = lazy_setup
+    gate = Gate()
+    monkeypatch.setattr(_lazy, "start_lazy", gate)
+    widget.start()
+    qtbot.waitUntil(gate.first.is_set, timeout=RUN_TIMEOUT)
+    viewer.layers.remove(viewer.layers["img"])
+    assert widget.lazy.run.job.cancel.is_set()
+    gate.release.set()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=RUN_TIMEOUT)
+    assert widget.form.status.value == "stopped: the layer 'img' was removed; no result"
+    assert layer_names(viewer) == ["mask"] and layer.editable and stores(out) == []

@@ -44,7 +44,7 @@ def review(make_napari_viewer):
     unc = viewer.add_image(np.zeros((40, 50), dtype=np.uint8), name="mask uncertainty", visible=False, **place)
     widget = SegRefinerWidget(viewer)
     viewer.window.add_dock_widget(widget, name="SegRefiner")
-    panel = widget._review
+    panel = widget.review
     panel.show_queue(result, ReviewQueue(result.data, COARSE, SCORES), uncertainty=unc)
     return viewer, widget, panel, result, coarse, unc
 
@@ -126,8 +126,8 @@ def test_a_run_fills_the_queue_with_the_engines_scores(qtbot, monkeypatch, make_
     widget = SegRefinerWidget(viewer)
     viewer.window.add_dock_widget(widget, name="SegRefiner")
     widget.reset_choices()
-    widget._device.value = "cpu"
-    widget._steps.value = 3  # quicker than the model's 6
+    widget.form.device.value = "cpu"
+    widget.form.steps.value = 3  # quicker than the model's 6
     finals = []
     real = _jobs.start
 
@@ -143,7 +143,7 @@ def test_a_run_fills_the_queue_with_the_engines_scores(qtbot, monkeypatch, make_
     scores = finals[-1].uncertainty
     assert scores and len(scores) >= 3
     expected = sorted(scores, key=lambda k: (-scores[k], k))
-    panel = widget._review
+    panel = widget.review
     assert panel.layer is viewer.layers["mask refined"]
     assert panel.queue.order == tuple(expected)
     assert [int(r[0]) for r in rows(panel)] == expected

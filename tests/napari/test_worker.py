@@ -163,3 +163,14 @@ def test_preflight_counts_objects_and_says_why_nothing_runs(stack_job):
     assert estimate_seconds(300, "segrefiner-lite", None) == pytest.approx(300 * 6 * 0.05)
     assert estimate_seconds(300, "x.pt", 2, measured=0.1) == pytest.approx(60.0)
     assert estimate_text(300, 252.0, measured=False) == "300 objects on the CPU: about 4 min (nominal speed)"
+
+
+def test_warm_loads_the_model_once_and_times_a_probe_object(tiny_checkpoint, tmp_path):
+    from napari_segrefiner._napari.worker import warm
+
+    refiners = ModelCache()
+    request = RefineRequest(model=str(tiny_checkpoint), device="cpu")
+    seconds = warm(refiners, request)
+    assert seconds is not None and 0 < seconds < 5 and refiners.loads == 1
+    assert warm(refiners, request) is not None and refiners.loads == 1  # cached: loaded once
+    assert warm(ModelCache(), request.replace(model=str(tmp_path / "missing.pt"))) is None  # the run says why
