@@ -1,7 +1,8 @@
 """Command-line tool ``napari-segrefiner`` (the only module that prints and exits).
 
 Subcommands: ``refine`` (one pair or two folders), ``download``, ``models``, ``train``,
-``benchmark`` (quality against classical peers) and ``speed`` (seconds per forward/object).
+``benchmark`` (quality against classical peers), ``speed`` (seconds per forward/object) and
+``adapt`` (learn from corrected masks, :mod:`.adapt.cli`).
 """
 
 from __future__ import annotations
@@ -215,7 +216,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("-o", "--output", required=True, metavar="OUT", help="output mask file (.png, .tif, .tiff or .npy; the "
                    "extension picks the format), or output folder in folder mode")  # fmt: skip
     g = r.add_mutually_exclusive_group()
-    g.add_argument("--model", default=None, help="registered model name (default: the shipped segrefiner-lite)")
+    g.add_argument("--model", default=None, help="registered model name, or adapted:NAME for a model made by "
+                   "`napari-segrefiner adapt` (default: the shipped segrefiner-lite)")
     g.add_argument("--checkpoint", default=None, help="checkpoint file (ours or an official .pth)")
     r.add_argument("--mode", default="auto", choices=["auto", "instance", "whole", "hr"],
                    help="pipeline: each object in its own crop (instance), the whole frame (whole), "
@@ -297,6 +299,12 @@ def _parser() -> argparse.ArgumentParser:
         b = sub.add_parser("benchmark", help="quality against classical refiners on val splits")
         add_benchmark(b)
         b.set_defaults(func=_cmd_benchmark)
+
+    from .adapt.cli import add_arguments as add_adapt, run_from_args as run_adapt  # issue #19
+
+    a = sub.add_parser("adapt", help="adapt a model to corrected masks (image, coarse and final folders)")
+    add_adapt(a)
+    a.set_defaults(func=run_adapt)
 
     from .evaluation.speed import add_arguments as add_speed
 

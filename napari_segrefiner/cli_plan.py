@@ -85,7 +85,15 @@ def output_lock(path: Path, what: str):
 def model_source(args) -> str | None:
     if getattr(args, "checkpoint", None):
         return args.checkpoint
-    return getattr(args, "model", None)
+    model = getattr(args, "model", None)
+    if isinstance(model, str) and model.startswith("adapted:"):  # an adapted model's file (issue #19)
+        from .adapt.models import adapted_path
+
+        try:
+            return str(adapted_path(model))
+        except (FileNotFoundError, ValueError) as exc:
+            raise CLIError(str(exc)) from None
+    return model
 
 
 # ---------------------------------------------------------------- refine: planning ---

@@ -17,7 +17,8 @@ FORBIDDEN = ["napari", "magicgui", "qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6
 # every module of the package except the napari wing's own modules (``_napari._*``)
 CORE = {"checkpoint", "config", "imaging", "refiner", "patches", "pipelines", "api", "registry", "sampling",
         "scheduler", "cli", "nets.unet", "nets.lite", "nets.blocks", "training.train", "training.synthesis",
-        "evaluation.benchmark", "evaluation.metrics", "_napari.worker"}
+        "evaluation.benchmark", "evaluation.metrics", "_napari.worker", "adapt.learn", "adapt.review", "adapt.store",
+        "adapt.models"}
 
 SCRIPT = r"""
 import importlib, json, pkgutil, sys

@@ -1,0 +1,309 @@
+"""Adapt a refiner to an annotator's corrections: fine-tune its decoder on their pairs, on a CPU.
+
+:func:`iter_adapt` (a generator, for a GUI worker) and :func:`adapt` (a function) take a
+base model and at least :data:`MIN_PAIRS` pairs of one crop side, and:
+
+1. split the pairs with a seeded permutation into training and held-out pairs (at least one
+   held out; ``holdout`` is the share);
+2. encode every crop once (the encoder is frozen; its features stay in memory) and
+   synthesise a few coarse variants of each training pair's final mask
+   (:mod:`.samples`);
+3. measure the base's held-out IoU (:mod:`.heldout`: the full reverse process through the
+   pipeline's batch step);
+4. fine-tune the trainable parameters (the decoder of an encoder-decoder refiner; every
+   parameter of a network without a frozen encoder, such as the Lite refiner) with the
+   official loss, Adam (:mod:`.optim`), warm-up and cosine decay, until ``max_steps`` or the time budget
+   (the whole run, evaluations included, ends within about ``seconds``);
+5. measure the adapted network's held-out IoU. It is *kept* only if its mean beats the
+   base's; either way both figures are reported.
+
+On the CPU the same pairs, seed and ``max_steps`` give the same weights. The base model
+and its file are never modified. Saving is :func:`~.models.save_adapted`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import datetime as _dt
+import math
+import numbers
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..refiner import load_refiner
+from ..sampling import RefineCancelled
+from ..threads import use_threads
+from ..training.losses import refiner_loss
+from ..training.train import lr_at
+from ..scheduler import add_noise
+from .heldout import heldout_ious
+from .models import base_identity, save_adapted
+from .optim import Adam
+from .pairs import CROP_OPTIONS, Pair
+from .result import AdaptCancelled, AdaptRecord, AdaptResult
+from .samples import VARIANT_KINDS, Batches, Cancelled, coarse_variants, encode_pairs
+
+__all__ = ["DEFAULT_LR", "MAX_TRAINABLE", "MIN_PAIRS", "adapt", "iter_adapt", "split_pairs"]
+
+MIN_PAIRS = 2  # one to learn from, one to judge by
+MAX_TRAINABLE = 20_000_000  # the official UNet (118.6 M) is too large to adapt on a CPU
+DEFAULT_LR = 2e-4
+_TIMED = 8  # steps timed before the total is estimated from the budget
+
+
+def split_pairs(n: int, holdout: float, seed: int) -> tuple[list[int], list[int]]:
+    """Seeded (train, held-out) indices of ``n`` pairs: ``max(1, round(holdout * n))`` held out, at most ``n - 1``."""
+    order = np.random.default_rng(np.random.SeedSequence([int(seed), 0xADA])).permutation(n).tolist()
+    k = min(n - 1, max(1, int(round(holdout * n))))
+    return sorted(order[k:]), sorted(order[:k])
+
+
+def _pairs(pairs: Any, size: int) -> list[Pair]:
+    items = list(pairs.pairs) if hasattr(pairs, "pairs") else list(pairs) if isinstance(pairs, Iterable) else None
+    if items is None:
+        raise TypeError(f"pairs must be a PairStore or a sequence of Pair, got {type(pairs).__name__}")
+    bad = next((p for p in items if not isinstance(p, Pair)), None)
+    if bad is not None:
+        raise TypeError(f"pairs must hold Pair objects, got a {type(bad).__name__}")
+    if len(items) < MIN_PAIRS:
+        raise ValueError(f"pairs: adapting needs at least {MIN_PAIRS} pairs (one to learn from, one held out to "
+                         f"judge the result), got {len(items)}; accept more objects first")
+    sides = sorted({p.size for p in items})
+    if len(sides) > 1:
+        raise ValueError(f"pairs have crops of different sides {sides}: they were made for different models; "
+                         "adapt with pairs of one store")
+    if sides[0] != size:
+        raise ValueError(f"pairs have {sides[0]}-px crops but the base model refines {size}-px crops: make the pairs "
+                         "with the base model's options (PairStore(config=refiner.config))")
+    keys = [p.key for p in items]
+    if len(set(keys)) != len(keys):
+        raise ValueError("pairs hold the same key twice")
+    return items
+
+
+def _number(value: Any, name: str, *, low: float, high: float = math.inf, integer: bool = False) -> Any:
+    kind = numbers.Integral if integer else numbers.Real
+    if isinstance(value, bool) or not isinstance(value, kind) or not low <= value <= high:
+        raise ValueError(f"{name} must be {'an integer' if integer else 'a number'} in [{low}, {high}], got {value!r}")
+    return int(value) if integer else float(value)
+
+
+def iter_adapt(base: Any = None, pairs: Any = (), *, seconds: float = 60.0, max_steps: int | None = None,
+               seed: int = 0, holdout: float = 0.25, threads: int | None = None,
+               cancel: Callable[[], bool] | None = None, lr: float = DEFAULT_LR, save: bool = False,
+               name: str | None = None, cache: Any = None,
+               clock: Callable[[], float] | None = None) -> Iterator[AdaptRecord]:
+    """Adapt ``base`` to ``pairs``, yielding an :class:`~.result.AdaptRecord` at every stage and step.
+
+    Parameters
+    ----------
+    base : None, str, path-like, Refiner or torch.nn.Module
+        What :func:`~napari_segrefiner.refiner.load_refiner` takes (``None`` = the shipped
+        model; ``"adapted:<name>"`` adapts an adapted model further).
+    pairs : PairStore or sequence of Pair
+        At least :data:`MIN_PAIRS`, all with the base model's crop side.
+    seconds : float
+        Time budget of the whole run (> 0); training stops early enough for the final evaluation.
+    max_steps : int, optional
+        Stop after this many steps (and plan the learning-rate schedule for them).
+    seed : int
+        Seeds the split, the coarse variants, the batches and the evaluations.
+    holdout : float
+        Share of pairs held out (in (0, 1); at least one pair, at most all but one).
+    threads : int, optional
+        torch CPU threads during the run (restored after); default: unchanged.
+    cancel : callable, optional
+        Asked before every step and network call; when it returns True the run stops and
+        yields a last ``"cancelled"`` record (within one step: well under a second).
+    lr : float
+        Peak learning rate.
+    save : bool
+        Save a kept model to the user's model folder (``result.path``).
+    name, cache :
+        Name and model folder for saving (see :func:`~.models.save_adapted`).
+    clock : callable, optional
+        The clock ``seconds`` is measured on (default ``time.perf_counter``, wall time);
+        e.g. the process's CPU time divided by its threads, to budget the work a dedicated
+        machine would do whatever else runs.
+
+    Yields
+    ------
+    AdaptRecord
+        ``"encode"``, ``"baseline"``, ``"train"`` (one per step), ``"evaluate"``, then
+        ``"done"`` (with ``result``) or ``"cancelled"``.
+
+    Raises
+    ------
+    ValueError, TypeError
+        Raised by this call, before anything runs: fewer than two pairs, crops of other
+        sides, a base too large to adapt, or bad options (named in the message).
+    """
+    seconds = _number(seconds, "seconds", low=1e-3)
+    max_steps = None if max_steps is None else _number(max_steps, "max_steps", low=1, integer=True)
+    seed = _number(seed, "seed", low=0, high=2**32 - 1, integer=True)
+    holdout = _number(holdout, "holdout", low=1e-6, high=1 - 1e-6)
+    threads = None if threads is None else _number(threads, "threads", low=1, high=1024, integer=True)
+    lr = _number(lr, "lr", low=1e-8, high=1.0)
+    for what, fn in (("cancel", cancel), ("clock", clock)):
+        if fn is not None and not callable(fn):
+            raise TypeError(f"{what} must be None or a callable, got {type(fn).__name__}")
+    refiner = load_refiner(base, device="cpu")
+    items = _pairs(pairs, refiner.config.size)
+    if not (callable(getattr(refiner.network, "encode", None)) and callable(getattr(refiner.network, "denoise", None))):
+        raise TypeError("base must be a SegRefiner network with encode() and denoise() to be adapted")
+    trainable = sum(p.numel() for p in refiner.network.parameters() if p.requires_grad)
+    if trainable > MAX_TRAINABLE:
+        raise ValueError(f"base model {refiner.source} has {trainable / 1e6:.1f} M trainable parameters: too many to "
+                         "adapt on a CPU; adapt an encoder-decoder model (only its decoder learns) or the Lite model")
+    if trainable == 0:
+        raise ValueError(f"base model {refiner.source} has no trainable parameters")
+    options = dict(seconds=seconds, max_steps=max_steps, seed=seed, holdout=holdout, cancel=cancel, lr=lr,
+                   save=bool(save), name=name, cache=cache, clock=clock or time.perf_counter)
+    return _run(refiner, items, threads, options)
+
+
+def _run(refiner, items: list[Pair], threads: int | None, o: dict) -> Iterator[AdaptRecord]:
+    now = o["clock"]
+    t0 = now()
+    timings: dict[str, float] = {}
+    state: dict[str, Any] = {"step": 0, "total": o["max_steps"], "base": None, "adapted": None}
+
+    def record(stage: str, message: str, **extra) -> AdaptRecord:
+        return AdaptRecord(stage, state["step"], state["total"], now() - t0, base_iou=state["base"],
+                           adapted_iou=state["adapted"], message=message, **extra)
+
+    cancel = o["cancel"]
+    train_idx, hold_idx = split_pairs(len(items), o["holdout"], o["seed"])
+    guard = use_threads(threads) if threads else contextlib.nullcontext()
+    try:
+        with guard:
+            yield record("encode", f"encoding {len(items)} crops once")
+            base_net, cfg, schedule = refiner.network, refiner.config, refiner.schedule
+            data = encode_pairs(base_net, items, cancel=cancel)
+            rng = np.random.default_rng(np.random.SeedSequence([o["seed"], 2]))
+            variants = [torch.zeros(0, 1, cfg.size, cfg.size)] * len(items)
+            for i in train_idx:
+                made = coarse_variants(items[i].final, rng)
+                if made:
+                    variants[i] = torch.from_numpy(np.stack(made).astype(np.float32))[:, None]
+            timings["encode"] = now() - t0
+            yield record("baseline", f"refining the {len(hold_idx)} held-out pairs with the base model")
+            t1 = now()
+            base_scores = heldout_ious(base_net, cfg, schedule, data, hold_idx, seed=o["seed"], cancel=cancel)
+            timings["baseline"] = now() - t1
+            state["base"] = float(np.mean(base_scores))
+            net, history = yield from _train(base_net, schedule, data, train_idx, variants, o, state, record, t0,
+                                             deadline=t0 + o["seconds"] - 1.2 * timings["baseline"])
+            timings["train"] = now() - t1 - timings["baseline"]
+            yield record("evaluate", f"refining the {len(hold_idx)} held-out pairs with the adapted model")
+            t2 = now()
+            scores = heldout_ious(net, cfg, schedule, data, hold_idx, seed=o["seed"], cancel=cancel)
+            timings["evaluate"] = now() - t2
+            state["adapted"] = float(np.mean(scores))
+            used_threads = torch.get_num_threads()
+        result = _result(refiner, net, items, train_idx, hold_idx, state, timings, history, o, t0, used_threads)
+        if o["save"] and result.kept:
+            path = save_adapted(result, o["name"], cache=o["cache"])
+            result = AdaptResult(**{**result.__dict__, "path": path})
+        yield record("done", result.summary() + (f"; saved {result.path}" if result.path else ""), result=result)
+    except (Cancelled, RefineCancelled):
+        yield record("cancelled", f"adaptation cancelled after {state['step']} steps; nothing was saved")
+
+
+def _train(base_net, schedule, data, train_idx, variants, o: dict, state: dict, record, t0: float, *,
+           deadline: float):
+    """The optimisation loop (a sub-generator of :func:`_run`): returns (network in eval mode, history)."""
+    net = copy.deepcopy(base_net).train()
+    params = [p for p in net.parameters() if p.requires_grad]
+    opt = Adam(params)
+    batches = Batches(data, train_idx, variants, seed=o["seed"] + 1)
+    gen = torch.Generator().manual_seed(o["seed"] + 2)
+    total = state["total"]
+    warmup = max(1, min(10, (total or 100) // 10))
+    clock = o["clock"]
+    history, started = [], clock()
+    cancel = o["cancel"]
+    while total is None or state["step"] < total:
+        if cancel is not None and cancel():
+            raise Cancelled("adaptation cancelled")
+        if clock() >= deadline:
+            break
+        step = state["step"]
+        rate = lr_at(step, lr=o["lr"], warmup=warmup, iters=total or 10**9, min_ratio=0.1)
+        batch = batches.next()
+        t = torch.randint(0, schedule.num_timesteps, (batch["fine"].shape[0],), generator=gen)
+        m_t = add_noise(batch["fine"], batch["coarse"], t, schedule=schedule, generator=gen)
+        logits = net.denoise(m_t, t, batch["features"], batch["image"])
+        loss = refiner_loss(logits, batch["fine"])["loss"]
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step(rate)
+        state["step"] = step + 1
+        now = clock()
+        value = float(loss.detach())
+        history.append({"step": step + 1, "loss": round(value, 5), "lr": rate, "seconds": round(now - t0, 3)})
+        if total is None and state["step"] == _TIMED:  # plan the schedule for the steps the budget allows
+            per = (now - started) / _TIMED
+            total = state["total"] = _TIMED + max(0, int((deadline - now) / max(per, 1e-6)))
+        yield record("train", f"step {state['step']}" + (f"/{total}" if total else "") + f", loss {value:.4f}",
+                     loss=value, lr=rate)
+    return net.eval(), history
+
+
+def _result(refiner, net, items, train_idx, hold_idx, state, timings, history, o, t0, threads) -> AdaptResult:
+    from ..refiner import Refiner
+
+    kept = state["adapted"] > state["base"]
+    seconds = o["clock"]() - t0
+    provenance = {
+        "base": base_identity(refiner, cache=o["cache"]),
+        "pairs": {"train": len(train_idx), "holdout": len(hold_idx)},
+        "steps": state["step"], "seconds": round(seconds, 2), "budget_s": o["seconds"], "max_steps": o["max_steps"],
+        "heldout_iou": {"base": round(state["base"], 6), "adapted": round(state["adapted"], 6)},
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "seed": o["seed"], "lr": o["lr"],
+        "holdout": o["holdout"], "threads": threads,
+        "trained": "decoder" if any(not p.requires_grad for p in net.parameters()) else "all parameters",
+        "variants": [list(v) for v in VARIANT_KINDS],
+        "crop": {k: getattr(refiner.config, k) for k in CROP_OPTIONS},
+        "timings_s": {k: round(v, 2) for k, v in timings.items()},
+    }
+    adapted = Refiner(net, refiner.config, refiner.schedule, refiner.device, source="<adapted in memory>",
+                      meta={"adapted": provenance})
+    return AdaptResult(adapted, refiner, kept, state["base"], state["adapted"], state["step"], seconds,
+                       tuple(items[i].key for i in train_idx), tuple(items[i].key for i in hold_idx), timings,
+                       provenance, tuple(history))
+
+
+def adapt(base: Any = None, pairs: Any = (), *, seconds: float = 60.0, max_steps: int | None = None, seed: int = 0,
+          holdout: float = 0.25, threads: int | None = None, cancel: Callable[[], bool] | None = None,
+          progress: Callable[[int, int | None, AdaptRecord], None] | None = None,
+          lr: float = DEFAULT_LR, clock: Callable[[], float] | None = None) -> AdaptResult:
+    """Adapt ``base`` to ``pairs`` and return the :class:`~.result.AdaptResult` (nothing is saved).
+
+    Takes the arguments of :func:`iter_adapt` (except saving), plus ``progress(step, total,
+    record)`` called with every record.
+
+    Raises
+    ------
+    AdaptCancelled
+        When ``cancel()`` returned True.
+    ValueError, TypeError
+        As :func:`iter_adapt`.
+    """
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress must be None or a callable, got {type(progress).__name__}")
+    for rec in iter_adapt(base, pairs, seconds=seconds, max_steps=max_steps, seed=seed, holdout=holdout,
+                          threads=threads, cancel=cancel, lr=lr, clock=clock):
+        if progress is not None:
+            progress(rec.step, rec.total, rec)
+        if rec.stage == "cancelled":
+            raise AdaptCancelled(rec.message)
+        if rec.result is not None:
+            return rec.result
+    raise RuntimeError("adaptation ended without a result")  # pragma: no cover

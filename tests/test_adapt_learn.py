@@ -1,0 +1,164 @@
+"""Adapting the decoder: seeded, judged on held-out pairs, cancellable, bounded in time, safe."""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from _adapt_helpers import TINY, store, tiny_refiner
+from napari_segrefiner.adapt import AdaptCancelled, PairStore, adapt, iter_adapt, split_pairs
+
+
+def _weights(refiner) -> dict:
+    return {k: v.detach().clone() for k, v in refiner.network.state_dict().items()}
+
+
+def test_same_pairs_and_seed_give_the_same_weights():
+    base, pairs = tiny_refiner(), store(4)
+    a = adapt(base, pairs, max_steps=3, seed=3)
+    b = adapt(base, pairs, max_steps=3, seed=3)
+    c = adapt(base, pairs, max_steps=3, seed=4)
+    wa, wb, wc = _weights(a.refiner), _weights(b.refiner), _weights(c.refiner)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert any(not torch.equal(wa[k], wc[k]) for k in wa)
+    assert a.steps == 3 and (a.base_iou, a.adapted_iou) == (b.base_iou, b.adapted_iou)
+
+
+def test_only_the_decoder_learns_and_the_base_is_untouched():
+    base, pairs = tiny_refiner(), store(4)
+    before = _weights(base)
+    res = adapt(base, pairs, max_steps=4, seed=0)
+    after, adapted = _weights(base), _weights(res.refiner)
+    assert all(torch.equal(before[k], after[k]) for k in before)  # the base refiner is as it was
+    encoder = [k for k in before if k.startswith("encoder.")]
+    decoder = [k for k in before if not k.startswith("encoder.") and before[k].is_floating_point()]
+    assert encoder and all(torch.equal(before[k], adapted[k]) for k in encoder)
+    assert any(not torch.equal(before[k], adapted[k]) for k in decoder)
+    assert res.provenance["trained"] == "decoder" and not res.refiner.network.training
+
+
+def test_a_network_without_frozen_encoder_learns_all_parameters():
+    res = adapt(tiny_refiner("lite"), store(3), max_steps=2, seed=0)
+    assert res.provenance["trained"] == "all parameters" and res.steps == 2
+
+
+def test_split_is_seeded_and_holds_out_at_least_one():
+    assert split_pairs(10, 0.25, 0) == split_pairs(10, 0.25, 0)
+    assert split_pairs(10, 0.25, 0) != split_pairs(10, 0.25, 1)
+    train, held = split_pairs(2, 0.25, 0)
+    assert len(train) == 1 and len(held) == 1
+    train, held = split_pairs(4, 0.99, 0)
+    assert len(train) == 1 and len(held) == 3
+    assert sorted(train + held) == [0, 1, 2, 3]
+
+
+def test_result_reports_both_held_out_figures_and_keeps_only_a_better_model():
+    res = adapt(tiny_refiner(), store(5), max_steps=3, seed=1, holdout=0.4)
+    assert len(res.holdout_keys) == 2 and len(res.train_keys) == 3
+    assert 0.0 <= res.base_iou <= 1.0 and 0.0 <= res.adapted_iou <= 1.0
+    assert res.kept == (res.adapted_iou > res.base_iou)
+    p = res.provenance
+    assert p["heldout_iou"] == {"base": round(res.base_iou, 6), "adapted": round(res.adapted_iou, 6)}
+    assert p["pairs"] == {"train": 3, "holdout": 2} and p["steps"] == 3 and p["seed"] == 1
+    assert "held-out IoU on 2 pairs" in res.summary()
+
+
+def test_records_go_through_every_stage_in_order():
+    records = list(iter_adapt(tiny_refiner(), store(3), max_steps=2, seed=0))
+    stages = [r.stage for r in records]
+    assert stages == ["encode", "baseline", "train", "train", "evaluate", "done"]
+    assert records[-1].result is not None and records[-1].adapted_iou == records[-1].result.adapted_iou
+    assert [r.step for r in records if r.stage == "train"] == [1, 2] and records[2].total == 2
+    assert records[2].fraction == 0.5 and records[2].loss > 0
+
+
+def test_progress_callback_gets_step_total_and_record():
+    seen = []
+    adapt(tiny_refiner(), store(3), max_steps=2, progress=lambda step, total, rec: seen.append((step, total, rec.stage)))
+    assert seen[0] == (0, 2, "encode") and (2, 2, "train") in seen and seen[-1][2] == "done"
+
+
+def test_cancel_stops_within_a_step():
+    calls = itertools.count()
+    records = list(iter_adapt(tiny_refiner(), store(3), max_steps=1000, cancel=lambda: next(calls) > 12))
+    assert records[-1].stage == "cancelled" and records[-1].result is None
+    assert records[-1].step < 1000
+    with pytest.raises(AdaptCancelled):
+        adapt(tiny_refiner(), store(3), max_steps=1000, cancel=lambda: True)
+
+
+def test_cancel_is_honoured_fast_in_wall_time():
+    flag = {"stop": False}
+    gen = iter_adapt(tiny_refiner(), store(3), seconds=600, cancel=lambda: flag["stop"])
+    for rec in gen:
+        if rec.stage == "train" and rec.step == 2:
+            flag["stop"] = True
+            t0 = time.perf_counter()
+    assert rec.stage == "cancelled" and time.perf_counter() - t0 < 1.0
+
+
+def test_time_budget_stops_training_on_the_given_clock():
+    ticks = itertools.count()
+    res = adapt(tiny_refiner(), store(3), seconds=30, clock=lambda: float(next(ticks)), seed=0)
+    assert 0 < res.steps < 30 and res.seconds <= 40
+
+
+def test_refuses_no_pair_one_pair_and_mixed_sides():
+    base = tiny_refiner()
+    with pytest.raises(ValueError, match="at least 2 pairs.*got 0"):
+        adapt(base, PairStore(TINY))
+    with pytest.raises(ValueError, match="at least 2 pairs.*got 1"):
+        adapt(base, store(1))
+    big = PairStore(TINY.replace(size=96))
+    from _adapt_helpers import scene
+
+    image, coarse, final = scene(1)
+    mixed = list(store(2)) + [big.add(image, coarse, final, 1, key="big")]
+    with pytest.raises(ValueError, match="different sides"):
+        adapt(base, mixed)
+    with pytest.raises(ValueError, match="96-px crops but the base model refines 64-px"):
+        adapt(base, big.pairs + big.pairs[:0] + (big.add(image, coarse, final, 1, key="big2"),))
+    with pytest.raises(TypeError, match="Pair objects"):
+        adapt(base, [np.zeros((64, 64, 3))] * 2)
+
+
+@pytest.mark.parametrize("option, value", [("seconds", 0), ("seconds", float("nan")), ("holdout", 0.0),
+                                           ("holdout", 1.0), ("threads", 0), ("max_steps", 0), ("seed", -1),
+                                           ("lr", 0.0), ("max_steps", 2.5)])
+def test_bad_options_are_named(option, value):
+    with pytest.raises(ValueError, match=option):
+        adapt(tiny_refiner(), store(2), **{option: value})
+
+
+def test_non_callables_are_refused():
+    with pytest.raises(TypeError, match="cancel"):
+        adapt(tiny_refiner(), store(2), cancel=1)
+    with pytest.raises(TypeError, match="progress"):
+        adapt(tiny_refiner(), store(2), progress="x")
+
+
+def test_threads_are_restored():
+    before = torch.get_num_threads()
+    adapt(tiny_refiner(), store(2), max_steps=1, threads=2)
+    assert torch.get_num_threads() == before
+
+
+def test_adam_matches_torch_adam():
+    from napari_segrefiner.adapt.optim import Adam
+
+    torch.manual_seed(0)
+    a = torch.nn.Parameter(torch.randn(5, 3))
+    b = torch.nn.Parameter(a.detach().clone())
+    mine, ref = Adam([a]), torch.optim.Adam([b], lr=1e-2)
+    for step in range(5):
+        x = torch.randn(3, 4)
+        for p, opt in ((a, mine), (b, ref)):
+            opt.zero_grad()
+            ((p @ x) ** 2).sum().backward()
+        mine.step(1e-2)
+        ref.step()
+        assert torch.allclose(a, b, atol=1e-6)
