@@ -93,7 +93,9 @@ def make_pairs(folder, name: str, pool: list[int], count: int, config, seed: int
         image, gt = region(folder, j)
         coarse, _ = make_kind(kind, gt, np.random.default_rng(coarse_seed(name + "/annotator", j, kind, seed)))
         try:
-            pairs.append(make_pair(image, coarse, gt, 1, config=config, key=f"obj{j}"))
+            image_id = folder[j].image_id
+            source = image_id.rsplit("_", 1)[0] if name == "davis" else image_id  # held out by image / sequence
+            pairs.append(make_pair(image, coarse, gt, 1, config=config, key=f"obj{j}", source=source))
             kinds.append(kind)
         except ValueError:  # an object the crop cannot hold (vanishes at network size): the annotator skips it
             continue
@@ -160,13 +162,10 @@ def run_set(root: Path, args, base) -> dict:
                             "timings_s": dict(res.timings),
                             "train_pairs": len(res.train_keys), "holdout_pairs": len(res.holdout_keys)}
         models[f"adapted_{count}"] = res.refiner
-        models[f"used_{count}"] = res.refiner if res.kept else base
-    evaluated = {m: r for m, r in models.items() if not m.startswith("used_") or r is not base}
-    per = score(folder, name, test, evaluated, args.seed)
-    for count in args.pairs:
-        if f"used_{count}" not in evaluated:
-            for kind in KINDS:
-                per[kind][f"used_{count}"] = per[kind]["base"]
+    per = score(folder, name, test, models, args.seed)
+    for count in args.pairs:  # what the annotator ends up with: the adapted model only when it was kept
+        for kind in KINDS:
+            per[kind][f"used_{count}"] = per[kind][f"adapted_{count}" if runs[str(count)]["kept"] else "base"]
     kinds = {}
     for kind in KINDS:
         entry = {"coarse_iou": float(np.mean(per[kind]["coarse"]["iou"])), "base": figures(per[kind], "base")}

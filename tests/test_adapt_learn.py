@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from _adapt_helpers import TINY, store, tiny_refiner
-from napari_segrefiner.adapt import AdaptCancelled, PairStore, adapt, iter_adapt, split_pairs
+from napari_segrefiner.adapt import KEEP_TOLERANCE, AdaptCancelled, PairStore, adapt, iter_adapt, split_pairs
 
 
 def _weights(refiner) -> dict:
@@ -60,9 +60,10 @@ def test_result_reports_both_held_out_figures_and_keeps_only_a_better_model():
     res = adapt(tiny_refiner(), store(5), max_steps=3, seed=1, holdout=0.4)
     assert len(res.holdout_keys) == 2 and len(res.train_keys) == 3
     assert 0.0 <= res.base_iou <= 1.0 and 0.0 <= res.adapted_iou <= 1.0
-    assert res.kept == (res.adapted_iou > res.base_iou)
+    assert res.kept == (res.adapted_iou > res.base_iou and res.adapted_keep_iou >= res.base_keep_iou - KEEP_TOLERANCE)
     p = res.provenance
-    assert p["heldout_iou"] == {"base": round(res.base_iou, 6), "adapted": round(res.adapted_iou, 6)}
+    assert p["heldout_iou"] == {"base": round(res.base_iou, 6), "adapted": round(res.adapted_iou, 6),
+                                "base_keep": round(res.base_keep_iou, 6), "adapted_keep": round(res.adapted_keep_iou, 6)}
     assert p["pairs"] == {"train": 3, "holdout": 2} and p["steps"] == 3 and p["seed"] == 1
     assert "held-out IoU on 2 pairs" in res.summary()
 
@@ -162,3 +163,24 @@ def test_adam_matches_torch_adam():
         mine.step(1e-2)
         ref.step()
         assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_pairs_of_several_sources_are_held_out_by_source():
+    groups = ["a"] * 5 + ["b"] * 3 + ["c"] * 4
+    train, held = split_pairs(12, 0.25, 0, groups)
+    held_groups = {groups[i] for i in held}
+    assert held and train and not held_groups & {groups[i] for i in train}
+    assert split_pairs(12, 0.25, 0, groups) == (train, held)
+    assert split_pairs(4, 0.25, 0, ["x"] * 4) == split_pairs(4, 0.25, 0)  # one source: a plain split
+    train, held = split_pairs(4, 0.9, 0, ["a", "a", "b", "b"])
+    assert len(train) == 2 and len(held) == 2  # one source is always left to learn from
+
+
+def test_a_model_that_spoils_good_masks_is_not_kept(monkeypatch):
+    import napari_segrefiner.adapt.learn as learn
+
+    calls = iter([[0.5], [0.9], [0.6], [0.85]])  # base own, base keep, adapted own, adapted keep
+    monkeypatch.setattr(learn, "heldout_ious", lambda *a, **k: next(calls))
+    res = adapt(tiny_refiner(), store(3), max_steps=1)
+    assert (res.base_iou, res.adapted_iou, res.base_keep_iou, res.adapted_keep_iou) == (0.5, 0.6, 0.9, 0.85)
+    assert not res.kept and "spoils already-good masks" in res.summary()

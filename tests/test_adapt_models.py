@@ -34,7 +34,7 @@ def test_saved_model_has_provenance_and_loads_by_name(cache, result):
         assert torch.equal(v, loaded.network.state_dict()[k])
     prov = loaded.meta["adapted"]
     assert prov["name"] == "mine" and prov["pairs"] == {"train": 3, "holdout": 1} and prov["steps"] == 2
-    assert set(prov["heldout_iou"]) == {"base", "adapted"} and prov["seed"] == 0 and prov["date"]
+    assert set(prov["heldout_iou"]) == {"base", "adapted", "base_keep", "adapted_keep"} and prov["seed"] == 0 and prov["date"]
     assert prov["base"]["digest_of"] == "weights" and len(prov["base"]["sha256"]) == 64
     (listed,) = list_adapted()
     assert listed.name == "mine" and listed.source == "adapted:mine" and listed.error is None

@@ -31,7 +31,7 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 
 def heldout_ious(network: torch.nn.Module, config: RefineConfig, schedule: Schedule, data: PairTensors,
                  indices: Sequence[int], *, seed: int = 0, batch_size: int = 4,
-                 cancel: Callable[[], bool] | None = None) -> list[float]:
+                 cancel: Callable[[], bool] | None = None, coarse: torch.Tensor | None = None) -> list[float]:
     """IoU with its final mask of each pair in ``indices`` after a full refinement.
 
     Parameters
@@ -49,6 +49,8 @@ def heldout_ious(network: torch.nn.Module, config: RefineConfig, schedule: Sched
         Objects per network call (``cancel`` is asked before each).
     cancel : callable, optional
         Raises :class:`~napari_segrefiner.sampling.RefineCancelled` when it returns True.
+    coarse : Tensor (len(indices), 1, S, S), optional
+        Other coarse masks to start from (default: the pairs' own).
 
     Returns
     -------
@@ -59,7 +61,7 @@ def heldout_ious(network: torch.nn.Module, config: RefineConfig, schedule: Sched
     run = PipelineRun(network=network, schedule=schedule, config=config.replace(batch_size=int(batch_size)),
                       steps=tuple(timesteps(schedule)), seed=int(seed), cancel=cancel)
     labels = [k + 1 for k in range(len(idx))]
-    coarse = data.coarse[idx]
+    coarse = data.coarse[idx] if coarse is None else coarse
     native = [(coarse[k, 0].numpy() >= 0.5).astype(np.int64) * lab for k, lab in enumerate(labels)]
     features = tuple(f[idx] for f in data.features)
     results = refine_batch(run, labels, [(0, side, 0, side)] * len(idx), data.crops[idx], coarse, native,

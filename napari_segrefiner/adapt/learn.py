@@ -4,7 +4,8 @@
 base model and at least :data:`MIN_PAIRS` pairs of one crop side, and:
 
 1. split the pairs with a seeded permutation into training and held-out pairs (at least one
-   held out; ``holdout`` is the share);
+   held out; ``holdout`` is the share; pairs that name several sources, e.g. images, are
+   split by source: :func:`~.checks.split_pairs`);
 2. encode every crop once (the encoder is frozen; its features stay in memory) and
    synthesise a few coarse variants of each training pair's final mask
    (:mod:`.samples`);
@@ -15,7 +16,9 @@ base model and at least :data:`MIN_PAIRS` pairs of one crop side, and:
    official loss, Adam (:mod:`.optim`), warm-up and cosine decay, until ``max_steps`` or the time budget
    (the whole run, evaluations included, ends within about ``seconds``);
 5. measure the adapted network's held-out IoU. It is *kept* only if its mean beats the
-   base's; either way both figures are reported.
+   base's, and if on near-perfect coarse masks of the same held-out pairs (already good:
+   the right answer is to keep them) it loses at most :data:`KEEP_TOLERANCE`; either way
+   every figure is reported.
 
 On the CPU the same pairs, seed and ``max_steps`` give the same weights. The base model
 and its file are never modified. Saving is :func:`~.models.save_adapted`.
@@ -26,10 +29,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import datetime as _dt
-import math
-import numbers
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -42,55 +43,20 @@ from ..training.losses import refiner_loss
 from ..training.train import lr_at
 from ..scheduler import add_noise
 from .heldout import heldout_ious
-from .models import base_identity, save_adapted
+from .models import base_identity, check_name, save_adapted
 from .optim import Adam
+from .checks import MIN_PAIRS, check_number, check_pairs, split_pairs
 from .pairs import CROP_OPTIONS, Pair
 from .result import AdaptCancelled, AdaptRecord, AdaptResult
-from .samples import VARIANT_KINDS, Batches, Cancelled, coarse_variants, encode_pairs
+from .samples import VARIANT_KINDS, Batches, Cancelled, coarse_variants, encode_pairs, keep_variant
 
-__all__ = ["DEFAULT_LR", "MAX_TRAINABLE", "MIN_PAIRS", "adapt", "iter_adapt", "split_pairs"]
+__all__ = ["DEFAULT_LR", "KEEP_TOLERANCE", "MAX_TRAINABLE", "MIN_PAIRS", "adapt", "iter_adapt", "split_pairs"]
 
-MIN_PAIRS = 2  # one to learn from, one to judge by
 MAX_TRAINABLE = 20_000_000  # the official UNet (118.6 M) is too large to adapt on a CPU
 DEFAULT_LR = 2e-4
-_TIMED = 8  # steps timed before the total is estimated from the budget
-
-
-def split_pairs(n: int, holdout: float, seed: int) -> tuple[list[int], list[int]]:
-    """Seeded (train, held-out) indices of ``n`` pairs: ``max(1, round(holdout * n))`` held out, at most ``n - 1``."""
-    order = np.random.default_rng(np.random.SeedSequence([int(seed), 0xADA])).permutation(n).tolist()
-    k = min(n - 1, max(1, int(round(holdout * n))))
-    return sorted(order[k:]), sorted(order[:k])
-
-
-def _pairs(pairs: Any, size: int) -> list[Pair]:
-    items = list(pairs.pairs) if hasattr(pairs, "pairs") else list(pairs) if isinstance(pairs, Iterable) else None
-    if items is None:
-        raise TypeError(f"pairs must be a PairStore or a sequence of Pair, got {type(pairs).__name__}")
-    bad = next((p for p in items if not isinstance(p, Pair)), None)
-    if bad is not None:
-        raise TypeError(f"pairs must hold Pair objects, got a {type(bad).__name__}")
-    if len(items) < MIN_PAIRS:
-        raise ValueError(f"pairs: adapting needs at least {MIN_PAIRS} pairs (one to learn from, one held out to "
-                         f"judge the result), got {len(items)}; accept more objects first")
-    sides = sorted({p.size for p in items})
-    if len(sides) > 1:
-        raise ValueError(f"pairs have crops of different sides {sides}: they were made for different models; "
-                         "adapt with pairs of one store")
-    if sides[0] != size:
-        raise ValueError(f"pairs have {sides[0]}-px crops but the base model refines {size}-px crops: make the pairs "
-                         "with the base model's options (PairStore(config=refiner.config))")
-    keys = [p.key for p in items]
-    if len(set(keys)) != len(keys):
-        raise ValueError("pairs hold the same key twice")
-    return items
-
-
-def _number(value: Any, name: str, *, low: float, high: float = math.inf, integer: bool = False) -> Any:
-    kind = numbers.Integral if integer else numbers.Real
-    if isinstance(value, bool) or not isinstance(value, kind) or not low <= value <= high:
-        raise ValueError(f"{name} must be {'an integer' if integer else 'a number'} in [{low}, {high}], got {value!r}")
-    return int(value) if integer else float(value)
+#: A kept model may lose at most this much mean held-out IoU on already-good masks (noise of a few pairs).
+KEEP_TOLERANCE = 0.002
+_TIMED = (2, 10, 40)  # after these steps the total is (re-)estimated from the budget (the first two are slow)
 
 
 def iter_adapt(base: Any = None, pairs: Any = (), *, seconds: float = 60.0, max_steps: int | None = None,
@@ -143,17 +109,17 @@ def iter_adapt(base: Any = None, pairs: Any = (), *, seconds: float = 60.0, max_
         Raised by this call, before anything runs: fewer than two pairs, crops of other
         sides, a base too large to adapt, or bad options (named in the message).
     """
-    seconds = _number(seconds, "seconds", low=1e-3)
-    max_steps = None if max_steps is None else _number(max_steps, "max_steps", low=1, integer=True)
-    seed = _number(seed, "seed", low=0, high=2**32 - 1, integer=True)
-    holdout = _number(holdout, "holdout", low=1e-6, high=1 - 1e-6)
-    threads = None if threads is None else _number(threads, "threads", low=1, high=1024, integer=True)
-    lr = _number(lr, "lr", low=1e-8, high=1.0)
+    seconds = check_number(seconds, "seconds", low=1e-3)
+    max_steps = None if max_steps is None else check_number(max_steps, "max_steps", low=1, integer=True)
+    seed = check_number(seed, "seed", low=0, high=2**32 - 1, integer=True)
+    holdout = check_number(holdout, "holdout", low=1e-6, high=1 - 1e-6)
+    threads = None if threads is None else check_number(threads, "threads", low=1, high=1024, integer=True)
+    lr = check_number(lr, "lr", low=1e-8, high=1.0)
     for what, fn in (("cancel", cancel), ("clock", clock)):
         if fn is not None and not callable(fn):
             raise TypeError(f"{what} must be None or a callable, got {type(fn).__name__}")
     refiner = load_refiner(base, device="cpu")
-    items = _pairs(pairs, refiner.config.size)
+    items = check_pairs(pairs, refiner.config.size)
     if not (callable(getattr(refiner.network, "encode", None)) and callable(getattr(refiner.network, "denoise", None))):
         raise TypeError("base must be a SegRefiner network with encode() and denoise() to be adapted")
     trainable = sum(p.numel() for p in refiner.network.parameters() if p.requires_grad)
@@ -162,6 +128,8 @@ def iter_adapt(base: Any = None, pairs: Any = (), *, seconds: float = 60.0, max_
                          "adapt on a CPU; adapt an encoder-decoder model (only its decoder learns) or the Lite model")
     if trainable == 0:
         raise ValueError(f"base model {refiner.source} has no trainable parameters")
+    if save and name is not None:
+        check_name(name)  # before a minute of work, not after
     options = dict(seconds=seconds, max_steps=max_steps, seed=seed, holdout=holdout, cancel=cancel, lr=lr,
                    save=bool(save), name=name, cache=cache, clock=clock or time.perf_counter)
     return _run(refiner, items, threads, options)
@@ -171,14 +139,17 @@ def _run(refiner, items: list[Pair], threads: int | None, o: dict) -> Iterator[A
     now = o["clock"]
     t0 = now()
     timings: dict[str, float] = {}
-    state: dict[str, Any] = {"step": 0, "total": o["max_steps"], "base": None, "adapted": None}
+    state: dict[str, Any] = {"step": 0, "total": o["max_steps"], "base": None, "adapted": None, "base_keep": None,
+                             "adapted_keep": None}
 
     def record(stage: str, message: str, **extra) -> AdaptRecord:
         return AdaptRecord(stage, state["step"], state["total"], now() - t0, base_iou=state["base"],
-                           adapted_iou=state["adapted"], message=message, **extra)
+                           adapted_iou=state["adapted"], base_keep_iou=state["base_keep"],
+                           adapted_keep_iou=state["adapted_keep"], message=message, **extra)
 
     cancel = o["cancel"]
-    train_idx, hold_idx = split_pairs(len(items), o["holdout"], o["seed"])
+    sources = [p.info.get("source") for p in items]
+    train_idx, hold_idx = split_pairs(len(items), o["holdout"], o["seed"], None if None in sources else sources)
     guard = use_threads(threads) if threads else contextlib.nullcontext()
     try:
         with guard:
@@ -191,20 +162,25 @@ def _run(refiner, items: list[Pair], threads: int | None, o: dict) -> Iterator[A
                 made = coarse_variants(items[i].final, rng)
                 if made:
                     variants[i] = torch.from_numpy(np.stack(made).astype(np.float32))[:, None]
+            keep = torch.from_numpy(np.stack([keep_variant(items[i].final, rng) for i in hold_idx]))[:, None].float()
             timings["encode"] = now() - t0
             yield record("baseline", f"refining the {len(hold_idx)} held-out pairs with the base model")
             t1 = now()
-            base_scores = heldout_ious(base_net, cfg, schedule, data, hold_idx, seed=o["seed"], cancel=cancel)
+
+            def judge(network) -> tuple[float, float]:
+                own = heldout_ious(network, cfg, schedule, data, hold_idx, seed=o["seed"], cancel=cancel)
+                good = heldout_ious(network, cfg, schedule, data, hold_idx, seed=o["seed"], cancel=cancel, coarse=keep)
+                return float(np.mean(own)), float(np.mean(good))
+
+            state["base"], state["base_keep"] = judge(base_net)
             timings["baseline"] = now() - t1
-            state["base"] = float(np.mean(base_scores))
             net, history = yield from _train(base_net, schedule, data, train_idx, variants, o, state, record, t0,
                                              deadline=t0 + o["seconds"] - 1.2 * timings["baseline"])
             timings["train"] = now() - t1 - timings["baseline"]
             yield record("evaluate", f"refining the {len(hold_idx)} held-out pairs with the adapted model")
             t2 = now()
-            scores = heldout_ious(net, cfg, schedule, data, hold_idx, seed=o["seed"], cancel=cancel)
+            state["adapted"], state["adapted_keep"] = judge(net)
             timings["evaluate"] = now() - t2
-            state["adapted"] = float(np.mean(scores))
             used_threads = torch.get_num_threads()
         result = _result(refiner, net, items, train_idx, hold_idx, state, timings, history, o, t0, used_threads)
         if o["save"] and result.kept:
@@ -226,7 +202,7 @@ def _train(base_net, schedule, data, train_idx, variants, o: dict, state: dict, 
     total = state["total"]
     warmup = max(1, min(10, (total or 100) // 10))
     clock = o["clock"]
-    history, started = [], clock()
+    history, started, marks = [], clock(), {}
     cancel = o["cancel"]
     while total is None or state["step"] < total:
         if cancel is not None and cancel():
@@ -248,9 +224,12 @@ def _train(base_net, schedule, data, train_idx, variants, o: dict, state: dict, 
         now = clock()
         value = float(loss.detach())
         history.append({"step": step + 1, "loss": round(value, 5), "lr": rate, "seconds": round(now - t0, 3)})
-        if total is None and state["step"] == _TIMED:  # plan the schedule for the steps the budget allows
-            per = (now - started) / _TIMED
-            total = state["total"] = _TIMED + max(0, int((deadline - now) / max(per, 1e-6)))
+        if o["max_steps"] is None and state["step"] in _TIMED:  # plan for the steps the budget allows
+            marks[state["step"]] = now
+            first = min(marks)
+            span = (now - marks[first], state["step"] - first) if len(marks) > 1 else (now - started, state["step"])
+            per = span[0] / span[1]
+            total = state["total"] = state["step"] + max(0, int((deadline - now) / max(per, 1e-6)))
         yield record("train", f"step {state['step']}" + (f"/{total}" if total else "") + f", loss {value:.4f}",
                      loss=value, lr=rate)
     return net.eval(), history
@@ -259,23 +238,25 @@ def _train(base_net, schedule, data, train_idx, variants, o: dict, state: dict, 
 def _result(refiner, net, items, train_idx, hold_idx, state, timings, history, o, t0, threads) -> AdaptResult:
     from ..refiner import Refiner
 
-    kept = state["adapted"] > state["base"]
+    kept = state["adapted"] > state["base"] and state["adapted_keep"] >= state["base_keep"] - KEEP_TOLERANCE
     seconds = o["clock"]() - t0
     provenance = {
         "base": base_identity(refiner, cache=o["cache"]),
         "pairs": {"train": len(train_idx), "holdout": len(hold_idx)},
         "steps": state["step"], "seconds": round(seconds, 2), "budget_s": o["seconds"], "max_steps": o["max_steps"],
-        "heldout_iou": {"base": round(state["base"], 6), "adapted": round(state["adapted"], 6)},
+        "heldout_iou": {k: round(state[k], 6) for k in ("base", "adapted", "base_keep", "adapted_keep")},
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "seed": o["seed"], "lr": o["lr"],
         "holdout": o["holdout"], "threads": threads,
         "trained": "decoder" if any(not p.requires_grad for p in net.parameters()) else "all parameters",
         "variants": [list(v) for v in VARIANT_KINDS],
         "crop": {k: getattr(refiner.config, k) for k in CROP_OPTIONS},
+        "pairs_crop": dict(items[0].info.get("crop") or {}),
         "timings_s": {k: round(v, 2) for k, v in timings.items()},
     }
     adapted = Refiner(net, refiner.config, refiner.schedule, refiner.device, source="<adapted in memory>",
                       meta={"adapted": provenance})
-    return AdaptResult(adapted, refiner, kept, state["base"], state["adapted"], state["step"], seconds,
+    return AdaptResult(adapted, refiner, kept, state["base"], state["adapted"], state["base_keep"],
+                       state["adapted_keep"], state["step"], seconds,
                        tuple(items[i].key for i in train_idx), tuple(items[i].key for i in hold_idx), timings,
                        provenance, tuple(history))
 

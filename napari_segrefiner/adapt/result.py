@@ -31,9 +31,12 @@ class AdaptResult:
     base : Refiner
         The base model as loaded (never modified).
     kept : bool
-        True when the adapted network beat the base on the held-out pairs (mean IoU).
+        True when the adapted network beat the base on the held-out pairs (mean IoU) without
+        losing more than ``KEEP_TOLERANCE`` on their near-perfect coarse masks.
     base_iou, adapted_iou : float
-        Mean held-out IoU of the base and of the adapted network.
+        Mean held-out IoU of the base and of the adapted network (the pairs' own coarse masks).
+    base_keep_iou, adapted_keep_iou : float
+        The same from near-perfect coarse masks of the held-out pairs (keeping good masks).
     steps : int
         Optimisation steps done.
     seconds : float
@@ -55,6 +58,8 @@ class AdaptResult:
     kept: bool
     base_iou: float
     adapted_iou: float
+    base_keep_iou: float
+    adapted_keep_iou: float
     steps: int
     seconds: float
     train_keys: tuple[str, ...]
@@ -74,11 +79,16 @@ class AdaptResult:
         return self.adapted_iou - self.base_iou
 
     def summary(self) -> str:
-        """One line: held-out IoU base -> adapted, and whether it was kept."""
-        verdict = "kept" if self.kept else "not kept (no better than the base)"
+        """One line: held-out IoU base -> adapted (and on good masks), and whether it was kept."""
+        if self.kept:
+            verdict = "kept"
+        elif self.adapted_iou > self.base_iou:
+            verdict = "not kept (it spoils already-good masks)"
+        else:
+            verdict = "not kept (no better than the base)"
         return (f"held-out IoU on {len(self.holdout_keys)} pairs: base {self.base_iou:.4f}, adapted "
-                f"{self.adapted_iou:.4f} ({100 * self.gain:+.2f} points) after {self.steps} steps in "
-                f"{self.seconds:.1f} s: {verdict}")
+                f"{self.adapted_iou:.4f} ({100 * self.gain:+.2f} points); on good masks {self.base_keep_iou:.4f} -> "
+                f"{self.adapted_keep_iou:.4f}; {self.steps} steps in {self.seconds:.1f} s: {verdict}")
 
     def save(self, name: str | None = None, *, cache: str | os.PathLike | None = None, overwrite: bool = False,
              force: bool = False) -> Path:
@@ -107,6 +117,8 @@ class AdaptRecord:
         Of the last step (``"train"`` records).
     base_iou, adapted_iou : float or None
         Held-out mean IoU, once measured.
+    base_keep_iou, adapted_keep_iou : float or None
+        Held-out mean IoU from near-perfect coarse masks, once measured.
     message : str
         A line for a status bar.
     result : AdaptResult or None
@@ -121,6 +133,8 @@ class AdaptRecord:
     lr: float | None = None
     base_iou: float | None = None
     adapted_iou: float | None = None
+    base_keep_iou: float | None = None
+    adapted_keep_iou: float | None = None
     message: str = ""
     result: AdaptResult | None = None
 

@@ -22,7 +22,7 @@ from ..imaging import normalize
 from ..training.synthesis import make_coarse
 from .pairs import Pair
 
-__all__ = ["VARIANT_KINDS", "Batches", "PairTensors", "coarse_variants", "encode_pairs"]
+__all__ = ["VARIANT_KINDS", "Batches", "PairTensors", "coarse_variants", "encode_pairs", "keep_variant"]
 
 #: Coarse kinds synthesised from each final mask (``make_coarse`` kinds), with how many of each.
 VARIANT_KINDS = (("nearperfect", 2), ("cascadepsp", 2), ("lowres-jitter", 2))
@@ -86,6 +86,12 @@ def coarse_variants(final: np.ndarray, rng: np.random.Generator,
             if m.any() and not np.array_equal(m, final):
                 out.append(m)
     return out
+
+
+def keep_variant(final: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """An already-good coarse mask of one final mask (near-perfect; the final mask itself if that vanishes)."""
+    m = make_coarse(final, rng=rng, kind="nearperfect")
+    return (m if m.any() else final).astype(np.float32)
 
 
 def _window_origin(fine: torch.Tensor, coarse: torch.Tensor, size: int, gen: torch.Generator) -> tuple[int, int]:
