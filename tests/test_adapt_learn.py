@@ -34,11 +34,17 @@ def test_only_the_decoder_learns_and_the_base_is_untouched():
     res = adapt(base, pairs, max_steps=4, seed=0)
     after, adapted = _weights(base), _weights(res.refiner)
     assert all(torch.equal(before[k], after[k]) for k in before)  # the base refiner is as it was
-    encoder = [k for k in before if k.startswith("encoder.")]
-    decoder = [k for k in before if not k.startswith("encoder.") and before[k].is_floating_point()]
-    assert encoder and all(torch.equal(before[k], adapted[k]) for k in encoder)
-    assert any(not torch.equal(before[k], adapted[k]) for k in decoder)
-    assert res.provenance["trained"] == "decoder" and not res.refiner.network.training
+    coarse = [k for k in before if k.startswith(("levels.32.", "levels.16.", "levels.8."))]
+    fixed = [k for k in before if k not in coarse]  # encoder, finest level, stem, head
+    assert all(torch.equal(before[k], adapted[k]) for k in fixed)
+    assert any(not torch.equal(before[k], adapted[k]) for k in coarse)
+    assert res.provenance["trained"] == "decoder levels at strides 32, 16, 8" and not res.refiner.network.training
+    flags = {n: p.requires_grad for n, p in res.refiner.network.named_parameters()}
+    assert flags == {n: p.requires_grad for n, p in base.network.named_parameters()}  # as loaded
+    whole = adapt(base, pairs, max_steps=2, seed=0, layers="all")
+    changed = {k for k, v in _weights(whole.refiner).items() if not torch.equal(v, before[k])}
+    assert whole.provenance["trained"] == "decoder" and changed and not any(k.startswith("encoder.") for k in changed)
+    assert any(not k.startswith(("levels.32.", "levels.16.", "levels.8.")) for k in changed)
 
 
 def test_a_network_without_frozen_encoder_learns_all_parameters():
@@ -129,7 +135,7 @@ def test_refuses_no_pair_one_pair_and_mixed_sides():
 
 @pytest.mark.parametrize("option, value", [("seconds", 0), ("seconds", float("nan")), ("holdout", 0.0),
                                            ("holdout", 1.0), ("threads", 0), ("max_steps", 0), ("seed", -1),
-                                           ("lr", 0.0), ("max_steps", 2.5)])
+                                           ("lr", 0.0), ("max_steps", 2.5), ("layers", "head")])
 def test_bad_options_are_named(option, value):
     with pytest.raises(ValueError, match=option):
         adapt(tiny_refiner(), store(2), **{option: value})

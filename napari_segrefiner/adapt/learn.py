@@ -11,8 +11,9 @@ base model and at least :data:`MIN_PAIRS` pairs of one crop side, and:
    (:mod:`.samples`);
 3. measure the base's held-out IoU (:mod:`.heldout`: the full reverse process through the
    pipeline's batch step);
-4. fine-tune the trainable parameters (the decoder of an encoder-decoder refiner; every
-   parameter of a network without a frozen encoder, such as the Lite refiner) with the
+4. fine-tune some parameters (:mod:`.layers`: the decoder levels of an encoder-decoder
+   refiner that fuse the encoder's features; every parameter of a network without a frozen
+   encoder, such as the Lite refiner) with the
    official loss, Adam (:mod:`.optim`), warm-up and cosine decay, until ``max_steps`` or the time budget
    (the whole run, evaluations included, ends within about ``seconds``);
 5. measure the adapted network's held-out IoU. It is *kept* only if its mean beats the
@@ -43,6 +44,7 @@ from ..training.losses import refiner_loss
 from ..training.train import lr_at
 from ..scheduler import add_noise
 from .heldout import heldout_ious
+from .layers import LAYERS, trainable
 from .models import base_identity, check_name, save_adapted
 from .optim import Adam
 from .checks import MIN_PAIRS, check_number, check_pairs, split_pairs
@@ -62,8 +64,8 @@ _TIMED = (2, 10, 40)  # after these steps the total is (re-)estimated from the b
 def iter_adapt(base: Any = None, pairs: Any = (), *, seconds: float = 60.0, max_steps: int | None = None,
                seed: int = 0, holdout: float = 0.25, threads: int | None = None,
                cancel: Callable[[], bool] | None = None, lr: float = DEFAULT_LR, save: bool = False,
-               name: str | None = None, cache: Any = None,
-               clock: Callable[[], float] | None = None) -> Iterator[AdaptRecord]:
+               name: str | None = None, cache: Any = None, clock: Callable[[], float] | None = None,
+               layers: str = "auto") -> Iterator[AdaptRecord]:
     """Adapt ``base`` to ``pairs``, yielding an :class:`~.result.AdaptRecord` at every stage and step.
 
     Parameters
@@ -92,6 +94,9 @@ def iter_adapt(base: Any = None, pairs: Any = (), *, seconds: float = 60.0, max_
         Save a kept model to the user's model folder (``result.path``).
     name, cache :
         Name and model folder for saving (see :func:`~.models.save_adapted`).
+    layers : {"auto", "all"}
+        What learns (:mod:`.layers`): ``"auto"``, the decoder levels that fuse the encoder's
+        features (any other network: all its parameters); ``"all"``, the whole decoder.
     clock : callable, optional
         The clock ``seconds`` is measured on (default ``time.perf_counter``, wall time);
         e.g. the process's CPU time divided by its threads, to budget the work a dedicated
@@ -115,6 +120,8 @@ def iter_adapt(base: Any = None, pairs: Any = (), *, seconds: float = 60.0, max_
     holdout = check_number(holdout, "holdout", low=1e-6, high=1 - 1e-6)
     threads = None if threads is None else check_number(threads, "threads", low=1, high=1024, integer=True)
     lr = check_number(lr, "lr", low=1e-8, high=1.0)
+    if layers not in LAYERS:
+        raise ValueError(f"layers must be one of {LAYERS}, got {layers!r}")
     for what, fn in (("cancel", cancel), ("clock", clock)):
         if fn is not None and not callable(fn):
             raise TypeError(f"{what} must be None or a callable, got {type(fn).__name__}")
@@ -122,16 +129,16 @@ def iter_adapt(base: Any = None, pairs: Any = (), *, seconds: float = 60.0, max_
     items = check_pairs(pairs, refiner.config.size)
     if not (callable(getattr(refiner.network, "encode", None)) and callable(getattr(refiner.network, "denoise", None))):
         raise TypeError("base must be a SegRefiner network with encode() and denoise() to be adapted")
-    trainable = sum(p.numel() for p in refiner.network.parameters() if p.requires_grad)
-    if trainable > MAX_TRAINABLE:
-        raise ValueError(f"base model {refiner.source} has {trainable / 1e6:.1f} M trainable parameters: too many to "
+    count = sum(p.numel() for p in refiner.network.parameters() if p.requires_grad)
+    if count > MAX_TRAINABLE:
+        raise ValueError(f"base model {refiner.source} has {count / 1e6:.1f} M trainable parameters: too many to "
                          "adapt on a CPU; adapt an encoder-decoder model (only its decoder learns) or the Lite model")
-    if trainable == 0:
+    if count == 0:
         raise ValueError(f"base model {refiner.source} has no trainable parameters")
     if save and name is not None:
         check_name(name)  # before a minute of work, not after
     options = dict(seconds=seconds, max_steps=max_steps, seed=seed, holdout=holdout, cancel=cancel, lr=lr,
-                   save=bool(save), name=name, cache=cache, clock=clock or time.perf_counter)
+                   save=bool(save), name=name, cache=cache, clock=clock or time.perf_counter, layers=layers)
     return _run(refiner, items, threads, options)
 
 
@@ -195,7 +202,8 @@ def _train(base_net, schedule, data, train_idx, variants, o: dict, state: dict, 
            deadline: float):
     """The optimisation loop (a sub-generator of :func:`_run`): returns (network in eval mode, history)."""
     net = copy.deepcopy(base_net).train()
-    params = [p for p in net.parameters() if p.requires_grad]
+    flags = {n: p.requires_grad for n, p in net.named_parameters()}
+    params, state["trained"] = trainable(net, o["layers"])
     opt = Adam(params)
     batches = Batches(data, train_idx, variants, seed=o["seed"] + 1)
     gen = torch.Generator().manual_seed(o["seed"] + 2)
@@ -232,6 +240,8 @@ def _train(base_net, schedule, data, train_idx, variants, o: dict, state: dict, 
             total = state["total"] = state["step"] + max(0, int((deadline - now) / max(per, 1e-6)))
         yield record("train", f"step {state['step']}" + (f"/{total}" if total else "") + f", loss {value:.4f}",
                      loss=value, lr=rate)
+    for n, p in net.named_parameters():  # an adapted network looks like a loaded one (and adapts again alike)
+        p.requires_grad_(flags[n])
     return net.eval(), history
 
 
@@ -247,7 +257,7 @@ def _result(refiner, net, items, train_idx, hold_idx, state, timings, history, o
         "heldout_iou": {k: round(state[k], 6) for k in ("base", "adapted", "base_keep", "adapted_keep")},
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "seed": o["seed"], "lr": o["lr"],
         "holdout": o["holdout"], "threads": threads,
-        "trained": "decoder" if any(not p.requires_grad for p in net.parameters()) else "all parameters",
+        "trained": state["trained"], "layers": o["layers"],
         "variants": [list(v) for v in VARIANT_KINDS],
         "crop": {k: getattr(refiner.config, k) for k in CROP_OPTIONS},
         "pairs_crop": dict(items[0].info.get("crop") or {}),
@@ -264,7 +274,7 @@ def _result(refiner, net, items, train_idx, hold_idx, state, timings, history, o
 def adapt(base: Any = None, pairs: Any = (), *, seconds: float = 60.0, max_steps: int | None = None, seed: int = 0,
           holdout: float = 0.25, threads: int | None = None, cancel: Callable[[], bool] | None = None,
           progress: Callable[[int, int | None, AdaptRecord], None] | None = None,
-          lr: float = DEFAULT_LR, clock: Callable[[], float] | None = None) -> AdaptResult:
+          lr: float = DEFAULT_LR, clock: Callable[[], float] | None = None, layers: str = "auto") -> AdaptResult:
     """Adapt ``base`` to ``pairs`` and return the :class:`~.result.AdaptResult` (nothing is saved).
 
     Takes the arguments of :func:`iter_adapt` (except saving), plus ``progress(step, total,
@@ -280,7 +290,7 @@ def adapt(base: Any = None, pairs: Any = (), *, seconds: float = 60.0, max_steps
     if progress is not None and not callable(progress):
         raise TypeError(f"progress must be None or a callable, got {type(progress).__name__}")
     for rec in iter_adapt(base, pairs, seconds=seconds, max_steps=max_steps, seed=seed, holdout=holdout,
-                          threads=threads, cancel=cancel, lr=lr, clock=clock):
+                          threads=threads, cancel=cancel, lr=lr, clock=clock, layers=layers):
         if progress is not None:
             progress(rec.step, rec.total, rec)
         if rec.stage == "cancelled":
