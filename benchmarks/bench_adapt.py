@@ -71,13 +71,13 @@ def split(folder, name: str, want: int, seed: int, share: float = 0.7) -> tuple[
 def region(folder, j: int):
     """(image, gt) of object j in its evaluation region (as the quality benchmark cuts it)."""
     from napari_segrefiner.evaluation.coarse import evaluation_region
-    from napari_segrefiner.training.synthesis import mask_bbox
+    from napari_segrefiner.io.masks import bounding_box
 
     ref = folder[j]
     image, fine = folder.load(ref)
     if not folder.has_labels:
         return image, np.asarray(fine, dtype=bool)
-    y0, y1, x0, x1 = evaluation_region(ref.bbox or mask_bbox(fine), fine.shape)
+    y0, y1, x0, x1 = evaluation_region(ref.bbox or bounding_box(fine), fine.shape)
     return np.ascontiguousarray(image[y0:y1, x0:x1]), np.ascontiguousarray(fine[y0:y1, x0:x1])
 
 
@@ -108,7 +108,9 @@ def score(folder, name: str, test: list[int], models: dict, seed: int) -> dict:
     from napari_segrefiner.evaluation.coarse import coarse_seed, make_kind
     from napari_segrefiner.evaluation.metrics import boundary_iou, iou
 
-    out = {k: {"coarse": {"iou": [], "biou": []}, **{m: {"iou": [], "biou": [], "s": []} for m in models}} for k in KINDS}
+    out = {
+        k: {"coarse": {"iou": [], "biou": []}, **{m: {"iou": [], "biou": [], "s": []} for m in models}} for k in KINDS
+    }
     for j in test:
         image, gt = region(folder, j)
         for kind in KINDS:
@@ -127,10 +129,16 @@ def score(folder, name: str, test: list[int], models: dict, seed: int) -> dict:
 def figures(per: dict, model: str) -> dict:
     c, b, a = per["coarse"], per["base"], per[model]
     ai, bi, ci = np.array(a["iou"]), np.array(b["iou"]), np.array(c["iou"])
-    return {"n": len(ai), "iou": float(ai.mean()), "biou": float(np.mean(a["biou"])),
-            "gain_vs_base_pts": float(100 * (ai - bi).mean()), "biou_gain_vs_base_pts": float(100 * (np.mean(a["biou"]) - np.mean(b["biou"]))),
-            "worse_than_base": float((ai < bi - TOL).mean()), "worse_than_base_by_1pt": float((ai < bi - 0.01).mean()),
-            "worse_than_coarse": float((ai < ci - TOL).mean())}
+    return {
+        "n": len(ai),
+        "iou": float(ai.mean()),
+        "biou": float(np.mean(a["biou"])),
+        "gain_vs_base_pts": float(100 * (ai - bi).mean()),
+        "biou_gain_vs_base_pts": float(100 * (np.mean(a["biou"]) - np.mean(b["biou"]))),
+        "worse_than_base": float((ai < bi - TOL).mean()),
+        "worse_than_base_by_1pt": float((ai < bi - 0.01).mean()),
+        "worse_than_coarse": float((ai < ci - TOL).mean()),
+    }
 
 
 def cpu_clock(threads: int):
@@ -140,7 +148,7 @@ def cpu_clock(threads: int):
 
 def run_set(root: Path, args, base) -> dict:
     from napari_segrefiner.adapt import adapt
-    from napari_segrefiner.training.data import PairFolder
+    from napari_segrefiner.training.folders import PairFolder
 
     name = root.resolve().name
     folder = PairFolder(root, split="val")
@@ -152,15 +160,31 @@ def run_set(root: Path, args, base) -> dict:
         pairs = all_pairs[:count]
         t0 = time.perf_counter()
         c0 = time.process_time()
-        res = adapt(base, pairs, seconds=args.seconds, seed=args.seed, threads=args.threads, lr=args.lr,
-                    clock=cpu_clock(args.threads) if args.clock == "cpu" else None)
+        res = adapt(
+            base,
+            pairs,
+            seconds=args.seconds,
+            seed=args.seed,
+            threads=args.threads,
+            lr=args.lr,
+            clock=cpu_clock(args.threads) if args.clock == "cpu" else None,
+        )
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         print(f"{name} {len(pairs)} pairs: {res.summary()}", file=sys.stderr, flush=True)
-        runs[str(count)] = {"pairs": len(pairs), "pair_kinds": {k: pair_kinds[:count].count(k) for k in KINDS},
-                            "kept": res.kept, "heldout_base_iou": res.base_iou, "heldout_adapted_iou": res.adapted_iou,
-                            "steps": res.steps, "budget_clock_s": res.seconds, "wall_s": wall, "cpu_s": cpu,
-                            "timings_s": dict(res.timings),
-                            "train_pairs": len(res.train_keys), "holdout_pairs": len(res.holdout_keys)}
+        runs[str(count)] = {
+            "pairs": len(pairs),
+            "pair_kinds": {k: pair_kinds[:count].count(k) for k in KINDS},
+            "kept": res.kept,
+            "heldout_base_iou": res.base_iou,
+            "heldout_adapted_iou": res.adapted_iou,
+            "steps": res.steps,
+            "budget_clock_s": res.seconds,
+            "wall_s": wall,
+            "cpu_s": cpu,
+            "timings_s": dict(res.timings),
+            "train_pairs": len(res.train_keys),
+            "holdout_pairs": len(res.holdout_keys),
+        }
         models[f"adapted_{count}"] = res.refiner
     per = score(folder, name, test, models, args.seed)
     for count in args.pairs:  # what the annotator ends up with: the adapted model only when it was kept
@@ -173,13 +197,23 @@ def run_set(root: Path, args, base) -> dict:
             entry[f"adapted_raw_{count}"] = figures(per[kind], f"adapted_{count}")
             entry[f"used_{count}"] = figures(per[kind], f"used_{count}")
         kinds[kind] = entry
-    return {"set": name, "pool_objects": len(pool), "test_objects": len(test), "test_indices": test,
-            "adaptations": runs, "kinds": kinds}
+    return {
+        "set": name,
+        "pool_objects": len(pool),
+        "test_objects": len(test),
+        "test_indices": test,
+        "adaptations": runs,
+        "kinds": kinds,
+    }
 
 
 def summarize(out_dir: Path) -> Path:
-    rows = ["| set | pairs | kept | held-out IoU base -> adapted | steps | seconds | " + " | ".join(
-        f"{k} IoU gain (BIoU gain), worse" for k in KINDS) + " |", "|---" * (6 + len(KINDS)) + "|"]
+    rows = [
+        "| set | pairs | kept | held-out IoU base -> adapted | steps | seconds | "
+        + " | ".join(f"{k} IoU gain (BIoU gain), worse" for k in KINDS)
+        + " |",
+        "|---" * (6 + len(KINDS)) + "|",
+    ]
     meta = None
     for path in sorted(out_dir.glob("adapt_*.json")):
         data = json.loads(path.read_text())
@@ -189,15 +223,24 @@ def summarize(out_dir: Path) -> Path:
             cells = []
             for kind in KINDS:
                 f = r["kinds"][kind][f"used_{count}"]
-                cells.append(f"{f['gain_vs_base_pts']:+.2f} ({f['biou_gain_vs_base_pts']:+.2f}), {100 * f['worse_than_base']:.0f}%")
-            rows.append(f"| {r['set']} | {run['pairs']} | {'yes' if run['kept'] else 'no'} | "
-                        f"{run['heldout_base_iou']:.3f} -> {run['heldout_adapted_iou']:.3f} | {run['steps']} | "
-                        f"{run['budget_clock_s']:.0f} ({run['wall_s']:.0f} wall) | " + " | ".join(cells) + " |")
-    text = ["# Learning from corrections (simulated annotator)", "",
-            f"Base: `{(meta or {}).get('base')}`; {(meta or {}).get('seconds')} s budget on {(meta or {}).get('threads')} "
-            "CPU threads per adaptation. Gains are IoU points of the model the annotator ends up with (the adapted "
-            "one when it was kept) over the base, on test objects of other images; worse = share of objects whose "
-            "IoU dropped below the base's.", "", *rows, ""]
+                gain, bgain = f["gain_vs_base_pts"], f["biou_gain_vs_base_pts"]
+                cells.append(f"{gain:+.2f} ({bgain:+.2f}), {100 * f['worse_than_base']:.0f}%")
+            rows.append(
+                f"| {r['set']} | {run['pairs']} | {'yes' if run['kept'] else 'no'} | "
+                f"{run['heldout_base_iou']:.3f} -> {run['heldout_adapted_iou']:.3f} | {run['steps']} | "
+                f"{run['budget_clock_s']:.0f} ({run['wall_s']:.0f} wall) | " + " | ".join(cells) + " |"
+            )
+    text = [
+        "# Learning from corrections (simulated annotator)",
+        "",
+        f"Base: `{(meta or {}).get('base')}`; {(meta or {}).get('seconds')} s budget on {(meta or {}).get('threads')} "
+        "CPU threads per adaptation. Gains are IoU points of the model the annotator ends up with (the adapted "
+        "one when it was kept) over the base, on test objects of other images; worse = share of objects whose "
+        "IoU dropped below the base's.",
+        "",
+        *rows,
+        "",
+    ]
     path = out_dir / "adapt_summary.md"
     path.write_text("\n".join(text))
     return path
@@ -210,8 +253,12 @@ def main(argv=None) -> int:
     p.add_argument("--pairs", nargs="+", type=int, default=[20, 50])
     p.add_argument("--seconds", type=float, default=60.0)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--clock", choices=["cpu", "wall"], default="cpu",
-                   help="what --seconds measures: CPU time / threads (a dedicated machine; default) or wall time")
+    p.add_argument(
+        "--clock",
+        choices=["cpu", "wall"],
+        default="cpu",
+        help="what --seconds measures: CPU time / threads (a dedicated machine; default) or wall time",
+    )
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--test-objects", type=int, default=40)
     p.add_argument("--seed", type=int, default=0)
@@ -223,7 +270,7 @@ def main(argv=None) -> int:
         import torch
 
         from napari_segrefiner.adapt import DEFAULT_LR
-        from napari_segrefiner.refiner import load_refiner
+        from napari_segrefiner.models.refiner import load_refiner
 
         args.lr = DEFAULT_LR if args.lr is None else args.lr
         torch.set_num_threads(args.threads)
@@ -231,14 +278,25 @@ def main(argv=None) -> int:
         for root in args.data:
             started = time.perf_counter()
             result = run_set(Path(root), args, base)
-            from napari_segrefiner.registry import sha256sum
+            from napari_segrefiner.models.registry import sha256sum
 
-            meta = {"benchmark": "adapt", "base": args.base, "base_sha256": sha256sum(args.base) if Path(args.base).is_file()
-                    else None, "seconds": args.seconds, "clock": args.clock, "threads": args.threads,
-                    "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "test_objects_max": args.test_objects,
-                    "lr": args.lr, "seed": args.seed, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                    "load_average": os.getloadavg(), "elapsed_s": time.perf_counter() - started,
-                    "weak_kinds": WEAK, "good_kinds": GOOD}
+            meta = {
+                "benchmark": "adapt",
+                "base": args.base,
+                "base_sha256": sha256sum(args.base) if Path(args.base).is_file() else None,
+                "seconds": args.seconds,
+                "clock": args.clock,
+                "threads": args.threads,
+                "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+                "test_objects_max": args.test_objects,
+                "lr": args.lr,
+                "seed": args.seed,
+                "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                "load_average": os.getloadavg(),
+                "elapsed_s": time.perf_counter() - started,
+                "weak_kinds": WEAK,
+                "good_kinds": GOOD,
+            }
             path = out_dir / f"adapt_{result['set']}.json"
             path.write_text(json.dumps({"meta": meta, "result": result}, indent=1) + "\n")
             print(f"wrote {path}", file=sys.stderr)

@@ -21,9 +21,9 @@ import torch
 from scipy import ndimage as ndi
 
 from napari_segrefiner import load_refiner, refine
-from napari_segrefiner._napari._sample_data import coarsen_labels, load_nuclei
 from napari_segrefiner.evaluation.benchmark import run_benchmark
-from napari_segrefiner.io import atomic_write
+from napari_segrefiner.io.files import atomic_write
+from napari_segrefiner.io.sample import coarsen_labels, load_nuclei
 
 
 def hygiene(labels: np.ndarray) -> dict:
@@ -52,25 +52,46 @@ def main() -> int:
     refiner = load_refiner(args.checkpoint, device="cpu")
     image, truth = load_nuclei()
     coarse = coarsen_labels(truth, seed=0)
-    report: dict = {"source": refiner.source, "max_items": args.max_items,
-                    "sample": {"coarse": hygiene(coarse), "truth": hygiene(truth)}, "sets": {}}  # fmt: skip
+    report: dict = {
+        "source": refiner.source,
+        "max_items": args.max_items,
+        "sample": {"coarse": hygiene(coarse), "truth": hygiene(truth)},
+        "sets": {},
+    }
     runs = {}
     for clean in (False, True):
         r = refiner.with_options(clean=clean)
         report["sample"]["clean" if clean else "raw"] = hygiene(refine(image, coarse, model=r, seed=0))
-        runs[clean] = run_benchmark(args.data, kinds=args.kinds, methods=["identity", "segrefiner"],
-                                    max_items=args.max_items, model=r, device="cpu", progress=False)  # fmt: skip
+        runs[clean] = run_benchmark(
+            args.data,
+            kinds=args.kinds,
+            methods=["identity", "segrefiner"],
+            max_items=args.max_items,
+            model=r,
+            device="cpu",
+            progress=False,
+        )
     print(f"demo sample: {report['sample']}")
-    print(f"{'set':9s} {'kind':15s} {'coarse':>7s} {'IoU raw':>8s} {'IoU clean':>9s} {'BIoU raw':>9s} {'BIoU clean':>10s}")
+    print(
+        f"{'set':9s} {'kind':15s} {'coarse':>7s} {'IoU raw':>8s} {'IoU clean':>9s} {'BIoU raw':>9s} {'BIoU clean':>10s}"
+    )
     for name, entry in runs[True]["sets"].items():
         for kind, k in entry["kinds"].items():
             on = k["methods"]["segrefiner"]
             off = runs[False]["sets"][name]["kinds"][kind]["methods"]["segrefiner"]
-            row = {"coarse_iou": k["coarse_iou"], "iou_raw": off["iou"], "iou_clean": on["iou"],
-                   "biou_raw": off["biou"], "biou_clean": on["biou"]}  # fmt: skip
+            row = {
+                "coarse_iou": k["coarse_iou"],
+                "iou_raw": off["iou"],
+                "iou_clean": on["iou"],
+                "biou_raw": off["biou"],
+                "biou_clean": on["biou"],
+            }
             report["sets"].setdefault(name, {})[kind] = row
-            print(f"{name:9s} {kind:15s} {100 * row['coarse_iou']:7.1f} {100 * off['iou']:8.2f} {100 * on['iou']:9.2f} "
-                  f"{100 * off['biou']:9.2f} {100 * on['biou']:10.2f}", flush=True)  # fmt: skip
+            print(
+                f"{name:9s} {kind:15s} {100 * row['coarse_iou']:7.1f} {100 * off['iou']:8.2f} {100 * on['iou']:9.2f} "
+                f"{100 * off['biou']:9.2f} {100 * on['biou']:10.2f}",
+                flush=True,
+            )
     text = json.dumps(report, indent=1)
     atomic_write(args.out, lambda tmp: Path(tmp).write_text(text))
     print(f"wrote {args.out}")

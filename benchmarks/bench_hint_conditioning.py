@@ -20,9 +20,9 @@ from pathlib import Path
 
 import torch
 
-import napari_segrefiner.pipelines as pipelines
+import napari_segrefiner.engine.pipelines as pipelines
 from napari_segrefiner.evaluation import benchmark as bm
-from napari_segrefiner.io import atomic_write
+from napari_segrefiner.io.files import atomic_write
 
 
 def main() -> None:
@@ -43,13 +43,22 @@ def main() -> None:
         pipelines.crop_hints = original if sees else (lambda *a, **k: None)
         label = "network sees hints" if sees else "forced on result only"
         for s in args.sets:
-            r = bm.run_benchmark([str(Path(args.data) / s)], kinds=args.kinds, methods=["segrefiner"],
-                                 max_items=args.max_items, device="cpu", progress=False, hints=args.clicks)
+            r = bm.run_benchmark(
+                [str(Path(args.data) / s)],
+                kinds=args.kinds,
+                methods=["segrefiner"],
+                max_items=args.max_items,
+                device="cpu",
+                progress=False,
+                hints=args.clicks,
+            )
             for kind, entry in r["sets"][s]["kinds"].items():
                 curve = entry["segrefiner_review"]["iou_after_clicks"]
                 out[f"{label} / {s} / {kind}"] = curve
-                print(f"{label:22s} {s:9s} {kind:15s} " + "  ".join(f"{c}: {100 * v:.1f}" for c, v in curve.items()),
-                      flush=True)
+                print(
+                    f"{label:22s} {s:9s} {kind:15s} " + "  ".join(f"{c}: {100 * v:.1f}" for c, v in curve.items()),
+                    flush=True,
+                )
     pipelines.crop_hints = original
     text = json.dumps(out, indent=1)
     atomic_write(args.out, lambda tmp: tmp.write_text(text))

@@ -6,7 +6,7 @@ placed in randomly chosen cells until the slide holds about ``--objects`` nuclei
 area: 20,000 on 16384 x 16384), each nucleus given a seeded coarse mask of the quality
 benchmark's coarse kinds, labels numbered in scan order. Then, each in a fresh process:
 
-* ``lazy``: :func:`napari_segrefiner.lazy.refine_lazy` on the zarr arrays, stored chunk by
+* ``lazy``: :func:`napari_segrefiner.lazy.refine.refine_lazy` on the zarr arrays, stored chunk by
   chunk into a zarr output (dask threaded scheduler), with the shipped model on the CPU;
 * ``memory``: numpy ``refine(mode="instance")`` and ``refine_lazy`` on a small crop of the
   same slide (``--small`` px), which also checks that both give the same bits.
@@ -56,7 +56,7 @@ def _refiner(args):
     import torch
 
     from napari_segrefiner import load_refiner
-    from napari_segrefiner.refiner import Refiner
+    from napari_segrefiner.models.refiner import Refiner
 
     refiner = load_refiner(None, device="cpu")
     if not args.stub_network:
@@ -73,7 +73,7 @@ def _setup(args) -> None:
     """What the CLI's zarr mode does in its process: torch threads, large blocks returned."""
     import torch
 
-    from napari_segrefiner.allocator import return_large_blocks
+    from napari_segrefiner.models.allocator import return_large_blocks
 
     torch.set_num_threads(args.threads)
     if not args.default_malloc:
@@ -85,8 +85,8 @@ def _tiles(data: Path, n: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]
     from scipy import ndimage as ndi
 
     from napari_segrefiner.evaluation.coarse import make_kind
-    from napari_segrefiner.imaging import as_rgb_uint8
-    from napari_segrefiner.io import read_image, read_labels
+    from napari_segrefiner.io.files import read_image, read_labels
+    from napari_segrefiner.io.images import as_rgb_uint8
 
     rng = np.random.default_rng(seed)
     names = (data / "val.txt").read_text().split()
@@ -135,10 +135,12 @@ def build_slide(root: Path, side: int, target: int, chunk: int, data: Path, seed
     chosen = np.zeros(cells, bool)
     chosen[rng.choice(cells, size=n_cells, replace=False)] = True
     per_row = side // TILE
-    img_z = zarr.create_array(store=str(root / "image.zarr"), shape=(side, side, 3), dtype=np.uint8,
-                              chunks=(chunk, chunk, 3), fill_value=0)
-    lab_z = zarr.create_array(store=str(root / "labels.zarr"), shape=(side, side), dtype=np.uint32,
-                              chunks=(chunk, chunk), fill_value=0)
+    img_z = zarr.create_array(
+        store=str(root / "image.zarr"), shape=(side, side, 3), dtype=np.uint8, chunks=(chunk, chunk, 3), fill_value=0
+    )
+    lab_z = zarr.create_array(
+        store=str(root / "labels.zarr"), shape=(side, side), dtype=np.uint32, chunks=(chunk, chunk), fill_value=0
+    )
     next_id = 1
     band = chunk // TILE
     for b0 in range(0, per_row, band):
@@ -162,8 +164,22 @@ def build_slide(root: Path, side: int, target: int, chunk: int, data: Path, seed
 
 
 def _child(mode: str, root: Path, args) -> dict:
-    cmd = [sys.executable, __file__, "--_child", mode, "--_root", str(root), "--threads", str(args.threads),
-           "--workers", str(args.workers), "--small", str(args.small), "--seed", str(args.seed)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--_child",
+        mode,
+        "--_root",
+        str(root),
+        "--threads",
+        str(args.threads),
+        "--workers",
+        str(args.workers),
+        "--small",
+        str(args.small),
+        "--seed",
+        str(args.seed),
+    ]
     if args.default_malloc:
         cmd.append("--default-malloc")
     if args.stub_network:
@@ -181,7 +197,7 @@ def run_lazy(root: Path, args) -> dict:
     import dask.array as da
     import zarr
 
-    from napari_segrefiner.lazy import refine_lazy
+    from napari_segrefiner.lazy.refine import refine_lazy
 
     _setup(args)
     refiner = _refiner(args)
@@ -196,19 +212,36 @@ def run_lazy(root: Path, args) -> dict:
         now = time.perf_counter()
         if now - last[0] > 60 or done == total:
             last[0] = now
-            print(f"  {done}/{total} objects, {now - t0:.0f} s, peak RSS {_peak_mb():.0f} MB", file=sys.stderr, flush=True)
+            print(
+                f"  {done}/{total} objects, {now - t0:.0f} s, peak RSS {_peak_mb():.0f} MB", file=sys.stderr, flush=True
+            )
 
     result = refine_lazy(image, labels, model=refiner, seed=args.seed, progress=progress)
     planned = time.perf_counter() - t0
-    out = zarr.create_array(store=str(root / "refined.zarr"), shape=result.shape, dtype=result.dtype,
-                            chunks=labels.chunks, fill_value=0, overwrite=True)
+    out = zarr.create_array(
+        store=str(root / "refined.zarr"),
+        shape=result.shape,
+        dtype=result.dtype,
+        chunks=labels.chunks,
+        fill_value=0,
+        overwrite=True,
+    )
     with dask.config.set(scheduler="threads", num_workers=args.workers):
         da.store(result, out, lock=False)
     wall, cpu = time.perf_counter() - t0, _cpu_s() - c0
     objects = totals[0]
-    return {"wall_s": wall, "cpu_s": cpu, "scan_s": planned, "objects": objects, "s_per_object": wall / max(objects, 1),
-            "cpu_s_per_object": cpu / max(objects, 1), "peak_rss_mb": _peak_mb(), "rss_before_mb": base,
-            "load_before": load0, "load_after": os.getloadavg()[0]}
+    return {
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "scan_s": planned,
+        "objects": objects,
+        "s_per_object": wall / max(objects, 1),
+        "cpu_s_per_object": cpu / max(objects, 1),
+        "peak_rss_mb": _peak_mb(),
+        "rss_before_mb": base,
+        "load_before": load0,
+        "load_after": os.getloadavg()[0],
+    }
 
 
 def run_memory(root: Path, args) -> dict:
@@ -217,7 +250,7 @@ def run_memory(root: Path, args) -> dict:
     import zarr
 
     from napari_segrefiner import refine
-    from napari_segrefiner.lazy import refine_lazy
+    from napari_segrefiner.lazy.refine import refine_lazy
 
     _setup(args)
     refiner = _refiner(args)
@@ -244,16 +277,31 @@ def run_memory(root: Path, args) -> dict:
     with dask.config.set(scheduler="threads", num_workers=args.workers):
         got = refine_lazy(img, lab, model=refiner, seed=args.seed, chunks=min(1024, s)).compute()
     t_lazy, c_lazy = time.perf_counter() - t0, _cpu_s() - c0
-    return {"side": s, "corner": list(corner), "objects": objects, "memory_s": t_mem,
-            "memory_s_per_object": t_mem / objects, "memory_cpu_s_per_object": c_mem / objects,
-            "memory_peak_rss_mb": peak_mem, "rss_before_mb": base,
-            "lazy_s": t_lazy, "lazy_s_per_object": t_lazy / objects, "lazy_cpu_s_per_object": c_lazy / objects,
-            "identical": bool(np.array_equal(got, expected)), "changed_px": int((expected != lab).sum()),
-            "load_before": load0, "load_after": os.getloadavg()[0]}
+    return {
+        "side": s,
+        "corner": list(corner),
+        "objects": objects,
+        "memory_s": t_mem,
+        "memory_s_per_object": t_mem / objects,
+        "memory_cpu_s_per_object": c_mem / objects,
+        "memory_peak_rss_mb": peak_mem,
+        "rss_before_mb": base,
+        "lazy_s": t_lazy,
+        "lazy_s_per_object": t_lazy / objects,
+        "lazy_cpu_s_per_object": c_lazy / objects,
+        "identical": bool(np.array_equal(got, expected)),
+        "changed_px": int((expected != lab).sum()),
+        "load_before": load0,
+        "load_after": os.getloadavg()[0],
+    }
 
 
 def _key(args) -> str:
-    return f"{args.side}" + ("-default-malloc" if args.default_malloc else "") + ("-stub-network" if args.stub_network else "")
+    return (
+        f"{args.side}"
+        + ("-default-malloc" if args.default_malloc else "")
+        + ("-stub-network" if args.stub_network else "")
+    )
 
 
 def main() -> int:
@@ -268,10 +316,16 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tmp", default=None, help="folder for the zarr stores (default: a new temporary folder)")
     p.add_argument("--skip-memory", action="store_true", help="no in-memory comparison")
-    p.add_argument("--stub-network", action="store_true",
-                   help="a network that costs nothing (echoes the mask): measures all but the network")
-    p.add_argument("--default-malloc", action="store_true",
-                   help="keep glibc's adaptive mmap threshold (the CLI fixes it; see napari_segrefiner.allocator)")
+    p.add_argument(
+        "--stub-network",
+        action="store_true",
+        help="a network that costs nothing (echoes the mask): measures all but the network",
+    )
+    p.add_argument(
+        "--default-malloc",
+        action="store_true",
+        help="keep glibc's adaptive mmap threshold (the CLI fixes it; see napari_segrefiner.models.allocator)",
+    )
     p.add_argument("--out", default=str(HERE / "results" / "lazy.json"))
     p.add_argument("--_child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--_root", default=None, help=argparse.SUPPRESS)
@@ -288,8 +342,11 @@ def main() -> int:
         t0 = time.perf_counter()
         slide = build_slide(root, args.side, target, args.chunk, Path(args.data), args.seed)
         slide["build_s"] = time.perf_counter() - t0
-        print(f"slide {args.side} px: {slide['objects']} objects in {slide['tiles']} tiles ({slide['build_s']:.0f} s)",
-              file=sys.stderr, flush=True)
+        print(
+            f"slide {args.side} px: {slide['objects']} objects in {slide['tiles']} tiles ({slide['build_s']:.0f} s)",
+            file=sys.stderr,
+            flush=True,
+        )
         small = None if args.skip_memory else _child("memory", root, args)
         if small:
             print(f"small {args.small} px: {small}", file=sys.stderr, flush=True)
@@ -298,27 +355,41 @@ def main() -> int:
         shutil.rmtree(root, ignore_errors=True)
     import torch
 
-    entry = {"slide": slide, "lazy": lazy, "small": small, "threads": args.threads, "workers": args.workers,
-             "malloc": "glibc default" if args.default_malloc else "mmap threshold 1 MiB (as the CLI)",
-             "network": "echo stub (costs nothing)" if args.stub_network else "shipped segrefiner-lite",
-             "cpu": os.cpu_count(), "torch": torch.__version__, "date": time.strftime("%Y-%m-%d")}
+    entry = {
+        "slide": slide,
+        "lazy": lazy,
+        "small": small,
+        "threads": args.threads,
+        "workers": args.workers,
+        "malloc": "glibc default" if args.default_malloc else "mmap threshold 1 MiB (as the CLI)",
+        "network": "echo stub (costs nothing)" if args.stub_network else "shipped segrefiner-lite",
+        "cpu": os.cpu_count(),
+        "torch": torch.__version__,
+        "date": time.strftime("%Y-%m-%d"),
+    }
     out = Path(args.out)
     results = json.loads(out.read_text()) if out.is_file() else {}
     results[_key(args)] = entry
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1))
     key = _key(args)
-    print("| slide | objects | peak RSS | wall s/object | CPU s/object | in-memory, small image: wall / CPU s/object, "
-          "peak RSS | ratio (CPU) | identical |")
+    print(
+        "| slide | objects | peak RSS | wall s/object | CPU s/object | in-memory, small image: wall / CPU s/object, "
+        "peak RSS | ratio (CPU) | identical |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     if small:
-        mem = (f"{small['memory_s_per_object']:.3f} / {small['memory_cpu_s_per_object']:.3f} "
-               f"({small['objects']} objects, {small['side']} px), {small['memory_peak_rss_mb']:.0f} MB")
+        mem = (
+            f"{small['memory_s_per_object']:.3f} / {small['memory_cpu_s_per_object']:.3f} "
+            f"({small['objects']} objects, {small['side']} px), {small['memory_peak_rss_mb']:.0f} MB"
+        )
         ratio = f"{lazy['cpu_s_per_object'] / small['memory_cpu_s_per_object']:.2f}"
     else:
         mem, ratio = "-", "-"
-    print(f"| {key} px | {lazy['objects']} | {lazy['peak_rss_mb']:.0f} MB | {lazy['s_per_object']:.3f} | "
-          f"{lazy['cpu_s_per_object']:.3f} | {mem} | {ratio} | {small['identical'] if small else '-'} |")
+    print(
+        f"| {key} px | {lazy['objects']} | {lazy['peak_rss_mb']:.0f} MB | {lazy['s_per_object']:.3f} | "
+        f"{lazy['cpu_s_per_object']:.3f} | {mem} | {ratio} | {small['identical'] if small else '-'} |"
+    )
     return 0
 
 

@@ -99,6 +99,7 @@ def main(argv=None) -> int:
     from napari_segrefiner._napari._widget import SegRefinerWidget
     from napari_segrefiner._napari._widget_preview import FLUSH_MS
     from napari_segrefiner._napari.worker import RefineJob, Update, to_uncertainty
+    from napari_segrefiner.engine.request import RefineRequest
 
     image, labels = synthetic_frame(args.size, args.objects)
     t0 = time.perf_counter()
@@ -118,8 +119,13 @@ def main(argv=None) -> int:
 
     # before: replace the layers' data on every step
     naive = viewer.add_labels(labels.copy(), name="naive preview", opacity=0.7)
-    conf = viewer.add_image(np.zeros(labels.shape, np.float32), name="naive confidence", colormap="magma",
-                            contrast_limits=(0, 1), blending="translucent")  # fmt: skip
+    conf = viewer.add_image(
+        np.zeros(labels.shape, np.float32),
+        name="naive confidence",
+        colormap="magma",
+        contrast_limits=(0, 1),
+        blending="translucent",
+    )
 
     def before(record):
         naive.data = record.mask
@@ -130,7 +136,9 @@ def main(argv=None) -> int:
     viewer.layers.remove(conf)
 
     # after: the widget's own paint path
-    job = RefineJob(image=image, rgb=True, mask=labels, axes=(0, 1), positions=((),), model="tiny")
+    job = RefineJob(
+        image=image, rgb=True, mask=labels, axes=(0, 1), positions=((),), request=RefineRequest(model="tiny")
+    )
     run = widget._preview.begin(job, source, uncertainty=True)  # (the running run from here on)
     widget._preview.open_now(run)  # adds the run's layers (the widget does it just after the Run click)
     by_id = {id(r): u for r, u in zip(records, uncertainties)}

@@ -28,11 +28,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
+
+from _gui import machine, sample_viewer
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
@@ -42,10 +43,10 @@ GOAL_S = 1.0
 
 def network_forward_s(widget, jobs, torch) -> float:
     """Median seconds of one network call on one crop (batch 1, the GUI's thread count), now."""
-    from napari_segrefiner.threads import cpu_threads, use_threads
+    from napari_segrefiner.models.threads import cpu_threads, use_threads
 
     job = widget.job()
-    net = jobs.cached_refiner(widget._models, job.model, job.device, job.cache).network
+    net = jobs.cached_refiner(widget._models, job.request).network
     x, t = torch.rand(1, 4, 256, 256), torch.full((1,), 3)
     times = []
     with use_threads(cpu_threads("gui")), torch.inference_mode():
@@ -64,22 +65,16 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(HERE / "results" / "rerun.json"))
     args = parser.parse_args(argv)
 
-    import torch  # before Qt
-    import napari
     import numpy as np
+    import torch  # before Qt
     from qtpy.QtCore import QTimer
-    from qtpy.QtWidgets import QApplication
     from scipy import ndimage as ndi
 
     from napari_segrefiner._napari import worker as jobs
-    from napari_segrefiner._napari._sample_data import make_sample_data
     from napari_segrefiner._napari._widget import SegRefinerWidget
-    from napari_segrefiner.threads import available_cores, cpu_threads
+    from napari_segrefiner.models.threads import available_cores, cpu_threads
 
-    viewer = napari.Viewer(title="bench_rerun", show=True)
-    app = QApplication.instance()
-    for data, kwargs, kind in make_sample_data():
-        getattr(viewer, f"add_{kind}")(data, **kwargs)
+    viewer, app = sample_viewer("bench_rerun")
     mask = viewer.layers[-1]
     widget = SegRefinerWidget(viewer, confirm=lambda text: True)
     viewer.window.add_dock_widget(widget, name="SegRefiner")
@@ -165,17 +160,25 @@ def main(argv=None) -> int:
         wait(lambda: "shown" in marks and not widget.busy, args.timeout)
         others = [v for v in labels if v != label]
         kept = all(np.array_equal(result.data == v, before == v) for v in others)
-        reruns.append({
-            "label": label, "pixels": sizes[label],
-            "result_s": round(marks["result"] - t0, 3) if "result" in marks else None,
-            "shown_s": round(marks["shown"] - t0, 3) if "shown" in marks else None,
-            "network_s": round(steps[-1] - steps[0], 3) if len(steps) > 1 else None,
-            "click_ms": round(click_ms, 1), "first_step_s": round(steps[0] - t0, 3) if steps else None,
-            "crops": sum(crops), "others_bit_identical": kept, "status": widget._status.value,
-        })  # fmt: skip
-        print(f"label {label:>3} ({sizes[label]} px): result after {reruns[-1]['result_s']} s "
-              f"(shown {reruns[-1]['shown_s']} s, network {reruns[-1]['network_s']} s, {sum(crops)} crops); "
-              f"others bit-identical: {kept}")  # fmt: skip
+        reruns.append(
+            {
+                "label": label,
+                "pixels": sizes[label],
+                "result_s": round(marks["result"] - t0, 3) if "result" in marks else None,
+                "shown_s": round(marks["shown"] - t0, 3) if "shown" in marks else None,
+                "network_s": round(steps[-1] - steps[0], 3) if len(steps) > 1 else None,
+                "click_ms": round(click_ms, 1),
+                "first_step_s": round(steps[0] - t0, 3) if steps else None,
+                "crops": sum(crops),
+                "others_bit_identical": kept,
+                "status": widget._status.value,
+            }
+        )
+        print(
+            f"label {label:>3} ({sizes[label]} px): result after {reruns[-1]['result_s']} s "
+            f"(shown {reruns[-1]['shown_s']} s, network {reruns[-1]['network_s']} s, {sum(crops)} crops); "
+            f"others bit-identical: {kept}"
+        )
 
     times = [r["result_s"] for r in reruns if r["result_s"] is not None]
     out = {
@@ -192,18 +195,18 @@ def main(argv=None) -> int:
         "reruns": reruns,
         "result_s": {"median": round(statistics.median(times), 3), "max": round(max(times), 3)} if times else None,
         "goal_s": GOAL_S,
-        "qt_platform": os.environ.get("QT_QPA_PLATFORM", ""),
-        "machine": {"python": platform.python_version(), "napari": napari.__version__, "torch": torch.__version__,
-                    "cpu": platform.processor() or platform.machine()},
-    }  # fmt: skip
+        **machine(),
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(args.out).with_suffix(".json.tmp")
     tmp.write_text(json.dumps(out, indent=2) + "\n")
     tmp.replace(args.out)
-    print(f"full run: {out['full_run']['s']} s ({full_crops} crops); re-run of one edited nucleus, Run to result: "
-          f"median {out['result_s'] and out['result_s']['median']} s, max {out['result_s'] and out['result_s']['max']} s "
-          f"(goal < {GOAL_S} s; load average before: {load_before}); the network alone: 6 x {forward_s:.3f} s "
-          f"= {6 * forward_s:.2f} s now")  # fmt: skip
+    print(
+        f"full run: {out['full_run']['s']} s ({full_crops} crops); re-run of one edited nucleus, Run to result: "
+        f"median {out['result_s'] and out['result_s']['median']} s, max {out['result_s'] and out['result_s']['max']} s "
+        f"(goal < {GOAL_S} s; load average before: {load_before}); the network alone: 6 x {forward_s:.3f} s "
+        f"= {6 * forward_s:.2f} s now"
+    )
     print(f"wrote {args.out}")
     viewer.close()
     ok = times and max(times) < GOAL_S and all(r["others_bit_identical"] and r["crops"] == 6 for r in reruns)

@@ -97,14 +97,15 @@ def main() -> None:
         folder = PairFolder(Path(args.data) / name, split="train")
         native = object_crops(folder, args.objects)
         resized = [
-            cv2.resize(c.astype(np.uint8), (256, 256), interpolation=cv2.INTER_NEAREST).astype(bool)
-            for c in native
+            cv2.resize(c.astype(np.uint8), (256, 256), interpolation=cv2.INTER_NEAREST).astype(bool) for c in native
         ]
         sizes = [c.shape for c in native]
         entry = {
             "objects": len(native),
-            "crop_hw_mean": [round(float(np.mean([s[0] for s in sizes])), 1),
-                             round(float(np.mean([s[1] for s in sizes])), 1)],
+            "crop_hw_mean": [
+                round(float(np.mean([s[0] for s in sizes])), 1),
+                round(float(np.mean([s[1] for s in sizes])), 1),
+            ],
             "modify_boundary_native": measure(native, args.seeds, cascade),
             "modify_boundary_256": measure(resized, args.seeds, cascade),
             "mixed_native": measure(native, args.seeds, mixed),

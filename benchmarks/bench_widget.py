@@ -25,11 +25,12 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
+
+from _gui import machine, sample_viewer
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
@@ -61,8 +62,9 @@ def gap_stats(ticks: list[float], t0: float, marks: dict) -> dict:
         "p95_ms": round(gaps_sorted[int(0.95 * (len(gaps) - 1))], 1),
         "max_ms": round(max(gaps), 1),
         "over_100ms": sum(g > 100 for g in gaps),
-        "largest": [{"at_s": round(ticks[i] - t0, 2), "ms": round(gaps[i], 1), "near": near(ticks[i] - t0)}
-                    for i in top],
+        "largest": [
+            {"at_s": round(ticks[i] - t0, 2), "ms": round(gaps[i], 1), "near": near(ticks[i] - t0)} for i in top
+        ],
     }
 
 
@@ -75,20 +77,13 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(HERE / "results" / "widget.json"))
     args = parser.parse_args(argv)
 
-    import napari
-    import torch  # before Qt
     from qtpy.QtCore import QTimer
-    from qtpy.QtWidgets import QApplication
 
-    from napari_segrefiner._napari._sample_data import make_sample_data
     from napari_segrefiner._napari._widget import SegRefinerWidget
     from napari_segrefiner._napari.preflight import count_objects
-    from napari_segrefiner.threads import available_cores, cpu_threads
+    from napari_segrefiner.models.threads import available_cores, cpu_threads
 
-    viewer = napari.Viewer(title="bench_widget", show=True)
-    app = QApplication.instance()
-    for data, kwargs, kind in make_sample_data():
-        getattr(viewer, f"add_{kind}")(data, **kwargs)
+    viewer, app = sample_viewer("bench_widget")
     mask_name = viewer.layers[-1].name
     widget = SegRefinerWidget(viewer, confirm=lambda text: True)
     viewer.window.add_dock_widget(widget, name="SegRefiner")
@@ -117,6 +112,7 @@ def main(argv=None) -> int:
             opening_ms[name] = round(1000 * (time.perf_counter() - marks[name]), 1)
 
         return run_step
+
     from napari_segrefiner._napari import worker as jobs
 
     cached_refiner = jobs.cached_refiner
@@ -191,22 +187,27 @@ def main(argv=None) -> int:
         "result_s": round(marks["result"] - t0, 2) if done else None,
         "status": marks.get("status"),
         "event_loop_gaps": {"tick_ms": TICK_MS, **gap_stats(ticks, t0, marks)},
-        "gl": "Mesa software (Xvfb)" if platform.system() == "Linux" else "native",
-        "qt_platform": os.environ.get("QT_QPA_PLATFORM", ""),
-        "machine": {"python": platform.python_version(), "napari": napari.__version__, "torch": torch.__version__,
-                    "cpu": platform.processor() or platform.machine()},
-    }  # fmt: skip
+        **machine(),
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     gaps = result["event_loop_gaps"]
-    print(f"{result['sample']}, {result['model']} on {result['device']}, load={result['load']}, "
-          f"{result['gui_threads']} torch thread(s) of {result['cores']} cores")  # fmt: skip
-    print(f"click returned in {result['click_ms']} ms; first preview after {result['first_preview_s']} s; "
-          f"result after {result['result_s']} s")  # fmt: skip
-    print(f"event-loop gaps during the run: median {gaps.get('median_ms')} ms, p95 {gaps.get('p95_ms')} ms, "
-          f"max {gaps.get('max_ms')} ms, {gaps.get('over_100ms')} over 100 ms ({gaps['ticks']} ticks)")  # fmt: skip
-    print(f"model loaded in the worker in {result['model_load_s']} s; opening the run just after the click "
-          f"(one event-loop turn each): {opening_ms}")  # fmt: skip
+    print(
+        f"{result['sample']}, {result['model']} on {result['device']}, load={result['load']}, "
+        f"{result['gui_threads']} torch thread(s) of {result['cores']} cores"
+    )
+    print(
+        f"click returned in {result['click_ms']} ms; first preview after {result['first_preview_s']} s; "
+        f"result after {result['result_s']} s"
+    )
+    print(
+        f"event-loop gaps during the run: median {gaps.get('median_ms')} ms, p95 {gaps.get('p95_ms')} ms, "
+        f"max {gaps.get('max_ms')} ms, {gaps.get('over_100ms')} over 100 ms ({gaps['ticks']} ticks)"
+    )
+    print(
+        f"model loaded in the worker in {result['model_load_s']} s; opening the run just after the click "
+        f"(one event-loop turn each): {opening_ms}"
+    )
     print("largest gaps:")
     for gap in gaps.get("largest", []):
         print(f"  {gap['ms']} ms at {gap['at_s']} s {('(' + gap['near'] + ')') if gap['near'] else ''}")

@@ -33,7 +33,6 @@ import argparse
 import gc
 import json
 import os
-import platform
 import resource
 import shutil
 import sys
@@ -43,6 +42,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _gui import machine
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
@@ -63,8 +63,9 @@ def pyramid(root: Path, name: str, stop: int = 1024) -> list[str]:
         path = f"{name}.{k}.zarr"
         shape = (-(-src.shape[0] // 2), -(-src.shape[1] // 2), *src.shape[2:])
         chunks = (min(1024, shape[0]), min(1024, shape[1]), *src.shape[2:])
-        dst = zarr.create_array(store=str(root / path), shape=shape, dtype=src.dtype, chunks=chunks, fill_value=0,
-                                overwrite=True)  # fmt: skip
+        dst = zarr.create_array(
+            store=str(root / path), shape=shape, dtype=src.dtype, chunks=chunks, fill_value=0, overwrite=True
+        )
         for y in range(0, src.shape[0], 2048):
             dst[y // 2 : (y + 2048 + 1) // 2] = src[y : y + 2048][::2, ::2]
         paths.append(path)
@@ -104,9 +105,10 @@ def gap_stats(ticks: list[float], t0: float, marks: list[tuple[float, str]]) -> 
         "max_ms": round(float(gaps.max()), 1),
         "over_100ms": int((gaps > 100).sum()),
         f"over_{GOAL_MS}ms": int((gaps > GOAL_MS).sum()),
-        "largest": [{"at_s": round(ticks[i] - t0, 2), "ms": round(float(gaps[i]), 1), "phase": phase(ticks[i])}
-                    for i in top],
-    }  # fmt: skip
+        "largest": [
+            {"at_s": round(ticks[i] - t0, 2), "ms": round(float(gaps[i]), 1), "phase": phase(ticks[i])} for i in top
+        ],
+    }
 
 
 def main(argv=None) -> int:
@@ -137,24 +139,28 @@ def main(argv=None) -> int:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     run = result["run"]
-    print(json.dumps({k: result["event_loop_gaps"][k] for k in ("baseline", "refining", "interacting", "cancel")},
-                     indent=1))  # fmt: skip
-    print(f"objects done in the window: {run['objects_done']} of {run['objects_total']} "
-          f"({run['objects_per_s']} /s); scan {run['scan_s']} s; cancel took {run['cancel_s']} s; "
-          f"layers as before: {run['layers_as_before']}; partial store removed: {run['store_removed']}")
+    print(
+        json.dumps(
+            {k: result["event_loop_gaps"][k] for k in ("baseline", "refining", "interacting", "cancel")}, indent=1
+        )
+    )
+    print(
+        f"objects done in the window: {run['objects_done']} of {run['objects_total']} "
+        f"({run['objects_per_s']} /s); scan {run['scan_s']} s; cancel took {run['cancel_s']} s; "
+        f"layers as before: {run['layers_as_before']}; partial store removed: {run['store_removed']}"
+    )
     return 0
 
 
 def measure(root: Path, facts: dict, args) -> dict:
     import napari
-    import torch  # before Qt
     import zarr
     from qtpy.QtCore import Qt, QTimer
     from qtpy.QtWidgets import QApplication
 
     from napari_segrefiner._napari._widget import SegRefinerWidget
     from napari_segrefiner._napari.lazy_worker import STORE_PREFIX
-    from napari_segrefiner.threads import available_cores, cpu_threads
+    from napari_segrefiner.models.threads import available_cores, cpu_threads
 
     viewer = napari.Viewer(title="bench_widget_lazy", show=True)
     app = QApplication.instance()
@@ -216,8 +222,9 @@ def measure(root: Path, facts: dict, args) -> dict:
             gc_start["t"] = time.perf_counter()
         elif "t" in gc_start:
             began = gc_start.pop("t")
-            collections.append((began, 1000 * (time.perf_counter() - began), info["generation"],
-                                threading.current_thread().name))
+            collections.append(
+                (began, 1000 * (time.perf_counter() - began), info["generation"], threading.current_thread().name)
+            )
 
     gc.callbacks.append(on_gc)
     ticker = QTimer()
@@ -325,8 +332,10 @@ def measure(root: Path, facts: dict, args) -> dict:
     gc_stats = {
         "collections": len(in_run),
         "full_collections": sum(c[2] == 2 for c in in_run),
-        "longest": [{"at_s": round(c[0] - t["click"], 2), "ms": round(c[1], 1), "generation": c[2], "thread": c[3]}
-                    for c in sorted(in_run, key=lambda c: -c[1])[:5]],
+        "longest": [
+            {"at_s": round(c[0] - t["click"], 2), "ms": round(c[1], 1), "generation": c[2], "thread": c[3]}
+            for c in sorted(in_run, key=lambda c: -c[1])[:5]
+        ],
     }
     last = state.get("at_cancel")
     refine_s = t["cancel"] - t["refining"] if "refining" in t else None
@@ -351,8 +360,9 @@ def measure(root: Path, facts: dict, args) -> dict:
     }
     return {
         "slide": {k: facts[k] for k in ("side", "chunk", "tiles", "objects")},
-        "layers": "single-scale zarr" if args.single_scale else
-                  f"multiscale zarr ({len(images)} image levels, {len(labels)} labels levels)",
+        "layers": "single-scale zarr"
+        if args.single_scale
+        else f"multiscale zarr ({len(images)} image levels, {len(labels)} labels levels)",
         "add_labels_layer_ms": add_labels_ms,
         "window_s": args.window,
         "interact_s": args.interact,
@@ -364,12 +374,9 @@ def measure(root: Path, facts: dict, args) -> dict:
         "cores": available_cores(),
         "gui_threads": cpu_threads("gui"),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0),
-        "gl": "Mesa software (Xvfb)" if platform.system() == "Linux" else "native",
-        "qt_platform": os.environ.get("QT_QPA_PLATFORM", ""),
-        "machine": {"python": platform.python_version(), "napari": napari.__version__, "torch": torch.__version__,
-                    "zarr": zarr.__version__, "cpu": platform.processor() or platform.machine()},
+        **machine(zarr=zarr.__version__),
         "date": time.strftime("%Y-%m-%d"),
-    }  # fmt: skip
+    }
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import torch
 
 from napari_segrefiner import load_refiner
 from napari_segrefiner.evaluation.benchmark import run_benchmark
-from napari_segrefiner.io import atomic_write
+from napari_segrefiner.io.files import atomic_write
 
 HARM_KINDS = ("lowres-28", "nearperfect")
 GAIN_KINDS = ("cascadepsp-0.8", "lowres-jitter")
@@ -70,26 +70,46 @@ def main() -> int:
         refiner = refiner.with_options(paste_changes_only=True)
     curve = []
     for bias in args.biases:
-        res = run_benchmark(args.data, kinds=HARM_KINDS + GAIN_KINDS, methods=["identity", "segrefiner"],
-                            max_items=args.max_items, model=refiner.with_options(keep_bias=bias), device="cpu",
-                            progress=False, per_item=True)  # fmt: skip
+        res = run_benchmark(
+            args.data,
+            kinds=HARM_KINDS + GAIN_KINDS,
+            methods=["identity", "segrefiner"],
+            max_items=args.max_items,
+            model=refiner.with_options(keep_bias=bias),
+            device="cpu",
+            progress=False,
+            per_item=True,
+        )
         table = summarise(res)
         curve.append({"keep_bias": bias, "sets": table})
         for s, kinds in table.items():
-            row = "  ".join(f"{k} {v['iou_change_points']:+6.2f} ({100 * v['worse_by_1pt_share']:3.0f}%)"
-                            for k, v in kinds.items())  # fmt: skip
+            row = "  ".join(
+                f"{k} {v['iou_change_points']:+6.2f} ({100 * v['worse_by_1pt_share']:3.0f}%)" for k, v in kinds.items()
+            )
             print(f"bias {bias:4.2f}  {s:9s} {row}", flush=True)
 
     def ok(entry) -> bool:
         return all(
-            entry["sets"][s][k]["iou_change_points"] >= -args.max_harm and entry["sets"][s][k]["worse_by_1pt_share"] <= 0.2
-            for s in entry["sets"] for k in HARM_KINDS
+            entry["sets"][s][k]["iou_change_points"] >= -args.max_harm
+            and entry["sets"][s][k]["worse_by_1pt_share"] <= 0.2
+            for s in entry["sets"]
+            for k in HARM_KINDS
         )
 
     chosen = next((e["keep_bias"] for e in curve if ok(e)), None)
-    print(f"chosen keep_bias: {chosen} (smallest meeting harm >= -{args.max_harm} points and <= 20% worse by > 1 point)")
-    text = json.dumps({"source": refiner.source, "max_items": args.max_items, "options": refiner.config.to_dict(),
-                       "curve": curve, "chosen": chosen}, indent=1)  # fmt: skip
+    print(
+        f"chosen keep_bias: {chosen} (smallest meeting harm >= -{args.max_harm} points and <= 20% worse by > 1 point)"
+    )
+    text = json.dumps(
+        {
+            "source": refiner.source,
+            "max_items": args.max_items,
+            "options": refiner.config.to_dict(),
+            "curve": curve,
+            "chosen": chosen,
+        },
+        indent=1,
+    )
     atomic_write(args.out, lambda tmp: Path(tmp).write_text(text))
     return 0
 

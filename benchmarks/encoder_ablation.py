@@ -24,9 +24,9 @@ import numpy as np
 import torch
 
 from napari_segrefiner import load_refiner
-from napari_segrefiner.atomic import atomic_write
 from napari_segrefiner.evaluation.benchmark import run_benchmark
 from napari_segrefiner.evaluation.speed import time_parts
+from napari_segrefiner.io.atomic import atomic_write
 
 KINDS = ("cascadepsp-0.8", "lowres-jitter", "nearperfect")
 RECIPE = dict(pad=20, min_area=32, context=3.0, context_cap=128, paste_changes_only=True, auto_hr_side=0, keep_bias=0.0)
@@ -39,9 +39,12 @@ def score(results: dict) -> dict:
         for kind, entry in s["kinds"].items():
             m = entry["methods"]
             out.setdefault(name, {})[kind] = {
-                "coarse_iou": 100 * m["identity"]["iou"], "iou": 100 * m["segrefiner"]["iou"],
-                "coarse_biou": 100 * m["identity"]["biou"], "biou": 100 * m["segrefiner"]["biou"],
-                "worse": 100 * m["segrefiner"]["worse"], "n": m["segrefiner"]["n"],
+                "coarse_iou": 100 * m["identity"]["iou"],
+                "iou": 100 * m["segrefiner"]["iou"],
+                "coarse_biou": 100 * m["identity"]["biou"],
+                "biou": 100 * m["segrefiner"]["biou"],
+                "worse": 100 * m["segrefiner"]["worse"],
+                "n": m["segrefiner"]["n"],
             }
     return out
 
@@ -61,20 +64,41 @@ def main() -> int:
         name, source = cand.split("=", 1)
         refiner = load_refiner(source, device="cpu").with_options(**RECIPE)
         enc, dec = time_parts(refiner.network, 1, size=256, device=torch.device("cpu"), repeats=5)
-        res = run_benchmark(args.data, kinds=KINDS, methods=["identity", "segrefiner"], max_items=args.max_items,
-                            model=refiner, device="cpu", progress=False)
-        rows[name] = {"source": source, "cpu_hours": hours.get(name), "encode_s": enc, "denoise_s": dec,
-                      "per_object_s": enc + 6 * dec, "sets": score(res)}
+        res = run_benchmark(
+            args.data,
+            kinds=KINDS,
+            methods=["identity", "segrefiner"],
+            max_items=args.max_items,
+            model=refiner,
+            device="cpu",
+            progress=False,
+        )
+        rows[name] = {
+            "source": source,
+            "cpu_hours": hours.get(name),
+            "encode_s": enc,
+            "denoise_s": dec,
+            "per_object_s": enc + 6 * dec,
+            "sets": score(res),
+        }
         print(name, json.dumps(rows[name]["sets"]), flush=True)
-    lines = ["| candidate | training CPU-h | s/object (1 thread) | " + " | ".join(
-        f"{s} {k}" for s in next(iter(rows.values()))["sets"] for k in KINDS) + " |"]
+    lines = [
+        "| candidate | training CPU-h | s/object (1 thread) | "
+        + " | ".join(f"{s} {k}" for s in next(iter(rows.values()))["sets"] for k in KINDS)
+        + " |"
+    ]
     lines.append("|" + "---|" * (3 + len(KINDS) * len(next(iter(rows.values()))["sets"])))
     for name, r in rows.items():
-        cells = [f"{v['coarse_iou']:.1f} -> {v['iou']:.1f} ({v['worse']:.0f}%)" for s in r["sets"].values()
-                 for v in (s[k] for k in KINDS)]
+        cells = [
+            f"{v['coarse_iou']:.1f} -> {v['iou']:.1f} ({v['worse']:.0f}%)"
+            for s in r["sets"].values()
+            for v in (s[k] for k in KINDS)
+        ]
         lines.append(f"| {name} | {r['cpu_hours'] or '-'} | {r['per_object_s']:.3f} | " + " | ".join(cells) + " |")
-    mean = {name: float(np.mean([s[k]["iou"] - s[k]["coarse_iou"] for s in r["sets"].values() for k in KINDS[:2]]))
-            for name, r in rows.items()}
+    mean = {
+        name: float(np.mean([s[k]["iou"] - s[k]["coarse_iou"] for s in r["sets"].values() for k in KINDS[:2]]))
+        for name, r in rows.items()
+    }
     lines.append("")
     lines.append("Mean IoU gain on the coarse kinds (points): " + ", ".join(f"{n} {v:+.2f}" for n, v in mean.items()))
     text = "\n".join(lines) + "\n"

@@ -1,6 +1,6 @@
 """Merge benchmarks/results/quality_<set>_{model,peers}.json into the README's tables.
 
-    python benchmarks/summarize.py > benchmarks/results/quality_summary.md
+python benchmarks/summarize.py > benchmarks/results/quality_summary.md
 """
 
 from __future__ import annotations
@@ -48,8 +48,9 @@ def main() -> int:
                     continue
                 r = methods[m]
                 out.append(
-                    f"| {s} ({d['used']}) | {kind} | {m} | {pct(r['iou'])} | {100 * r['gain']:+.1f} | {pct(r['pooled_iou'])} | "
-                    f"{pct(r['biou'])} | {pct(r['mba'])} | {pct(r['bf'])} | {100 * r['worse']:.0f}% | {r['seconds_per_object']:.3f} |"
+                    f"| {s} ({d['used']}) | {kind} | {m} | {pct(r['iou'])} | {100 * r['gain']:+.1f} | "
+                    f"{pct(r['pooled_iou'])} | {pct(r['biou'])} | {pct(r['mba'])} | {pct(r['bf'])} | "
+                    f"{100 * r['worse']:.0f}% | {r['seconds_per_object']:.3f} |"
                 )
     out.append("")
     out.append("Other coarse kinds (segrefiner vs its input, mean IoU):")
@@ -63,7 +64,10 @@ def main() -> int:
         for k in kinds:
             e = d["kinds"].get(k, {}).get("methods", {})
             if "segrefiner" in e and "identity" in e:
-                cells.append(f"{pct(e['identity']['iou'])} -> {pct(e['segrefiner']['iou'])} (worse {100 * e['segrefiner']['worse']:.0f}%)")
+                cells.append(
+                    f"{pct(e['identity']['iou'])} -> {pct(e['segrefiner']['iou'])} "
+                    f"(worse {100 * e['segrefiner']['worse']:.0f}%)"
+                )
             else:
                 cells.append("-")
         out.append(f"| {s} | " + " | ".join(cells) + " |")

@@ -31,8 +31,11 @@ TAPS = {"efficientnet-lite0": (4, 8, 16, 32), "dinov2-vits14": (5, 11)}
 SHORT = {"efficientnet-lite0": "effnet", "dinov2-vits14": "dino"}
 
 
-def _say(done: int, total: int, t0=time.time()) -> None:
-    print(f"{done}/{total} {time.time() - t0:.0f}s", flush=True)
+_T0 = time.time()
+
+
+def _say(done: int, total: int) -> None:
+    print(f"{done}/{total} {time.time() - _T0:.0f}s", flush=True)
 
 
 def main(argv=None) -> int:
@@ -57,8 +60,7 @@ def main(argv=None) -> int:
         common = dict(size=256, coarse_kind="campaign", epoch_length=10**7, folder_weights=list(WEIGHTS))
         crops = ObjectCrops(folders, rng_seed=a.seed, **common)
         patches = NativePatches(folders, rng_seed=a.seed + 1, **common)
-        build_cache(cache / "crops", [crops, patches], [0.75, 0.25], items=a.items, count=4, seed=a.seed,
-                    progress=_say)
+        build_cache(cache / "crops", [crops, patches], [0.75, 0.25], items=a.items, count=4, seed=a.seed, progress=_say)
     elif a.stage == "encode":
         net = new_encdec(a.encoder, TAPS[a.encoder])
         encode_cache(cache / "crops", net, cache / f"feat-{SHORT[a.encoder]}", progress=_say)
@@ -67,11 +69,24 @@ def main(argv=None) -> int:
         cfg = CachedTrainConfig(
             crops=tuple(str(c / "crops") for c in caches),
             features=tuple(str(c / f"feat-{SHORT[a.encoder]}") for c in caches),
-            out=a.out or f"runs/{SHORT[a.encoder]}.pt", encoder=a.encoder, taps=TAPS[a.encoder], iters=a.iters,
-            lr=a.lr, max_cpu_hours=a.max_cpu_hours, init=a.init, seed=a.seed, warmup=a.warmup,
+            out=a.out or f"runs/{SHORT[a.encoder]}.pt",
+            encoder=a.encoder,
+            taps=TAPS[a.encoder],
+            iters=a.iters,
+            lr=a.lr,
+            max_cpu_hours=a.max_cpu_hours,
+            init=a.init,
+            seed=a.seed,
+            warmup=a.warmup,
             val_data=tuple(str(Path(a.data) / s) for s in ("davis", "ccp", "dsb2018", "isbi2012")),
-            defaults={"pad": 20, "min_area": 32, "context": 3.0, "context_cap": 128, "paste_changes_only": True,
-                      "auto_hr_side": 0},
+            defaults={
+                "pad": 20,
+                "min_area": 32,
+                "context": 3.0,
+                "context_cap": 128,
+                "paste_changes_only": True,
+                "auto_hr_side": 0,
+            },
         )
         train_cached(cfg, progress=lambda step, rec: print(rec, flush=True))
     return 0

@@ -35,13 +35,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for a run")
     args = parser.parse_args(argv)
 
-    import torch  # noqa: F401  (before Qt)
     import napari
+    import torch  # noqa: F401  (before Qt)
     from napari.utils.colormaps import DirectLabelColormap
     from qtpy.QtWidgets import QApplication
     from scipy import ndimage as ndi
 
-    from napari_segrefiner._napari._sample_data import load_nuclei
+    from napari_segrefiner.io.sample import load_nuclei
 
     out = Path(args.out_dir)
     viewer = napari.Viewer(title="napari-segrefiner", show=True)

@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .api import RefineStep, iter_refine, refine
-    from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-    from .config import LiteConfig, RefineConfig, UNetConfig
-    from .lazy import refine_lazy
-    from .nets import build_network
-    from .refiner import Refiner, available_devices, load_model, load_refiner
+    from .lazy.refine import refine_lazy
+    from .models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+    from .models.config import LiteConfig, RefineConfig, UNetConfig
+    from .models.nets import build_network
+    from .models.refiner import Refiner, available_devices, load_refiner
 
 __version__ = "0.1.0"
 
@@ -38,7 +38,6 @@ __all__ = [
     "build_network",
     "iter_refine",
     "load_checkpoint",
-    "load_model",
     "load_refiner",
     "refine",
     "refine_lazy",
@@ -46,25 +45,29 @@ __all__ = [
 ]
 
 _SOURCES = {
-    "CheckpointError": "checkpoint",
-    "build_network": "nets",
-    "load_checkpoint": "checkpoint",
-    "save_checkpoint": "checkpoint",
-    "LiteConfig": "config",
-    "UNetConfig": "config",
-    "RefineConfig": "config",
-    "Refiner": "refiner",
-    "available_devices": "refiner",
-    "load_model": "refiner",
-    "load_refiner": "refiner",
+    "CheckpointError": "models.checkpoint",
+    "build_network": "models.nets",
+    "load_checkpoint": "models.checkpoint",
+    "save_checkpoint": "models.checkpoint",
+    "LiteConfig": "models.config",
+    "UNetConfig": "models.config",
+    "RefineConfig": "models.config",
+    "Refiner": "models.refiner",
+    "available_devices": "models.refiner",
+    "load_refiner": "models.refiner",
     "RefineStep": "api",
     "iter_refine": "api",
     "refine": "api",
-    "refine_lazy": "lazy",
+    "refine_lazy": "lazy.refine",
 }
 
 
+_REMOVED = {"load_model": "load_model was removed: load_refiner(source, device=...).network is the network"}
+
+
 def __getattr__(name: str):
+    if name in _REMOVED:
+        raise AttributeError(_REMOVED[name])
     if name not in _SOURCES:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     value = getattr(importlib.import_module(f".{_SOURCES[name]}", __name__), name)
@@ -74,4 +77,3 @@ def __getattr__(name: str):
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *__all__})
-

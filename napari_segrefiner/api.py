@@ -1,13 +1,14 @@
-"""Public numpy-in / numpy-out refinement API: :func:`iter_refine` and :func:`refine`.
+"""Public numpy-in / numpy-out refinement API: :func:`refine` and :func:`iter_refine`.
 
-These are the API front end: each call gets its :class:`~.refiner.Refiner` from
-:func:`~.refiner.load_refiner` once (or uses the one passed in), validates the arrays and
-options, and hands a :class:`~.pipelines.PipelineRun` to the pipeline generator.
+Both describe the run as a :class:`~napari_segrefiner.engine.request.RefineRequest` (the
+description every front end shares, validated once) and start it with
+:func:`~napari_segrefiner.engine.run.start`, which loads the model (unless it is handed a
+:class:`~napari_segrefiner.models.refiner.Refiner`), checks the arrays and picks the
+pipeline before anything runs.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -15,100 +16,30 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import RefineConfig
-from .imaging import as_rgb_uint8, check_mask
-from .patches import object_box
-from .hints import check_hints, owners
-from .batch import PipelineRun
-from .pipelines import MODES as PIPELINES
-from .pipelines import Hints, instance_box, run_hr, run_instances
-from .records import RefineStep
-from .plausible import check_label_count, check_memory
-from .refiner import Refiner, load_refiner
-from .scheduler import timesteps
+from .engine.records import RefineStep
+from .engine.request import DEFAULT_SEED, request_of
+from .engine.run import finish, start
+from .models.refiner import Refiner
 
-__all__ = ["DEFAULT_SEED", "MODES", "RefineStep", "choose_mode", "iter_refine", "resolve_seed", "refine"]
+__all__ = ["RefineStep", "iter_refine", "refine"]
 
-log = logging.getLogger(__name__)
-MODES = ("auto", *PIPELINES)
-DEFAULT_SEED = 0  # every front end (API, lazy, CLI, plugin) refines with this seed unless told otherwise
-
-
-def choose_mode(labels: np.ndarray, ids: Iterable[int], config: RefineConfig) -> str:
-    """The pipeline ``mode="auto"`` picks.
-
-    Several objects -> ``"instance"``. One object whose padded box is longer than
-    ``config.auto_hr_side`` (512 px; 0 = never) on an image at least ``config.hr_patch``
-    on both sides -> ``"hr"`` (a 256 crop would lose its detail). Otherwise ``"instance"``.
-    """
-    ids = list(ids)
-    if len(ids) != 1 or config.auto_hr_side <= 0:
-        return "instance"
-    y0, y1, x0, x1 = object_box(labels == ids[0], pad=config.pad)
-    h, w = labels.shape
-    if max(y1 - y0, x1 - x0) > config.auto_hr_side and min(h, w) >= config.hr_patch:
-        return "hr"
-    return "instance"
-
-
-def resolve_seed(seed: int | None) -> int:
-    """The seed of a run's per-pixel draws (None draws a fresh one; the default is ``DEFAULT_SEED``).
-
-    Every object of a run draws from its own CPU stream
-    (:func:`~napari_segrefiner.scheduler.stream` of the seed and its label): the same
-    numbers on every device, for every batch size, and whether the object is refined alone
-    or with others.
-
-    Raises
-    ------
-    TypeError, ValueError
-        If ``seed`` is not an int in ``[0, 2**64)`` (or None, which draws a fresh seed).
-    """
-    if seed is None:
-        seed = int(np.random.SeedSequence().entropy % (2**63))
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
-        raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
-    if not 0 <= int(seed) < 2**64:
-        raise ValueError(f"seed must be in [0, 2**64), got {seed}")
-    return int(seed)
-
-
-def _caster(mask: np.ndarray, ids: list[int]):
-    """Map a refined int64 labels frame back to the input's dtype and binary value (``ids``:
-    the labels present)."""
-    dtype = np.asarray(mask).dtype
-    if dtype == bool:
-        return lambda frame: frame != 0
-    if len(ids) == 1 and ids[0] != 1:
-        value = ids[0]
-        return lambda frame: np.where(frame != 0, value, 0).astype(dtype)
-    return lambda frame: frame.astype(dtype, copy=False)
-
-
-def _refiner(model: Any, device: Any) -> Refiner:
-    if isinstance(model, Refiner) and device is None:
-        return model
-    if model is None or isinstance(model, (str, os.PathLike, Refiner, torch.nn.Module)):
-        return load_refiner(model, device="auto" if device is None else device)
-    raise TypeError(
-        f"model must be None, a name, a checkpoint path, a Refiner or a torch.nn.Module, got {type(model).__name__}"
-    )
+Model = Refiner | torch.nn.Module | str | os.PathLike | None
 
 
 def iter_refine(
     image: np.ndarray,
     mask: np.ndarray,
     *,
-    model: Any = None,
+    model: Model = None,
     mode: str = "auto",
     steps: int | None = None,
     device: str | torch.device | None = None,
     seed: int | None = DEFAULT_SEED,
     labels: Iterable[int] | None = None,
+    hints: np.ndarray | None = None,
     previews: bool = False,
     autocast: bool = False,
     cancel: Callable[[], bool] | None = None,
-    hints: np.ndarray | None = None,
     order: Iterable[int] = (),
     force: bool = False,
     **options: Any,
@@ -123,54 +54,59 @@ def iter_refine(
     ----------
     image : ndarray of shape (H, W), (H, W, 3) or (H, W, 4)
         Gray, RGB or RGBA image of any numeric dtype (see
-        :func:`~napari_segrefiner.imaging.as_rgb_uint8`).
+        :func:`~napari_segrefiner.io.images.as_rgb_uint8`).
     mask : ndarray of shape (H, W)
-        Coarse binary mask (bool, 0/1, or one non-zero value) or labels (0 = background).
+        Coarse binary mask (bool, 0/1, or one non-zero value) or labels (0 = background);
+        floats must hold only 0 and 1 (:mod:`napari_segrefiner.io.masks`). An empty mask
+        gives one record holding it unchanged, with a ``UserWarning``.
     model : None, str, path-like, Refiner or torch.nn.Module
-        A :class:`~.refiner.Refiner` (from :func:`~.refiner.load_refiner`: load once, refine
-        many times); or what :func:`~.refiner.load_refiner` takes: ``None`` = the shipped
-        default model, a registered name, a checkpoint file, a network
-        (``model(x, t) -> logits``, with the official options).
+        A :class:`~napari_segrefiner.models.refiner.Refiner` (from
+        :func:`~napari_segrefiner.models.refiner.load_refiner`: load once, refine many
+        times); or what ``load_refiner`` takes: ``None`` = the shipped default model, a
+        registered name, a checkpoint file, a network (``model(x, t) -> logits``, with the
+        official options).
     mode : {"auto", "instance", "whole", "hr"}
-        Pipeline. ``"auto"`` picks one (:func:`choose_mode`) and logs which; every record
-        carries it in ``mode``.
+        Pipeline. ``"auto"`` picks one (:func:`~napari_segrefiner.engine.run.choose_mode`)
+        and logs which; every record carries it in ``mode``.
     steps : int, optional
         Number of reverse steps (default: all timesteps, 6; the HR global stage uses 5).
     device : str or torch.device, optional
         Where to load the model: ``"auto"`` (CUDA, MPS, then CPU; the default), ``"cpu"``,
-        ``"cuda"``... With a :class:`~.refiner.Refiner`, None keeps its device.
+        ``"cuda"``... With a Refiner, None keeps its device.
     seed : int or None
         Seed of the per-pixel draws (made on the CPU, so a seed gives the same draws on
         every device and batch size); default 0, as every front end (the same call gives
         the same result); ``None`` draws a fresh one.
     labels : iterable of int, optional
         Refine only these label values (others are kept exactly); default all.
-    previews : bool
-        Keep every object's state after each reverse step and its last confidence map
-        (:class:`~.records.ObjectResult`; :func:`~.records.replay` composes a step's frame).
-    autocast : bool
-        bfloat16 autocast for the network (CUDA only; ignored elsewhere).
-    cancel : callable, optional
-        Asked before every network batch; when it returns True the generator raises
-        :class:`~.sampling.RefineCancelled` (a GUI's Cancel then takes effect within one
-        batch).
     hints : ndarray of shape (H, W), optional
         Annotator hints, integers: 0 = free, 1 = "object here", 2 = "background here".
         A 1 belongs to the object whose coarse mask holds it, else to the nearest object
         if it lies in that object's crop (else it is refused). Hinted pixels are held in
         every step and in the result, for every pipeline and every object (also those not
-        in ``labels``); see :mod:`napari_segrefiner.hints`.
+        in ``labels``); see :mod:`napari_segrefiner.annotate.hints`.
+    previews : bool
+        Keep every object's state after each reverse step and its last confidence map
+        (:class:`~napari_segrefiner.engine.records.ObjectResult`;
+        :func:`~napari_segrefiner.engine.records.replay` composes a step's frame).
+    autocast : bool
+        bfloat16 autocast for the network (CUDA only; ignored elsewhere).
+    cancel : callable, optional
+        Asked before every network batch; when it returns True the generator raises
+        :class:`~napari_segrefiner.diffusion.sampling.RefineCancelled` (a GUI's Cancel then
+        takes effect within one batch).
     order : iterable of int
         Labels to refine first (those an annotator looks at); the rest follow in label
         order. The result is composed in label order whatever the order.
     force : bool
-        Refine a mask that fails the checks of :mod:`~napari_segrefiner.plausible` anyway:
-        more labels than ``max(1024, H * W / 16)`` (a photo passed as the mask, or image
-        and mask swapped), or a run whose estimated memory exceeds what is available.
+        Refine a mask that fails the checks of :mod:`napari_segrefiner.io.plausible`
+        anyway: more labels than ``max(1024, H * W / 16)`` (a photo passed as the mask, or
+        image and mask swapped), or a run whose estimated memory exceeds what is available.
     **options
-        Overrides of the refiner's :class:`~.config.RefineConfig`: ``pad``, ``min_area``,
-        ``context``, ``context_cap``, ``batch_size``, ``size``, ``hr_patch``, ``hr_thr_ratio``,
-        ``hr_iou``, ``hr_min_pixels``, ``auto_hr_side``.
+        Overrides of the refiner's :class:`~napari_segrefiner.models.config.RefineConfig`:
+        ``pad``, ``min_area``, ``context``, ``context_cap``, ``batch_size``, ``size``,
+        ``hr_patch``, ``hr_thr_ratio``, ``hr_iou``, ``hr_min_pixels``, ``auto_hr_side``,
+        ``keep_bias``, ``paste_changes_only``, ``clean``.
 
     Yields
     ------
@@ -186,89 +122,95 @@ def iter_refine(
         ``force``), raised by this call itself, before the generator runs.
     FileNotFoundError, CheckpointError
         If the model cannot be loaded.
+
+    Warns
+    -----
+    UserWarning
+        For an empty mask (returned unchanged; no model is loaded).
     """
-    rgb = as_rgb_uint8(image, name="image")
-    lab = check_mask(mask, name="mask", shape=rgb.shape[:2])
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    _check_flags(previews=previews, autocast=autocast, force=force)
-    if cancel is not None and not callable(cancel):
-        raise TypeError(f"cancel must be None or a callable, got {type(cancel).__name__}")
-    values, areas = np.unique(lab, return_counts=True)  # one sort: linear in the labels after it
-    present = values[values != 0].tolist()
-    check_label_count(len(present), lab.shape, force=force)
-    if labels is None:
-        ids = present
-    else:
-        ids = []
-        for v in labels:
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-                raise TypeError(f"labels must hold integers, got {v!r}")
-            ids.append(int(v))
-        ids = sorted(set(ids))  # the result must not depend on the order given
-        missing = sorted(set(ids) - set(present))
-        if missing:
-            raise ValueError(f"labels {missing} do not occur in mask (present: {present[:10]})")
-        if not ids:
-            raise ValueError("labels is empty: nothing to refine")
-    seed = resolve_seed(seed)
-    hint_values = check_hints(hints, shape=lab.shape)
-    refiner = _refiner(model, device).with_options(**options)
-    config = refiner.config
-    chosen = choose_mode(lab, ids, config) if mode == "auto" else mode
-    if chosen == "hr" and min(lab.shape) < config.hr_patch:
-        if mode == "hr":
-            raise ValueError(f"mode 'hr' needs an image of at least {config.hr_patch} px per side, got {lab.shape}")
-        chosen = "instance"
-    if mode == "auto":
-        log.info("mode='auto' chose %r", chosen)
-    schedule_steps = tuple(timesteps(refiner.schedule, steps, last=1 if chosen == "hr" else 0))  # validates steps
-    refined = np.isin(values, ids) & (areas >= config.min_area if chosen == "instance" else True)
-    # objects stream through the network batch by batch (hr: one object after the other)
-    at_once = 1 if chosen == "hr" else min(int(np.count_nonzero(refined)), config.batch_size)
-    check_memory(lab.shape, at_once, size=config.size, device=refiner.device, force=force)
-    if chosen == "hr" and config.hr_patch % refiner.divisor:
-        raise ValueError(f"hr_patch must be a multiple of {refiner.divisor} for this network, got {config.hr_patch}")
-    run = PipelineRun(
-        network=refiner.network,
-        schedule=refiner.schedule,
-        config=config,
-        steps=schedule_steps,
-        seed=seed,
-        previews=bool(previews),
-        autocast=bool(autocast and refiner.device.type == "cuda"),
-        cancel=cancel,
-        order=tuple(int(v) for v in order),
-        device=refiner.device,
-    )
-    held = None
-    if hint_values is not None:
-        owner = owners(lab, hint_values, lambda v: instance_box(lab == v, config, lab.shape))
-        held = Hints(hint_values, owner)
-    cast = _caster(mask, present)
-    return _run(rgb, lab, ids, run, chosen, cast, held)
+    return start(image, mask, request_of(locals()), cancel=cancel)  # every parameter but the arrays and cancel
 
 
-def _run(rgb, lab, ids, run: PipelineRun, chosen: str, cast, hints) -> Iterator[RefineStep]:
-    if chosen == "hr":
-        image_t = torch.from_numpy(rgb).to(run.device).permute(2, 0, 1)[None].float()
-        yield from run_hr(image_t, lab, ids, run, cast=cast, hints=hints)
-    else:
-        yield from run_instances(rgb, lab, ids, run, whole=chosen == "whole", cast=cast, hints=hints)
+def refine(
+    image: np.ndarray,
+    mask: np.ndarray,
+    *,
+    model: Model = None,
+    mode: str = "auto",
+    steps: int | None = None,
+    device: str | torch.device | None = None,
+    seed: int | None = DEFAULT_SEED,
+    labels: Iterable[int] | None = None,
+    hints: np.ndarray | None = None,
+    autocast: bool = False,
+    cancel: Callable[[], bool] | None = None,
+    order: Iterable[int] = (),
+    force: bool = False,
+    **options: Any,
+) -> np.ndarray:
+    """Refine a coarse mask or labels array.
 
+    A binary mask in gives a binary mask out (the same dtype and value); a labels array in
+    gives the same labels, refined, out. Objects stream through the network batch by batch
+    and only the last record is kept, so memory grows with the batch and the largest
+    object, not with the number of objects.
 
-def _check_flags(**flags: Any) -> None:
-    for name, value in flags.items():
-        if not isinstance(value, (bool, np.bool_)):
-            raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
+    Parameters
+    ----------
+    image : ndarray of shape (H, W), (H, W, 3) or (H, W, 4)
+        Gray, RGB or RGBA image of any numeric dtype.
+    mask : ndarray of shape (H, W)
+        Coarse binary mask or labels (0 = background); an empty mask is returned unchanged
+        with a ``UserWarning``.
+    model : None, str, path-like, Refiner or torch.nn.Module
+        The model (default: the shipped one); see :func:`iter_refine`.
+    mode : {"auto", "instance", "whole", "hr"}
+        The pipeline; ``"auto"`` picks one.
+    steps : int, optional
+        Reverse steps (default: every timestep of the model).
+    device : str or torch.device, optional
+        Where to load the model (default ``"auto"``; a Refiner keeps its device).
+    seed : int or None
+        Seed of the per-pixel draws (default 0: the same call gives the same result;
+        ``refine_lazy`` with the same seed gives the same bits).
+    labels : iterable of int, optional
+        Refine only these labels; the others are returned exactly as given.
+    hints : ndarray of shape (H, W), optional
+        Annotator hints (0 free, 1 object, 2 background), held in every step and in the result.
+    autocast : bool
+        bfloat16 autocast on CUDA.
+    cancel : callable, optional
+        Asked before every network batch; True stops the run
+        (:class:`~napari_segrefiner.diffusion.sampling.RefineCancelled`).
+    order : iterable of int
+        Labels refined first (the result is composed in label order).
+    force : bool
+        Refine an implausible mask or run anyway (:mod:`napari_segrefiner.io.plausible`).
+    **options
+        :class:`~napari_segrefiner.models.config.RefineConfig` overrides (``batch_size``,
+        ``min_area``, ``clean``, ...).
 
+    Returns
+    -------
+    ndarray
+        ``mask``'s shape and dtype.
 
-def refine(image: np.ndarray, mask: np.ndarray, **kwargs: Any) -> np.ndarray:
-    """Refine a coarse mask or labels array; returns an array of ``mask``'s shape and dtype.
+    Raises
+    ------
+    ValueError, TypeError
+        For invalid inputs, named in the message, before anything runs.
+    FileNotFoundError, CheckpointError
+        If the model cannot be loaded.
 
-    Takes the arguments of :func:`iter_refine` (``model=None, mode="auto", steps=None,
-    device=None, seed=0, labels=None, force=False, ...``): a binary mask in gives a
-    binary mask out; a labels array in gives the same labels, refined, out.
+    Warns
+    -----
+    UserWarning
+        For an empty mask.
+
+    See Also
+    --------
+    iter_refine : the same run, record by record (progress, previews, cancel).
+    napari_segrefiner.lazy.refine.refine_lazy : the same result for arrays that do not fit in memory.
     """
-    *_, last = iter_refine(image, mask, **kwargs)
-    return last.mask
+    records = start(image, mask, request_of(locals()), cancel=cancel)  # iter_refine's, but for previews
+    return finish(records).mask  # only the last record is kept: the others' objects are folded into it

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from napari_segrefiner.config import EncDecConfig, LiteConfig, RefineConfig
-from napari_segrefiner.nets import build_network
-from napari_segrefiner.refiner import Refiner
-from napari_segrefiner.scheduler import Schedule
+from napari_segrefiner.diffusion.scheduler import Schedule
+from napari_segrefiner.models.config import EncDecConfig, LiteConfig, RefineConfig
+from napari_segrefiner.models.nets import build_network
+from napari_segrefiner.models.refiner import Refiner
 
 TINY = RefineConfig(size=64, min_area=8, pad=4, context=3.0, context_cap=48)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from napari_segrefiner.scheduler import Schedule
+from napari_segrefiner.diffusion.scheduler import Schedule
 
 SCHED = Schedule()  # the official one: T = 6, linspace(0.8, 0, 6)
 BETA_BAR = [0.80, 0.64, 0.48, 0.32, 0.16, 0.00]  # the published schedule, written out by hand

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+
 class Oracle(nn.Module):
     def __init__(self):
         super().__init__()
@@ -48,4 +49,3 @@ def blob_case(n=96):
     img = np.random.default_rng(0).integers(0, 256, (n, n, 3), dtype=np.uint8)
     mask = rect((n, n), 20, 70, 25, 75, dtype=bool)
     return img, mask
-

@@ -1,19 +1,25 @@
 """Shared test fixtures; most of them serve the napari plugin tests.
 
-torch is imported before any Qt module (loading torch's libraries after Qt's can
-conflict; importing it first is cheap insurance) and Qt defaults to the offscreen platform;
-pytest-xvfb provides the X display that napari's OpenGL canvas needs (without one no
-layer can be drawn). Screenshots need the xcb platform instead: that test runs its own
-process.
+Threads are pinned to one (this process and its subprocesses); torch is imported before any
+Qt module (loading torch's libraries after Qt's can conflict; importing it first is cheap
+insurance) and Qt defaults to the offscreen platform; pytest-xvfb provides the X display
+that napari's OpenGL canvas needs (without one no layer can be drawn). Screenshots need the
+xcb platform instead: that test runs its own process.
 """
 
 import gc
 import os
 
-import torch  # noqa: F401  (import before Qt)
+# One thread everywhere: in this process (torch, below) and in every subprocess the tests start
+# (CLI runs, dask workers, import checks). A test machine is small and shared: more threads only
+# contend (a CLI call took 6.1 s with the default threads against 0.36 s with one).
+for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ[_name] = "1"
+
+import torch  # noqa: E402  (import before Qt)
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-torch.set_num_threads(1)  # the machine is small and shared: more threads only contend
+torch.set_num_threads(1)
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -31,6 +37,7 @@ def _gc_frozen():
     collection only visits objects made later (milliseconds).
     """
     import napari  # noqa: F401
+
     import napari_segrefiner._napari._widget  # noqa: F401
 
     gc.collect()
@@ -49,7 +56,7 @@ def make_napari_viewer(make_napari_viewer, _gc_frozen):
 def tiny_model():
     """A tiny random SegRefiner network as a CPU Refiner (milliseconds per call)."""
     from napari_segrefiner import LiteConfig, RefineConfig, Refiner, build_network
-    from napari_segrefiner.scheduler import Schedule
+    from napari_segrefiner.diffusion.scheduler import Schedule
 
     torch.manual_seed(0)
     network = build_network(LiteConfig.tiny()).eval()
@@ -76,3 +83,14 @@ def blobs():
         image[(yy - cy) ** 2 + (xx - cx) ** 2 <= 81] = (220, 120, 200)
         mask[cy - 12 : cy + 12, cx - 12 : cx + 12] = value
     return image, mask
+
+
+@pytest.fixture(scope="session")
+def biased_checkpoint(tiny_model, tmp_path_factory):
+    """The tiny network as a checkpoint whose options keep most of the objects (keep_bias;
+    without it the random network erases every object and all outputs look alike)."""
+    from napari_segrefiner import save_checkpoint
+
+    path = tmp_path_factory.mktemp("models") / "tiny-biased.pt"
+    save_checkpoint(path, tiny_model.network, refine=tiny_model.config.replace(keep_bias=0.2))
+    return path

@@ -7,10 +7,10 @@ import pytest
 import torch
 from _refine_helpers import blob_case, rect
 
-from napari_segrefiner import registry
 from napari_segrefiner.api import iter_refine, refine
-from napari_segrefiner.config import LiteConfig
-from napari_segrefiner.nets import build_network
+from napari_segrefiner.models import registry
+from napari_segrefiner.models.config import LiteConfig
+from napari_segrefiner.models.nets import build_network
 
 
 @pytest.fixture(scope="module")
@@ -93,9 +93,23 @@ def test_error_shape_mismatch(tiny):
         _call(tiny, mask=np.ones((96, 97), bool))
 
 
-def test_error_empty_mask(tiny):
-    with pytest.raises(ValueError, match="empty"):
-        _call(tiny, mask=np.zeros((96, 96), bool))
+@pytest.mark.parametrize("dtype", [bool, np.uint8, np.uint16, np.float32])
+def test_an_empty_mask_comes_back_unchanged_with_a_warning(tiny, dtype):
+    """A folder where some images hold no object: refine returns the mask as it is, it does not raise."""
+    img, _ = blob_case()
+    empty = np.zeros(img.shape[:2], dtype)
+    with pytest.warns(UserWarning, match="mask is empty"):
+        out = refine(img, empty, model="no-such-model-is-loaded-for-an-empty-mask")
+    assert out.dtype == empty.dtype and out.shape == empty.shape and not out.any() and out is not empty
+    with pytest.warns(UserWarning, match="mask is empty"):
+        records = list(_call(tiny, mask=empty))
+    assert len(records) == 1 and records[0].done and records[0].total == 1 and records[0].objects == ()
+    with pytest.raises(ValueError, match="do not occur"):  # asking for labels an empty mask lacks is still an error
+        _call(tiny, mask=empty, labels=[1])
+    hints = np.zeros(empty.shape, np.uint8)
+    hints[3, 3] = 1
+    with pytest.raises(ValueError, match="need an object"):  # so is an object hint with no object
+        _call(tiny, mask=empty, hints=hints)
 
 
 def test_error_float_mask_with_half_values(tiny):
@@ -120,7 +134,7 @@ def test_error_wrong_image_dtype(tiny, dtype):
 
 
 def test_error_wrong_mask_dtype(tiny):
-    with pytest.raises(TypeError, match="bool or integer"):
+    with pytest.raises(TypeError, match="bool, integer or float"):
         _call(tiny, mask=np.ones((96, 96), np.complex64))
 
 
@@ -170,7 +184,9 @@ def test_error_labels_not_present(tiny):
 
 
 def test_error_model_wrong_type():
-    with pytest.raises(TypeError, match="model must be None, a name, a checkpoint path, a Refiner or a torch.nn.Module"):
+    with pytest.raises(
+        TypeError, match="model must be None, a name, a checkpoint path, a Refiner or a torch.nn.Module"
+    ):
         _call(None, model=42)
 
 
@@ -240,7 +256,11 @@ def test_labels_must_be_integers(tiny, labels):
 
 def test_labels_order_does_not_change_the_result(tiny):
     img = np.random.default_rng(3).integers(0, 256, (120, 120, 3), dtype=np.uint8)
-    lab = rect((120, 120), 10, 50, 10, 50, 1) + rect((120, 120), 60, 110, 55, 105, 2) + rect((120, 120), 5, 40, 70, 110, 3)
+    lab = (
+        rect((120, 120), 10, 50, 10, 50, 1)
+        + rect((120, 120), 60, 110, 55, 105, 2)
+        + rect((120, 120), 5, 40, 70, 110, 3)
+    )
     a = refine(img, lab, model=tiny, seed=11, device="cpu", size=64, labels=[2, 1])
     b = refine(img, lab, model=tiny, seed=11, device="cpu", size=64, labels=[1, 2])
     c = refine(img, lab, model=tiny, seed=11, device="cpu", size=64, labels=np.array([2, 1, 2]))
@@ -284,3 +304,13 @@ def test_invalid_arguments_through_refine(tiny, kwargs, error, match):
 def test_largest_seed_is_accepted(tiny):
     img, mask = blob_case()
     assert refine(img, mask, model=tiny, device="cpu", size=64, seed=2**64 - 1).shape == mask.shape
+
+
+def test_the_public_api_is_importable_from_the_package_root_and_load_model_is_gone():
+    import napari_segrefiner
+
+    for name in napari_segrefiner.__all__:
+        assert getattr(napari_segrefiner, name) is not None
+    assert "load_model" not in napari_segrefiner.__all__
+    with pytest.raises(AttributeError, match=r"load_refiner\(source, device=...\).network"):
+        napari_segrefiner.load_model  # noqa: B018

@@ -28,8 +28,8 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from napari_segrefiner import io
 from napari_segrefiner.api import refine
+from napari_segrefiner.io import files as io
 
 FUZZ = settings(
     deadline=None,
@@ -94,8 +94,9 @@ def refine_cases(draw, valid: bool):
     if draw(st.booleans()):
         present = sorted({int(v) for v in np.unique(mask) if v != 0 and np.isfinite(v)})
         some = st.lists(st.sampled_from(present), min_size=1, unique=True) if present else st.just([1])
-        options["labels"] = draw(some if valid else st.one_of(some, st.lists(st.integers(-2, 9), max_size=3),
-                                                              st.just([1.7])))  # fmt: skip
+        options["labels"] = draw(
+            some if valid else st.one_of(some, st.lists(st.integers(-2, 9), max_size=3), st.just([1.7]))
+        )
     for name, good, bad in (
         ("size", [64, 32], [60, 0]),
         ("pad", [0, 3, 20], [-1]),
@@ -153,8 +154,11 @@ READ_EXTENSIONS = [".png", ".tif", ".tiff", ".npy", ".jpg", ".bmp", ".txt", ""]
 
 
 @settings(FUZZ, max_examples=40)
-@given(data=st.binary(max_size=300), ext=st.sampled_from(READ_EXTENSIONS), header=st.sampled_from(
-    [b"", b"\x89PNG\r\n\x1a\n", b"II*\x00", b"\x93NUMPY\x01\x00", b"\xff\xd8\xff"]))
+@given(
+    data=st.binary(max_size=300),
+    ext=st.sampled_from(READ_EXTENSIONS),
+    header=st.sampled_from([b"", b"\x89PNG\r\n\x1a\n", b"II*\x00", b"\x93NUMPY\x01\x00", b"\xff\xd8\xff"]),
+)
 def test_read_mask_of_random_bytes(tmp_path_factory, data, ext, header):
     path = tmp_path_factory.mktemp("bytes") / f"m{ext}"
     path.write_bytes(header + data)
@@ -250,8 +254,8 @@ def test_read_mask_of_a_missing_file(tmp_path):
 def tiny_state():
     import torch
 
-    from napari_segrefiner.config import LiteConfig
-    from napari_segrefiner.nets import build_network
+    from napari_segrefiner.models.config import LiteConfig
+    from napari_segrefiner.models.nets import build_network
 
     torch.manual_seed(0)
     return build_network(LiteConfig.tiny()).state_dict()
@@ -279,10 +283,10 @@ def test_checkpoints_with_bad_dtypes_values_or_settings(tmp_path_factory, tiny_s
 
     import torch
 
-    from napari_segrefiner.checkpoint import NETWORK_RANGES, CheckpointError
-    from napari_segrefiner.config import LiteConfig
-    from napari_segrefiner.probe import probe_network
-    from napari_segrefiner.refiner import load_refiner
+    from napari_segrefiner.models.checkpoint import NETWORK_RANGES, CheckpointError
+    from napari_segrefiner.models.config import LiteConfig
+    from napari_segrefiner.models.probe import probe_network
+    from napari_segrefiner.models.refiner import load_refiner
 
     dtype, scale, spread, changes = case
     state = {}
@@ -292,8 +296,10 @@ def test_checkpoints_with_bad_dtypes_values_or_settings(tmp_path_factory, tiny_s
         state[key] = value.to(getattr(torch, dtype))
     path = tmp_path_factory.mktemp("ckpt") / "fuzz.pt"
     config = {**dataclasses.asdict(LiteConfig.tiny()), "arch": "lite", **changes}
-    torch.save({"format": "napari-segrefiner", "version": 2, "config": config, "state_dict": state, "refine": {},
-                "meta": {}}, path)
+    torch.save(
+        {"format": "napari-segrefiner", "version": 2, "config": config, "state_dict": state, "refine": {}, "meta": {}},
+        path,
+    )
     start = time.perf_counter()
     try:
         refiner = load_refiner(path, device="cpu")
@@ -304,12 +310,18 @@ def test_checkpoints_with_bad_dtypes_values_or_settings(tmp_path_factory, tiny_s
         refiner = None
     assert time.perf_counter() - start < 5.0
     out_of_range = any(not NETWORK_RANGES[k][0] <= v <= NETWORK_RANGES[k][1] for k, v in changes.items())
-    if dtype not in ("float32", "float16", "bfloat16", "float64") or scale != scale or scale == float("inf") \
-            or out_of_range:
+    if (
+        dtype not in ("float32", "float16", "bfloat16", "float64")
+        or scale != scale
+        or scale == float("inf")
+        or out_of_range
+    ):
         assert refiner is None, "a checkpoint with non-float, non-finite or out-of-range content loaded"
     if refiner is not None:  # whatever loads gives finite logits
         event("loaded")
-        assert all(v.is_floating_point() and bool(torch.isfinite(v).all()) for v in refiner.network.state_dict().values())
+        assert all(
+            v.is_floating_point() and bool(torch.isfinite(v).all()) for v in refiner.network.state_dict().values()
+        )
         probe_network(refiner.network, num_timesteps=refiner.schedule.num_timesteps)
 
 
@@ -317,13 +329,18 @@ def test_checkpoints_with_bad_dtypes_values_or_settings(tmp_path_factory, tiny_s
 # label counts: a mask with implausibly many labels is refused unless forced
 # --------------------------------------------------------------------------- #
 @settings(FUZZ, max_examples=30)
-@given(h=st.integers(1, 64), w=st.integers(1, 64), n=st.one_of(st.integers(1, 64), st.integers(1000, 4500)),
-       force=st.booleans(), lazy=st.booleans())
+@given(
+    h=st.integers(1, 64),
+    w=st.integers(1, 64),
+    n=st.one_of(st.integers(1, 64), st.integers(1000, 4500)),
+    force=st.booleans(),
+    lazy=st.booleans(),
+)
 @example(h=64, w=64, n=4096, force=True, lazy=False)
 @example(h=64, w=64, n=4096, force=True, lazy=True)
 @example(h=64, w=64, n=4096, force=False, lazy=True)
 def test_label_count_rule(tiny_model, h, w, n, force, lazy):
-    from napari_segrefiner.lazy import refine_lazy
+    from napari_segrefiner.lazy.refine import refine_lazy
 
     mask = (np.arange(h * w, dtype=np.int64) % n + 1).reshape(h, w).astype(np.int32)
     count = len(set(mask.ravel().tolist()))  # every value is a label
@@ -352,8 +369,10 @@ def test_label_count_rule(tiny_model, h, w, n, force, lazy):
 @settings(FUZZ, max_examples=40)
 @given(arr=mask_arrays())
 def test_count_labels_matches_a_set(arr):
-    from napari_segrefiner.plausible import count_labels
+    from napari_segrefiner.io.plausible import count_labels
 
     if arr.dtype.kind == "f":
-        arr = arr.astype(np.int64) if np.isfinite(arr).all() else np.zeros(arr.shape, bool)  # masks are never float here
+        arr = (
+            arr.astype(np.int64) if np.isfinite(arr).all() else np.zeros(arr.shape, bool)
+        )  # masks are never float here
     assert count_labels(arr) == len(set(arr.ravel().tolist()) - {0})

@@ -15,10 +15,33 @@ from pathlib import Path
 
 FORBIDDEN = ["napari", "magicgui", "qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6"]
 # every module of the package except the napari wing's own modules (``_napari._*``)
-CORE = {"checkpoint", "config", "imaging", "refiner", "patches", "pipelines", "api", "registry", "sampling",
-        "scheduler", "cli", "nets.unet", "nets.lite", "nets.blocks", "training.train", "training.synthesis",
-        "evaluation.benchmark", "evaluation.metrics", "_napari.worker", "adapt.learn", "adapt.review", "adapt.store",
-        "adapt.models"}
+CORE = {
+    "models.checkpoint",
+    "models.config",
+    "io.images",
+    "models.refiner",
+    "engine.patches",
+    "engine.pipelines",
+    "api",
+    "models.registry",
+    "diffusion.sampling",
+    "diffusion.scheduler",
+    "cli.main",
+    "models.nets.unet",
+    "models.nets.lite",
+    "models.nets.blocks",
+    "lazy.refine",
+    "training.train",
+    "training.synthesis",
+    "evaluation.benchmark",
+    "evaluation.metrics",
+    "_napari.worker",
+    "adapt.learn",
+    "adapt.review",
+    "adapt.store",
+    "models.adapted",
+    "cli.adapt",
+}
 
 SCRIPT = r"""
 import importlib, json, pkgutil, sys

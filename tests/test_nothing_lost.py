@@ -16,61 +16,32 @@ from __future__ import annotations
 import json
 import os
 import stat
-import subprocess
-import sys
 import threading
 
-import cv2
-import numpy as np
 import pytest
+from _cli_helpers import dead_pid, refine_argv, sample_stores, write_pairs
 
-from napari_segrefiner import cli_folder
-from napari_segrefiner.cli import main
-from napari_segrefiner.manifest import MANIFEST, file_id
+from napari_segrefiner.cli import folder as cli_folder
+from napari_segrefiner.cli.main import main
+from napari_segrefiner.cli.manifest import MANIFEST, file_id
 
 REAL_REFINE_FILE = cli_folder.refine_file
 
 
-@pytest.fixture(scope="module")
-def ckpt(tiny_model, tmp_path_factory):
-    from napari_segrefiner import save_checkpoint
-
-    path = tmp_path_factory.mktemp("models") / "tiny-biased.pt"
-    save_checkpoint(path, tiny_model.network, refine=tiny_model.config.replace(keep_bias=0.2))
-    return path
-
-
-def _pairs(root, n=4, shift=0):
-    """images/p*.png and masks<shift>/p*.png: two discs per image, coarse square labels."""
-    images, masks = root / "images", root / f"masks{shift}"
-    images.mkdir(exist_ok=True)
-    masks.mkdir()
-    yy, xx = np.mgrid[:64, :80]
-    for k in range(n):
-        image = np.full((64, 80, 3), 30, np.uint8)
-        mask = np.zeros((64, 80), np.uint8)
-        for v, (cy, cx) in enumerate([(20 + k, 22), (42, 55 - k)], start=1):
-            image[(yy - cy) ** 2 + (xx - cx) ** 2 <= 90] = (220, 120, 200)
-            mask[cy - 11 + shift : cy + 11, cx - 11 : cx + 11 - shift] = v
-        cv2.imwrite(str(images / f"p{k}.png"), image)
-        cv2.imwrite(str(masks / f"p{k}.png"), mask)
-    return images, masks
+@pytest.fixture
+def ckpt(biased_checkpoint):
+    return biased_checkpoint
 
 
 def _args(images, masks, out, ckpt, *extra):
-    return ["refine", str(images), str(masks), "-o", str(out), "--checkpoint", str(ckpt), "--device", "cpu",
-            "--threads", "1", *extra]
+    return refine_argv(images, masks, out, ckpt, *extra)
 
 
-def _dead_pid() -> int:
-    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    return int(done.stdout)
-
-
-def test_two_concurrent_runs_into_one_folder_one_refuses_and_the_other_owns_every_file(tmp_path, ckpt, monkeypatch,
-                                                                                        capsys):
-    images, masks_a = _pairs(tmp_path)
-    _, masks_b = _pairs(tmp_path, shift=3)
+def test_two_concurrent_runs_into_one_folder_one_refuses_and_the_other_owns_every_file(
+    tmp_path, ckpt, monkeypatch, capsys
+):
+    images, masks_a = write_pairs(tmp_path)
+    _, masks_b = write_pairs(tmp_path, shift=3)
     out = tmp_path / "out"
     started, release = threading.Event(), threading.Event()
 
@@ -102,7 +73,7 @@ def test_two_concurrent_runs_into_one_folder_one_refuses_and_the_other_owns_ever
 
 
 def test_folder_mode_never_replaces_a_file_that_appears_during_the_run(tmp_path, ckpt, monkeypatch, capsys):
-    images, masks = _pairs(tmp_path)
+    images, masks = write_pairs(tmp_path)
     out = tmp_path / "out"
 
     def appearing(spec, image_p, mask_p, out_p, opts):
@@ -122,16 +93,15 @@ def test_folder_mode_never_replaces_a_file_that_appears_during_the_run(tmp_path,
 
 
 def _file_args(tmp_path, ckpt, out, *extra):
-    images, masks = _pairs(tmp_path, n=1)
-    return ["refine", str(images / "p0.png"), str(masks / "p0.png"), "-o", str(out), "--checkpoint", str(ckpt),
-            "--device", "cpu", "--threads", "1", *extra]
+    images, masks = write_pairs(tmp_path, n=1)
+    return refine_argv(images / "p0.png", masks / "p0.png", out, ckpt, *extra)
 
 
 def test_file_mode_checks_its_output_again_just_before_the_rename(tmp_path, ckpt, monkeypatch, capsys):
-    from napari_segrefiner import api
+    from napari_segrefiner.engine import run
 
     out = tmp_path / "o" / "out.tif"
-    real = api.iter_refine
+    real = run.start
 
     def appearing(*args, **kwargs):
         steps = real(*args, **kwargs)
@@ -139,7 +109,7 @@ def test_file_mode_checks_its_output_again_just_before_the_rename(tmp_path, ckpt
         out.write_bytes(b"the user's")  # saved by another tool during the refinement
         return steps
 
-    monkeypatch.setattr(api, "iter_refine", appearing)
+    monkeypatch.setattr(run, "start", appearing)
     assert main(_file_args(tmp_path, ckpt, out)) == 2
     assert "appeared while this run was writing it); it was not replaced; pass --overwrite" in capsys.readouterr().err
     assert out.read_bytes() == b"the user's" and sorted(p.name for p in out.parent.iterdir()) == ["out.tif"]
@@ -149,7 +119,7 @@ def test_file_mode_sweeps_its_own_leftovers_keeps_the_users_and_gives_normal_mod
     folder = tmp_path / "o"
     folder.mkdir()
     out = folder / "out.tif"
-    dead = _dead_pid()
+    dead = dead_pid()
     stale = folder / f".segrefiner-tmp-{dead}-0badc0de-out.tif"  # what kill -9 during the write left
     other = folder / f".segrefiner-tmp-{dead}-0badc0de-other.tif"  # another output's: not this run's business
     users = [folder / ".out.k2j3h4g5.tmp.tif", folder / ".q000.notes.tmp.png"]
@@ -171,26 +141,18 @@ def test_file_mode_sweeps_its_own_leftovers_keeps_the_users_and_gives_normal_mod
 # ------------------------------------------------------------------------------ zarr mode
 @pytest.fixture
 def stores(tmp_path):
-    import zarr
-
-    from napari_segrefiner._napari._sample_data import make_sample_data
-
-    (img, _, _), (lab, _, _) = make_sample_data()
-    img, lab = img[:128, :128], lab[:128, :128]
-    zarr.create_array(store=str(tmp_path / "img.zarr"), data=img, chunks=(64, 64, 3))
-    zarr.create_array(store=str(tmp_path / "lab.zarr"), data=lab, chunks=(64, 64))
+    sample_stores(tmp_path, side=128)
     return tmp_path
 
 
 def _zargs(root, ckpt, *extra):
-    return ["refine", str(root / "img.zarr"), str(root / "lab.zarr"), "-o", str(root / "out.zarr"),
-            "--checkpoint", str(ckpt), "--device", "cpu", "--threads", "1", *extra]
+    return refine_argv(root / "img.zarr", root / "lab.zarr", root / "out.zarr", ckpt, *extra)
 
 
 def test_zarr_killed_then_rerun_keeps_a_user_placed_output(stores, ckpt, monkeypatch, capsys):
-    from napari_segrefiner import cli_zarr
+    from napari_segrefiner.lazy import store
 
-    real = cli_zarr._write_chunk
+    real = store.write_block
     writes = []
 
     def dying(block, folder, region):
@@ -199,13 +161,13 @@ def test_zarr_killed_then_rerun_keeps_a_user_placed_output(stores, ckpt, monkeyp
         writes.append(region)
         real(block, folder, region)
 
-    monkeypatch.setattr(cli_zarr, "_write_chunk", dying)
+    monkeypatch.setattr(store, "write_block", dying)
     assert main(_zargs(stores, ckpt)) == 130
     (stores / ".segrefiner-lock-out.zarr").write_text('{"pid": 999999999}')  # as a kill -9 would leave it
     user = stores / "out.zarr"
     user.mkdir()
     (user / "notes.txt").write_text("the user's")
-    monkeypatch.setattr(cli_zarr, "_write_chunk", real)
+    monkeypatch.setattr(store, "write_block", real)
     capsys.readouterr()
     assert main(_zargs(stores, ckpt)) == 2
     assert "exists; pass --overwrite" in capsys.readouterr().err
@@ -214,9 +176,9 @@ def test_zarr_killed_then_rerun_keeps_a_user_placed_output(stores, ckpt, monkeyp
 
 
 def test_zarr_output_that_appears_during_the_run_is_not_replaced(stores, ckpt, monkeypatch, capsys):
-    from napari_segrefiner import cli_zarr
+    from napari_segrefiner.lazy import store
 
-    real = cli_zarr._write_chunk
+    real = store.write_block
     writes = []
 
     def appearing(block, folder, region):
@@ -225,7 +187,7 @@ def test_zarr_output_that_appears_during_the_run_is_not_replaced(stores, ckpt, m
         (stores / "out.zarr" / "notes.txt").write_text("the user's")
         real(block, folder, region)
 
-    monkeypatch.setattr(cli_zarr, "_write_chunk", appearing)
+    monkeypatch.setattr(store, "write_block", appearing)
     assert main(_zargs(stores, ckpt)) == 2
     assert "appeared while this run was refining; it was not replaced" in capsys.readouterr().err
     assert (stores / "out.zarr" / "notes.txt").read_text() == "the user's"
@@ -237,32 +199,9 @@ def test_zarr_output_that_appears_during_the_run_is_not_replaced(stores, ckpt, m
 
 
 def test_a_second_run_into_a_locked_zarr_output_is_refused(stores, ckpt, capsys):
-    from napari_segrefiner.outlock import OutputLock
+    from napari_segrefiner.cli.outlock import OutputLock
 
     with OutputLock(stores / ".segrefiner-lock-out.zarr", "x"):  # a run in progress
         assert main(_zargs(stores, ckpt)) == 2
     assert f"output {stores / 'out.zarr'} is being written by another run" in capsys.readouterr().err
     assert not (stores / "out.zarr").exists() and not (stores / ".out.zarr.partial").exists()
-
-
-def test_the_manifest_journal_records_outputs_before_they_are_placed_and_survives_a_kill(tmp_path):
-    from napari_segrefiner.manifest import JOURNAL, Manifest
-
-    mask, out = tmp_path / "m.png", tmp_path / "o.png"
-    mask.write_bytes(b"coarse")
-    out.write_bytes(b"refined")
-    first = Manifest(tmp_path / MANIFEST, {"seed": 1})
-    first.record("o.png", {"mask": mask}, file_id(out))
-    first.record("x.png", {"mask": mask}, {"size": 1, "sha256": "0"})
-    first.forget("x.png")  # its file could not be put in place
-    assert not (tmp_path / MANIFEST).exists()  # killed here: only the journal holds the records
-    with open(tmp_path / JOURNAL, "a") as fh:
-        fh.write('{"name": "torn", "ent')  # the last line was being written
-    again = Manifest(tmp_path / MANIFEST, {"seed": 1})
-    assert set(again.entries) == {"o.png"} and again.status("o.png", out, {"mask": mask}) == "done"
-    assert Manifest(tmp_path / MANIFEST, {"seed": 2}).status("o.png", out, {"mask": mask}) is None  # other settings
-    again.save()
-    assert not (tmp_path / JOURNAL).exists()
-    assert set(json.loads((tmp_path / MANIFEST).read_text())["outputs"]) == {"o.png"}
-    out.write_bytes(b"edited by hand")
-    assert again.status("o.png", out, {"mask": mask}) is None  # no longer the file it wrote

@@ -18,9 +18,22 @@ from ._reader import looks_like_mask
 from .tracking import StepCounter, sync_bar
 from .worker import RefineJob, Update, all_positions, mask_copy
 
-__all__ = ["ROLE", "UNCERTAINTY_FLOOR", "StepProgress", "current_position", "is_image_mask", "layer_array",
-           "layer_job", "mask_array", "notify_error", "paint_plane", "plane_axes", "result_layer",
-           "spatial_shape", "uncertainty_colormap"]  # fmt: skip
+__all__ = [
+    "ROLE",
+    "UNCERTAINTY_FLOOR",
+    "StepProgress",
+    "current_position",
+    "is_image_mask",
+    "layer_array",
+    "layer_job",
+    "mask_array",
+    "notify_error",
+    "paint_plane",
+    "plane_axes",
+    "result_layer",
+    "spatial_shape",
+    "uncertainty_colormap",
+]
 
 ROLE = "segrefiner"  # layer.metadata key marking the widget's own preview/uncertainty layers
 
@@ -84,11 +97,12 @@ def current_position(viewer, layer, axes: tuple[int, int]) -> tuple[int, ...]:
     return tuple(int(np.clip(np.round(point[a]), 0, shape[a] - 1)) for a in range(len(shape)) if a not in axes)
 
 
-def layer_job(viewer, image, mask, *, all_slices: bool = False, **options) -> RefineJob:
+def layer_job(viewer, image, mask, request, *, all_slices: bool = False) -> RefineJob:
     """A :class:`RefineJob` refining layer ``mask`` over layer ``image`` (same spatial shape).
 
-    Of a stack, the plane the viewer shows, or every plane with ``all_slices``; ``options``
-    (model, device, mode, ...) go to :class:`RefineJob` as they are.
+    Of a stack, the plane the viewer shows, or every plane with ``all_slices``; ``request``
+    (a :class:`~napari_segrefiner.engine.request.RefineRequest`: model, device, mode, ...)
+    describes the run.
     """
     shape = spatial_shape(mask)
     axes = plane_axes(viewer, len(shape))
@@ -96,8 +110,14 @@ def layer_job(viewer, image, mask, *, all_slices: bool = False, **options) -> Re
         positions = all_positions(shape, axes)
     else:
         positions = (current_position(viewer, mask, axes),)
-    return RefineJob(image=layer_array(image), rgb=bool(image.rgb), mask=mask_array(mask), axes=axes,
-                     positions=positions, **options)  # fmt: skip
+    return RefineJob(
+        image=layer_array(image),
+        rgb=bool(image.rgb),
+        mask=mask_array(mask),
+        axes=axes,
+        positions=positions,
+        request=request,
+    )
 
 
 def paint_plane(layer, index: tuple, values: np.ndarray, *, refresh: bool = True) -> bool:
@@ -139,8 +159,15 @@ def uncertainty_colormap() -> Colormap:
 
 def result_layer(source, data: np.ndarray, name: str) -> Labels:
     """A Labels layer for ``data`` with ``source``'s scale, translate, units and axis labels."""
-    return Labels(data, name=name, scale=source.scale, translate=source.translate, units=source.units,
-                  axis_labels=source.axis_labels, opacity=0.7)  # fmt: skip
+    return Labels(
+        data,
+        name=name,
+        scale=source.scale,
+        translate=source.translate,
+        units=source.units,
+        axis_labels=source.axis_labels,
+        opacity=0.7,
+    )
 
 
 class StepProgress:

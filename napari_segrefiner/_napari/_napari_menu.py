@@ -17,8 +17,9 @@ from napari.layers import Image, Labels
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_info, show_warning
 
-from .. import registry
-from ..refiner import resolve_device
+from ..engine.request import RefineRequest
+from ..models import registry
+from ..models.refiner import resolve_device
 from ._napari_layers import ROLE, StepProgress, layer_array, layer_job, notify_error, result_layer, spatial_shape
 from .lazy_worker import lazy_reason
 from .preflight import LARGE_RUN_OBJECTS, check_job, estimate_seconds, estimate_text
@@ -42,20 +43,22 @@ def refine_selected_labels(labels: Labels | None = None, viewer: napari.Viewer |
         show_warning("SegRefiner: select a Labels layer to refine")
         return None
     if lazy_reason(layer_array(labels), multiscale=bool(getattr(labels, "multiscale", False))) is not None:
-        show_warning(f"SegRefiner: {labels.name!r} is big or zarr/dask-backed: refine it lazily with the dock widget "
-                     "(Plugins > SegRefiner)")  # fmt: skip
+        show_warning(
+            f"SegRefiner: {labels.name!r} is big or zarr/dask-backed: refine it lazily with the dock widget "
+            "(Plugins > SegRefiner)"
+        )
         return None
     image = find_image(viewer, labels)
     if image is None:
         show_warning(f"SegRefiner: no Image layer has the shape of {labels.name!r} {spatial_shape(labels)}")
         return None
-    job = layer_job(viewer, image, labels, model=registry.DEFAULT_MODEL)
+    job = layer_job(viewer, image, labels, RefineRequest(model=registry.DEFAULT_MODEL, device="auto"))
     objects, why = check_job(job, labels.name)
     if why is not None:
         show_warning(f"SegRefiner: {why}")
         return None
-    if objects > LARGE_RUN_OBJECTS and resolve_device(job.device).type == "cpu":
-        text = estimate_text(objects, estimate_seconds(objects, job.model, job.steps), measured=False)
+    if objects > LARGE_RUN_OBJECTS and resolve_device(job.request.device).type == "cpu":
+        text = estimate_text(objects, estimate_seconds(objects, job.request.model, job.request.steps), measured=False)
         show_warning(f"SegRefiner: {text}; the dock widget can refine a selected label or cancel")
     if job.positions[0]:
         where = job.positions[0]

@@ -1,6 +1,6 @@
 """npe2 reader: open integer mask files (.png, .tif/.tiff, .npy) as Labels layers.
 
-Files are read by :func:`napari_segrefiner.io.read_mask`, as everywhere in the package
+Files are read by :func:`napari_segrefiner.io.files.read_mask`, as everywhere in the package
 (a binary 0/255 file opens as label 1; a colour-label PNG as one label per colour).
 
 The manifest offers this reader only for file names that say they hold a mask ("mask",
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import read_mask
+from ..io.files import read_mask
 
 __all__ = ["get_reader", "looks_like_mask"]
 

@@ -32,8 +32,9 @@ from napari.utils.notifications import show_warning
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QComboBox
 
-from ..api import MODES
-from ..refiner import available_devices
+from ..engine.request import MODES, RefineRequest
+from ..models.cache import ModelCache
+from ..models.refiner import available_devices
 from ._napari_layers import ROLE, StepProgress, is_image_mask, layer_job, spatial_shape
 from ._widget_annotator import AnnotatorSlots
 from ._widget_guard import RemovalWatcher, ask_yes_no, qt_slot
@@ -51,10 +52,13 @@ __all__ = ["CLOSE_WAIT_S", "MIN_WIDTH", "SegRefinerWidget"]
 
 MIN_WIDTH = 340  # px: the dock title and the layer names in the combo boxes stay readable
 
-ONLY_CHANGED_TIP = ("Run again over the last result of this image and mask: refine only the objects whose mask "
-                    "or hints changed; the others keep their result")
-STEPS_TIP = ("Reverse diffusion steps: 'all' = every timestep of the model (the HR global stage skips t=0); "
-             "fewer is faster")
+ONLY_CHANGED_TIP = (
+    "Run again over the last result of this image and mask: refine only the objects whose mask "
+    "or hints changed; the others keep their result"
+)
+STEPS_TIP = (
+    "Reverse diffusion steps: 'all' = every timestep of the model (the HR global stage skips t=0); fewer is faster"
+)
 
 
 class SegRefinerWidget(LazySlots, AnnotatorSlots, RunSlots, Container):
@@ -62,7 +66,7 @@ class SegRefinerWidget(LazySlots, AnnotatorSlots, RunSlots, Container):
 
     def __init__(self, napari_viewer, *, confirm=None):
         self._viewer = napari_viewer
-        self._models: dict = {}  # (source, device, cache) -> loaded network
+        self._models = ModelCache()  # (source, device, cache) -> loaded network; locked: workers load
         self._speed: dict = {}  # model -> measured CPU seconds per object-step
         self._worker = None
         self._lazy = None  # the running lazy run (_widget_lazy.LazyRun)
@@ -88,19 +92,43 @@ class SegRefinerWidget(LazySlots, AnnotatorSlots, RunSlots, Container):
         self._show_unc = CheckBox(text="show uncertainty map", value=True)
         self._hints = HintsPanel(napari_viewer, self._mask)
         self._only_changed = CheckBox(text="Only changed objects", value=True, tooltip=ONLY_CHANGED_TIP)
-        self._rerefine = PushButton(text="Re-refine selected", tooltip="Refine the mask's selected label again "
-                                    "(with whatever else changed), into the last result")  # fmt: skip
+        self._rerefine = PushButton(
+            text="Re-refine selected",
+            tooltip="Refine the mask's selected label again (with whatever else changed), into the last result",
+        )
         self._run_btn = PushButton(text="Run")
         self._step_slider = Slider(label="step", min=1, max=1, value=1, enabled=False)  # 1-based, as the status
         self._status = Label(label="", value="")
         options = [self._mode, self._steps, self._device, self._seed, self._replace, self._show_unc]
         rerun = [self._only_changed, self._rerefine]
         hints = self._hints.widgets
-        self._params = [self._image, self._mask, self._new_mask, *hints, self._which, self._slices,
-                        *self._choice.inputs, *options, *rerun]  # fmt: skip
-        super().__init__(widgets=[self._image, self._mask, self._new_mask, *hints, self._which, self._slices,
-                                  *self._choice.widgets, *options, *rerun, self._run_btn, self._step_slider,
-                                  self._status])  # fmt: skip
+        self._params = [
+            self._image,
+            self._mask,
+            self._new_mask,
+            *hints,
+            self._which,
+            self._slices,
+            *self._choice.inputs,
+            *options,
+            *rerun,
+        ]
+        super().__init__(
+            widgets=[
+                self._image,
+                self._mask,
+                self._new_mask,
+                *hints,
+                self._which,
+                self._slices,
+                *self._choice.widgets,
+                *options,
+                *rerun,
+                self._run_btn,
+                self._step_slider,
+                self._status,
+            ]
+        )
         self._memories = Memories(napari_viewer)
         self._review = ReviewPanel(napari_viewer)
         self.native.layout().addWidget(self._review)
@@ -125,12 +153,18 @@ class SegRefinerWidget(LazySlots, AnnotatorSlots, RunSlots, Container):
 
     # -- choices and visibility ------------------------------------------------------
     def _image_choices(self, _widget=None) -> list:
-        return [(l.name, l) for l in self._viewer.layers if isinstance(l, Image) and ROLE not in l.metadata]
+        return [
+            (layer.name, layer)
+            for layer in self._viewer.layers
+            if isinstance(layer, Image) and ROLE not in layer.metadata
+        ]
 
     def _mask_choices(self, _widget=None) -> list:
         """Labels layers first (the default choice), then Image layers holding a mask."""
-        labels = [l for l in self._viewer.layers if isinstance(l, Labels) and ROLE not in l.metadata]
-        return [(l.name, l) for l in labels + [l for l in self._viewer.layers if is_image_mask(l)]]
+        labels = [layer for layer in self._viewer.layers if isinstance(layer, Labels) and ROLE not in layer.metadata]
+        return [
+            (layer.name, layer) for layer in labels + [layer for layer in self._viewer.layers if is_image_mask(layer)]
+        ]
 
     @qt_slot
     def _update_slices(self, *_) -> None:
@@ -155,9 +189,13 @@ class SegRefinerWidget(LazySlots, AnnotatorSlots, RunSlots, Container):
         shape = spatial_shape(image)
         n = len(shape)  # an RGB image's transforms cover its spatial axes only
         layer = self._viewer.add_labels(
-            np.zeros(shape, dtype=np.uint16), name="coarse mask", opacity=0.5,
-            scale=image.scale[:n], translate=image.translate[:n], axis_labels=image.axis_labels[:n],
-        )  # fmt: skip
+            np.zeros(shape, dtype=np.uint16),
+            name="coarse mask",
+            opacity=0.5,
+            scale=image.scale[:n],
+            translate=image.translate[:n],
+            axis_labels=image.axis_labels[:n],
+        )
         layer.brush_size = int(np.clip(min(shape[-2:]) // 20, 10, 80))
         layer.selected_label = 1
         layer.mode = "paint"
@@ -165,8 +203,13 @@ class SegRefinerWidget(LazySlots, AnnotatorSlots, RunSlots, Container):
         self._mask.value = layer
         return layer
 
-    def job(self) -> RefineJob:
-        """The widget's parameters as a :class:`RefineJob` (raises ValueError when incomplete)."""
+    def request(self, *, hints: bool = True) -> RefineRequest:
+        """The widget's parameters as the run's :class:`~napari_segrefiner.engine.request.RefineRequest`.
+
+        The one place where the widget's values become a run: "all" steps (0) is None, the
+        selected label the labels; ``hints=False`` leaves the hints out (lazy runs). Raises
+        ValueError (for the user) when the layers are missing or do not fit together.
+        """
         image, mask = self._image.value, self._mask.value
         if image is None or mask is None:
             raise ValueError("choose an image layer and a coarse mask layer")
@@ -180,12 +223,23 @@ class SegRefinerWidget(LazySlots, AnnotatorSlots, RunSlots, Container):
             if not isinstance(mask, Labels):
                 raise ValueError("'selected label' needs a Labels layer as the coarse mask")
             labels = (int(mask.selected_label),)
+        return RefineRequest(
+            model=self._choice.source(),
+            cache=self._choice.cache_folder(),
+            device=self._device.value,
+            mode=self._mode.value,
+            steps=int(self._steps.value) or None,
+            seed=int(self._seed.value),
+            labels=labels,
+            hints=self._hints.hints_for(mask) if hints else None,
+        )
+
+    def job(self) -> RefineJob:
+        """The widget's parameters as a :class:`RefineJob` (raises ValueError when incomplete)."""
+        request = self.request()
         return layer_job(
-            self._viewer, image, mask, all_slices=self._slices.value == "all slices",
-            model=self._choice.source(), cache=self._choice.cache_folder(), device=self._device.value,
-            mode=self._mode.value, steps=int(self._steps.value) or None, seed=int(self._seed.value), labels=labels,
-            hints=self._hints.hints_for(mask),
-        )  # fmt: skip
+            self._viewer, self._image.value, self._mask.value, request, all_slices=self._slices.value == "all slices"
+        )
 
     def start(self, select=()):
         """Start a run with the current parameters; returns its worker (None if refused).
@@ -218,8 +272,9 @@ class SegRefinerWidget(LazySlots, AnnotatorSlots, RunSlots, Container):
         # the step count is known once the worker has loaded the model: the records carry it;
         # the bar and the run's layers appear just after this click (see RunPreview.begin)
         self._bar = None if plan is not None else StepProgress("SegRefiner", deferred=True)  # a re-run is short
-        run = self._preview.begin(job, self._mask.value, uncertainty=self._show_unc.value,
-                                  on_open=self._bar and self._bar.open, plan=plan)  # fmt: skip
+        run = self._preview.begin(
+            job, self._mask.value, uncertainty=self._show_unc.value, on_open=self._bar and self._bar.open, plan=plan
+        )
         run.objects = objects
         worker = create_worker(iter_job, job, self._models, _ignore_errors=True)
         # set from the worker thread itself, so that closing can wait for it without deadlock
@@ -255,4 +310,3 @@ class SegRefinerWidget(LazySlots, AnnotatorSlots, RunSlots, Container):
             self.cancel()
         else:
             self.start()
-

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from napari.layers import Labels
 
-from ..review import ReviewQueue
+from ..annotate.review import ReviewQueue
 from ._widget_rerun import Plan
 from .worker import RefineJob
 
@@ -34,8 +34,9 @@ class AnnotatorSlots:
             return None
         plan = self._memories.plan(job, self._image.value, self._mask.value, select=select)
         if plan is None and select:
-            raise ValueError("no earlier result of this image and mask (with these options) to re-refine into: "
-                             "press Run first")  # fmt: skip
+            raise ValueError(
+                "no earlier result of this image and mask (with these options) to re-refine into: press Run first"
+            )
         return plan
 
     def rerefine_selected(self, *_):
@@ -85,10 +86,11 @@ class AnnotatorSlots:
     def _remember(self, run, finals: dict, layer) -> None:
         """Keep the memory of a full run's new result layer (runs over all labels only)."""
         job = run.job
-        if job.labels is not None or not finals:
+        if job.request.labels is not None or not finals:
             return
-        entry = self._memories.remember(layer, job, self._image.value, run.source, finals, run.finals,
-                                        uncertainty=run.uncertainty)  # fmt: skip
+        entry = self._memories.remember(
+            layer, job, self._image.value, run.source, finals, run.finals, uncertainty=run.uncertainty
+        )
         shown = [pos for pos in job.positions if pos in entry.planes]
         if shown:
             self._review_plane(entry, shown[0])

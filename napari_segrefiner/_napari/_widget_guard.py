@@ -60,6 +60,11 @@ class RemovalWatcher(QObject):
 
 def ask_yes_no(parent, text: str) -> bool:
     """A modal Yes/No question (No is the default button); True for Yes."""
-    box = QMessageBox.question(parent, "SegRefiner", text, QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-                               QMessageBox.StandardButton.No)  # fmt: skip
+    box = QMessageBox.question(
+        parent,
+        "SegRefiner",
+        text,
+        QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+        QMessageBox.StandardButton.No,
+    )
     return box == QMessageBox.StandardButton.Yes

@@ -23,8 +23,10 @@ from ._napari_layers import ROLE, layer_array, spatial_shape
 __all__ = ["HINT_COLORS", "HintsPanel", "hints_colormap"]
 
 HINT_COLORS = {1: "#00e000", 2: "#ff00ff"}  # object: green, background: magenta (clear on H&E and on grey)
-LEGEND = (f"<span style='color:{HINT_COLORS[1]}'>&#9632;</span> 1 = object &nbsp; "
-          f"<span style='color:{HINT_COLORS[2]}'>&#9632;</span> 2 = background &nbsp; (0 = free)")  # fmt: skip
+LEGEND = (
+    f"<span style='color:{HINT_COLORS[1]}'>&#9632;</span> 1 = object &nbsp; "
+    f"<span style='color:{HINT_COLORS[2]}'>&#9632;</span> 2 = background &nbsp; (0 = free)"
+)
 
 
 def hints_colormap() -> DirectLabelColormap:
@@ -33,7 +35,7 @@ def hints_colormap() -> DirectLabelColormap:
 
 
 class HintsPanel:
-    """"New hints layer" button, "hints" layer chooser and legend (see the module docstring).
+    """ "New hints layer" button, "hints" layer chooser and legend (see the module docstring).
 
     ``widgets`` go into the dock widget's own container (one column of labels with the rest).
     """
@@ -41,10 +43,18 @@ class HintsPanel:
     def __init__(self, viewer, mask_widget: ComboBox):
         self._viewer = viewer
         self._mask = mask_widget
-        self.new = PushButton(text="New hints layer", tooltip="A Labels layer over the mask: paint 1 = object, "
-                              "2 = background; every hinted pixel is held in the result")  # fmt: skip
-        self.layer = ComboBox(label="hints", choices=self._choices, nullable=True, value=None,
-                              tooltip="Hints used on Run (none: no hints)")  # fmt: skip
+        self.new = PushButton(
+            text="New hints layer",
+            tooltip="A Labels layer over the mask: paint 1 = object, "
+            "2 = background; every hinted pixel is held in the result",
+        )
+        self.layer = ComboBox(
+            label="hints",
+            choices=self._choices,
+            nullable=True,
+            value=None,
+            tooltip="Hints used on Run (none: no hints)",
+        )
         self.legend = Label(label="", value=LEGEND)
         self.legend.native.setTextFormat(Qt.TextFormat.RichText)
         self.widgets = [self.new, self.layer, self.legend]
@@ -52,9 +62,9 @@ class HintsPanel:
 
     def _choices(self, _widget=None) -> list:
         """Hints layers first, then the other Labels layers (not the widget's own run layers)."""
-        layers = [l for l in self._viewer.layers if isinstance(l, Labels)]
-        hints = [l for l in layers if l.metadata.get(ROLE) == "hints"]
-        return [(l.name, l) for l in hints + [l for l in layers if ROLE not in l.metadata]]
+        layers = [layer for layer in self._viewer.layers if isinstance(layer, Labels)]
+        hints = [layer for layer in layers if layer.metadata.get(ROLE) == "hints"]
+        return [(layer.name, layer) for layer in hints + [layer for layer in layers if ROLE not in layer.metadata]]
 
     def new_layer(self, *_) -> Labels | None:
         """Add ``"<mask> hints"`` (zeros of the mask's shape, uint8) in paint mode with label 1, and choose it."""
@@ -64,9 +74,15 @@ class HintsPanel:
             return None
         shape = spatial_shape(mask)
         layer = self._viewer.add_labels(
-            np.zeros(shape, dtype=np.uint8), name=f"{mask.name} hints", opacity=0.8, colormap=hints_colormap(),
-            scale=mask.scale, translate=mask.translate, axis_labels=mask.axis_labels, metadata={ROLE: "hints"},
-        )  # fmt: skip
+            np.zeros(shape, dtype=np.uint8),
+            name=f"{mask.name} hints",
+            opacity=0.8,
+            colormap=hints_colormap(),
+            scale=mask.scale,
+            translate=mask.translate,
+            axis_labels=mask.axis_labels,
+            metadata={ROLE: "hints"},
+        )
         layer.brush_size = int(np.clip(min(shape[-2:]) // 60, 2, 20))
         layer.selected_label = 1
         layer.mode = "paint"
@@ -91,8 +107,10 @@ class HintsPanel:
         data = np.asarray(layer_array(layer))
         shape, name = spatial_shape(mask), f"hints layer {layer.name!r}"
         if data.shape != shape:
-            raise ValueError(f"{name} has shape {data.shape}, the mask {mask.name!r} {shape}: they must match "
-                             "(press 'New hints layer' for one of the mask's shape)")  # fmt: skip
+            raise ValueError(
+                f"{name} has shape {data.shape}, the mask {mask.name!r} {shape}: they must match "
+                "(press 'New hints layer' for one of the mask's shape)"
+            )
         if data.dtype.kind not in "biu":
             raise ValueError(f"{name} must hold integers 0, 1, 2 (got {data.dtype})")
         values = np.unique(data)

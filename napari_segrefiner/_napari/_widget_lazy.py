@@ -136,44 +136,36 @@ class LazySlots:
 
     def lazy_job(self) -> LazyJob:
         """The widget's parameters as a :class:`LazyJob` (raises ValueError when incomplete)."""
+        request = self.request(hints=False).check_lazy()  # one check of the layers and values for every run
         image, mask = self._image.value, self._mask.value
-        if image is None or mask is None:
-            raise ValueError("choose an image layer and a coarse mask layer")
-        shape, image_shape = spatial_shape(mask), spatial_shape(image)
-        if image_shape != shape:
-            raise ValueError(f"image {image.name!r} {image_shape} and mask {mask.name!r} {shape} differ in shape")
-        if len(shape) < 2:
-            raise ValueError(f"mask {mask.name!r} must have at least 2 dimensions")
-        if self._mode.value not in ("auto", "instance"):
-            raise ValueError(f"lazy runs refine object by object (instance mode): choose mode 'auto' or 'instance', "
-                             f"not {self._mode.value!r}")  # fmt: skip
+        shape = spatial_shape(mask)
         axes = plane_axes(self._viewer, len(shape))
         if tuple(axes) != (len(shape) - 2, len(shape) - 1):
             raise ValueError("lazy runs refine planes of the last two axes: show those axes (the default view)")
-        labels = None
-        if self._which.value == "selected label":
-            if not isinstance(mask, Labels):
-                raise ValueError("'selected label' needs a Labels layer as the coarse mask")
-            labels = (int(mask.selected_label),)
         position = None
         if len(shape) > 2 and self._slices.value != "all slices":
             from ._napari_layers import current_position
 
             position = current_position(self._viewer, mask, axes)
         return LazyJob(
-            image=layer_array(image), mask=layer_array(mask), rgb=bool(image.rgb), model=self._choice.source(),
-            cache=self._choice.cache_folder(), device=self._device.value, seed=int(self._seed.value),
-            steps=int(self._steps.value) or None, labels=labels, position=position, store_dir=self.lazy_store_dir,
+            image=layer_array(image),
+            mask=layer_array(mask),
+            rgb=bool(image.rgb),
+            request=request,
+            position=position,
+            store_dir=self.lazy_store_dir,
             pyramid=True if getattr(mask, "multiscale", False) else None,
-        )  # fmt: skip
+        )
 
     def _start_lazy(self, reason: str, select=()):
         """Start a lazy run (see the module docstring); returns its worker (None if refused)."""
         from napari.qt.threading import create_worker
 
         if select:
-            return self._refuse("re-runs of changed or selected objects are not available for lazy runs "
-                                f"({reason}): press Run to refine the mask again")  # fmt: skip
+            return self._refuse(
+                "re-runs of changed or selected objects are not available for lazy runs "
+                f"({reason}): press Run to refine the mask again"
+            )
         try:
             job = self.lazy_job()
         except ValueError as exc:
@@ -247,16 +239,27 @@ class LazySlots:
             remove_store(result.folder)
             return
         source = run.source
-        layer = Labels(result.data, name=f"{source.name} refined", multiscale=len(result.levels) > 1,
-                       scale=source.scale, translate=source.translate, units=source.units,
-                       axis_labels=source.axis_labels, opacity=0.7,
-                       metadata={STORE_KEY: str(result.folder)})  # fmt: skip
+        layer = Labels(
+            result.data,
+            name=f"{source.name} refined",
+            multiscale=len(result.levels) > 1,
+            scale=source.scale,
+            translate=source.translate,
+            units=source.units,
+            axis_labels=source.axis_labels,
+            opacity=0.7,
+            metadata={STORE_KEY: str(result.folder)},
+        )
         self._viewer.add_layer(layer)
         run.outcome = "done"
-        self._status.value = (f"lazy run done: {result.objects:,} objects in {_duration(result.seconds)}; "
-                              f"{layer.name!r} reads {result.store}")  # fmt: skip
-        show_info(f"SegRefiner: {layer.name!r} is stored in {result.folder} (removed with the layer; "
-                  "save the layer to keep it)")  # fmt: skip
+        self._status.value = (
+            f"lazy run done: {result.objects:,} objects in {_duration(result.seconds)}; "
+            f"{layer.name!r} reads {result.store}"
+        )
+        show_info(
+            f"SegRefiner: {layer.name!r} is stored in {result.folder} (removed with the layer; "
+            "save the layer to keep it)"
+        )
 
     @qt_slot
     def _on_lazy_errored(self, exc: Exception) -> None:

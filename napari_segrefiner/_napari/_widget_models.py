@@ -16,7 +16,7 @@ from napari.utils import progress
 from napari.utils.notifications import show_info
 from qtpy.QtCore import QTimer
 
-from .. import registry
+from ..models import registry
 from ._napari_layers import notify_error
 from .tracking import DownloadTracker
 
@@ -95,9 +95,13 @@ class ModelChoice:
         timer = QTimer()  # pooch counts bytes in the worker; the bar is updated here
         timer.timeout.connect(lambda: tracker.sync(bar))
         worker = create_worker(
-            registry.fetch, name, cache=self.cache_folder(), progressbar=tracker,
-            trust_unknown_hash=registry.MODELS[name].sha256 is None, _ignore_errors=True,
-        )  # fmt: skip
+            registry.fetch,
+            name,
+            cache=self.cache_folder(),
+            progressbar=tracker,
+            trust_unknown_hash=registry.MODELS[name].sha256 is None,
+            _ignore_errors=True,
+        )
         worker.returned.connect(lambda path: show_info(f"SegRefiner: {name} saved to {path}"))
         worker.errored.connect(notify_error)
 

@@ -1,16 +1,16 @@
 """The dock widget's run layers: a live preview of the steps, then a replay of the cached ones.
 
-A run's preview and uncertainty layers are added just after the Run click, one per
-event-loop turn (napari needs a few hundred milliseconds for each), while the worker loads
-the model (a re-run of changed objects adds none). While a run goes, every yielded :class:`~.worker.Update` is cached (:class:`~.worker.StepCache`)
-and painted in place into the run's preview (and uncertainty) layer, coalesced to at most one
-repaint every ``FLUSH_MS`` whatever the step rate, so the viewer stays responsive. A run that
-ends well keeps its layers ("<mask> steps", "<mask> uncertainty") until the next one ends
-well, and the widget's step slider replays its cached steps without recomputing anything;
-a cancelled, failed or abandoned (dock closed) run leaves the layers as they were: its
-preview layers go and the layer selection of before the run comes back. The repaint timer
-is a child of the dock widget, so it dies with it and never fires into a closed dock.
-Main thread only.
+A run's preview and uncertainty layers are added just after the Run click, one per event-
+loop turn (napari needs a few hundred milliseconds for each), while the worker loads the
+model (a re-run of changed objects adds none). While a run goes, every yielded
+:class:`~.worker.Update` is cached (:class:`~.worker.StepCache`) and painted in place into
+the run's preview (and uncertainty) layer, coalesced to at most one repaint every
+``FLUSH_MS`` whatever the step rate, so the viewer stays responsive. A run that ends well
+keeps its layers ("<mask> steps", "<mask> uncertainty") until the next one ends well, and
+the widget's step slider replays its cached steps without recomputing anything; a cancelled,
+failed or abandoned (dock closed) run leaves the layers as they were: its preview layers go
+and the layer selection of before the run comes back. The repaint timer is a child of the
+dock widget, so it dies with it and never fires into a closed dock. Main thread only.
 """
 
 from __future__ import annotations
@@ -26,13 +26,7 @@ from napari.layers import Image, Labels
 from napari.utils.notifications import show_info
 from qtpy.QtCore import QTimer
 
-from ._napari_layers import (
-    ROLE,
-    current_position,
-    paint_plane,
-    result_layer,
-    uncertainty_colormap,
-)
+from ._napari_layers import ROLE, current_position, paint_plane, result_layer, uncertainty_colormap
 from ._widget_guard import quietly
 from .tracking import StepCache
 from .worker import RefineJob, Update, assemble, preview_dtype
@@ -106,15 +100,22 @@ class RunPreview:
         def add_preview():
             run.preview = self._viewer.add_labels(
                 job.mask.astype(preview_dtype(job.mask)),
-                name=f"{source.name} preview", opacity=0.7, metadata={ROLE: "preview"}, **place,
-            )  # fmt: skip
+                name=f"{source.name} preview",
+                opacity=0.7,
+                metadata={ROLE: "preview"},
+                **place,
+            )
 
         def add_uncertainty():
             run.uncertainty = self._viewer.add_image(
                 np.zeros(job.mask.shape, dtype=np.uint8),
-                name=f"{source.name} uncertainty", colormap=uncertainty_colormap(), contrast_limits=(0, 255),
-                blending="translucent", metadata={ROLE: "uncertainty"}, **place,
-            )  # fmt: skip
+                name=f"{source.name} uncertainty",
+                colormap=uncertainty_colormap(),
+                contrast_limits=(0, 255),
+                blending="translucent",
+                metadata={ROLE: "uncertainty"},
+                **place,
+            )
 
         layers = [] if plan is not None else [add_preview, *([add_uncertainty] if uncertainty else [])]
         run.opening, run.on_open = layers, on_open
@@ -237,7 +238,7 @@ class RunPreview:
         if run is None or run.preview not in self._viewer.layers:
             return None
         last = run.steps.n_steps() - 1
-        for pos, (mask, unc, timestep, stage) in run.steps.at(index).items():
+        for pos, (mask, unc, timestep, stage) in run.steps.at(index).items():  # noqa: B007 (the last one is shown)
             self.paint(run, pos, mask, unc)
         run.preview.visible = index < last
         return f"step {index + 1}/{last + 1} (t={timestep})" + (" = result" if stage == "result" else "")

@@ -1,7 +1,7 @@
 """Re-refine only what changed: the dock widget's memory of its result layers.
 
 After a run over all objects that wrote a new result layer, :class:`Memories` keeps a
-:class:`~napari_segrefiner.rerun.RefineMemory` per refined plane of that layer (with the
+:class:`~napari_segrefiner.annotate.rerun.RefineMemory` per refined plane of that layer (with the
 objects' scores and the coarse plane, for the review queue). The next Run with the same
 image, mask, model and options, over one plane the layer remembers, refines only the
 objects whose coarse mask or hints changed (:meth:`Memories.plan`; plus the mask's selected
@@ -12,13 +12,12 @@ objects go. A memory is forgotten when its result layer leaves the viewer. Main 
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from ..rerun import Changes, RefineMemory
+from ..annotate.rerun import Changes, RefineMemory
 from .worker import RefineJob
 
 __all__ = ["Entry", "Memories", "Plan", "PlaneMemory", "plane_index"]
@@ -57,7 +56,14 @@ class Plan:
 
 
 def context(job: RefineJob) -> tuple:
-    return (job.model, job.cache, str(job.device), job.mode, job.steps, job.seed)
+    return (
+        job.request.model,
+        job.request.cache,
+        str(job.request.device),
+        job.request.mode,
+        job.request.steps,
+        job.request.seed,
+    )
 
 
 def plane_index(axes: tuple[int, int], ndim: int, pos: tuple[int, ...], index: tuple[np.ndarray, ...]) -> tuple:
@@ -85,8 +91,13 @@ class Memories:
     def find(self, job: RefineJob, image, mask) -> Entry | None:
         """The newest remembered result of ``image`` + ``mask`` with ``job``'s options, if any."""
         for entry in reversed(self.entries):
-            if (entry.image is image and entry.mask is mask and entry.context == context(job)
-                    and entry.axes == job.axes and entry.layer in self._viewer.layers):  # fmt: skip
+            if (
+                entry.image is image
+                and entry.mask is mask
+                and entry.context == context(job)
+                and entry.axes == job.axes
+                and entry.layer in self._viewer.layers
+            ):
                 return entry
         return None
 
@@ -96,16 +107,16 @@ class Memories:
         Raises ValueError (for the user) when a selected label is not in the plane.
         """
         entry = self.find(job, image, mask)
-        if entry is None or job.labels is not None or len(job.positions) != 1:
+        if entry is None or job.request.labels is not None or len(job.positions) != 1:
             return None
         pos = job.positions[0]
         remembered = entry.planes.get(pos)
         if remembered is None or entry.layer.data.shape != job.mask.shape:
             return None
         index = job.index(pos)
-        hints = None if job.hints is None else job.hints[index]
+        hints = None if job.request.hints is None else job.request.hints[index]
         changes = remembered.memory.changes(job.mask[index], hints, select=select)
-        return Plan(entry, pos, changes, dataclasses.replace(job, labels=changes.refine or None))
+        return Plan(entry, pos, changes, job.with_request(labels=changes.refine or None))
 
     def remember(self, layer, job: RefineJob, image, mask, finals: dict, meta: dict, uncertainty=None) -> Entry:
         """Remember ``layer``, the new result of ``job``: ``finals`` ``{pos: plane}``, ``meta``
@@ -147,6 +158,6 @@ class Memories:
 def _plane(job: RefineJob, pos, result: np.ndarray, scores: dict | None, options: dict) -> PlaneMemory:
     index = job.index(pos)
     coarse = job.mask[index]
-    hints = None if job.hints is None else job.hints[index]
+    hints = None if job.request.hints is None else job.request.hints[index]
     memory = RefineMemory(coarse, result, hints, **options)
     return PlaneMemory(memory, None if scores is None else dict(scores), coarse.copy())

@@ -1,6 +1,6 @@
 """The dock widget's review queue: the refined objects, least certain first.
 
-:class:`ReviewPanel` shows a :class:`~napari_segrefiner.review.ReviewQueue` of one plane of
+:class:`ReviewPanel` shows a :class:`~napari_segrefiner.annotate.review.ReviewQueue` of one plane of
 a result layer: a list (label, uncertainty score, decision), Previous / Next (centre the
 camera on the object at a zoom that shows it with some context, select its label in the
 result layer and show the uncertainty layer), Accept / Reject (reject restores the object's
@@ -21,7 +21,7 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
-from ..review import Edit, ReviewQueue
+from ..annotate.review import Edit, ReviewQueue
 from ._widget_guard import quietly
 from ._widget_rerun import plane_index
 
@@ -96,7 +96,9 @@ class ReviewPanel(QGroupBox):
     def _plane(self) -> np.ndarray:
         axes, _, pos = self._where
         it = iter(pos)
-        return np.asarray(self.layer.data[tuple(slice(None) if a in axes else next(it) for a in range(self.layer.ndim))])
+        return np.asarray(
+            self.layer.data[tuple(slice(None) if a in axes else next(it) for a in range(self.layer.ndim))]
+        )
 
     # -- moving -----------------------------------------------------------------------
     def next(self) -> int | None:
@@ -186,9 +188,16 @@ class ReviewPanel(QGroupBox):
             self.info.setText(f"{self.layer.name}: no object scores (uncertainty) to review")
         else:
             c = q.counts()
-            self.info.setText(f"{self.layer.name}: {len(q)} objects (label, uncertainty, decision); "
-                              f"{c['pending']} pending, {c['accepted']} accepted, {c['rejected']} rejected")  # fmt: skip
+            self.info.setText(
+                f"{self.layer.name}: {len(q)} objects (label, uncertainty, decision); "
+                f"{c['pending']} pending, {c['accepted']} accepted, {c['rejected']} rejected"
+            )
         has, current = q is not None and len(q) > 0, q is not None and q.current is not None
-        for name, on in (("Previous", has), ("Next", has), ("Accept", current), ("Reject", current),
-                         ("Undo", q is not None and q.can_undo)):  # fmt: skip
+        for name, on in (
+            ("Previous", has),
+            ("Next", has),
+            ("Accept", current),
+            ("Reject", current),
+            ("Undo", q is not None and q.can_undo),
+        ):
             self.buttons[name].setEnabled(on)

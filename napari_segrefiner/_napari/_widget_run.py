@@ -24,7 +24,7 @@ import time
 
 from napari.utils.notifications import show_warning
 
-from ..refiner import resolve_device
+from ..models.refiner import resolve_device
 from ._napari_layers import notify_error
 from ._widget_guard import qt_slot, quietly
 from ._widget_preview import step_status, stop_timer
@@ -51,10 +51,12 @@ class RunSlots:
 
     def _confirm_large(self, job: RefineJob, objects: int) -> bool:
         """True unless a long CPU run (many objects) is declined in ``confirm``."""
-        if objects <= LARGE_RUN_OBJECTS or job.mode == "whole" or not _on_cpu(job.device):
+        if objects <= LARGE_RUN_OBJECTS or job.request.mode == "whole" or not _on_cpu(job.request.device):
             return True  # ("whole" refines the frame at once; a bad device: the worker says so)
-        measured = self._speed.get(job.model)
-        text = estimate_text(objects, estimate_seconds(objects, job.model, job.steps, measured), measured=bool(measured))
+        measured = self._speed.get(job.request.model)
+        text = estimate_text(
+            objects, estimate_seconds(objects, job.request.model, job.request.steps, measured), measured=bool(measured)
+        )
         tip = "Refining the selected label or the displayed slice first is quicker."
         return bool(self.confirm(f"{text}. {tip} Start anyway?"))
 
@@ -137,9 +139,11 @@ class RunSlots:
         Timed from its first step (the model is loaded then) to its end: ``steps - 1`` steps.
         """
         steps = run.steps.n_steps()
-        if run.objects >= 10 and steps > 1 and run.first_step is not None and _on_cpu(run.job.device):
-            if run.job.mode in ("auto", "instance") and not run.steps.truncated:
-                self._speed[run.job.model] = (time.perf_counter() - run.first_step) / (run.objects * (steps - 1))
+        if run.objects >= 10 and steps > 1 and run.first_step is not None and _on_cpu(run.job.request.device):
+            if run.job.request.mode in ("auto", "instance") and not run.steps.truncated:
+                self._speed[run.job.request.model] = (time.perf_counter() - run.first_step) / (
+                    run.objects * (steps - 1)
+                )
 
     def _close_bar(self) -> None:
         bar, self._bar = self._bar, None

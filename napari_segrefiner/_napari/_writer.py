@@ -1,6 +1,6 @@
 """npe2 writer: save a Labels layer as .tif/.tiff, .png (8 or 16 bit) or .npy.
 
-Written by :func:`napari_segrefiner.io.write_mask` (atomically; labels keep their values
+Written by :func:`napari_segrefiner.io.files.write_mask` (atomically; labels keep their values
 and dtype width), as everywhere in the package.
 """
 
@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..io import MASK_EXTENSIONS, write_mask
+from ..io.files import MASK_EXTENSIONS, write_mask
 
 __all__ = ["EXTENSIONS", "write_labels"]
 

@@ -8,7 +8,7 @@ the napari worker and
 
 1. loads the refiner (as :func:`~.worker.iter_job` does: ``cpu_threads("gui")`` torch
    threads, batches of :data:`~.worker.CPU_BATCH_SIZE` on a CPU);
-2. starts a helper thread that calls :func:`~napari_segrefiner.lazy.refine_lazy` (the mask
+2. starts a helper thread that calls :func:`~napari_segrefiner.lazy.refine.refine_lazy` (the mask
    is scanned chunk by chunk), creates a zarr store in a new temporary folder and computes
    the result into it chunk by chunk on dask's threaded scheduler with one worker thread
    (with a pyramid of nearest-neighbour levels for planes larger than
@@ -55,13 +55,32 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..sampling import RefineCancelled
-from ..threads import cpu_threads, use_threads
+from ..diffusion.sampling import RefineCancelled
+from ..engine.request import RefineRequest
+from ..lazy.store import block_regions, pyramid_factors, write_levels
+from ..models.cache import ModelCache
+from ..models.threads import cpu_threads, use_threads
 from .worker import CPU_BATCH_SIZE, RefinementError, cached_refiner, explain
 
-__all__ = ["ENV_DIR", "LAZY_PIXELS", "POLL_S", "PYRAMID_MIN", "PYRAMID_SIDE", "STORE_PREFIX", "SWITCH_S",
-           "CancellableNetwork", "LazyJob", "LazyProgress", "LazyResult", "gui_friendly_interpreter", "is_store",
-           "iter_lazy_job", "lazy_reason", "remove_store", "store_parent"]  # fmt: skip
+__all__ = [
+    "ENV_DIR",
+    "LAZY_PIXELS",
+    "POLL_S",
+    "PYRAMID_MIN",
+    "PYRAMID_SIDE",
+    "STORE_PREFIX",
+    "SWITCH_S",
+    "CancellableNetwork",
+    "LazyJob",
+    "LazyProgress",
+    "LazyResult",
+    "gui_friendly_interpreter",
+    "is_store",
+    "iter_lazy_job",
+    "lazy_reason",
+    "remove_store",
+    "store_parent",
+]
 
 LAZY_PIXELS = 4096 * 4096  # numpy masks with larger planes are refined lazily too (bounded memory)
 PYRAMID_SIDE = 4096  # results with a larger plane side get pyramid levels (napari reads tiles, not the plane)
@@ -109,19 +128,16 @@ class LazyJob:
 
     ``image`` and ``mask`` are the layers' full-resolution arrays as they are (numpy, zarr,
     dask...); the planes are their last two axes (with a trailing channel axis for an RGB
-    image); ``position`` is the index along the leading axes of the one plane to refine
-    (None: every plane); the other planes of the result are copies of the mask's.
+    image); ``request`` describes the run as every front end does
+    (:class:`~napari_segrefiner.engine.request.RefineRequest`, instance mode);
+    ``position`` is the index along the leading axes of the one plane to refine (None:
+    every plane); the other planes of the result are copies of the mask's.
     """
 
     image: Any
     mask: Any
     rgb: bool
-    model: str
-    cache: str | None = None
-    device: str = "auto"
-    seed: int | None = 0
-    steps: int | None = None
-    labels: tuple[int, ...] | None = None
+    request: RefineRequest
     position: tuple[int, ...] | None = None
     chunks: int | None = None  # output chunk side (default: the mask's chunks, 1024 for numpy)
     store_dir: str | None = None
@@ -255,31 +271,11 @@ def gui_friendly_interpreter() -> Iterator[None]:
                 _saved = None
 
 
-def _levels(shape: tuple[int, ...], pyramid: bool | None) -> list[int]:
-    """Downsampling factors of the result's levels (1 first)."""
-    side = max(shape[-2:])
-    if pyramid is False or (pyramid is None and side <= PYRAMID_SIDE):
-        return [1]
-    factors = [1]
-    while side // factors[-1] > PYRAMID_MIN:
-        factors.append(factors[-1] * 2)
-    return factors
-
-
 def _write_block(block: np.ndarray, arrays: list, factors: list[int], region: tuple, cancel: threading.Event) -> int:
-    """Write ``block`` (at ``region``: one ``(start, stop)`` per axis) into every level."""
+    """Write ``block`` (at ``region``: one ``(start, stop)`` per axis) into every level (:func:`write_levels`)."""
     if cancel.is_set():
         raise RefineCancelled("the refinement was cancelled")
-    block = np.asarray(block).reshape(tuple(b - a for a, b in region))
-    arrays[0][tuple(slice(a, b) for a, b in region)] = block
-    lead = tuple(slice(a, b) for a, b in region[:-2])
-    (y0, _), (x0, _) = region[-2:]
-    for arr, f in zip(arrays[1:], factors[1:]):
-        ys, xs = -(-y0 // f), -(-x0 // f)  # the first level pixels inside the block
-        sub = block[..., ys * f - y0 :: f, xs * f - x0 :: f]
-        if sub.size:
-            arr[lead + (slice(ys, ys + sub.shape[-2]), slice(xs, xs + sub.shape[-1]))] = sub
-    return 1
+    return write_levels(block, arrays, factors, region)
 
 
 class _Helper:
@@ -354,7 +350,7 @@ class _Helper:
         import dask
         from dask.callbacks import Callback
 
-        from ..lazy import refine_lazy
+        from ..lazy.refine import start_lazy
 
         job = self.job
         image, mask = job.image, job.mask
@@ -371,8 +367,8 @@ class _Helper:
         # the scans run inside refine_lazy, on dask's global callbacks and its default thread count:
         # one thread (a pool of one per core would starve the event loop's thread for CPU and GIL)
         with watch, dask.config.set(num_workers=1):
-            result = refine_lazy(plane_image, plane_mask, model=refiner, device=None, seed=job.seed, steps=job.steps,
-                                 labels=job.labels, chunks=job.chunks, progress=self.on_objects)  # fmt: skip
+            request = job.request.replace(model=refiner, device=None)
+            result = start_lazy(plane_image, plane_mask, request, chunks=job.chunks, progress=self.on_objects)
         if job.cancel.is_set():
             raise RefineCancelled("the refinement was cancelled")
         self.phase = "refining"
@@ -381,8 +377,9 @@ class _Helper:
         # one dask worker thread (torch has the cores), our callbacks only (not dask's global ones)
         dask.compute(*writes, scheduler="threads", num_workers=1, callbacks=[watch._callback])
         self.phase = "done"
-        self.result = LazyResult(self.folder, self.folder / "result.zarr", arrays, int(self.total or 0),
-                                 time.perf_counter() - self.t0)  # fmt: skip
+        self.result = LazyResult(
+            self.folder, self.folder / "result.zarr", arrays, int(self.total or 0), time.perf_counter() - self.t0
+        )
 
     def _writes(self, result, mask) -> tuple[list, list]:
         """The store (levels "0", "1", ...) and one write task per output block."""
@@ -392,16 +389,17 @@ class _Helper:
         job = self.job
         shape, dtype = job.shape, np.dtype(result.dtype)
         chunk = tuple(int(c[0]) for c in result.chunks[-2:])
-        factors = _levels(shape, job.pyramid)
+        factors = pyramid_factors(shape, job.pyramid, side=PYRAMID_SIDE, smallest=PYRAMID_MIN)
         self.folder = Path(tempfile.mkdtemp(prefix=STORE_PREFIX, dir=store_parent(job.store_dir)))
         group = zarr.open_group(str(self.folder / "result.zarr"), mode="w")
         arrays = []
         for k, f in enumerate(factors):
             level_shape = (*shape[:-2], *(-(-n // f) for n in shape[-2:]))
             level_chunks = (*([1] * (len(shape) - 2)), *(max(1, c // f) for c in chunk))
-            arrays.append(group.create_array(name=str(k), shape=level_shape, dtype=dtype, chunks=level_chunks,
-                                             fill_value=0))  # fmt: skip
-        group.attrs["segrefiner"] = {"factors": factors, "seed": job.seed, "model": str(job.model)}
+            arrays.append(
+                group.create_array(name=str(k), shape=level_shape, dtype=dtype, chunks=level_chunks, fill_value=0)
+            )
+        group.attrs["segrefiner"] = {"factors": factors, "seed": job.request.seed, "model": str(job.request.model)}
         sources = [((), result)] if job.position is None else [(tuple(job.position), result)]
         if job.position is not None:  # the other planes: copies of the mask's
             import dask.array as da
@@ -412,14 +410,12 @@ class _Helper:
                     sources.append((tuple(int(p) for p in pos), mask_d[pos].astype(dtype)))
         writes = []
         for prefix, arr in sources:
-            starts = [np.concatenate([[0], np.cumsum(c)]) for c in arr.chunks]
-            blocks = arr.to_delayed()
-            for idx in np.ndindex(*blocks.shape):
-                inner = tuple((int(starts[d][i]), int(starts[d][i + 1])) for d, i in enumerate(idx))
+            for _, inner, block in block_regions(arr):
                 region = tuple((p, p + 1) for p in prefix) + inner
                 key = f"segrefiner-write-{len(writes)}-{id(self)}"
-                writes.append(delayed(_write_block, pure=False)(blocks[idx], arrays, factors, region, job.cancel,
-                                                                dask_key_name=key))  # fmt: skip
+                writes.append(
+                    delayed(_write_block, pure=False)(block, arrays, factors, region, job.cancel, dask_key_name=key)
+                )
         return writes, arrays
 
     def discard(self) -> None:
@@ -436,29 +432,30 @@ def _cancellable(refiner, cancel: threading.Event):
     return replace(refiner, network=CancellableNetwork(refiner.network, cancel))
 
 
-def iter_lazy_job(job: LazyJob, refiners: dict | None = None) -> Generator[LazyProgress, None, LazyResult]:
+def iter_lazy_job(job: LazyJob, refiners: ModelCache | None = None) -> Generator[LazyProgress, None, LazyResult]:
     """Refine ``job`` lazily into a new zarr store; yields :class:`LazyProgress`, returns a :class:`LazyResult`.
 
     See the module docstring. Raises :class:`RefineCancelled` once ``job.cancel`` is set
     (within one network call) and :class:`~.worker.RefinementError` (a message for the
     user) for anything else; in both cases the partial store is gone.
     """
-    refiners = {} if refiners is None else refiners
-    device = str(job.device)
+    refiners = ModelCache() if refiners is None else refiners
+    device = str(job.request.device or "auto")
     helper: _Helper | None = None
     thread: threading.Thread | None = None
     ok = False
     try:
         with use_threads(cpu_threads("gui")):  # loading runs on the CPU whatever the device
-            refiner = cached_refiner(refiners, job.model, job.device, job.cache)
+            refiner = cached_refiner(refiners, job.request)
         device = str(refiner.device)
         if job.cancel.is_set():
             raise RefineCancelled("the refinement was cancelled")
         if refiner.device.type == "cpu" and refiner.config.batch_size > CPU_BATCH_SIZE:
             refiner = refiner.with_options(batch_size=CPU_BATCH_SIZE)  # a Cancel waits for one batch at most
         helper = _Helper(job)
-        thread = threading.Thread(target=helper.run, args=(_cancellable(refiner, job.cancel),),
-                                  name="segrefiner-lazy", daemon=True)  # fmt: skip
+        thread = threading.Thread(
+            target=helper.run, args=(_cancellable(refiner, job.cancel),), name="segrefiner-lazy", daemon=True
+        )
         thread.start()
         while not helper.finished.wait(POLL_S):
             yield helper.progress()

@@ -15,8 +15,16 @@ import numpy as np
 
 from .worker import RefineJob
 
-__all__ = ["DEFAULT_STEPS", "LARGE_RUN_OBJECTS", "NOMINAL_S_PER_OBJECT_STEP", "check_job", "count_objects",
-           "estimate_seconds", "estimate_text", "plane_ids"]  # fmt: skip
+__all__ = [
+    "DEFAULT_STEPS",
+    "LARGE_RUN_OBJECTS",
+    "NOMINAL_S_PER_OBJECT_STEP",
+    "check_job",
+    "count_objects",
+    "estimate_seconds",
+    "estimate_text",
+    "plane_ids",
+]
 
 LARGE_RUN_OBJECTS = 200  # more objects than this on a CPU: confirm first (dock) or warn (menu)
 # one network evaluation of one object crop on one CPU core (benchmarks/results/speed.json, batch 1)
@@ -38,8 +46,8 @@ def count_objects(job: RefineJob) -> int:
     total = 0
     for pos in job.positions:
         ids = plane_ids(job.mask[job.index(pos)])
-        if job.labels is not None:
-            ids = np.intersect1d(ids, np.asarray(job.labels))
+        if job.request.labels is not None:
+            ids = np.intersect1d(ids, np.asarray(job.request.labels))
         total += int(ids.size)
     return total
 
@@ -58,8 +66,8 @@ def check_job(job: RefineJob, mask_name: str) -> tuple[int, str | None]:
         where = f"the displayed slice {job.positions[0]} of {mask_name!r}"
     else:
         where = f"the slices of {mask_name!r}"
-    if job.labels is not None:
-        values = ", ".join(str(v) for v in job.labels)
+    if job.request.labels is not None:
+        values = ", ".join(str(v) for v in job.request.labels)
         return 0, f"label {values} (the selected label) does not occur in {where}: choose another label or 'all'"
     return 0, f"nothing to refine in {where}: move to a slice with objects, or choose 'all slices'"
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..records import replay
+from ..engine.records import replay
 from .worker import Update
 
 __all__ = ["CACHE_BYTES", "DownloadTracker", "StepCache", "StepCounter", "sync_bar"]

@@ -2,7 +2,7 @@
 
 A :class:`RefineJob` holds everything one refinement needs, gathered on the main thread,
 and its cancel flag; :func:`iter_job` refines its 2-D planes with
-:func:`~napari_segrefiner.api.iter_refine` (on a CPU with :func:`~..threads.cpu_threads`
+:func:`~napari_segrefiner.engine.run.start` (on a CPU with :func:`~..threads.cpu_threads`
 ``("gui")`` torch threads: one core stays free for the event loop) and yields an
 :class:`Update` per network batch of objects; :func:`assemble` builds the full result. What the main thread
 keeps of a run (step cache, progress count) is in ``tracking.py``; the checks and the time
@@ -19,18 +19,20 @@ import itertools
 import threading
 from collections.abc import Generator, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import torch
 
-from .. import registry
-from ..api import RefineStep, iter_refine
-from ..records import confidence_frame
-from ..refiner import Refiner, load_refiner
-from ..sampling import RefineCancelled
-from ..threads import cpu_threads, use_threads
+from ..diffusion.sampling import RefineCancelled
+from ..engine.records import RefineStep, confidence_frame
+from ..engine.request import RefineRequest
+from ..engine.run import start
+from ..io.masks import check_values
+from ..models.cache import ModelCache
+from ..models.refiner import Refiner, load_refiner
+from ..models.threads import cpu_threads, use_threads
 
 __all__ = [
     "CPU_BATCH_SIZE",
@@ -77,7 +79,9 @@ class RefineJob:
     ``mask`` is a private copy of the coarse mask (any number of dimensions); ``axes`` are
     its two plane axes and ``positions`` the indices along the other axes of the planes to
     refine. ``image`` may be lazy (dask): only the needed planes are read, in the worker.
-    ``hints`` (optional, the mask's shape) go plane by plane to ``iter_refine(hints=...)``.
+    ``request`` describes the run as every front end does
+    (:class:`~napari_segrefiner.engine.request.RefineRequest`: model, device, mode, steps,
+    seed, labels; its ``hints``, of the mask's shape, go plane by plane to the engine).
     Setting ``cancel`` stops the run within one network batch (:func:`iter_job` then raises
     :class:`RefineCancelled`); every job has its own (``dataclasses.replace`` makes a new
     one) and it takes no part in comparisons.
@@ -88,15 +92,12 @@ class RefineJob:
     mask: np.ndarray
     axes: tuple[int, int]
     positions: tuple[tuple[int, ...], ...]
-    model: str  # registry name or checkpoint path
-    cache: str | None = None
-    device: str = "auto"
-    mode: str = "auto"
-    steps: int | None = None
-    seed: int | None = 0
-    labels: tuple[int, ...] | None = None
-    hints: np.ndarray | None = None  # of the mask's shape: 0 free, 1 object, 2 background (validated)
+    request: RefineRequest
     cancel: threading.Event = field(default_factory=threading.Event, init=False, compare=False, repr=False)
+
+    def with_request(self, **changes: Any) -> RefineJob:
+        """The same job with some fields of its request changed (e.g. ``labels``); a new cancel flag."""
+        return replace(self, request=self.request.replace(**changes))
 
     def index(self, pos: tuple[int, ...]) -> tuple:
         """Slicing tuple of the plane at ``pos`` (for the mask, or the image's spatial axes)."""
@@ -145,11 +146,8 @@ def preview_dtype(mask: np.ndarray):
 def mask_copy(data, name: str) -> np.ndarray:
     """A private integer copy of mask data (labels, bool, or float 0/1) of layer ``name``."""
     data = np.array(data)
-    if data.dtype == bool:
-        return data.astype(np.uint8)
-    if data.dtype.kind == "f":
-        if not np.isin(data, (0.0, 1.0)).all():
-            raise ValueError(f"layer {name!r} is not a mask: float values other than 0 and 1")
+    check_values(data, name=f"layer {name!r}")  # the package's one rule for masks
+    if data.dtype == bool or data.dtype.kind == "f":
         return data.astype(np.uint8)
     return data
 
@@ -167,20 +165,17 @@ def assemble(job: RefineJob, finals: dict) -> np.ndarray:
     return out
 
 
-def cached_refiner(refiners: dict, source: str, device: str, cache: str | None) -> Refiner:
-    """The :class:`~..refiner.Refiner` for ``source`` on ``device``, loaded once into ``refiners``.
+def cached_refiner(refiners: ModelCache, request: RefineRequest) -> Refiner:
+    """The :class:`~napari_segrefiner.models.refiner.Refiner` of ``request``, loaded once into ``refiners``.
 
-    ``refiners`` is the caller's cache (the widget's), keyed by source, the device as
-    asked for and, for registered models, the cache folder. :func:`load_refiner` resolves
-    the device, once.
+    ``refiners`` is the caller's cache (the widget's :class:`~napari_segrefiner.models.cache.ModelCache`,
+    locked: runs load models in worker threads). :func:`load_refiner` resolves the device, once.
     """
-    key = (source, str(device), cache if source in registry.MODELS else None)
-    if key not in refiners:
-        refiners[key] = load_refiner(source, device=device, cache=cache)
-    return refiners[key]
+    device = "auto" if request.device is None else request.device
+    return refiners.get(request.model, device=device, cache=request.cache, load=load_refiner)
 
 
-def iter_job(job: RefineJob, refiners: dict | None = None) -> Generator[Update, None, dict]:
+def iter_job(job: RefineJob, refiners: ModelCache | None = None) -> Generator[Update, None, dict]:
     """Refine every plane of ``job``; yields :class:`Update`s, returns ``{pos: result plane}``.
 
     The refiner is loaded here (in the worker) and kept in ``refiners`` (see
@@ -193,11 +188,11 @@ def iter_job(job: RefineJob, refiners: dict | None = None) -> Generator[Update, 
     (as it is). Any other failure is re-raised as :class:`RefinementError` with a message
     for the user.
     """
-    refiners = {} if refiners is None else refiners
-    device = str(job.device)
+    refiners = ModelCache() if refiners is None else refiners
+    device = str(job.request.device or "auto")
     try:
         with use_threads(cpu_threads("gui")):  # loading runs on the CPU whatever the device
-            refiner = cached_refiner(refiners, job.model, job.device, job.cache)
+            refiner = cached_refiner(refiners, job.request)
         device = str(refiner.device)
         threads = nullcontext()
         if refiner.device.type == "cpu":
@@ -222,13 +217,14 @@ def _refine_planes(job: RefineJob, refiner: Refiner) -> Generator[Update, None, 
         if job.cancel.is_set():
             raise RefineCancelled("the refinement was cancelled")
         plane = job.mask[job.index(pos)]
-        ids = None if job.labels is None else [v for v in job.labels if np.any(plane == v)]
+        labels = job.request.labels
+        ids = None if labels is None else [v for v in labels if np.any(plane == v)]
         if not np.any(plane) or ids == []:
             continue  # nothing of the chosen labels in this plane
         image = np.asarray(job.image[job.index(pos) + channel])
-        hints = None if job.hints is None else job.hints[job.index(pos)]
-        records = iter_refine(image, plane, model=refiner, mode=job.mode, steps=job.steps, seed=job.seed, labels=ids,
-                              cancel=job.cancel.is_set, hints=hints, previews=True)  # fmt: skip
+        hints = None if job.request.hints is None else job.request.hints[job.index(pos)]
+        request = job.request.replace(model=refiner, device=None, labels=ids, hints=hints, previews=True)
+        records = start(image, plane, request, cancel=job.cancel.is_set)
         frame, done = plane.copy(), []
         for step in records:
             done.extend(step.objects)

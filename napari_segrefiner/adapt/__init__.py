@@ -10,16 +10,36 @@
 No napari here: the widget runs :func:`iter_adapt` in its worker.
 """
 
+from ..models.adapted import ADAPTED_PREFIX, AdaptedModel, adapted_folder, adapted_path, list_adapted
 from .checks import MIN_PAIRS, split_pairs
 from .learn import DEFAULT_LR, KEEP_TOLERANCE, adapt, iter_adapt
-from .models import ADAPTED_PREFIX, AdaptedModel, adapted_folder, adapted_path, list_adapted, save_adapted
+from .models import save_adapted
 from .pairs import Pair, make_pair
 from .result import STAGES, AdaptCancelled, AdaptRecord, AdaptResult
 from .review import ReviewPairs, accepted_labels, pairs_from_review
 from .store import PairStore
 
 __all__ = [
-    "ADAPTED_PREFIX", "DEFAULT_LR", "KEEP_TOLERANCE", "MIN_PAIRS", "STAGES", "AdaptCancelled", "AdaptRecord", "AdaptResult",
-    "AdaptedModel", "Pair", "PairStore", "ReviewPairs", "accepted_labels", "adapt", "adapted_folder", "adapted_path",
-    "iter_adapt", "list_adapted", "make_pair", "pairs_from_review", "save_adapted", "split_pairs",
+    "ADAPTED_PREFIX",
+    "DEFAULT_LR",
+    "KEEP_TOLERANCE",
+    "MIN_PAIRS",
+    "STAGES",
+    "AdaptCancelled",
+    "AdaptRecord",
+    "AdaptResult",
+    "AdaptedModel",
+    "Pair",
+    "PairStore",
+    "ReviewPairs",
+    "accepted_labels",
+    "adapt",
+    "adapted_folder",
+    "adapted_path",
+    "iter_adapt",
+    "list_adapted",
+    "make_pair",
+    "pairs_from_review",
+    "save_adapted",
+    "split_pairs",
 ]

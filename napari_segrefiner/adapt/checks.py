@@ -47,15 +47,21 @@ def check_pairs(pairs: Any, size: int) -> list[Pair]:
     if bad is not None:
         raise TypeError(f"pairs must hold Pair objects, got a {type(bad).__name__}")
     if len(items) < MIN_PAIRS:
-        raise ValueError(f"pairs: adapting needs at least {MIN_PAIRS} pairs (one to learn from, one held out to "
-                         f"judge the result), got {len(items)}; accept more objects first")
+        raise ValueError(
+            f"pairs: adapting needs at least {MIN_PAIRS} pairs (one to learn from, one held out to "
+            f"judge the result), got {len(items)}; accept more objects first"
+        )
     sides = sorted({p.size for p in items})
     if len(sides) > 1:
-        raise ValueError(f"pairs have crops of different sides {sides}: they were made for different models; "
-                         "adapt with pairs of one store")
+        raise ValueError(
+            f"pairs have crops of different sides {sides}: they were made for different models; "
+            "adapt with pairs of one store"
+        )
     if sides[0] != size:
-        raise ValueError(f"pairs have {sides[0]}-px crops but the base model refines {size}-px crops: make the pairs "
-                         "with the base model's options (PairStore(config=refiner.config))")
+        raise ValueError(
+            f"pairs have {sides[0]}-px crops but the base model refines {size}-px crops: make the pairs "
+            "with the base model's options (PairStore(config=refiner.config))"
+        )
     keys = [p.key for p in items]
     if len(set(keys)) != len(keys):
         raise ValueError("pairs hold the same key twice")

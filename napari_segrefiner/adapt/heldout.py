@@ -15,10 +15,10 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from ..batch import PipelineRun, refine_batch
-from ..config import RefineConfig
-from ..pipelines import compose
-from ..scheduler import Schedule, timesteps
+from ..diffusion.scheduler import Schedule, timesteps
+from ..engine.batch import PipelineRun, refine_batch
+from ..engine.pipelines import compose
+from ..models.config import RefineConfig
 from .samples import PairTensors
 
 __all__ = ["heldout_ious"]
@@ -29,9 +29,18 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 if union == 0 else np.count_nonzero(a & b) / union
 
 
-def heldout_ious(network: torch.nn.Module, config: RefineConfig, schedule: Schedule, data: PairTensors,
-                 indices: Sequence[int], *, seed: int = 0, batch_size: int = 4,
-                 cancel: Callable[[], bool] | None = None, coarse: torch.Tensor | None = None) -> list[float]:
+def heldout_ious(
+    network: torch.nn.Module,
+    config: RefineConfig,
+    schedule: Schedule,
+    data: PairTensors,
+    indices: Sequence[int],
+    *,
+    seed: int = 0,
+    batch_size: int = 4,
+    cancel: Callable[[], bool] | None = None,
+    coarse: torch.Tensor | None = None,
+) -> list[float]:
     """IoU with its final mask of each pair in ``indices`` after a full refinement.
 
     Parameters
@@ -58,14 +67,21 @@ def heldout_ious(network: torch.nn.Module, config: RefineConfig, schedule: Sched
     """
     idx = list(indices)
     side = int(data.final.shape[-1])
-    run = PipelineRun(network=network, schedule=schedule, config=config.replace(batch_size=int(batch_size)),
-                      steps=tuple(timesteps(schedule)), seed=int(seed), cancel=cancel)
+    run = PipelineRun(
+        network=network,
+        schedule=schedule,
+        config=config.replace(batch_size=int(batch_size)),
+        steps=tuple(timesteps(schedule)),
+        seed=int(seed),
+        cancel=cancel,
+    )
     labels = [k + 1 for k in range(len(idx))]
     coarse = data.coarse[idx] if coarse is None else coarse
     native = [(coarse[k, 0].numpy() >= 0.5).astype(np.int64) * lab for k, lab in enumerate(labels)]
     features = tuple(f[idx] for f in data.features)
-    results = refine_batch(run, labels, [(0, side, 0, side)] * len(idx), data.crops[idx], coarse, native,
-                           features=features)
+    results = refine_batch(
+        run, labels, [(0, side, 0, side)] * len(idx), data.crops[idx], coarse, native, features=features
+    )
     out = []
     for k, r in enumerate(results):
         frame = compose(native[k], [r], clean=config.clean)

@@ -40,7 +40,11 @@ def trainable(network: nn.Module, layers: str = "auto") -> tuple[list[nn.Paramet
         want = {n for n, _ in named if n.startswith(_COARSE)}
         description = "decoder levels at strides 32, 16, 8"
     else:
-        want = {n for n, _ in named if not n.startswith("encoder.")} if encdec else {n for n, _ in named if n not in frozen}
+        want = (
+            {n for n, _ in named if not n.startswith("encoder.")}
+            if encdec
+            else {n for n, _ in named if n not in frozen}
+        )
         description = "decoder" if encdec else "all parameters" if not frozen else "trainable parameters"
     for n, p in named:
         p.requires_grad_(n in want)

@@ -37,17 +37,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..refiner import load_refiner
-from ..sampling import RefineCancelled
-from ..threads import use_threads
+from ..diffusion.sampling import RefineCancelled
+from ..diffusion.scheduler import add_noise
+from ..models.refiner import load_refiner
+from ..models.threads import use_threads
 from ..training.losses import refiner_loss
 from ..training.train import lr_at
-from ..scheduler import add_noise
+from .checks import MIN_PAIRS, check_number, check_pairs, split_pairs
 from .heldout import heldout_ious
 from .layers import LAYERS, trainable
 from .models import base_identity, check_name, save_adapted
 from .optim import Adam
-from .checks import MIN_PAIRS, check_number, check_pairs, split_pairs
 from .pairs import CROP_OPTIONS, Pair
 from .result import AdaptCancelled, AdaptRecord, AdaptResult
 from .samples import VARIANT_KINDS, Batches, Cancelled, coarse_variants, encode_pairs, keep_variant
@@ -61,11 +61,23 @@ KEEP_TOLERANCE = 0.002
 _TIMED = (2, 10, 40)  # after these steps the total is (re-)estimated from the budget (the first two are slow)
 
 
-def iter_adapt(base: Any = None, pairs: Any = (), *, seconds: float = 60.0, max_steps: int | None = None,
-               seed: int = 0, holdout: float = 0.25, threads: int | None = None,
-               cancel: Callable[[], bool] | None = None, lr: float = DEFAULT_LR, save: bool = False,
-               name: str | None = None, cache: Any = None, clock: Callable[[], float] | None = None,
-               layers: str = "auto") -> Iterator[AdaptRecord]:
+def iter_adapt(
+    base: Any = None,
+    pairs: Any = (),
+    *,
+    seconds: float = 60.0,
+    max_steps: int | None = None,
+    seed: int = 0,
+    holdout: float = 0.25,
+    threads: int | None = None,
+    cancel: Callable[[], bool] | None = None,
+    lr: float = DEFAULT_LR,
+    save: bool = False,
+    name: str | None = None,
+    cache: Any = None,
+    clock: Callable[[], float] | None = None,
+    layers: str = "auto",
+) -> Iterator[AdaptRecord]:
     """Adapt ``base`` to ``pairs``, yielding an :class:`~.result.AdaptRecord` at every stage and step.
 
     Parameters
@@ -131,14 +143,27 @@ def iter_adapt(base: Any = None, pairs: Any = (), *, seconds: float = 60.0, max_
         raise TypeError("base must be a SegRefiner network with encode() and denoise() to be adapted")
     count = sum(p.numel() for p in refiner.network.parameters() if p.requires_grad)
     if count > MAX_TRAINABLE:
-        raise ValueError(f"base model {refiner.source} has {count / 1e6:.1f} M trainable parameters: too many to "
-                         "adapt on a CPU; adapt an encoder-decoder model (only its decoder learns) or the Lite model")
+        raise ValueError(
+            f"base model {refiner.source} has {count / 1e6:.1f} M trainable parameters: too many to "
+            "adapt on a CPU; adapt an encoder-decoder model (only its decoder learns) or the Lite model"
+        )
     if count == 0:
         raise ValueError(f"base model {refiner.source} has no trainable parameters")
     if save and name is not None:
         check_name(name)  # before a minute of work, not after
-    options = dict(seconds=seconds, max_steps=max_steps, seed=seed, holdout=holdout, cancel=cancel, lr=lr,
-                   save=bool(save), name=name, cache=cache, clock=clock or time.perf_counter, layers=layers)
+    options = dict(
+        seconds=seconds,
+        max_steps=max_steps,
+        seed=seed,
+        holdout=holdout,
+        cancel=cancel,
+        lr=lr,
+        save=bool(save),
+        name=name,
+        cache=cache,
+        clock=clock or time.perf_counter,
+        layers=layers,
+    )
     return _run(refiner, items, threads, options)
 
 
@@ -146,13 +171,28 @@ def _run(refiner, items: list[Pair], threads: int | None, o: dict) -> Iterator[A
     now = o["clock"]
     t0 = now()
     timings: dict[str, float] = {}
-    state: dict[str, Any] = {"step": 0, "total": o["max_steps"], "base": None, "adapted": None, "base_keep": None,
-                             "adapted_keep": None}
+    state: dict[str, Any] = {
+        "step": 0,
+        "total": o["max_steps"],
+        "base": None,
+        "adapted": None,
+        "base_keep": None,
+        "adapted_keep": None,
+    }
 
     def record(stage: str, message: str, **extra) -> AdaptRecord:
-        return AdaptRecord(stage, state["step"], state["total"], now() - t0, base_iou=state["base"],
-                           adapted_iou=state["adapted"], base_keep_iou=state["base_keep"],
-                           adapted_keep_iou=state["adapted_keep"], message=message, **extra)
+        return AdaptRecord(
+            stage,
+            state["step"],
+            state["total"],
+            now() - t0,
+            base_iou=state["base"],
+            adapted_iou=state["adapted"],
+            base_keep_iou=state["base_keep"],
+            adapted_keep_iou=state["adapted_keep"],
+            message=message,
+            **extra,
+        )
 
     cancel = o["cancel"]
     sources = [p.info.get("source") for p in items]
@@ -181,8 +221,18 @@ def _run(refiner, items: list[Pair], threads: int | None, o: dict) -> Iterator[A
 
             state["base"], state["base_keep"] = judge(base_net)
             timings["baseline"] = now() - t1
-            net, history = yield from _train(base_net, schedule, data, train_idx, variants, o, state, record, t0,
-                                             deadline=t0 + o["seconds"] - 1.2 * timings["baseline"])
+            net, history = yield from _train(
+                base_net,
+                schedule,
+                data,
+                train_idx,
+                variants,
+                o,
+                state,
+                record,
+                t0,
+                deadline=t0 + o["seconds"] - 1.2 * timings["baseline"],
+            )
             timings["train"] = now() - t1 - timings["baseline"]
             yield record("evaluate", f"refining the {len(hold_idx)} held-out pairs with the adapted model")
             t2 = now()
@@ -198,8 +248,7 @@ def _run(refiner, items: list[Pair], threads: int | None, o: dict) -> Iterator[A
         yield record("cancelled", f"adaptation cancelled after {state['step']} steps; nothing was saved")
 
 
-def _train(base_net, schedule, data, train_idx, variants, o: dict, state: dict, record, t0: float, *,
-           deadline: float):
+def _train(base_net, schedule, data, train_idx, variants, o: dict, state: dict, record, t0: float, *, deadline: float):
     """The optimisation loop (a sub-generator of :func:`_run`): returns (network in eval mode, history)."""
     net = copy.deepcopy(base_net).train()
     flags = {n: p.requires_grad for n, p in net.named_parameters()}
@@ -238,43 +287,83 @@ def _train(base_net, schedule, data, train_idx, variants, o: dict, state: dict, 
             span = (now - marks[first], state["step"] - first) if len(marks) > 1 else (now - started, state["step"])
             per = span[0] / span[1]
             total = state["total"] = state["step"] + max(0, int((deadline - now) / max(per, 1e-6)))
-        yield record("train", f"step {state['step']}" + (f"/{total}" if total else "") + f", loss {value:.4f}",
-                     loss=value, lr=rate)
+        yield record(
+            "train",
+            f"step {state['step']}" + (f"/{total}" if total else "") + f", loss {value:.4f}",
+            loss=value,
+            lr=rate,
+        )
     for n, p in net.named_parameters():  # an adapted network looks like a loaded one (and adapts again alike)
         p.requires_grad_(flags[n])
     return net.eval(), history
 
 
 def _result(refiner, net, items, train_idx, hold_idx, state, timings, history, o, t0, threads) -> AdaptResult:
-    from ..refiner import Refiner
+    from ..models.refiner import Refiner
 
     kept = state["adapted"] > state["base"] and state["adapted_keep"] >= state["base_keep"] - KEEP_TOLERANCE
     seconds = o["clock"]() - t0
     provenance = {
         "base": base_identity(refiner, cache=o["cache"]),
         "pairs": {"train": len(train_idx), "holdout": len(hold_idx)},
-        "steps": state["step"], "seconds": round(seconds, 2), "budget_s": o["seconds"], "max_steps": o["max_steps"],
+        "steps": state["step"],
+        "seconds": round(seconds, 2),
+        "budget_s": o["seconds"],
+        "max_steps": o["max_steps"],
         "heldout_iou": {k: round(state[k], 6) for k in ("base", "adapted", "base_keep", "adapted_keep")},
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "seed": o["seed"], "lr": o["lr"],
-        "holdout": o["holdout"], "threads": threads,
-        "trained": state["trained"], "layers": o["layers"],
+        "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "seed": o["seed"],
+        "lr": o["lr"],
+        "holdout": o["holdout"],
+        "threads": threads,
+        "trained": state["trained"],
+        "layers": o["layers"],
         "variants": [list(v) for v in VARIANT_KINDS],
         "crop": {k: getattr(refiner.config, k) for k in CROP_OPTIONS},
         "pairs_crop": dict(items[0].info.get("crop") or {}),
         "timings_s": {k: round(v, 2) for k, v in timings.items()},
     }
-    adapted = Refiner(net, refiner.config, refiner.schedule, refiner.device, source="<adapted in memory>",
-                      meta={"adapted": provenance})
-    return AdaptResult(adapted, refiner, kept, state["base"], state["adapted"], state["base_keep"],
-                       state["adapted_keep"], state["step"], seconds,
-                       tuple(items[i].key for i in train_idx), tuple(items[i].key for i in hold_idx), timings,
-                       provenance, tuple(history))
+    adapted = Refiner(
+        net,
+        refiner.config,
+        refiner.schedule,
+        refiner.device,
+        source="<adapted in memory>",
+        meta={"adapted": provenance},
+    )
+    return AdaptResult(
+        adapted,
+        refiner,
+        kept,
+        state["base"],
+        state["adapted"],
+        state["base_keep"],
+        state["adapted_keep"],
+        state["step"],
+        seconds,
+        tuple(items[i].key for i in train_idx),
+        tuple(items[i].key for i in hold_idx),
+        timings,
+        provenance,
+        tuple(history),
+    )
 
 
-def adapt(base: Any = None, pairs: Any = (), *, seconds: float = 60.0, max_steps: int | None = None, seed: int = 0,
-          holdout: float = 0.25, threads: int | None = None, cancel: Callable[[], bool] | None = None,
-          progress: Callable[[int, int | None, AdaptRecord], None] | None = None,
-          lr: float = DEFAULT_LR, clock: Callable[[], float] | None = None, layers: str = "auto") -> AdaptResult:
+def adapt(
+    base: Any = None,
+    pairs: Any = (),
+    *,
+    seconds: float = 60.0,
+    max_steps: int | None = None,
+    seed: int = 0,
+    holdout: float = 0.25,
+    threads: int | None = None,
+    cancel: Callable[[], bool] | None = None,
+    progress: Callable[[int, int | None, AdaptRecord], None] | None = None,
+    lr: float = DEFAULT_LR,
+    clock: Callable[[], float] | None = None,
+    layers: str = "auto",
+) -> AdaptResult:
     """Adapt ``base`` to ``pairs`` and return the :class:`~.result.AdaptResult` (nothing is saved).
 
     Takes the arguments of :func:`iter_adapt` (except saving), plus ``progress(step, total,
@@ -289,8 +378,19 @@ def adapt(base: Any = None, pairs: Any = (), *, seconds: float = 60.0, max_steps
     """
     if progress is not None and not callable(progress):
         raise TypeError(f"progress must be None or a callable, got {type(progress).__name__}")
-    for rec in iter_adapt(base, pairs, seconds=seconds, max_steps=max_steps, seed=seed, holdout=holdout,
-                          threads=threads, cancel=cancel, lr=lr, clock=clock, layers=layers):
+    for rec in iter_adapt(
+        base,
+        pairs,
+        seconds=seconds,
+        max_steps=max_steps,
+        seed=seed,
+        holdout=holdout,
+        threads=threads,
+        cancel=cancel,
+        lr=lr,
+        clock=clock,
+        layers=layers,
+    ):
         if progress is not None:
             progress(rec.step, rec.total, rec)
         if rec.stage == "cancelled":

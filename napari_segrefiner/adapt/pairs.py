@@ -22,12 +22,22 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..batch import object_crop
-from ..config import RefineConfig
-from ..imaging import as_rgb_uint8, check_mask
-from ..pipelines import instance_box
+from ..engine.batch import object_crop
+from ..engine.pipelines import instance_box
+from ..io.images import as_rgb_uint8
+from ..io.masks import as_labels
+from ..models.config import RefineConfig
 
-__all__ = ["CROP_OPTIONS", "Pair", "check_pair", "default_crop_config", "make_pair"]
+__all__ = ["CROP_OPTIONS", "Pair", "check_mask", "check_pair", "default_crop_config", "make_pair"]
+
+
+def check_mask(mask: Any, *, name: str, shape: tuple[int, int]) -> np.ndarray:
+    """A non-empty 2-D mask or labels array of ``shape`` as int64 labels; ValueError/TypeError naming ``name``."""
+    labels = as_labels(mask, name=name, ndim=2, shape=shape)
+    if not labels.any():
+        raise ValueError(f"{name} is empty (no foreground pixels)")
+    return labels
+
 
 #: The :class:`~napari_segrefiner.config.RefineConfig` options that decide a pair's crop.
 CROP_OPTIONS = ("size", "pad", "context", "context_cap")
@@ -36,8 +46,8 @@ CROP_OPTIONS = ("size", "pad", "context", "context_cap")
 @functools.lru_cache(maxsize=1)
 def default_crop_config() -> RefineConfig:
     """The pipeline options stored with the shipped default model (its crops are the ones to learn on)."""
-    from .. import registry
-    from ..checkpoint import load_checkpoint
+    from ..models import registry
+    from ..models.checkpoint import load_checkpoint
 
     try:
         return load_checkpoint(registry.resolve(registry.DEFAULT_MODEL))[2]
@@ -183,17 +193,24 @@ def make_pair(
     full = (x1 - x0) == own.shape[1]
     box_rgb = rgb[y0:y1, x0:x1]
     crop, cm = object_crop(box_rgb, own[y0:y1, x0:x1].astype(np.int64), 1, full_width=full, size=cfg.size, device="cpu")
-    _, fm = object_crop(box_rgb, (f[y0:y1, x0:x1] == label).astype(np.int64), 1, full_width=full, size=cfg.size,
-                        device="cpu")
+    _, fm = object_crop(
+        box_rgb, (f[y0:y1, x0:x1] == label).astype(np.int64), 1, full_width=full, size=cfg.size, device="cpu"
+    )
     img = crop[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
     cmask, fmask = cm[0, 0].numpy() >= 0.5, fm[0, 0].numpy() >= 0.5
     if not fmask.any():
-        raise ValueError(f"the final object of label {label} lies outside the crop of its coarse object "
-                         f"(box {[y0, y1, x0, x1]}): it cannot teach the network that crop")
+        raise ValueError(
+            f"the final object of label {label} lies outside the crop of its coarse object "
+            f"(box {[y0, y1, x0, x1]}): it cannot teach the network that crop"
+        )
     if not cmask.any():
         raise ValueError(f"the coarse object of label {label} vanishes at {cfg.size} px (too thin to refine)")
-    info = {"label": label, "box": [int(y0), int(y1), int(x0), int(x1)], "frame": list(own.shape),
-            "crop": {k: getattr(cfg, k) for k in CROP_OPTIONS}}
+    info = {
+        "label": label,
+        "box": [int(y0), int(y1), int(x0), int(x1)],
+        "frame": list(own.shape),
+        "crop": {k: getattr(cfg, k) for k in CROP_OPTIONS},
+    }
     if source is not None:
         info["source"] = str(source)
     return Pair(key, img, cmask, fmask, info)

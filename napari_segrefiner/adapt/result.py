@@ -86,12 +86,20 @@ class AdaptResult:
             verdict = "not kept (it spoils already-good masks)"
         else:
             verdict = "not kept (no better than the base)"
-        return (f"held-out IoU on {len(self.holdout_keys)} pairs: base {self.base_iou:.4f}, adapted "
-                f"{self.adapted_iou:.4f} ({100 * self.gain:+.2f} points); on good masks {self.base_keep_iou:.4f} -> "
-                f"{self.adapted_keep_iou:.4f}; {self.steps} steps in {self.seconds:.1f} s: {verdict}")
+        return (
+            f"held-out IoU on {len(self.holdout_keys)} pairs: base {self.base_iou:.4f}, adapted "
+            f"{self.adapted_iou:.4f} ({100 * self.gain:+.2f} points); on good masks {self.base_keep_iou:.4f} -> "
+            f"{self.adapted_keep_iou:.4f}; {self.steps} steps in {self.seconds:.1f} s: {verdict}"
+        )
 
-    def save(self, name: str | None = None, *, cache: str | os.PathLike | None = None, overwrite: bool = False,
-             force: bool = False) -> Path:
+    def save(
+        self,
+        name: str | None = None,
+        *,
+        cache: str | os.PathLike | None = None,
+        overwrite: bool = False,
+        force: bool = False,
+    ) -> Path:
         """Save to the user's model folder; see :func:`~.models.save_adapted`."""
         from .models import save_adapted
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config import RefineConfig
+from ..models.config import RefineConfig
 from .store import PairStore
 
 __all__ = ["ReviewPairs", "accepted_labels", "pairs_from_review"]
@@ -55,9 +55,17 @@ def _labels(values: Iterable[Any], name: str) -> list[int]:
     return out
 
 
-def pairs_from_review(image: Any, coarse: Any, result: Any, queue: Any = None, *, kept: Iterable[int] = (),
-                      store: PairStore | None = None, config: RefineConfig | None = None,
-                      source: str | None = None) -> ReviewPairs:
+def pairs_from_review(
+    image: Any,
+    coarse: Any,
+    result: Any,
+    queue: Any = None,
+    *,
+    kept: Iterable[int] = (),
+    store: PairStore | None = None,
+    config: RefineConfig | None = None,
+    source: str | None = None,
+) -> ReviewPairs:
     """Add a pair for every accepted object of ``queue`` and every object in ``kept``.
 
     Parameters
@@ -93,7 +101,8 @@ def pairs_from_review(image: Any, coarse: Any, result: Any, queue: Any = None, *
     ValueError, TypeError
         For arrays of different shapes or dtypes that are not masks, naming the parameter.
     """
-    from ..imaging import as_rgb_uint8, check_mask
+    from ..io.images import as_rgb_uint8
+    from .pairs import check_mask
 
     rgb = as_rgb_uint8(image, name="image")
     c = check_mask(coarse, name="coarse", shape=rgb.shape[:2])

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..imaging import normalize
+from ..models.imaging import normalize
 from ..training.synthesis import make_coarse
 from .pairs import Pair
 
@@ -55,8 +55,9 @@ class PairTensors:
         return int(self.final.shape[0])
 
 
-def encode_pairs(network, pairs: Sequence[Pair], *, batch: int = 4,
-                 cancel: Callable[[], bool] | None = None) -> PairTensors:
+def encode_pairs(
+    network, pairs: Sequence[Pair], *, batch: int = 4, cancel: Callable[[], bool] | None = None
+) -> PairTensors:
     """Stack the pairs and encode their crops once (``batch`` crops per encoder call).
 
     Raises :class:`Cancelled` when ``cancel()`` returns True (asked before every call).
@@ -76,8 +77,9 @@ def encode_pairs(network, pairs: Sequence[Pair], *, batch: int = 4,
     return PairTensors(crops, coarse, final, features)
 
 
-def coarse_variants(final: np.ndarray, rng: np.random.Generator,
-                    kinds: Sequence[tuple[str, int]] = VARIANT_KINDS) -> list[np.ndarray]:
+def coarse_variants(
+    final: np.ndarray, rng: np.random.Generator, kinds: Sequence[tuple[str, int]] = VARIANT_KINDS
+) -> list[np.ndarray]:
     """Coarse masks synthesised from one final mask (empty or unchanged ones are dropped)."""
     out = []
     for kind, count in kinds:
@@ -127,9 +129,18 @@ class Batches:
         Pixels per batch: a batch holds ``max(1, pixels // side**2)`` windows.
     """
 
-    def __init__(self, data: PairTensors, indices: Sequence[int], variants: Sequence[torch.Tensor], *, seed: int,
-                 own_share: float = 0.5, windows: Sequence[int] = (128, 256), window_probs: Sequence[float] = (0.75, 0.25),
-                 pixels: int = 4 * 128 * 128):
+    def __init__(
+        self,
+        data: PairTensors,
+        indices: Sequence[int],
+        variants: Sequence[torch.Tensor],
+        *,
+        seed: int,
+        own_share: float = 0.5,
+        windows: Sequence[int] = (128, 256),
+        window_probs: Sequence[float] = (0.75, 0.25),
+        pixels: int = 4 * 128 * 128,
+    ):
         self.data, self.indices, self.variants = data, list(indices), list(variants)
         self.own_share = float(own_share)
         full = data.final.shape[-1]
@@ -158,5 +169,9 @@ class Batches:
             for store, f in zip(out["features"], d.features):
                 s = full // f.shape[-1]
                 store.append(f[i, :, y0 // s : (y0 + size) // s, x0 // s : (x0 + size) // s])
-        return {"image": normalize(torch.stack(out["image"])), "fine": torch.stack(out["fine"]),
-                "coarse": torch.stack(out["coarse"]), "features": tuple(torch.stack(f) for f in out["features"])}
+        return {
+            "image": normalize(torch.stack(out["image"])),
+            "fine": torch.stack(out["fine"]),
+            "coarse": torch.stack(out["coarse"]),
+            "features": tuple(torch.stack(f) for f in out["features"]),
+        }

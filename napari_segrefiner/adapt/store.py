@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import atomic_write
-from ..config import RefineConfig
-from ..io import read_image, read_mask, write_mask
+from ..io.atomic import atomic_write
+from ..io.files import read_image, read_mask, write_mask
+from ..models.config import RefineConfig
 from .pairs import CROP_OPTIONS, Pair, default_crop_config, make_pair
 
 __all__ = ["PAIRS_FORMAT", "PairStore"]
@@ -93,8 +93,9 @@ class PairStore:
         return tuple(self._pairs.values())
 
     # -- changing
-    def add(self, image: Any, coarse: Any, final: Any, label: int, *, key: str | None = None,
-            source: str | None = None) -> Pair:
+    def add(
+        self, image: Any, coarse: Any, final: Any, label: int, *, key: str | None = None, source: str | None = None
+    ) -> Pair:
         """Add (or replace) the pair of one accepted object; see :func:`~.pairs.make_pair`.
 
         Returns
@@ -145,8 +146,12 @@ class PairStore:
             _write_png(root / "images" / f"{key}.png", pair.image)
             write_mask(root / "masks" / f"{key}.png", pair.final)
             write_mask(root / "coarse" / f"{key}.png", pair.coarse)
-        header = {"format": PAIRS_FORMAT, "version": 1, "crop": {k: getattr(self.config, k) for k in CROP_OPTIONS},
-                  "pairs": {k: dict(p.info) for k, p in self._pairs.items()}}
+        header = {
+            "format": PAIRS_FORMAT,
+            "version": 1,
+            "crop": {k: getattr(self.config, k) for k in CROP_OPTIONS},
+            "pairs": {k: dict(p.info) for k, p in self._pairs.items()},
+        }
         atomic_write(root / "pairs.json", lambda tmp: Path(tmp).write_text(json.dumps(header, indent=1) + "\n"))
         atomic_write(root / "train.txt", lambda tmp: Path(tmp).write_text("".join(f"{k}\n" for k in self._pairs)))
         return root
@@ -195,8 +200,10 @@ class PairStore:
             final = _read_binary(root / "masks", key)
             coarse = _read_binary(root / "coarse", key)
             if not (image.shape[:2] == final.shape == coarse.shape):
-                raise ValueError(f"pair {key!r} in {root}: image {image.shape[:2]}, final {final.shape} and coarse "
-                                 f"{coarse.shape} differ in shape")
+                raise ValueError(
+                    f"pair {key!r} in {root}: image {image.shape[:2]}, final {final.shape} and coarse "
+                    f"{coarse.shape} differ in shape"
+                )
             store.add_pair(Pair(key, image, coarse, final, info.get(key) or {}))
         return store
 
@@ -220,7 +227,7 @@ def _find(folder: Path, key: str) -> Path:
 
 
 def _read_rgb(folder: Path, key: str) -> np.ndarray:
-    from ..imaging import as_rgb_uint8
+    from ..io.images import as_rgb_uint8
 
     path = _find(folder, key)
     return as_rgb_uint8(read_image(path), name=str(path))

@@ -24,13 +24,12 @@ IoU, mean mBA, mean boundary F, ``gain`` (mean IoU minus the coarse masks' mean 
 This module checks the input, loads the data and the model and runs the sets
 (:func:`run_benchmark`, which returns a JSON-ready dict and prints nothing but the tqdm bar
 on stderr; the per-object loop is :func:`~napari_segrefiner.evaluation.scoring.score_set`).
-:func:`add_arguments` / :func:`run_from_args` are the ``napari-segrefiner benchmark``
-subcommand; it prints and writes the results with :mod:`napari_segrefiner.evaluation.report`.
+The ``napari-segrefiner benchmark`` subcommand is :mod:`.benchmark_cli`; it prints and writes
+the results with :mod:`napari_segrefiner.evaluation.report`.
 """
 
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
 import os
 import sys
@@ -48,21 +47,14 @@ from .coarse import (
     MIN_PAD,
     REL_PAD,
     BenchmarkError,
-    _check_kinds,
-    _checked_names,
+    check_kinds,
+    checked_names,
     select_objects,
 )
-from .report import _environment, _git_commit, format_table, write_results
+from .report import environment, git_commit
 from .scoring import WORSE_TOL, score_set
 
-__all__ = [
-    "DEFAULT_OUT",
-    "METHODS",
-    "BenchmarkError",
-    "add_arguments",
-    "run_benchmark",
-    "run_from_args",
-]
+__all__ = ["DEFAULT_OUT", "METHODS", "BenchmarkError", "run_benchmark"]
 
 DEFAULT_OUT = "benchmarks/results/quality"
 SPLIT = "val"
@@ -84,9 +76,7 @@ def _peer_functions(methods: Sequence[str]) -> dict[str, Callable]:
     avail = available_peers()
     missing = [m for m in wanted if m not in avail]
     if missing:
-        raise BenchmarkError(
-            f"method {missing[0]!r} is not available here (densecrf needs 'pip install pydensecrf2')"
-        )
+        raise BenchmarkError(f"method {missing[0]!r} is not available here (densecrf needs 'pip install pydensecrf2')")
     return {m: avail[m] for m in wanted}
 
 
@@ -97,7 +87,7 @@ def _check_methods(methods: Iterable[str] | str | None) -> list[str]:
 
         avail = available_peers()
         return [m for m in METHODS if m in ("identity", "segrefiner") or m in avail]
-    return _checked_names(methods, METHODS, "method")
+    return checked_names(methods, METHODS, "method")
 
 
 def _set_names(folders: Sequence[PairFolder]) -> list[str]:
@@ -132,9 +122,9 @@ def _open_folders(folders: Sequence[str | os.PathLike]) -> list[PairFolder]:
 
 def _load_net(model: Any, device: Any):
     """(refiner, its device, description dict): the benchmark's one :func:`load_refiner` call."""
-    from ..checkpoint import CheckpointError
-    from ..config import config_to_dict
-    from ..refiner import load_refiner
+    from ..models.checkpoint import CheckpointError
+    from ..models.config import config_to_dict
+    from ..models.refiner import load_refiner
 
     try:
         refiner = load_refiner(model, device=device)
@@ -155,7 +145,7 @@ def _load_net(model: Any, device: Any):
 
 def _resolved_device(device: Any) -> Any:
     """``device`` as a torch.device (when no model is loaded); BenchmarkError if unusable."""
-    from ..refiner import resolve_device
+    from ..models.refiner import resolve_device
 
     try:
         return resolve_device(device)
@@ -228,12 +218,12 @@ def run_benchmark(
         For bad input (missing folder or split, unknown kind or method, unavailable peer,
         unusable model or device), before any object is processed.
     """
-    kinds = _check_kinds(kinds)
+    kinds = check_kinds(kinds)
     if peers_kinds is None:
         p_kinds = [k for k in DEFAULT_PEERS_KINDS if k in kinds]
     else:
         peers_kinds = [peers_kinds] if isinstance(peers_kinds, str) else list(peers_kinds)
-        p_kinds = [k for k in _check_kinds(peers_kinds, "peers kind") if k in kinds] if peers_kinds else []
+        p_kinds = [k for k in check_kinds(peers_kinds, "peers kind") if k in kinds] if peers_kinds else []
     methods = _check_methods(methods)
     if max_items is not None and (
         isinstance(max_items, bool) or not isinstance(max_items, (int, np.integer)) or max_items < 1
@@ -259,9 +249,9 @@ def run_benchmark(
     started = time.perf_counter()
     meta: dict[str, Any] = {
         "benchmark": "quality",
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "git": _git_commit(),
-        "environment": _environment(dev),
+        "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "git": git_commit(),
+        "environment": environment(dev),
         "model": model_info,
         "split": SPLIT,
         "seed": int(seed),
@@ -298,8 +288,18 @@ def run_benchmark(
     try:
         for folder, name, indices in plan:
             sets[name] = score_set(
-                folder, name, indices, kinds, methods, p_kinds, peer_fns, net, seed, bar,
-                items if per_item else None, clicks=int(hints),
+                folder,
+                name,
+                indices,
+                kinds,
+                methods,
+                p_kinds,
+                peer_fns,
+                net,
+                seed,
+                bar,
+                items if per_item else None,
+                clicks=int(hints),
             )
     finally:
         bar.close()
@@ -308,76 +308,3 @@ def run_benchmark(
     if per_item:
         result["items"] = items
     return result
-
-
-# ---------------------------------------------------------------------------------- CLI
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags of ``napari-segrefiner benchmark``."""
-    parser.add_argument("--data", nargs="+", action="extend", required=True, metavar="DIR",
-                        help="data folders (their val split is used); repeatable")
-    parser.add_argument("--kinds", nargs="+", default=None, metavar="KIND",
-                        help=f"coarse kinds (default all: {', '.join(KINDS)})")
-    parser.add_argument("--methods", nargs="+", default=None, metavar="METHOD",
-                        help=f"methods (default all available: {', '.join(METHODS)})")
-    parser.add_argument("--peers-kinds", nargs="+", default=None, metavar="KIND",
-                        help=f"kinds the classical peers run on (default {' '.join(DEFAULT_PEERS_KINDS)}; "
-                        "'all' or 'none')")
-    parser.add_argument("--max-items", type=int, default=None, metavar="N",
-                        help="seeded random subset of N objects per set (default all)")
-    g = parser.add_mutually_exclusive_group()
-    g.add_argument("--model", default=None, help="registered model name (default: the shipped segrefiner-lite)")
-    g.add_argument("--checkpoint", default=None, help="checkpoint file")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps (default auto)")
-    parser.add_argument("--threads", type=int, default=None, help="torch and OpenCV threads (default: torch's)")
-    parser.add_argument("--seed", type=int, default=0, help="base seed of object selection and coarse masks")
-    parser.add_argument("--out", default=DEFAULT_OUT, help=f"output path without extension (default {DEFAULT_OUT})")
-    parser.add_argument("--per-item", action="store_true", help="also store every object's figures in the JSON")
-    parser.add_argument("--hints", type=int, default=0, metavar="K",
-                        help="simulate K annotator clicks on the largest errors after SegRefiner's result and "
-                        "report IoU after each (default 0)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def run_from_args(args: argparse.Namespace) -> int:
-    """Run the benchmark from parsed arguments: print the tables, write JSON + Markdown.
-
-    Returns 0 on success and 2 (after a one-line message on stderr) on bad input.
-    """
-    peers_kinds = getattr(args, "peers_kinds", None)
-    if peers_kinds is not None:
-        if peers_kinds == ["all"]:
-            peers_kinds = args.kinds if args.kinds is not None else list(KINDS)
-        elif peers_kinds == ["none"]:
-            peers_kinds = []
-    threads = getattr(args, "threads", None)
-    try:
-        if threads is not None:
-            if threads < 1:
-                raise BenchmarkError(f"--threads must be >= 1, got {threads}")
-            import cv2
-            import torch
-
-            torch.set_num_threads(threads)
-            cv2.setNumThreads(threads)
-        results = run_benchmark(
-            args.data,
-            kinds=args.kinds,
-            methods=args.methods,
-            max_items=args.max_items,
-            model=getattr(args, "checkpoint", None) or getattr(args, "model", None),
-            device=args.device,
-            seed=args.seed,
-            progress=not getattr(args, "no_progress", False),
-            peers_kinds=peers_kinds,
-            per_item=getattr(args, "per_item", False),
-            hints=getattr(args, "hints", 0),
-        )
-    except BenchmarkError as exc:
-        print(f"napari-segrefiner: error: {exc}", file=sys.stderr)
-        return 2
-    print(format_table(results), end="")
-    json_path, md_path = write_results(results, args.out)
-    print(f"wrote {json_path} and {md_path}", file=sys.stderr)
-    return 0

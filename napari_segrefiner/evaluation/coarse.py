@@ -20,7 +20,8 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from ..training.synthesis import dilate_erode, lowres_jitter, lowres_mask, mask_bbox, modify_boundary, near_perfect
+from ..io.masks import bounding_box
+from ..training.synthesis import dilate_erode, lowres_jitter, lowres_mask, modify_boundary, near_perfect
 
 __all__ = [
     "DEFAULT_PEERS_KINDS",
@@ -52,7 +53,7 @@ class BenchmarkError(ValueError):
 
 def _lowres_rel(gt: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Box sampled down to 1/8 of its size, but the shorter side to no fewer than 8 px."""
-    box = mask_bbox(gt)
+    box = bounding_box(gt)
     if box is None:
         return np.zeros(gt.shape, bool)
     shorter = min(box[1] - box[0], box[3] - box[2])
@@ -153,7 +154,7 @@ def make_kind(kind: str, gt: np.ndarray, rng: np.random.Generator) -> tuple[np.n
 # ------------------------------------------------------------------------------ kind names
 
 
-def _checked_names(values: Iterable[str] | str, known: Iterable[str], label: str) -> list[str]:
+def checked_names(values: Iterable[str] | str, known: Iterable[str], label: str) -> list[str]:
     """``values`` (one name or several) without repeats, in order; BenchmarkError naming
     ``label`` ("coarse kind", "method"...) for an unknown name or none at all."""
     if isinstance(values, str):
@@ -171,11 +172,11 @@ def _checked_names(values: Iterable[str] | str, known: Iterable[str], label: str
     return names
 
 
-def _check_kinds(kinds: Iterable[str] | str | None, what: str = "kind") -> list[str]:
+def check_kinds(kinds: Iterable[str] | str | None, what: str = "kind") -> list[str]:
     """The coarse kinds asked for (all of :data:`KINDS` for None), checked."""
     if kinds is None:
         return list(KINDS)
-    return _checked_names(kinds, KINDS, f"coarse {what}")
+    return checked_names(kinds, KINDS, f"coarse {what}")
 
 
 # --------------------------------------------------------------------------- objects, crops

@@ -29,7 +29,9 @@ def _contours(image: np.ndarray, labels: np.ndarray, color: tuple[int, int, int]
     return out
 
 
-def overlay_panels(image: np.ndarray, panels: list[tuple[str, np.ndarray, tuple[int, int, int]]], *, zoom: int = 2) -> np.ndarray:
+def overlay_panels(
+    image: np.ndarray, panels: list[tuple[str, np.ndarray, tuple[int, int, int]]], *, zoom: int = 2
+) -> np.ndarray:
     """Side-by-side RGB panels, each the image with one labels array's contours and a title."""
     big = cv2.resize(image, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_NEAREST)
     tiles = []
@@ -43,11 +45,13 @@ def overlay_panels(image: np.ndarray, panels: list[tuple[str, np.ndarray, tuple[
     return np.hstack(tiles[:-1])
 
 
-def run_demo(out: str | Path = "segrefiner_demo.png", *, model=None, device: str = "auto", seed: int = 0, log=print) -> dict:
+def run_demo(
+    out: str | Path = "segrefiner_demo.png", *, model=None, device: str = "auto", seed: int = 0, log=print
+) -> dict:
     """Refine the shipped sample; returns the figures and writes the overlay PNG."""
-    from .._napari._sample_data import coarsen_labels, load_nuclei
     from ..api import refine
-    from ..refiner import load_refiner
+    from ..io.sample import coarsen_labels, load_nuclei
+    from ..models.refiner import load_refiner
 
     image, truth = load_nuclei()
     coarse = coarsen_labels(truth, seed=seed)
@@ -71,7 +75,7 @@ def run_demo(out: str | Path = "segrefiner_demo.png", *, model=None, device: str
         ],
     )
     out = Path(out)
-    from ..io import atomic_write
+    from ..io.files import atomic_write
 
     def write_png(tmp: Path) -> None:
         ok, buf = cv2.imencode(".png", panel[..., ::-1])
@@ -81,5 +85,12 @@ def run_demo(out: str | Path = "segrefiner_demo.png", *, model=None, device: str
 
     atomic_write(out, write_png)
     log(f"wrote {out}")
-    return {"iou_before": before["iou"], "iou_after": after["iou"], "mba_before": before["mba"],
-            "mba_after": after["mba"], "seconds": seconds, "objects": n, "out": str(out)}
+    return {
+        "iou_before": before["iou"],
+        "iou_after": after["iou"],
+        "mba_before": before["mba"],
+        "mba_after": after["mba"],
+        "seconds": seconds,
+        "objects": n,
+        "out": str(out),
+    }

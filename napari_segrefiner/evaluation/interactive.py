@@ -4,11 +4,12 @@
 the other, each on the largest remaining error region of the current result (a missed
 piece of the object -> hint 1, a wrong piece of background -> hint 2), and refines again
 with all hints so far. A click is a disk of radius up to ``radius`` px around the point
-deepest inside that region (the most central of the deepest), cut to the region, so it always agrees with the ground truth.
+deepest inside that region (the most central of the deepest), cut to the region, so it always
+agrees with the ground truth.
 Clicks stay inside the crop the object is refined in (where a hint can belong to it).
 
 :func:`spearman` is the rank correlation the benchmark prints between the review queue's
-score (:func:`~napari_segrefiner.scores.review_score`) and the per-object IoU error.
+score (:func:`~napari_segrefiner.annotate.scores.review_score`) and the per-object IoU error.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from scipy import ndimage as ndi
 __all__ = ["click_curve", "place_click", "spearman"]
 
 
-def place_click(pred: np.ndarray, gt: np.ndarray, hints: np.ndarray, allowed: np.ndarray, *, radius: int = 3) -> np.ndarray | None:
+def place_click(
+    pred: np.ndarray, gt: np.ndarray, hints: np.ndarray, allowed: np.ndarray, *, radius: int = 3
+) -> np.ndarray | None:
     """Hints plus one click on the largest error region; None when no error is left.
 
     Parameters
@@ -80,14 +83,14 @@ def click_curve(image: np.ndarray, coarse: np.ndarray, gt: np.ndarray, refiner: 
         The result after 0, 1, ..., ``clicks`` clicks (when no error is left, the last
         result repeats).
     uncertainty : float
-        The review score of the first result (:func:`~napari_segrefiner.scores.review_score`).
+        The review score of the first result (:func:`~napari_segrefiner.annotate.scores.review_score`).
     seconds : float
         Wall time of the first refinement (what the speed figures report).
     """
     import time
 
     from ..api import iter_refine, refine
-    from ..pipelines import instance_box
+    from ..engine.pipelines import instance_box
 
     coarse = np.asarray(coarse, dtype=bool)
     gt = np.asarray(gt, dtype=bool)

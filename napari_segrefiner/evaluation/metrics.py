@@ -13,13 +13,15 @@ and its predecessors:
 
 Binarisation rule (applied to every mask argument)
 --------------------------------------------------
+The package's one rule for masks (:func:`napari_segrefiner.io.masks.as_binary`):
+
 * ``bool`` arrays are used as they are.
-* Integer arrays: foreground is ``value > 0``. This covers ``{0, 1}`` masks and
-  ``{0, 255}`` masks alike. A *soft* 8-bit mask (any grey level in 0..255, e.g.
-  a refiner output saved as PNG) must be thresholded by the caller; the
-  official evaluation scripts use ``mask >= 128``.
-* Floating-point arrays must lie in ``[0, 1]``; foreground is ``value >= 0.5``.
-  NaN or values outside ``[0, 1]`` raise :class:`ValueError`.
+* Integer arrays (non-negative): foreground is every non-zero value. This covers
+  ``{0, 1}`` and ``{0, 255}`` masks and labels alike. A *soft* 8-bit mask (any grey
+  level in 0..255, e.g. a refiner output saved as PNG) must be thresholded by the
+  caller; the official evaluation scripts use ``mask >= 128``.
+* Floating-point arrays must hold only 0 and 1; soft maps (probabilities) must be
+  thresholded by the caller. Other values (NaN included) raise :class:`ValueError`.
 
 All masks must be 2-D, non-empty and, for two-argument metrics, of identical
 shape. Inputs are never modified.
@@ -36,7 +38,7 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-from ._checks import _as_pair, _check_positive_real, _ratio
+from ._checks import as_pair, check_positive_real, safe_ratio
 
 __all__ = [
     "boundary_f",
@@ -84,9 +86,9 @@ def iou(pred, gt) -> float:
     TypeError
         If a mask has a non-numeric dtype.
     """
-    p, g = _as_pair(pred, gt)
+    p, g = as_pair(pred, gt)
     inter, union = _inter_union(p, g)
-    return _ratio(inter, union)
+    return safe_ratio(inter, union)
 
 
 def pooled_iou(preds: Sequence, gts: Sequence) -> float:
@@ -124,11 +126,11 @@ def pooled_iou(preds: Sequence, gts: Sequence) -> float:
         raise ValueError("preds and gts must contain at least one mask")
     total_inter = total_union = 0
     for i, (pred, gt) in enumerate(zip(preds, gts)):
-        p, g = _as_pair(pred, gt, f"preds[{i}]", f"gts[{i}]")
+        p, g = as_pair(pred, gt, f"preds[{i}]", f"gts[{i}]")
         inter, union = _inter_union(p, g)
         total_inter += inter
         total_union += union
-    return _ratio(total_inter, total_union)
+    return safe_ratio(total_inter, total_union)
 
 
 # --------------------------------------------------------------------------- #
@@ -188,11 +190,11 @@ def boundary_iou(pred, gt, *, dilation_ratio: float = 0.02) -> float:
     The Boundary AP metric of ``lvis-api`` uses ``min(mask IoU, Boundary IoU)``
     for matching; this function returns the Boundary IoU term alone.
     """
-    ratio = _check_positive_real(dilation_ratio, "dilation_ratio", allow_zero=True)
-    p, g = _as_pair(pred, gt)
+    ratio = check_positive_real(dilation_ratio, "dilation_ratio", allow_zero=True)
+    p, g = as_pair(pred, gt)
     width = _band_width(p.shape, ratio)
     inter, union = _inter_union(_boundary_band(p, width), _boundary_band(g, width))
-    return _ratio(inter, union)
+    return safe_ratio(inter, union)
 
 
 # --------------------------------------------------------------------------- #
@@ -243,7 +245,7 @@ def mba(pred, gt) -> float:
     pixel accuracy ``mean(pred == gt)`` is returned instead: 1.0 when the
     prediction matches, and lower the more pixels it gets wrong.
     """
-    p, g = _as_pair(pred, gt)
+    p, g = as_pair(pred, gt)
     if not g.any() or g.all():
         return float(np.count_nonzero(p == g)) / p.size
     g_u8 = g.astype(np.uint8)
@@ -310,11 +312,11 @@ def boundary_f(pred, gt, *, tolerance: float | None = None) -> float:
     boundary, so an all-foreground prediction against an empty ground truth
     scores 0 rather than 1.
     """
-    p, g = _as_pair(pred, gt)
+    p, g = as_pair(pred, gt)
     if tolerance is None:
         tol = float(_default_tolerance(p.shape))
     else:
-        tol = _check_positive_real(tolerance, "tolerance", allow_zero=True)
+        tol = check_positive_real(tolerance, "tolerance", allow_zero=True)
     pb, gb = _contour(p), _contour(g)
     n_pred, n_gt = int(np.count_nonzero(pb)), int(np.count_nonzero(gb))
     if n_pred == 0 and n_gt == 0:
@@ -361,10 +363,10 @@ def evaluate(pred, gt, *, dilation_ratio: float = 0.02, tolerance: float | None 
     ValueError
         On invalid masks or parameters (see the individual metrics).
     """
-    p, g = _as_pair(pred, gt)
+    p, g = as_pair(pred, gt)
     inter, union = _inter_union(p, g)
     return {
-        "iou": _ratio(inter, union),
+        "iou": safe_ratio(inter, union),
         "biou": boundary_iou(p, g, dilation_ratio=dilation_ratio),
         "mba": mba(p, g),
         "bf": boundary_f(p, g, tolerance=tolerance),

@@ -4,8 +4,8 @@
 this module turns it into plain-text tables (:func:`format_table`, what the command prints),
 Markdown (:func:`format_markdown`) and files (:func:`write_results`: ``<out>.json`` and
 ``<out>.md``, each replaced atomically). It also describes where a run happened: the git
-commit of the checkout (:func:`_git_commit`) and the software and machine
-(:func:`_environment`), both stored in the results' ``meta``.
+commit of the checkout (:func:`git_commit`) and the software and machine
+(:func:`environment`), both stored in the results' ``meta``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import atomic_write
+from ..io.atomic import atomic_write
 
 __all__ = ["format_markdown", "format_table", "write_results"]
 
@@ -27,7 +27,7 @@ __all__ = ["format_markdown", "format_table", "write_results"]
 # ------------------------------------------------------------------------------ metadata
 
 
-def _git_commit() -> dict[str, Any] | None:
+def git_commit() -> dict[str, Any] | None:
     """HEAD of the repository holding this package, if it is a git checkout (read-only git)."""
     repo = Path(__file__).resolve().parents[2]
     if not (repo / ".git").exists():
@@ -35,18 +35,24 @@ def _git_commit() -> dict[str, Any] | None:
     try:
         head = subprocess.run(
             ["git", "--no-optional-locks", "-C", str(repo), "rev-parse", "HEAD"],
-            capture_output=True, text=True, timeout=10, check=True,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         ).stdout.strip()
         status = subprocess.run(
             ["git", "--no-optional-locks", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=10, check=True,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return None
     return {"commit": head, "dirty": bool(status.strip())}
 
 
-def _environment(device) -> dict[str, Any]:
+def environment(device) -> dict[str, Any]:
     """Versions, thread counts and machine of a run on ``device`` (a torch.device)."""
     import cv2
     import torch
@@ -209,8 +215,11 @@ def format_markdown(results: dict) -> str:
         replaced = {kind: k["empty_coarse_replaced"] for kind, k in s["kinds"].items() if k["empty_coarse_replaced"]}
         if replaced:
             out.append("")
-            out.append("Empty coarse masks replaced by the GT dilated by 1 px: "
-                       + ", ".join(f"{kind} {n}" for kind, n in replaced.items()) + ".")
+            out.append(
+                "Empty coarse masks replaced by the GT dilated by 1 px: "
+                + ", ".join(f"{kind} {n}" for kind, n in replaced.items())
+                + "."
+            )
         out.append("")
     return "\n".join(out)
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..training.synthesis import mask_bbox
+from ..io.masks import bounding_box
 from .coarse import KINDS, coarse_seed, evaluation_region, make_kind
 from .interactive import click_curve, spearman
 from .metrics import evaluate, iou
@@ -111,8 +111,9 @@ class _Review:
         return out
 
 
-def _kind_entry(kind: str, replaced: int, digest, coarse_acc: _Acc, accs: dict[str, _Acc],
-                review: _Review | None = None) -> dict[str, Any]:
+def _kind_entry(
+    kind: str, replaced: int, digest, coarse_acc: _Acc, accs: dict[str, _Acc], review: _Review | None = None
+) -> dict[str, Any]:
     """The results of one coarse kind of a set."""
     entry: dict[str, Any] = {
         "description": KINDS[kind][0],
@@ -133,8 +134,17 @@ def _kind_entry(kind: str, replaced: int, digest, coarse_acc: _Acc, accs: dict[s
 
 
 def score_set(
-    folder, name: str, indices: Sequence[int], kinds: Sequence[str], methods: Sequence[str],
-    p_kinds: Sequence[str], peer_fns: dict[str, Callable], net: Any, seed: int, bar, items: list | None,
+    folder,
+    name: str,
+    indices: Sequence[int],
+    kinds: Sequence[str],
+    methods: Sequence[str],
+    p_kinds: Sequence[str],
+    peer_fns: dict[str, Callable],
+    net: Any,
+    seed: int,
+    bar,
+    items: list | None,
     clicks: int = 0,
 ) -> dict[str, Any]:
     """Score every method on the chosen objects of one set.
@@ -187,7 +197,7 @@ def score_set(
     for j in indices:
         ref = folder[j]
         image, fine = folder.load(ref)
-        box = ref.bbox if ref.bbox is not None else mask_bbox(fine)
+        box = ref.bbox if ref.bbox is not None else bounding_box(fine)
         if box is None:  # an image with an empty mask: nothing to refine or score
             skipped += 1
             bar.update(len(kinds))
@@ -204,8 +214,16 @@ def score_set(
             coarse_acc[kind].add(c_metrics, 0.0, c_metrics["iou"])
             record = None
             if items is not None:
-                record = {"set": name, "index": int(j), "image_id": ref.image_id, "label": ref.label,
-                          "region": region, "kind": kind, "replaced": was_replaced, "methods": {}}
+                record = {
+                    "set": name,
+                    "index": int(j),
+                    "image_id": ref.image_id,
+                    "label": ref.label,
+                    "region": region,
+                    "kind": kind,
+                    "replaced": was_replaced,
+                    "methods": {},
+                }
             for method, acc in accs[kind].items():
                 t0 = time.perf_counter()
                 failure = None

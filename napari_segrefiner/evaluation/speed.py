@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import EncDecConfig, LiteConfig, UNetConfig
-from ..nets import build_network
-from ..sampling import two_parts
+from ..diffusion.sampling import two_parts
+from ..models.config import EncDecConfig, LiteConfig, UNetConfig
+from ..models.nets import build_network
 
 __all__ = ["CONFIGS", "time_parts", "run_speed", "add_arguments", "run_from_args"]
 
@@ -48,8 +48,9 @@ def _timed(fn, repeats: int, device: torch.device) -> float:
     return float(np.median(times))
 
 
-def time_parts(model, batch: int, *, size: int, device: torch.device, repeats: int,
-               autocast: bool = False) -> tuple[float, float]:
+def time_parts(
+    model, batch: int, *, size: int, device: torch.device, repeats: int, autocast: bool = False
+) -> tuple[float, float]:
     """Median wall times of ``encode`` and of one ``denoise`` step at ``batch`` (after a warm-up)."""
     encode, denoise = two_parts(model)
     image = torch.randn(batch, 3, size, size, device=device)
@@ -65,7 +66,7 @@ def time_parts(model, batch: int, *, size: int, device: torch.device, repeats: i
 
 def _network(name: str, device: torch.device):
     if CONFIGS[name] is None:
-        from ..refiner import load_refiner
+        from ..models.refiner import load_refiner
 
         return load_refiner(None, device=device).network
     torch.manual_seed(0)
@@ -74,7 +75,7 @@ def _network(name: str, device: torch.device):
 
 def _refine_once(model, device: torch.device, size: int) -> float:
     from ..api import refine
-    from ..refiner import load_refiner
+    from ..models.refiner import load_refiner
 
     refiner = load_refiner(model, device=device)
     rng = np.random.default_rng(0)
@@ -109,41 +110,64 @@ def run_speed(
             for batch in batches:
                 est = (t1 or 0.0) * batch * (repeats + 1)
                 if t1 is not None and est > max_seconds:
-                    row = dict(config=name, device=dev_name, batch=batch, params=params, skipped=f"estimated {est:.0f} s")
-                    log(f"{name:14s} {dev_name:5s} batch {batch:3d}: skipped (estimated {est:.0f} s > {max_seconds:.0f} s)")
+                    row = dict(
+                        config=name, device=dev_name, batch=batch, params=params, skipped=f"estimated {est:.0f} s"
+                    )
+                    log(
+                        f"{name:14s} {dev_name:5s} batch {batch:3d}: skipped "
+                        f"(estimated {est:.0f} s > {max_seconds:.0f} s)"
+                    )
                     rows.append(row)
                     continue
                 reps = repeats if t1 is None or t1 * batch < 5 else 1
                 enc, dec = time_parts(model, batch, size=size, device=device, repeats=reps)
                 if batch == 1:
                     t1 = enc + dec
-                row = dict(config=name, device=dev_name, batch=batch, params=params, encode_s=enc, denoise_s=dec,
-                           per_object_s=(enc + steps * dec) / batch)
+                row = dict(
+                    config=name,
+                    device=dev_name,
+                    batch=batch,
+                    params=params,
+                    encode_s=enc,
+                    denoise_s=dec,
+                    per_object_s=(enc + steps * dec) / batch,
+                )
                 if batch == 1 and (enc + steps * dec) < max_seconds / 2:
                     row["refine_end_to_end_s"] = _refine_once(model, device, size)
                 rows.append(row)
                 extra = f", refine() {row['refine_end_to_end_s']:.3f} s" if "refine_end_to_end_s" in row else ""
-                log(f"{name:14s} {dev_name:5s} batch {batch:3d}: encoder {enc:7.3f} s, decoder {dec:7.3f} s/step, "
-                    f"{row['per_object_s']:7.3f} s/object ({steps} steps){extra}")
+                log(
+                    f"{name:14s} {dev_name:5s} batch {batch:3d}: encoder {enc:7.3f} s, decoder {dec:7.3f} s/step, "
+                    f"{row['per_object_s']:7.3f} s/object ({steps} steps){extra}"
+                )
     return rows
 
 
 def add_arguments(parser) -> None:
     """CLI flags of ``napari-segrefiner speed``."""
-    parser.add_argument("--configs", nargs="+", default=["shipped", "official-ch32", "lite"], choices=list(CONFIGS),
-                        help="networks to time: 'shipped' is the default model with its weights; the others random")
+    parser.add_argument(
+        "--configs",
+        nargs="+",
+        default=["shipped", "official-ch32", "lite"],
+        choices=list(CONFIGS),
+        help="networks to time: 'shipped' is the default model with its weights; the others random",
+    )
     parser.add_argument("--devices", nargs="+", default=None, help="default: cpu, plus cuda when present")
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 32])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-seconds", type=float, default=120.0, help="skip measurements estimated longer")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads (default: torch's own; the GUI and CLI defaults are printed)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (default: torch's own; the GUI and CLI defaults are printed)",
+    )
     parser.add_argument("--out", default="benchmarks/results/speed.json")
 
 
 def run_from_args(args) -> int:
     """Run from parsed CLI arguments; writes a JSON file."""
-    from ..threads import available_cores, cpu_threads
+    from ..models.threads import available_cores, cpu_threads
 
     defaults = {"torch_default": torch.get_num_threads(), "gui": cpu_threads("gui"), "cli": cpu_threads("cli"),
                 "cores": available_cores()}  # fmt: skip
@@ -158,12 +182,16 @@ def run_from_args(args) -> int:
             return 2
     rows = run_speed(args.configs, devices, args.batches, repeats=args.repeats, max_seconds=args.max_seconds)
     out = Path(args.out)
-    meta = dict(torch=torch.__version__, threads=torch.get_num_threads(), thread_defaults=defaults,
-                machine=platform.machine(),
-                processor=platform.processor() or platform.platform(),
-                cuda=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-                date=time.strftime("%Y-%m-%d %H:%M:%S"))
-    from ..io import atomic_write
+    meta = dict(
+        torch=torch.__version__,
+        threads=torch.get_num_threads(),
+        thread_defaults=defaults,
+        machine=platform.machine(),
+        processor=platform.processor() or platform.platform(),
+        cuda=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        date=time.strftime("%Y-%m-%d %H:%M:%S"),
+    )
+    from ..io.files import atomic_write
 
     text = json.dumps({"meta": meta, "rows": rows}, indent=2)
     atomic_write(out, lambda tmp: tmp.write_text(text))

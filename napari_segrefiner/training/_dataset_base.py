@@ -1,6 +1,6 @@
 """What the two training recipes of :mod:`.data` share.
 
-:class:`_Base` turns folders into a ``torch.utils.data.Dataset``: folder weighting and
+:class:`DatasetBase` turns folders into a ``torch.utils.data.Dataset``: folder weighting and
 ``epoch_length``, per-item seeding by (``rng_seed``, epoch, index), coarse-mask
 synthesis, and the finishing steps (resize to ``size``, horizontal flip, colour jitter,
 tensors). Subclasses give the number of items of a folder and the sample of one item.
@@ -13,11 +13,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .folders import PairFolder, _as_folders
+from .folders import PairFolder, as_folders
 from .synthesis import COARSE_KINDS, make_coarse
 
 
-def _check_range(value, name):
+def check_range(value, name):
     """None/0 -> disabled (None); float j -> (1 - j, 1 + j); (lo, hi) -> as is."""
     if value is None or value is False:
         return None
@@ -47,7 +47,7 @@ def _color_jitter(img: np.ndarray, rng: np.random.Generator, rng_range) -> np.nd
     return np.clip(f + 0.5, 0, 255).astype(np.uint8)
 
 
-class _Base(Dataset):
+class DatasetBase(Dataset):
     """What both recipes share: the options below, sampling by index and epoch, finishing.
 
     Parameters
@@ -96,13 +96,13 @@ class _Base(Dataset):
             isinstance(epoch_length, bool) or not isinstance(epoch_length, (int, np.integer)) or epoch_length < 1
         ):
             raise ValueError(f"epoch_length must be a positive integer or None, got {epoch_length!r}")
-        self.folders = _as_folders(folders)
+        self.folders = as_folders(folders)
         self.size = int(size)
         self.rng_seed = int(rng_seed)
         self.coarse_kind = coarse_kind
         self.coarse_options = dict(coarse_options or {})
         self.hflip = bool(hflip)
-        self.color_jitter = _check_range(color_jitter, "color_jitter")
+        self.color_jitter = check_range(color_jitter, "color_jitter")
         self.epoch_length = None if epoch_length is None else int(epoch_length)
         self.epoch = 0
         counts = [self._count(f) for f in self.folders]
@@ -216,5 +216,6 @@ class _Base(Dataset):
             "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
             "fine": torch.from_numpy(np.ascontiguousarray(fine, dtype=np.float32)[None]),
             "coarse": torch.stack([torch.from_numpy(np.ascontiguousarray(c, dtype=np.float32)[None]) for c in coarse])
-            if extra else torch.from_numpy(np.ascontiguousarray(coarse[0], dtype=np.float32)[None]),
+            if extra
+            else torch.from_numpy(np.ascontiguousarray(coarse[0], dtype=np.float32)[None]),
         }

@@ -10,7 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ._masks import mask_bbox
+from ..io.masks import bounding_box
 
 # perturb_seg's random structuring elements: size s ~ U{3..9}, shape one of four equally
 # likely ones. Index = (s - 3) * 4 + shape.
@@ -158,7 +158,7 @@ def _perturb_inplace(
             break
 
 
-def _perturb(
+def perturb_core(
     seg: np.ndarray,
     reference: np.ndarray,
     rng: np.random.Generator,
@@ -176,7 +176,7 @@ def _perturb(
     wy0, wy1, wx0, wx1 = window if window is not None else (0, h, 0, w)
 
     def box_in_window(a: np.ndarray) -> tuple[int, int, int, int] | None:
-        b = mask_bbox(a[wy0:wy1, wx0:wx1])
+        b = bounding_box(a[wy0:wy1, wx0:wx1])
         return None if b is None else (b[0] + wy0, b[1] + wy0, b[2] + wx0, b[3] + wx0)
 
     seg_box = box_in_window(seg)

@@ -25,10 +25,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..io import IMAGE_EXTENSIONS
-from ._dataset_base import _Base, _check_range
+from ..io.files import IMAGE_EXTENSIONS
+from ..io.masks import bounding_box
+from ._dataset_base import DatasetBase, check_range
 from .folders import ObjectRef, PairFolder
-from .synthesis import mask_bbox
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 
-class ObjectCrops(_Base):
+class ObjectCrops(DatasetBase):
     """LR-SegRefiner object crops (SegRefiner's LoadObjectData recipe, plus mild jitter).
 
     Per item: take the object's box (y0, y1, x0, x1); per axis the crop side is
@@ -97,7 +97,7 @@ class ObjectCrops(_Base):
         self.pad = int(pad)
         self.context = float(context)
         self.context_cap = int(context_cap)
-        self.scale_jitter = _check_range(scale_jitter, "scale_jitter")
+        self.scale_jitter = check_range(scale_jitter, "scale_jitter")
         super().__init__(folders, **common)
 
     def _count(self, folder: PairFolder) -> int:
@@ -136,7 +136,7 @@ class ObjectCrops(_Base):
     def _sample(self, folder: PairFolder, j: int, rng: np.random.Generator):
         ref = folder[j]
         image, fine = folder.load(ref)
-        bbox = ref.bbox if ref.bbox is not None else mask_bbox(fine)
+        bbox = ref.bbox if ref.bbox is not None else bounding_box(fine)
         if bbox is None:
             h, w = fine.shape
             return image, np.zeros((h, w), bool), np.zeros((h, w), bool)
@@ -151,7 +151,7 @@ class ObjectCrops(_Base):
         return img, gt, coarse
 
 
-class NativePatches(_Base):
+class NativePatches(DatasetBase):
     """HR-SegRefiner patches (SegRefiner's LoadPatchData patch recipe).
 
     Per item (one per image; the union mask, also for label sets): a random window of

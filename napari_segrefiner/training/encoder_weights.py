@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from ..registry import sha256sum
+from ..models.registry import sha256sum
 
 __all__ = ["ENCODER_FILES", "encoder_file", "encoder_state_dict"]
 
@@ -81,7 +81,7 @@ def _dinov2_from_onnx(path: Path) -> dict[str, torch.Tensor]:
     out: dict[str, torch.Tensor] = {}
     for name, t in inits.items():
         if name.startswith("backbone."):
-            out[name[len("backbone."):]] = torch.from_numpy(numpy_helper.to_array(t).copy())
+            out[name[len("backbone.") :]] = torch.from_numpy(numpy_helper.to_array(t).copy())
     cls_pos = patch_pos = None
     for node in model.graph.node:
         weights = [i for i in node.input if i in inits and i.startswith("onnx::")]
@@ -89,7 +89,7 @@ def _dinov2_from_onnx(path: Path) -> dict[str, torch.Tensor]:
             continue
         array = torch.from_numpy(numpy_helper.to_array(inits[weights[0]]).copy())
         if node.op_type == "MatMul" and node.name.startswith("/backbone/"):
-            key = node.name[len("/backbone/"):].rsplit("/", 1)[0].replace("/", ".")
+            key = node.name[len("/backbone/") :].rsplit("/", 1)[0].replace("/", ".")
             out[f"{key}.weight"] = array.t().contiguous()  # stored as x @ W^T's W^T
         elif node.name == "/backbone/embeddings/Concat_6":
             cls_pos = array
@@ -97,7 +97,9 @@ def _dinov2_from_onnx(path: Path) -> dict[str, torch.Tensor]:
             patch_pos = array
     if cls_pos is None or patch_pos is None:
         raise ValueError(f"{path}: position embedding initialisers not found")
-    out["embeddings.position_embeddings"] = torch.cat([cls_pos.reshape(1, 1, -1), patch_pos.reshape(1, -1, cls_pos.numel())], 1)
+    out["embeddings.position_embeddings"] = torch.cat(
+        [cls_pos.reshape(1, 1, -1), patch_pos.reshape(1, -1, cls_pos.numel())], 1
+    )
     out.pop("embeddings.mask_token", None)
     return out
 
@@ -115,6 +117,9 @@ def encoder_state_dict(name: str, path: str | Path | None = None) -> dict[str, t
     file = encoder_file(name, path)
     if name == "efficientnet-lite0":
         state = torch.load(file, map_location="cpu", weights_only=True)
-        return {k: v for k, v in state.items()
-                if not k.startswith(("_conv_head", "_bn1.", "_fc")) and not k.endswith("num_batches_tracked")}
+        return {
+            k: v
+            for k, v in state.items()
+            if not k.startswith(("_conv_head", "_bn1.", "_fc")) and not k.endswith("num_batches_tracked")
+        }
     return _dinov2_from_onnx(file)

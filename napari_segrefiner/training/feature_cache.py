@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..imaging import normalize
+from ..models.imaging import normalize
 
 __all__ = ["CachedCrops", "build_cache", "encode_cache"]
 
@@ -87,8 +87,12 @@ def encode_cache(crops: str | Path, network, out: str | Path, *, batch: int = 16
     out.mkdir(parents=True, exist_ok=True)
     cstate = json.loads((crops / "progress.json").read_text())
     items, size = cstate["done"], cstate["settings"]["size"]
-    settings = {"crops": str(crops.resolve()), "items": items, "encoder": network.config.encoder,
-                "taps": list(network.config.encoder_taps)}
+    settings = {
+        "crops": str(crops.resolve()),
+        "items": items,
+        "encoder": network.config.encoder,
+        "taps": list(network.config.encoder_taps),
+    }
     state = _state(out / "progress.json", settings)
     images = np.load(crops / "images.npy", mmap_mode="r")
     network.eval()

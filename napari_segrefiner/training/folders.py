@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from ..imaging import as_rgb_uint8
-from ..io import IMAGE_EXTENSIONS, read_image, read_labels, read_mask
+from ..io.files import IMAGE_EXTENSIONS, read_image, read_labels, read_mask
+from ..io.images import as_rgb_uint8
 
 __all__ = ["ObjectRef", "PairFolder"]
 
@@ -203,7 +203,7 @@ class PairFolder(Sequence):
     def image(self, image_id: str) -> np.ndarray:
         """The RGB image of one image id (cached; do not modify).
 
-        Scaled to 8 bits by :func:`~napari_segrefiner.imaging.as_rgb_uint8`, the function
+        Scaled to 8 bits by :func:`~napari_segrefiner.io.images.as_rgb_uint8`, the function
         inference uses, so a 16-bit micrograph is seen the same in training and use.
 
         Parameters
@@ -265,13 +265,11 @@ class PairFolder(Sequence):
         else:
             fine = self._labels(ref.image_id) == ref.label
         if fine.shape != image.shape[:2]:
-            raise ValueError(
-                f"image and mask sizes differ for {ref.image_id!r}: {image.shape[:2]} vs {fine.shape}"
-            )
+            raise ValueError(f"image and mask sizes differ for {ref.image_id!r}: {image.shape[:2]} vs {fine.shape}")
         return image, fine
 
 
-def _as_folders(folders) -> list[PairFolder]:
+def as_folders(folders) -> list[PairFolder]:
     """A list of PairFolder from one folder or path, or a sequence of them (train split)."""
     if isinstance(folders, (PairFolder, str, os.PathLike)):
         folders = [folders]

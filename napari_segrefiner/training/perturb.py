@@ -22,8 +22,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ._masks import _as_bool, _check_rng, _check_unit, _padded, mask_bbox
-from ._perturb_core import _perturb
+from ..io.masks import as_binary, bounding_box
+from ._masks import check_rng, check_unit, padded
+from ._perturb_core import perturb_core
 
 __all__ = ["fill_holes", "modify_boundary", "modify_boundary_filled", "perturb_seg"]
 
@@ -69,21 +70,21 @@ def perturb_seg(
         unchanged; an empty mask gives an empty mask (the original could grow blobs from
         seed pixels).
     """
-    m = _as_bool(mask)
-    rng = _check_rng(rng)
-    iou_target = _check_unit(iou_target, "iou_target")
+    m = as_binary(mask, single=True)
+    rng = check_rng(rng)
+    iou_target = check_unit(iou_target, "iou_target")
     if isinstance(max_rounds, bool) or not isinstance(max_rounds, (int, np.integer)) or max_rounds < 0:
         raise ValueError(f"max_rounds must be a non-negative integer, got {max_rounds!r}")
     if reference is None:
         ref = m
     else:
-        ref = _as_bool(reference, "reference")
+        ref = as_binary(reference, name="reference", single=True)
         if ref.shape != m.shape:
             raise ValueError(f"reference must have the mask's shape {m.shape}, got {ref.shape}")
     if not m.any():
         return np.zeros(m.shape, dtype=bool)
     seg = m.astype(np.uint8)
-    _perturb(seg, ref.astype(np.uint8), rng, iou_target, int(max_rounds))
+    perturb_core(seg, ref.astype(np.uint8), rng, iou_target, int(max_rounds))
     return seg.view(bool)
 
 
@@ -187,24 +188,22 @@ def modify_boundary(
         A new bool array of the mask's shape: empty for an empty mask, a copy for a
         mask without background.
     """
-    m = _as_bool(mask)
-    rng = _check_rng(rng)
-    iou_target = _check_unit(iou_target, "iou_target")
-    regional_sample_rate = _check_unit(
-        regional_sample_rate, "regional_sample_rate", low_open=False, high=0.9
-    )
-    sample_rate = _check_unit(sample_rate, "sample_rate")
-    box = mask_bbox(m)
+    m = as_binary(mask, single=True)
+    rng = check_rng(rng)
+    iou_target = check_unit(iou_target, "iou_target")
+    regional_sample_rate = check_unit(regional_sample_rate, "regional_sample_rate", low_open=False, high=0.9)
+    sample_rate = check_unit(sample_rate, "sample_rate")
+    box = bounding_box(m)
     if box is None:
         return np.zeros(m.shape, dtype=bool)
     if box == (0, m.shape[0], 0, m.shape[1]) and m.all():
         return m.copy()
-    window = _padded(box, 1, m.shape)
+    window = padded(box, 1, m.shape)
     poly = _polygonise(m, window, rng, regional_sample_rate, sample_rate)
     if poly is None:
         poly = m.astype(np.uint8)
     seg = poly.copy()
-    _perturb(seg, poly, rng, iou_target, 250, window=window)
+    perturb_core(seg, poly, rng, iou_target, 250, window=window)
     return seg.view(bool)
 
 
@@ -224,12 +223,12 @@ def fill_holes(mask: Any) -> np.ndarray:
     numpy.ndarray
         A new bool array of the mask's shape: the input united with its filled holes.
     """
-    m = _as_bool(mask)
+    m = as_binary(mask, single=True)
     out = m.copy()
-    box = mask_bbox(m)
+    box = bounding_box(m)
     if box is None:
         return out
-    wy0, wy1, wx0, wx1 = _padded(box, 1, m.shape)
+    wy0, wy1, wx0, wx1 = padded(box, 1, m.shape)
     crop = np.ascontiguousarray(m[wy0:wy1, wx0:wx1], dtype=np.uint8)
     contours, _ = cv2.findContours(crop, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     filled = np.zeros_like(crop)

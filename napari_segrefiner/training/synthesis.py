@@ -38,12 +38,12 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ._masks import _as_bool, _check_rng, _padded, mask_bbox
+from ..io.masks import as_binary, bounding_box
+from ._masks import check_rng, padded
 from .perturb import fill_holes, modify_boundary, modify_boundary_filled, perturb_seg
 
 __all__ = [
     "COARSE_KINDS",
-    "mask_bbox",
     "CAMPAIGN_PROBABILITIES",
     "MIXED_PROBABILITIES",
     "lowres_jitter",
@@ -58,7 +58,17 @@ __all__ = [
     "perturb_seg",
 ]
 
-COARSE_KINDS = ("cascadepsp", "filled", "lowres", "dilate", "erode", "nearperfect", "lowres-jitter", "mixed", "campaign")
+COARSE_KINDS = (
+    "cascadepsp",
+    "filled",
+    "lowres",
+    "dilate",
+    "erode",
+    "nearperfect",
+    "lowres-jitter",
+    "mixed",
+    "campaign",
+)
 
 #: Probabilities of the concrete kinds chosen by ``kind="mixed"`` (they sum to 1).
 MIXED_PROBABILITIES = {
@@ -126,9 +136,9 @@ def lowres_mask(
     numpy.ndarray
         A new bool array of the mask's shape.
     """
-    m = _as_bool(mask)
+    m = as_binary(mask, single=True)
     if rng is not None:
-        _check_rng(rng)
+        check_rng(rng)
     if factor is not None and size is not None:
         raise ValueError("give either factor or size, not both")
     if factor is not None:
@@ -143,7 +153,7 @@ def lowres_mask(
             size = 28
         if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
             raise ValueError(f"size must be a positive integer, got {size!r}")
-    box = mask_bbox(m)
+    box = bounding_box(m)
     if box is None:
         return np.zeros(m.shape, dtype=bool)
     y0, y1, x0, x1 = box
@@ -185,14 +195,14 @@ def dilate_erode(mask: Any, *, k: int) -> np.ndarray:
     numpy.ndarray
         A new bool array of the mask's shape.
     """
-    m = _as_bool(mask)
+    m = as_binary(mask, single=True)
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
         raise ValueError(f"k must be an integer, got {k!r}")
     k = int(k)
-    box = mask_bbox(m)
+    box = bounding_box(m)
     if k == 0 or box is None:
         return m.copy()
-    wy0, wy1, wx0, wx1 = _padded(box, abs(k) + 1, m.shape)
+    wy0, wy1, wx0, wx1 = padded(box, abs(k) + 1, m.shape)
     crop = np.ascontiguousarray(m[wy0:wy1, wx0:wx1], dtype=np.uint8)
     op = cv2.dilate if k > 0 else cv2.erode
     out = np.zeros(m.shape, dtype=bool)
@@ -215,7 +225,7 @@ def shift_mask(mask: Any, *, dy: int, dx: int) -> np.ndarray:
     numpy.ndarray
         A new bool array of the mask's shape with ``out[y + dy, x + dx] = mask[y, x]``.
     """
-    m = _as_bool(mask)
+    m = as_binary(mask, single=True)
     out = np.zeros_like(m)
     h, w = m.shape
     dy, dx = int(dy), int(dx)
@@ -253,8 +263,8 @@ def near_perfect(mask: Any, *, rng: np.random.Generator) -> np.ndarray:
     numpy.ndarray
         A new bool array of the mask's shape (a copy for an all-foreground mask).
     """
-    m = _as_bool(mask)
-    rng = _check_rng(rng)
+    m = as_binary(mask, single=True)
+    rng = check_rng(rng)
     if m.all():  # no background: nothing to degrade (a shift would cut a strip off)
         return m.copy()
     choice = int(rng.integers(3))
@@ -290,9 +300,9 @@ def lowres_jitter(
     numpy.ndarray
         A new bool array of the mask's shape (a copy for empty or all-foreground masks).
     """
-    m = _as_bool(mask)
-    rng = _check_rng(rng)
-    box = mask_bbox(m)
+    m = as_binary(mask, single=True)
+    rng = check_rng(rng)
+    box = bounding_box(m)
     if box is None or m.all():
         return m.copy()
     y0, y1, x0, x1 = box
@@ -308,9 +318,7 @@ def lowres_jitter(
     return _random_shift(out, rng, shift[0], shift[1])
 
 
-def make_coarse(
-    mask: Any, *, rng: np.random.Generator, kind: str = "cascadepsp", **options: Any
-) -> np.ndarray:
+def make_coarse(mask: Any, *, rng: np.random.Generator, kind: str = "cascadepsp", **options: Any) -> np.ndarray:
     """Synthesise a coarse mask of the given kind.
 
     Kinds and their options:
@@ -349,7 +357,7 @@ def make_coarse(
     numpy.ndarray
         A new bool array of the mask's shape.
     """
-    rng = _check_rng(rng)
+    rng = check_rng(rng)
     if kind not in COARSE_KINDS:
         raise ValueError(f"kind must be one of {COARSE_KINDS}, got {kind!r}")
     allowed = _KIND_OPTIONS[kind]
@@ -358,7 +366,7 @@ def make_coarse(
         raise ValueError(f"unknown option(s) {unknown} for kind {kind!r}; allowed: {list(allowed)}")
 
     if kind in ("mixed", "campaign"):
-        mask = _as_bool(mask)  # validate before drawing
+        mask = as_binary(mask, single=True)  # validate before drawing
         table = MIXED_PROBABILITIES if kind == "mixed" else CAMPAIGN_PROBABILITIES
         names = list(table)
         kind = names[int(rng.choice(len(names), p=list(table.values())))]

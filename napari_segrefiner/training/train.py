@@ -20,15 +20,15 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..checkpoint import load_checkpoint, save_checkpoint
-from ..config import LiteConfig, RefineConfig
+from ..diffusion.sampling import denoise
+from ..diffusion.scheduler import Schedule, add_noise, timesteps
+from ..models.checkpoint import load_checkpoint, save_checkpoint
+from ..models.config import LiteConfig, RefineConfig
+from ..models.imaging import normalize
+from ..models.nets import build_network
+from ..models.refiner import load_refiner, resolve_device
 from .data import NativePatches, ObjectCrops, PairFolder
-from ..imaging import normalize
 from .losses import refiner_loss
-from ..nets import build_network
-from ..refiner import load_refiner, resolve_device
-from ..sampling import denoise
-from ..scheduler import Schedule, add_noise, timesteps
 
 __all__ = ["TrainConfig", "MixedSamples", "batch_iou", "evaluate_batch", "lr_at", "train"]
 
@@ -157,7 +157,7 @@ def _initial_model(cfg: TrainConfig, device) -> tuple[torch.nn.Module, RefineCon
     elif cfg.arch == "lite-tiny":
         config = LiteConfig.tiny()
     elif cfg.arch == "official":
-        from ..config import UNetConfig
+        from ..models.config import UNetConfig
 
         config = UNetConfig.official()
     else:
@@ -189,8 +189,14 @@ def _val_batch(cfg: TrainConfig):
     if not cfg.val:
         return None
     ds = ObjectCrops(
-        [PairFolder(v, split="val") for v in cfg.val], size=cfg.size, rng_seed=12345, coarse_kind="cascadepsp", hflip=False,
-        scale_jitter=None, color_jitter=None, epoch_length=cfg.val_items,
+        [PairFolder(v, split="val") for v in cfg.val],
+        size=cfg.size,
+        rng_seed=12345,
+        coarse_kind="cascadepsp",
+        hflip=False,
+        scale_jitter=None,
+        color_jitter=None,
+        epoch_length=cfg.val_items,
     )
     items = [ds[i] for i in range(len(ds))]
     return {k: torch.stack([it[k] for it in items]) for k in items[0]}
@@ -223,15 +229,30 @@ def train(cfg: TrainConfig, *, progress: Callable[[int, dict], None] | None = No
         step, best = int(extra["step"]), float(extra.get("best", -1.0))
     schedule = Schedule(num_timesteps=model.config.num_timesteps)
     weights = cfg.folder_weights
-    crops = ObjectCrops(list(cfg.data), size=cfg.size, rng_seed=cfg.seed, epoch_length=10**7, folder_weights=weights,
-                        coarse_kind=cfg.coarse_kind)
+    crops = ObjectCrops(
+        list(cfg.data),
+        size=cfg.size,
+        rng_seed=cfg.seed,
+        epoch_length=10**7,
+        folder_weights=weights,
+        coarse_kind=cfg.coarse_kind,
+    )
     patches = None
     if cfg.patch_fraction > 0:
-        patches = NativePatches(list(cfg.data), size=cfg.size, rng_seed=cfg.seed + 1, epoch_length=10**7,
-                                folder_weights=weights, coarse_kind=cfg.coarse_kind)
+        patches = NativePatches(
+            list(cfg.data),
+            size=cfg.size,
+            rng_seed=cfg.seed + 1,
+            epoch_length=10**7,
+            folder_weights=weights,
+            coarse_kind=cfg.coarse_kind,
+        )
     mixed = MixedSamples(crops, patches, cfg.patch_fraction, cfg.seed + step, (cfg.iters - step) * cfg.batch_size)
     loader = DataLoader(
-        mixed, batch_size=cfg.batch_size, num_workers=cfg.num_workers, drop_last=True,
+        mixed,
+        batch_size=cfg.batch_size,
+        num_workers=cfg.num_workers,
+        drop_last=True,
         persistent_workers=cfg.num_workers > 0,
     )
     val = _val_batch(cfg)
@@ -254,9 +275,19 @@ def train(cfg: TrainConfig, *, progress: Callable[[int, dict], None] | None = No
             for group in opt.param_groups:
                 group["lr"] = _lr_at(step, cfg)
             fine = batch["fine"].to(device, non_blocking=True)
-            logits, losses, gnorm = _step(model, opt, batch, fine, schedule=schedule, gen=gen,
-                                          device=device, autocast=autocast, clip=cfg.clip, t_weights=cfg.t_weights,
-                                          wrong_weight=cfg.wrong_weight)
+            logits, losses, gnorm = _step(
+                model,
+                opt,
+                batch,
+                fine,
+                schedule=schedule,
+                gen=gen,
+                device=device,
+                autocast=autocast,
+                clip=cfg.clip,
+                t_weights=cfg.t_weights,
+                wrong_weight=cfg.wrong_weight,
+            )
             step += 1
             seen += fine.shape[0]
             for k, v in losses.items():
@@ -266,8 +297,13 @@ def train(cfg: TrainConfig, *, progress: Callable[[int, dict], None] | None = No
             if step % cfg.log_every == 0 or step == cfg.iters:
                 n = running.pop("n")
                 rec = {k: round(v / n, 5) for k, v in running.items()}
-                rec.update(step=step, lr=_lr_at(step - 1, cfg), gnorm=round(float(gnorm), 4),
-                           samples_per_s=round(seen / (time.time() - t0), 2), elapsed_s=round(time.time() - t0, 1))
+                rec.update(
+                    step=step,
+                    lr=_lr_at(step - 1, cfg),
+                    gnorm=round(float(gnorm), 4),
+                    samples_per_s=round(seen / (time.time() - t0), 2),
+                    elapsed_s=round(time.time() - t0, 1),
+                )
                 running = {}
                 if val is not None and (step % cfg.val_every == 0 or step == cfg.iters):
                     rec.update(evaluate_batch(model, val, device=device, schedule=schedule))
@@ -279,8 +315,13 @@ def train(cfg: TrainConfig, *, progress: Callable[[int, dict], None] | None = No
                 if progress:
                     progress(step, rec)
             if step % cfg.save_every == 0 or step == cfg.iters:
-                save_checkpoint(last_path, model, refine=refine_config, meta={**meta, "step": step},
-                                extra={"optimizer": opt.state_dict(), "step": step, "best": best})
+                save_checkpoint(
+                    last_path,
+                    model,
+                    refine=refine_config,
+                    meta={**meta, "step": step},
+                    extra={"optimizer": opt.state_dict(), "step": step, "best": best},
+                )
     finally:
         log.close()
     if val is None:

@@ -15,15 +15,14 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ..checkpoint import load_checkpoint, save_checkpoint
-from ..config import EncDecConfig, RefineConfig
-from ..imaging import normalize
-from ..nets import build_network
-from ..scheduler import Schedule, add_noise
+from ..diffusion.scheduler import Schedule, add_noise
+from ..models.checkpoint import load_checkpoint, save_checkpoint
+from ..models.config import EncDecConfig, RefineConfig
+from ..models.imaging import normalize
+from ..models.nets import build_network
 from .encoder_weights import encoder_state_dict
 from .feature_cache import CachedCrops
 from .losses import refiner_loss
@@ -98,8 +97,12 @@ def _window(batch: dict, size: int, gen: torch.Generator) -> dict:
         for store, f in zip(out["features"], batch["features"]):
             s = full // f.shape[-1]
             store.append(f[i, :, y0 // s : (y0 + size) // s, x0 // s : (x0 + size) // s])
-    return {"image": torch.stack(out["image"]), "fine": torch.stack(out["fine"]), "coarse": torch.stack(out["coarse"]),
-            "features": tuple(torch.stack(f) for f in out["features"])}
+    return {
+        "image": torch.stack(out["image"]),
+        "fine": torch.stack(out["fine"]),
+        "coarse": torch.stack(out["coarse"]),
+        "features": tuple(torch.stack(f) for f in out["features"]),
+    }
 
 
 def _collate(items: list[dict]) -> dict:
@@ -174,8 +177,12 @@ def train_cached(cfg: CachedTrainConfig, *, progress=None) -> Path:
                 rec = {k: round(v / n, 5) for k, v in running.items()}
                 running = {}
                 cpu_s = cpu_before + time.process_time() - cpu0
-                rec.update(step=step, gnorm=round(float(gnorm), 4), cpu_h=round(cpu_s / 3600, 4),
-                           samples_per_s=round(seen / (time.time() - wall0), 2))
+                rec.update(
+                    step=step,
+                    gnorm=round(float(gnorm), 4),
+                    cpu_h=round(cpu_s / 3600, 4),
+                    samples_per_s=round(seen / (time.time() - wall0), 2),
+                )
                 if val and (step % cfg.val_every == 0 or step == cfg.iters):
                     rec.update(_validate(model, val, schedule))
                     if rec["val_score"] > best:
@@ -187,11 +194,21 @@ def train_cached(cfg: CachedTrainConfig, *, progress=None) -> Path:
                     progress(step, rec)
             if step % cfg.save_every == 0 or step == cfg.iters:
                 cpu_s = cpu_before + time.process_time() - cpu0
-                save_checkpoint(last_path, model, refine=refine, meta={**meta, "step": step},
-                                extra={"optimizer": opt.state_dict(), "step": step, "best": best, "cpu_s": cpu_s})
+                save_checkpoint(
+                    last_path,
+                    model,
+                    refine=refine,
+                    meta={**meta, "step": step},
+                    extra={"optimizer": opt.state_dict(), "step": step, "best": best, "cpu_s": cpu_s},
+                )
     cpu_s = cpu_before + time.process_time() - cpu0
-    save_checkpoint(last_path, model, refine=refine, meta={**meta, "step": step},
-                    extra={"optimizer": opt.state_dict(), "step": step, "best": best, "cpu_s": cpu_s})
+    save_checkpoint(
+        last_path,
+        model,
+        refine=refine,
+        meta={**meta, "step": step},
+        extra={"optimizer": opt.state_dict(), "step": step, "best": best, "cpu_s": cpu_s},
+    )
     if not val:
         save_checkpoint(out, model, refine=refine, meta={**meta, "step": step})
     return out
@@ -205,9 +222,16 @@ def _val_batches(cfg: CachedTrainConfig, model) -> dict:
 
     out = {}
     for kind in ("cascadepsp", "nearperfect"):
-        ds = ObjectCrops([PairFolder(v, split="val") for v in cfg.val_data], size=256, rng_seed=12345,
-                         coarse_kind=kind, hflip=False, scale_jitter=None, color_jitter=None,
-                         epoch_length=cfg.val_items)
+        ds = ObjectCrops(
+            [PairFolder(v, split="val") for v in cfg.val_data],
+            size=256,
+            rng_seed=12345,
+            coarse_kind=kind,
+            hflip=False,
+            scale_jitter=None,
+            color_jitter=None,
+            epoch_length=cfg.val_items,
+        )
         items = [ds[i] for i in range(len(ds))]
         out[kind] = {k: torch.stack([it[k] for it in items]) for k in items[0]}
     return out

@@ -66,10 +66,11 @@ def test_reader_claims_only_mask_like_names(manifest):
     assert not any(claims(n) for n in ["photo.png", "stack.tif", "array.npy", "mask.jpg"])
 
 
+@pytest.mark.slow
 @pytest.mark.gui
 def test_dock_widget_and_sample_data(make_napari_viewer):
-    from napari_segrefiner._napari._sample_data import load_nuclei
     from napari_segrefiner._napari._widget import SegRefinerWidget
+    from napari_segrefiner.io.sample import load_nuclei
 
     viewer = make_napari_viewer()
     _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "SegRefiner")
@@ -94,7 +95,8 @@ def test_menu_entry_registered_and_executes(make_napari_viewer, qtbot, monkeypat
     from napari._app_model import get_app_model
     from napari.utils import progress
 
-    from napari_segrefiner._napari import _napari_menu, worker as _jobs
+    from napari_segrefiner._napari import _napari_menu
+    from napari_segrefiner._napari import worker as _jobs
 
     bars = []
 
@@ -151,8 +153,21 @@ def test_wheel_ships_the_manifest_and_npe2_reads_it(tmp_path):
     subprocess.run(["git", "clone", "-q", "--depth", "1", f"file://{ROOT}", str(work)], check=True)
     if not (work / "napari_segrefiner" / "napari.yaml").exists():
         pytest.skip("the checkout's HEAD does not have the manifest yet")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                    "-w", str(tmp_path / "dist"), str(work)], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path / "dist"),
+            str(work),
+        ],
+        check=True,
+    )
     (whl,) = (tmp_path / "dist").glob("napari_segrefiner-*.whl")
     with zipfile.ZipFile(whl) as zf:
         names = zf.namelist()

@@ -25,11 +25,12 @@ pytestmark = pytest.mark.gui
 from napari.utils import progress  # noqa: E402
 from napari.utils.notifications import notification_manager  # noqa: E402
 
-from napari_segrefiner._napari import _widget, worker as _jobs  # noqa: E402
+from napari_segrefiner._napari import _widget  # noqa: E402
+from napari_segrefiner._napari import worker as _jobs  # noqa: E402
 from napari_segrefiner._napari._widget import SegRefinerWidget  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-REAL_CORE = _jobs.iter_refine
+REAL_CORE = _jobs.start
 RUN_TIMEOUT = 30_000
 
 
@@ -90,13 +91,14 @@ def shown(w) -> bool:
     return not w.native.isHidden()
 
 
+@pytest.mark.slow
 def test_run_previews_objects_then_adds_result_and_scrubs(qtbot, monkeypatch, setup):
-    from napari_segrefiner.records import replay
+    from napari_segrefiner.engine.records import replay
 
     viewer, widget, labels = setup
     original = labels.data.copy()
     gate = Gate()
-    monkeypatch.setattr(_jobs, "iter_refine", gate)
+    monkeypatch.setattr(_jobs, "start", gate)
     widget.start()
     assert widget._run_btn.text == "Cancel" and not widget._mode.enabled
     qtbot.waitUntil(gate.first.is_set, timeout=RUN_TIMEOUT)
@@ -152,7 +154,7 @@ def test_run_previews_objects_then_adds_result_and_scrubs(qtbot, monkeypatch, se
     # reuses the network cached on the widget (keyed by source and device)
     loads = []
     widget._only_changed.value = False  # (on, nothing changed: no second run at all)
-    monkeypatch.setattr(_jobs, "iter_refine", REAL_CORE)
+    monkeypatch.setattr(_jobs, "start", REAL_CORE)
     monkeypatch.setattr(_jobs, "load_refiner", lambda *a, **k: loads.append(a))
     run_to_end(qtbot, widget)
     names = layer_names(viewer)
@@ -164,8 +166,8 @@ def test_run_previews_objects_then_adds_result_and_scrubs(qtbot, monkeypatch, se
 
 
 def test_status_line_counts_objects():
-    from napari_segrefiner.records import RefineStep
     from napari_segrefiner._napari._widget_preview import step_status
+    from napari_segrefiner.engine.records import RefineStep
 
     def status(done, total, plane=0, planes=1):
         step = RefineStep(done - 1, total, "instance", (), done, total, (5, 4, 3, 2, 1, 0), False)
@@ -175,11 +177,12 @@ def test_status_line_counts_objects():
     assert status(1, 3, plane=1, planes=3) == "slice 2/3 · refining: 1 of 3 objects done"
 
 
+@pytest.mark.slow
 def test_cancel_mid_run_leaves_layers_as_they_were(qtbot, monkeypatch, setup):
     viewer, widget, labels = setup
     before, original = layer_names(viewer), labels.data.copy()
     gate = Gate()
-    monkeypatch.setattr(_jobs, "iter_refine", gate)
+    monkeypatch.setattr(_jobs, "start", gate)
     viewer.layers.selection.active = labels
     n = len(notification_manager.records)
     worker = widget.start()
@@ -199,6 +202,7 @@ def test_cancel_mid_run_leaves_layers_as_they_were(qtbot, monkeypatch, setup):
     assert list(viewer.layers.selection) == [labels] and viewer.layers.selection.active is labels  # restored
 
 
+@pytest.mark.slow
 def test_errors_are_reported_and_the_widget_recovers(qtbot, monkeypatch, setup):
     viewer, widget, labels = setup
     before = layer_names(viewer)
@@ -208,7 +212,7 @@ def test_errors_are_reported_and_the_widget_recovers(qtbot, monkeypatch, setup):
 
     # a torch OOM is a RuntimeError, which a generator worker would swallow (G3)
     oom = torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
-    monkeypatch.setattr(_jobs, "iter_refine", Gate(fail=oom))
+    monkeypatch.setattr(_jobs, "start", Gate(fail=oom))
     n = len(notification_manager.records)
     run_to_end(qtbot, widget)
     assert any("out of memory on cpu: try CPU or a smaller region" in m for m in new_messages(n)), new_messages(n)
@@ -217,7 +221,7 @@ def test_errors_are_reported_and_the_widget_recovers(qtbot, monkeypatch, setup):
     assert "failed" in widget._status.value
 
     # a validation error of the core (raised in the worker) reaches the user the same way
-    monkeypatch.setattr(_jobs, "iter_refine", REAL_CORE)
+    monkeypatch.setattr(_jobs, "start", REAL_CORE)
     widget._mode.value = "hr"  # needs >= 256 px per side: the core refuses a 64 px image
     n = len(notification_manager.records)
     run_to_end(qtbot, widget)
@@ -230,6 +234,7 @@ def test_errors_are_reported_and_the_widget_recovers(qtbot, monkeypatch, setup):
     assert "mask refined" in viewer.layers
 
 
+@pytest.mark.slow
 def test_run_cannot_start_a_second_worker(qtbot, monkeypatch, setup):
     viewer, widget, labels = setup
     created = []
@@ -241,7 +246,7 @@ def test_run_cannot_start_a_second_worker(qtbot, monkeypatch, setup):
 
     gate = Gate()
     monkeypatch.setattr(_widget, "create_worker", counting)
-    monkeypatch.setattr(_jobs, "iter_refine", gate)
+    monkeypatch.setattr(_jobs, "start", gate)
     first = widget.start()
     assert widget.start() is None  # refused by the busy flag, not by the button state
     qtbot.waitUntil(gate.first.is_set, timeout=RUN_TIMEOUT)
@@ -251,6 +256,7 @@ def test_run_cannot_start_a_second_worker(qtbot, monkeypatch, setup):
     assert len(created) == 1 and gate.calls == 1
 
 
+@pytest.mark.slow
 def test_replace_input_is_one_undo_step(qtbot, setup):
     viewer, widget, labels = setup
     original = labels.data.copy()
@@ -266,6 +272,7 @@ def test_replace_input_is_one_undo_step(qtbot, setup):
     np.testing.assert_array_equal(labels.data, refined)
 
 
+@pytest.mark.slow
 def test_stack_refines_displayed_or_all_slices(qtbot, make_napari_viewer, tiny_checkpoint, blobs):
     viewer = make_napari_viewer()
     image, mask = blobs
@@ -291,6 +298,7 @@ def test_stack_refines_displayed_or_all_slices(qtbot, make_napari_viewer, tiny_c
         np.testing.assert_array_equal(viewer.layers["stack steps"].data[1], 0)
 
 
+@pytest.mark.slow
 def test_new_coarse_mask_and_image_layer_as_mask(qtbot, setup):
     viewer, widget, labels = setup
     layer = widget.new_coarse_mask()
@@ -306,9 +314,10 @@ def test_new_coarse_mask_and_image_layer_as_mask(qtbot, setup):
     assert viewer.layers["binary refined"]._type_string == "labels"
 
 
+@pytest.mark.slow
 def test_model_choices_missing_model_and_download(qtbot, monkeypatch, setup, tmp_path):
     viewer, widget, labels = setup
-    from napari_segrefiner import registry
+    from napari_segrefiner.models import registry
 
     # the shipped model is being trained and may be absent: say so, in the widget and on Run
     real_resolve = registry.resolve
@@ -353,11 +362,12 @@ def test_model_choices_missing_model_and_download(qtbot, monkeypatch, setup, tmp
     assert widget._choice.status.value == "downloaded"
 
 
+@pytest.mark.slow
 def test_closing_the_widget_stops_the_worker(qtbot, monkeypatch, setup):
     viewer, widget, labels = setup
     before = layer_names(viewer)
     gate = Gate()
-    monkeypatch.setattr(_jobs, "iter_refine", gate)
+    monkeypatch.setattr(_jobs, "start", gate)
     widget.start()
     qtbot.waitUntil(gate.first.is_set, timeout=RUN_TIMEOUT)
     run = widget._preview.run
@@ -368,10 +378,11 @@ def test_closing_the_widget_stops_the_worker(qtbot, monkeypatch, setup):
     assert layer_names(viewer) == before
 
 
+@pytest.mark.slow
 def test_closing_the_viewer_stops_the_worker(qtbot, monkeypatch, setup):
     viewer, widget, labels = setup
     gate = Gate()
-    monkeypatch.setattr(_jobs, "iter_refine", gate)
+    monkeypatch.setattr(_jobs, "start", gate)
     widget.start()
     qtbot.waitUntil(gate.first.is_set, timeout=RUN_TIMEOUT)
     run = widget._preview.run

@@ -22,11 +22,12 @@ from _slow_helpers import MANY, SlowNet, many_objects, slow_refiner  # noqa: E40
 from napari.utils.notifications import NotificationSeverity, notification_manager  # noqa: E402
 from qtpy.QtCore import QThreadPool  # noqa: E402
 
-from napari_segrefiner._napari import _widget, worker as _jobs  # noqa: E402
+from napari_segrefiner._napari import _widget  # noqa: E402
+from napari_segrefiner._napari import worker as _jobs  # noqa: E402
 from napari_segrefiner._napari._napari_layers import uncertainty_colormap  # noqa: E402
 from napari_segrefiner._napari._widget import MIN_WIDTH, SegRefinerWidget  # noqa: E402
 from napari_segrefiner._napari.worker import CPU_BATCH_SIZE  # noqa: E402
-from napari_segrefiner.threads import cpu_threads  # noqa: E402
+from napari_segrefiner.models.threads import cpu_threads  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -74,6 +75,7 @@ def start_and_wait_first_step(qtbot, widget):
     return worker
 
 
+@pytest.mark.slow
 def test_cancel_during_a_300_object_run_resets_the_ui_within_2s(qtbot, slow_setup):
     viewer, widget, layer, asked = slow_setup
     before = names(viewer)
@@ -97,6 +99,7 @@ def test_cancel_during_a_300_object_run_resets_the_ui_within_2s(qtbot, slow_setu
     assert set(SlowNet.sizes) == {CPU_BATCH_SIZE}  # the refiner asked for 4
 
 
+@pytest.mark.slow
 def test_a_long_cpu_run_is_not_started_when_declined(qtbot, slow_setup):
     viewer, widget, layer, asked = slow_setup
     before = names(viewer)
@@ -112,6 +115,7 @@ def test_a_long_cpu_run_is_not_started_when_declined(qtbot, slow_setup):
     qtbot.waitUntil(lambda: not widget.busy, timeout=2_000)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["dock", "viewer"])
 def test_closing_during_a_run_returns_within_2s_without_leftover_thread(qtbot, slow_setup, how):
     viewer, widget, layer, asked = slow_setup
@@ -187,6 +191,7 @@ print("CLOSED", steps, flush=True)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("when", ["after a run", "during a run"])
 def test_closing_the_dock_then_the_viewer_never_crashes(tiny_checkpoint, when):
     """In a process of its own, to its exit: PyQt aborts the process on an exception in a slot."""
@@ -298,6 +303,7 @@ def _alive(qobject) -> bool:
         return False
 
 
+@pytest.mark.slow
 def test_menu_command_warns_about_a_long_cpu_run_and_runs(qtbot, make_napari_viewer, monkeypatch):
     from napari._app_model import get_app_model
 
@@ -316,13 +322,16 @@ def test_menu_command_warns_about_a_long_cpu_run_and_runs(qtbot, make_napari_vie
     qtbot.waitUntil(lambda: "cells refined" in viewer.layers, timeout=60_000)
 
 
+@pytest.mark.slow
 def test_the_estimate_uses_the_speed_measured_on_this_computer(qtbot, slow_setup):
     viewer, widget, layer, asked = slow_setup
     widget._speed["segrefiner-lite"] = 0.5  # s per object-step, as if timed by an earlier run
     widget.confirm = lambda text: asked.append(text) and False
     assert widget.start() is None
-    assert asked == [f"{MANY} objects on the CPU: about 15 min (measured on this computer). "
-                     "Refining the selected label or the displayed slice first is quicker. Start anyway?"]  # fmt: skip
+    assert asked == [
+        f"{MANY} objects on the CPU: about 15 min (measured on this computer). "
+        "Refining the selected label or the displayed slice first is quicker. Start anyway?"
+    ]
     # a finished run of >= 10 objects is timed: 20 of the 300
     from napari_segrefiner._napari._widget_run import RunSlots
 

@@ -22,15 +22,15 @@ pytestmark = pytest.mark.gui
 from napari.utils import progress  # noqa: E402
 from napari.utils.notifications import notification_manager  # noqa: E402
 
-from napari_segrefiner import lazy as _lazy  # noqa: E402
 from napari_segrefiner import load_refiner, refine  # noqa: E402
 from napari_segrefiner._napari import _napari_menu, lazy_worker  # noqa: E402
 from napari_segrefiner._napari._widget import SegRefinerWidget  # noqa: E402
 from napari_segrefiner._napari._widget_lazy import STORE_KEY, lazy_status  # noqa: E402
 from napari_segrefiner._napari.worker import CPU_BATCH_SIZE  # noqa: E402
+from napari_segrefiner.lazy import refine as _lazy  # noqa: E402
 
 RUN_TIMEOUT = 60_000
-REAL_REFINE_LAZY = _lazy.refine_lazy
+REAL_REFINE_LAZY = _lazy.start_lazy
 
 
 def slide(side=512, step=90):
@@ -49,8 +49,9 @@ def slide(side=512, step=90):
 
 
 def as_zarr(array, path, chunk=128):
-    z = zarr.create_array(store=str(path), shape=array.shape, dtype=array.dtype,
-                          chunks=(chunk, chunk, *array.shape[2:]))  # fmt: skip
+    z = zarr.create_array(
+        store=str(path), shape=array.shape, dtype=array.dtype, chunks=(chunk, chunk, *array.shape[2:])
+    )
     z[...] = array
     return z
 
@@ -92,7 +93,8 @@ def use_tiny(widget, checkpoint, *, image, mask):
 
 
 class Gate:
-    """Wraps refine_lazy: its first progress report waits (inside a dask task) until released."""
+    """Wraps start_lazy (refine_lazy of a request): its first progress report waits (inside a
+    dask task) until released."""
 
     def __init__(self):
         self.first = threading.Event()
@@ -108,6 +110,7 @@ class Gate:
         return REAL_REFINE_LAZY(*args, progress=report, **kwargs)
 
 
+@pytest.mark.slow
 def test_lazy_mode_is_chosen_for_zarr_masks_and_disables_what_it_lacks(qtbot, lazy_setup):
     viewer, widget, layer, (_, labels), _ = lazy_setup
     assert widget.lazy_reason() == "zarr-backed"
@@ -140,6 +143,7 @@ def test_lazy_mode_is_chosen_for_zarr_masks_and_disables_what_it_lacks(qtbot, la
     assert not widget.busy
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backing", ["zarr", "dask"])
 def test_lazy_run_gives_a_store_backed_layer_equal_to_refine(qtbot, lazy_setup, tiny_checkpoint, backing):
     viewer, widget, layer, (image, labels), out = lazy_setup
@@ -187,7 +191,7 @@ def test_cancel_mid_run_leaves_layers_and_removes_the_partial_store(qtbot, monke
     viewer, widget, layer, (_, labels), out = lazy_setup
     before = layer_names(viewer)
     gate = Gate()
-    monkeypatch.setattr(_lazy, "refine_lazy", gate)
+    monkeypatch.setattr(_lazy, "start_lazy", gate)
     n = len(notification_manager.records)
     worker = widget.start()
     qtbot.waitUntil(gate.first.is_set, timeout=RUN_TIMEOUT)
@@ -210,7 +214,7 @@ def test_closing_the_dock_mid_run_cancels_and_removes_the_store(qtbot, monkeypat
     viewer, widget, layer, _, out = lazy_setup
     before = layer_names(viewer)
     gate = Gate()
-    monkeypatch.setattr(_lazy, "refine_lazy", gate)
+    monkeypatch.setattr(_lazy, "start_lazy", gate)
     widget.start()
     qtbot.waitUntil(gate.first.is_set, timeout=RUN_TIMEOUT)
     run = widget._lazy
@@ -221,6 +225,7 @@ def test_closing_the_dock_mid_run_cancels_and_removes_the_store(qtbot, monkeypat
     assert layer_names(viewer) == before and layer.editable and stores(out) == []
 
 
+@pytest.mark.slow
 def test_a_failed_run_reports_and_removes_its_store(qtbot, monkeypatch, lazy_setup):
     viewer, widget, layer, _, out = lazy_setup
     before = layer_names(viewer)
@@ -242,6 +247,7 @@ def test_a_failed_run_reports_and_removes_its_store(qtbot, monkeypatch, lazy_set
     assert widget._status.value == "failed (see notification)"
 
 
+@pytest.mark.slow
 def test_stack_displayed_slice_and_pyramid_levels(qtbot, monkeypatch, make_napari_viewer, tiny_checkpoint, tmp_path):
     viewer = make_napari_viewer()
     image, labels = slide(side=256, step=70)

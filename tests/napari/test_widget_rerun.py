@@ -21,9 +21,9 @@ from napari.utils.notifications import notification_manager  # noqa: E402
 
 from napari_segrefiner import load_refiner, refine  # noqa: E402
 from napari_segrefiner._napari import worker as _jobs  # noqa: E402
-from napari_segrefiner._napari._sample_data import coarsen_labels, load_nuclei  # noqa: E402
 from napari_segrefiner._napari._widget import SegRefinerWidget  # noqa: E402
 from napari_segrefiner._napari._widget_hints import HINT_COLORS  # noqa: E402
+from napari_segrefiner.io.sample import coarsen_labels, load_nuclei  # noqa: E402
 
 RUN_TIMEOUT = 60_000
 STEPS = 3  # diffusion steps of these runs (quicker than the model's 6): one crop per step per object
@@ -78,6 +78,7 @@ def snapshot(viewer):
     return {layer.name: np.array(layer.data, copy=True) for layer in viewer.layers}
 
 
+@pytest.mark.slow
 def test_a_rerun_after_editing_one_object_refines_exactly_that_object(qtbot, nuclei):
     viewer, widget, mask, net, image = nuclei
     run(qtbot, widget)
@@ -120,6 +121,7 @@ def test_a_rerun_after_editing_one_object_refines_exactly_that_object(qtbot, nuc
     np.testing.assert_array_equal(result.data, first)
 
 
+@pytest.mark.slow
 def test_nothing_changed_removed_objects_and_re_refine_selected(qtbot, nuclei):
     viewer, widget, mask, net, _ = nuclei
     run(qtbot, widget)
@@ -191,6 +193,7 @@ def test_bad_hints_give_a_message_start_nothing_and_change_no_layer(qtbot, nucle
         np.testing.assert_array_equal(data, before[name])
 
 
+@pytest.mark.slow
 def test_hints_reach_the_engine_hold_in_the_result_and_a_hint_edit_reruns_its_object(qtbot, nuclei, monkeypatch):
     viewer, widget, mask, net, _ = nuclei
     hints = widget._hints.new_layer()
@@ -198,8 +201,8 @@ def test_hints_reach_the_engine_hold_in_the_result_and_a_hint_edit_reruns_its_ob
     hints.data[90:96, 90:96] = 1  # object: nucleus 12's crop, outside every coarse object -> 12
     assert mask.data[40:46, 60:66].min() == 12 and not mask.data[90:96, 90:96].any()
     given = []
-    real = _jobs.iter_refine
-    monkeypatch.setattr(_jobs, "iter_refine", lambda *a, **k: given.append(k.get("hints")) or real(*a, **k))
+    real = _jobs.start
+    monkeypatch.setattr(_jobs, "start", lambda *a, **k: given.append(a[2].hints) or real(*a, **k))
     run(qtbot, widget)
     np.testing.assert_array_equal(given[-1], hints.data)
     result = viewer.layers["mask refined"]

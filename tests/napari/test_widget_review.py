@@ -15,10 +15,10 @@ pytest.importorskip("napari")
 pytestmark = pytest.mark.gui
 
 from napari_segrefiner._napari import worker as _jobs  # noqa: E402
-from napari_segrefiner._napari._sample_data import coarsen_labels, load_nuclei  # noqa: E402
 from napari_segrefiner._napari._widget import SegRefinerWidget  # noqa: E402
 from napari_segrefiner._napari._widget_review import FILL, MIN_SIDE  # noqa: E402
-from napari_segrefiner.review import ReviewQueue  # noqa: E402
+from napari_segrefiner.annotate.review import ReviewQueue  # noqa: E402
+from napari_segrefiner.io.sample import coarsen_labels, load_nuclei  # noqa: E402
 
 RUN_TIMEOUT = 60_000
 # 40 x 50: coarse 1 rows 2-9 x cols 2-11, 2 rows 20-29 x cols 30-44, 3 rows 30-37 x cols 5-14.
@@ -60,6 +60,7 @@ def test_the_list_shows_least_certain_first(review):
     assert not panel.buttons["Accept"].isEnabled() and not panel.buttons["Undo"].isEnabled()
 
 
+@pytest.mark.slow
 def test_next_and_previous_centre_the_camera_select_the_label_and_show_uncertainty(review):
     viewer, _, panel, result, _, unc = review
     camera = viewer.scene.camera
@@ -114,6 +115,7 @@ def test_the_queue_survives_layer_selection_and_goes_with_its_result_layer(revie
     assert panel.next() is None
 
 
+@pytest.mark.slow
 def test_a_run_fills_the_queue_with_the_engines_scores(qtbot, monkeypatch, make_napari_viewer):
     """The shipped model on a 96 x 96 crop of the sample: the queue is the engine's order."""
     image, truth = load_nuclei()
@@ -127,7 +129,7 @@ def test_a_run_fills_the_queue_with_the_engines_scores(qtbot, monkeypatch, make_
     widget._device.value = "cpu"
     widget._steps.value = 3  # quicker than the model's 6
     finals = []
-    real = _jobs.iter_refine
+    real = _jobs.start
 
     def spy(*args, **kwargs):
         for record in real(*args, **kwargs):
@@ -135,7 +137,7 @@ def test_a_run_fills_the_queue_with_the_engines_scores(qtbot, monkeypatch, make_
                 finals.append(record)
             yield record
 
-    monkeypatch.setattr(_jobs, "iter_refine", spy)
+    monkeypatch.setattr(_jobs, "start", spy)
     assert widget.start() is not None
     qtbot.waitUntil(lambda: not widget.busy, timeout=RUN_TIMEOUT)
     scores = finals[-1].uncertainty

@@ -12,6 +12,8 @@ import pytest
 
 from napari_segrefiner._napari.tracking import StepCounter, sync_bar
 from napari_segrefiner._napari.worker import RefineJob, RefinementError, Update, all_positions, assemble, iter_job
+from napari_segrefiner.engine.request import RefineRequest
+from napari_segrefiner.models.cache import ModelCache
 
 
 @pytest.fixture
@@ -19,9 +21,17 @@ def stack_job(blobs, tiny_model):
     """A 3-plane RGB stack job (every plane has objects) and a model cache holding the tiny net."""
     image, mask = blobs
     masks = np.stack([mask, np.roll(mask, 5, axis=1), np.roll(mask, -4, axis=0)])
-    job = RefineJob(image=np.stack([image] * 3), rgb=True, mask=masks, axes=(1, 2),
-              positions=all_positions(masks.shape, (1, 2)), model="tiny", device="cpu", seed=0)  # fmt: skip
-    return job, {("tiny", "cpu", None): tiny_model}
+    job = RefineJob(
+        image=np.stack([image] * 3),
+        rgb=True,
+        mask=masks,
+        axes=(1, 2),
+        positions=all_positions(masks.shape, (1, 2)),
+        request=RefineRequest(model="tiny", device="cpu", seed=0),
+    )
+    models = ModelCache()
+    models.put("tiny", tiny_model, device="cpu")
+    return job, models
 
 
 def test_iter_job_refines_every_plane_of_a_stack(stack_job):
@@ -67,7 +77,7 @@ def test_closing_iter_job_mid_run_leaves_inputs_unchanged(stack_job):
 
 def test_iter_job_reports_planes_without_the_chosen_labels(stack_job):
     job, models = stack_job
-    job = replace(job, labels=(99,))
+    job = job.with_request(labels=(99,))
     with pytest.raises(RefinementError, match="nothing to refine: the chosen labels do not occur"):
         list(iter_job(job, models))
 
@@ -122,13 +132,13 @@ def test_iter_job_uses_the_gui_thread_count_on_a_cpu_and_restores_it(stack_job, 
 
     job, models = stack_job
     seen = []
-    real = worker.iter_refine
+    real = worker.start
 
     def spy(*args, **kwargs):
         seen.append(torch.get_num_threads())
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(worker, "iter_refine", spy)
+    monkeypatch.setattr(worker, "start", spy)
     monkeypatch.setenv("OMP_NUM_THREADS", "3")  # wins over cores - 1
     before = torch.get_num_threads()
     list(iter_job(job, models))
@@ -142,12 +152,12 @@ def test_preflight_counts_objects_and_says_why_nothing_runs(stack_job):
     assert list(plane_ids(np.array([[0, 3], [7, 3]], dtype=np.uint16))) == [3, 7]
     assert list(plane_ids(np.array([[0, 2**40]], dtype=np.int64))) == [2**40]  # large values: np.unique
     assert count_objects(job) == 6  # two labels in each of three planes
-    assert check_job(replace(job, labels=(2,)), "m") == (3, None)
+    assert check_job(job.with_request(labels=(2,)), "m") == (3, None)
     empty = replace(job, mask=np.zeros_like(job.mask))
     assert check_job(empty, "m") == (0, "the coarse mask 'm' is empty: paint the objects first (one label each)")
     one = replace(job, positions=((1,),), mask=job.mask * (np.arange(3) != 1)[:, None, None])
     assert "nothing to refine in the displayed slice (1,) of 'm'" in check_job(one, "m")[1]
-    absent = replace(job, labels=(9,))
+    absent = job.with_request(labels=(9,))
     assert check_job(absent, "m")[1].startswith("label 9 (the selected label) does not occur in the slices of 'm'")
     assert estimate_seconds(300, "segrefiner-lite", None) == pytest.approx(300 * 6 * 0.14)
     assert estimate_seconds(300, "x.pt", 2, measured=0.1) == pytest.approx(60.0)
