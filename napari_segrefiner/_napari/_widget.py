@@ -45,6 +45,7 @@ from ._widget_preview import RunPreview
 from ._widget_rerun import Memories
 from ._widget_review import ReviewPanel
 from ._widget_run import CLOSE_WAIT_S, RunSlots
+from .learn import LearnPanel
 from .preflight import check_job
 from .worker import RefineJob, iter_job
 
@@ -132,6 +133,8 @@ class SegRefinerWidget(LazySlots, AnnotatorSlots, RunSlots, Container):
         self._memories = Memories(napari_viewer)
         self._review = ReviewPanel(napari_viewer)
         self.native.layout().addWidget(self._review)
+        self._learn = LearnPanel(napari_viewer, review=self._review, choice=self._choice, models=self._models)
+        self.native.layout().addWidget(self._learn)
 
         self._preview = RunPreview(napari_viewer, parent=self.native)
         self.native.setMinimumWidth(MIN_WIDTH)

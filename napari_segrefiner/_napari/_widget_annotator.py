@@ -66,6 +66,7 @@ class AnnotatorSlots:
         run.outcome = "done"
         self._merge_uncertainty(plan, old, unc)
         self._review_plane(plan.entry, plan.pos, plan.changes.unchanged)
+        self._learn.rerefined(plan.entry, plan.pos, plan.changes.refine)  # learnt from if kept (learn.py)
         self._status.value = f"re-refined: {plan.changes.summary()}"
 
     def _merge_uncertainty(self, plan: Plan, old, unc: np.ndarray | None) -> None:
@@ -106,6 +107,7 @@ class AnnotatorSlots:
         result = np.asarray(entry.layer.data[_index(entry.axes, entry.layer.data.ndim, pos)])
         queue = ReviewQueue(result, plane.coarse, plane.scores or {})
         panel.show_queue(entry.layer, queue, axes=entry.axes, pos=pos, uncertainty=entry.uncertainty, keep=keep)
+        self._learn.watch(entry, pos)
 
 
 def _index(axes, ndim: int, pos) -> tuple:

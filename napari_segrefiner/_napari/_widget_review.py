@@ -12,6 +12,7 @@ when its result layer leaves the viewer. Main thread only.
 from __future__ import annotations
 
 import numpy as np
+from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (
     QGridLayout,
     QGroupBox,
@@ -44,6 +45,8 @@ def _canvas_size(viewer) -> tuple[int, int]:
 
 class ReviewPanel(QGroupBox):
     """List and buttons of the review queue (see the module docstring)."""
+
+    changed = Signal()  # after every change of the queue or its decisions (the Learn section listens)
 
     def __init__(self, viewer, parent=None):
         super().__init__("Review queue (least certain first)", parent)
@@ -201,3 +204,4 @@ class ReviewPanel(QGroupBox):
             ("Undo", q is not None and q.can_undo),
         ):
             self.buttons[name].setEnabled(on)
+        self.changed.emit()
