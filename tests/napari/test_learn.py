@@ -118,6 +118,7 @@ def test_learn_cancel_learn_select_refine_and_back(qtbot, scene):
     timer.stop()
     print(f"\nlearn: cancel took {1000 * cancel_s:.0f} ms; longest event-loop pause while learning "
           f"{1000 * max(gaps):.0f} ms over {len(gaps)} ticks; {learn.message.text()}")  # fmt: skip
+    assert max(gaps) < 0.2  # 22-43 ms measured here (2 shared cores), the tiny network
     res = learn.result
     assert res is not None and res.steps == 10 and res.kept, learn.message.text()
     assert "held-out IoU" in learn.message.text() and "kept, saved as adapted:" in learn.message.text()
