@@ -1,16 +1,13 @@
 """The dock widget's "Learn from accepted" section: the annotator's corrections adapt the model.
 
-:class:`LearnPanel` collects a training pair (:mod:`napari_segrefiner.adapt`) for every object
-accepted in the review queue (when Accept is pressed; an undone or re-refined object drops its
-pair) and for every object re-refined and then kept (not rejected in the queue; its pair is
-made from the result as it is when Learn is pressed). Pairs are kept per plane of each result
-layer, and forgotten with the layer. **Learn from accepted** (enabled from :data:`MIN_LEARN`
-pairs) fine-tunes the chosen model's decoder in a worker (:func:`learn_job`: at most
-:data:`SECONDS`, CPU threads of :func:`~napari_segrefiner.models.threads.cpu_threads`), with a
-progress bar and Cancel (the worker stops within one training step). The result line gives the
-held-out IoU before and after and whether the adapted model was kept; a kept model is saved to
-the model folder and appears in the model list as ``adapted:<name>``; **Use shipped model** goes
-back in one click. Main thread only, except :func:`learn_job`.
+:class:`LearnPanel` keeps the final mask of every object accepted in the review queue (an undone
+or re-refined object drops it) and of every object re-refined and then kept (not rejected; taken
+when Learn is pressed), per plane of each result layer, forgotten with the layer. **Learn from
+accepted** (from :data:`MIN_LEARN` objects) makes their training pairs (:mod:`napari_segrefiner.adapt`)
+and fine-tunes the chosen model's decoder in a worker (:func:`learn_job`, at most :data:`SECONDS`),
+with progress and Cancel (within one training step). The result line gives the held-out IoU before
+and after and whether the adapted model was kept; a kept model is saved to the model folder and
+listed as ``adapted:<name>``; **Use shipped model** goes back. Main thread only, but :func:`learn_job`.
 """
 
 from __future__ import annotations
@@ -24,13 +21,14 @@ from napari.qt.threading import create_worker
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QGridLayout, QGroupBox, QLabel, QProgressBar, QPushButton, QVBoxLayout
 
-from ..adapt import PairStore, accepted_labels, iter_adapt, pairs_from_review
+from ..adapt import accepted_labels, iter_adapt, pairs_from_review
+from ..io.masks import bounding_box
 from ..models import registry
 from ..models.adapted import ADAPTED_PREFIX, adapted_folder, list_adapted
 from ..models.threads import cpu_threads
 from ._widget_models import MODEL_CHOICES
 
-__all__ = ["MIN_LEARN", "SECONDS", "LearnError", "LearnPanel", "learn_job"]
+__all__ = ["MIN_LEARN", "SECONDS", "LearnError", "LearnPanel", "Source", "build_pairs", "learn_job"]
 
 MIN_LEARN = 8  # pairs before Learn is offered (adapt itself needs 2: one to learn from, one to judge by)
 SECONDS = 60.0  # time budget of one adaptation
@@ -41,10 +39,11 @@ class LearnError(Exception):
     swallow a RuntimeError, leaving the section "running")."""
 
 
-def learn_job(models, source, cache, pairs, **options):
-    """The worker: load ``source`` (CPU) and yield the records of
-    :func:`~napari_segrefiner.adapt.iter_adapt` ``(base, pairs, save=True, cache=cache, **options)``."""
+def learn_job(models, source, cache, jobs, **options):
+    """The worker: make the pairs of ``jobs`` (:func:`build_pairs`), load ``source`` (CPU) and yield the
+    records of :func:`~napari_segrefiner.adapt.iter_adapt` ``(base, pairs, save=True, cache=cache, **options)``."""
     try:
+        pairs = build_pairs(jobs)
         base = models.get(source, device="cpu", cache=cache)
         yield from iter_adapt(base, pairs, save=True, cache=cache, **options)
     except Exception as exc:
@@ -58,31 +57,42 @@ def _plane(data, axes, pos) -> np.ndarray:
 
 @dataclass(eq=False)
 class Source:
-    """The pairs of one plane of one result layer (an ``Entry`` of the widget's memories)."""
+    """The corrected objects of one plane of one result layer (an ``Entry`` of the widget's memories).
+
+    An object's final mask is copied (its box) when it is accepted; its pair is made in the worker
+    (:func:`build_pairs`), so that an Accept costs milliseconds on a big image.
+    """
 
     entry: Any
     pos: tuple
-    store: PairStore
-    accepted: set = field(default_factory=set)  # labels whose pair came from an Accept
-    rerefined: set = field(default_factory=set)  # labels re-refined since: pairs once Learn is pressed
+    config: Any  # the crop options of the model that refined the layer
+    finals: dict = field(default_factory=dict)  # label -> (y0, x0, mask of its box) as accepted or kept
+    accepted: set = field(default_factory=set)  # labels whose final mask came from an Accept
+    rerefined: set = field(default_factory=set)  # labels re-refined since: taken as they are when Learn starts
 
-    def arrays(self):
-        e = self.entry
-        image = _plane(e.image.data, e.axes, self.pos)
-        return image, e.planes[self.pos].coarse, _plane(e.layer.data, e.axes, self.pos)
+    def snapshot(self, labels) -> None:
+        result = _plane(self.entry.layer.data, self.entry.axes, self.pos)
+        for label in labels:
+            box = bounding_box(m := result == label)
+            if box is not None:
+                self.finals[label] = (box[0], box[2], m[box[0] : box[1], box[2] : box[3]].copy())
 
-    def add(self, labels) -> None:
-        if labels:
-            image, coarse, result = self.arrays()
-            source = self.entry.layer.name + "".join(f"-{p}" for p in self.pos)
-            pairs_from_review(image, coarse, result, None, kept=labels, store=self.store, source=source)
+    def job(self) -> tuple:
+        """What :func:`build_pairs` takes: (image, coarse, final planes, labels, config, source)."""
+        e, final = self.entry, np.zeros(self.entry.planes[self.pos].coarse.shape, np.int64)
+        for label, (y0, x0, m) in self.finals.items():
+            final[y0 : y0 + m.shape[0], x0 : x0 + m.shape[1]][m] = label
+        name = e.layer.name + "".join(f"-{p}" for p in self.pos)
+        image, coarse = _plane(e.image.data, e.axes, self.pos), e.planes[self.pos].coarse
+        return image, coarse, final, sorted(self.finals), self.config, name
 
-    def drop(self, label: int) -> None:
-        if f"label{label}" in self.store:
-            self.store.remove(f"label{label}")
 
-    def count(self) -> int:
-        return len(self.store) + len({k for k in self.rerefined if f"label{k}" not in self.store})
+def build_pairs(jobs) -> list:
+    """The training pairs of :meth:`Source.job` tuples (objects that give none are left out)."""
+    out = []
+    for image, coarse, final, labels, config, name in jobs:
+        out += list(pairs_from_review(image, coarse, final, None, kept=labels, config=config, source=name).store)
+    return out
 
 
 class LearnPanel(QGroupBox):
@@ -133,7 +143,7 @@ class LearnPanel(QGroupBox):
         """``labels`` of plane ``pos`` of ``entry`` were refined again: they are learnt from if kept."""
         src = self._source(entry, tuple(pos))
         for label in labels:
-            src.drop(label)
+            src.finals.pop(int(label), None)
             src.accepted.discard(int(label))
             src.rerefined.add(int(label))
         self._update()
@@ -144,7 +154,7 @@ class LearnPanel(QGroupBox):
                 return src
         model, cache, device = entry.context[:3]
         config = self.models.get(model, device=device, cache=cache).config  # held since its run
-        self.sources.append(Source(entry, pos, PairStore(config)))
+        self.sources.append(Source(entry, pos, config))
         return self.sources[-1]
 
     def collect(self, *_) -> None:
@@ -153,15 +163,12 @@ class LearnPanel(QGroupBox):
         if queue is not None and cur is not None and self.review.layer is cur[0].layer and cur[1] in cur[0].planes:
             src = self._source(*cur)
             accepted = set(accepted_labels(queue))
-            for label in src.accepted - accepted:
-                src.drop(label)
             rejected = {k for k, v in queue.status.items() if v == "rejected"}
-            for label in rejected & src.rerefined:
-                src.drop(label)
+            for label in (src.accepted - accepted) | (rejected & src.rerefined):
+                src.finals.pop(label, None)
             src.rerefined -= rejected
-            new = [k for k in queue.order if k in accepted and k not in src.accepted]
-            src.add(new)
-            src.accepted = {k for k in accepted if f"label{k}" in src.store}
+            src.snapshot([k for k in queue.order if k in accepted and k not in src.accepted])
+            src.accepted = accepted & set(src.finals)
         self._update()
 
     def _on_removed(self, event) -> None:
@@ -170,17 +177,14 @@ class LearnPanel(QGroupBox):
             self._current = None
         self._update()
 
-    def pairs(self, *, kept: bool = True) -> list:
-        """Every pair (``kept``: the re-refined objects kept so far are made into pairs first)."""
-        out = []
+    def jobs(self) -> list:
+        """The re-refined objects kept so far taken as they are, then every source's :meth:`Source.job`."""
         for src in self.sources:
-            if kept:
-                src.add(sorted(k for k in src.rerefined if f"label{k}" not in src.store))
-            out += list(src.store)
-        return out
+            src.snapshot(sorted(src.rerefined - set(src.finals)))
+        return [src.job() for src in self.sources if src.finals]
 
     def number(self) -> int:
-        return sum(src.count() for src in self.sources)
+        return sum(len(src.finals) + len(src.rerefined - set(src.finals)) for src in self.sources)
 
     # -- learning -----------------------------------------------------------------------
     def learn(self):
@@ -189,7 +193,7 @@ class LearnPanel(QGroupBox):
             return None
         try:
             source, cache = self.choice.source(), self.choice.cache_folder()
-            pairs = self.pairs()
+            jobs, n = self.jobs(), self.number()
         except ValueError as exc:
             self.message.setText(f"not started: {exc}")
             return None
@@ -199,7 +203,7 @@ class LearnPanel(QGroupBox):
             self.models,
             source,
             cache,
-            pairs,
+            jobs,
             **dict(seconds=self.seconds, max_steps=self.max_steps, seed=self.seed, threads=cpu_threads("gui")),
             cancel=self._cancel.is_set,
             _ignore_errors=True,
@@ -209,7 +213,7 @@ class LearnPanel(QGroupBox):
         worker.finished.connect(self._on_finished)
         self.worker, self.result = worker, None
         self.bar.setValue(0)
-        self.message.setText(f"learning from {len(pairs)} pairs (at most {self.seconds:.0f} s)...")
+        self.message.setText(f"learning from {n} objects (at most {self.seconds:.0f} s)...")
         self._update()
         worker.start()
         return worker
@@ -260,10 +264,8 @@ class LearnPanel(QGroupBox):
     def _done(self, res) -> None:
         self.result = res
         self.bar.setValue(100)
-        held = (
-            f"held-out IoU {res.base_iou:.3f} -> {res.adapted_iou:.3f} ({100 * res.gain:+.1f} points) "
-            f"on {len(res.holdout_keys)} pairs"
-        )
+        held = f"held-out IoU {res.base_iou:.3f} -> {res.adapted_iou:.3f} ({100 * res.gain:+.1f} points)"
+        held += f" on {len(res.holdout_keys)} pairs"
         if res.kept and res.path is not None:
             text = f"{held}: kept, saved as {ADAPTED_PREFIX}{res.path.stem} (choose it in the model list)"
             self.refresh_models()
@@ -285,10 +287,8 @@ class LearnPanel(QGroupBox):
 
     def _update(self, *_) -> None:
         n, running = self.number(), self.worker is not None
-        self.count.setText(
-            f"{n} pairs from accepted and re-refined objects"
-            + ("" if n >= self.min_pairs else f" (Learn needs {self.min_pairs})")
-        )
+        need = "" if n >= self.min_pairs else f" (Learn needs {self.min_pairs})"
+        self.count.setText(f"{n} accepted or re-refined objects to learn from{need}")
         self.buttons["Learn from accepted"].setEnabled(n >= self.min_pairs and not running)
         self.buttons["Cancel"].setEnabled(running)
         self.buttons["Use shipped model"].setEnabled(self.choice.model.value != registry.DEFAULT_MODEL)

@@ -18,7 +18,7 @@ pytest.importorskip("napari")
 pytestmark = pytest.mark.gui
 
 from napari_segrefiner._napari._widget import SegRefinerWidget  # noqa: E402
-from napari_segrefiner._napari.learn import LearnError, learn_job  # noqa: E402
+from napari_segrefiner._napari.learn import LearnError, build_pairs, learn_job  # noqa: E402
 from napari_segrefiner.io.sample import coarsen_labels, load_nuclei  # noqa: E402
 from napari_segrefiner.models import registry  # noqa: E402
 
@@ -81,6 +81,7 @@ def test_learn_cancel_learn_select_refine_and_back(qtbot, scene):
     assert not learn.buttons["Learn from accepted"].isEnabled()  # no pairs yet
     accepted = correct_and_accept(review, truth)
     assert len(accepted) >= 5 and learn.number() == len(accepted)
+    assert sorted(int(p.key[5:]) for p in build_pairs(learn.jobs())) == sorted(accepted)
     learn.min_pairs = len(accepted)
     review.undo()  # the last accept taken back: its pair goes
     assert learn.number() == len(accepted) - 1 and not learn.buttons["Learn from accepted"].isEnabled()
@@ -153,8 +154,9 @@ def test_rerefined_objects_kept_become_pairs(qtbot, scene):
     mask.selected_label = label
     assert widget.rerefine_selected() is not None
     qtbot.waitUntil(lambda: not widget.busy, timeout=RUN_TIMEOUT)
-    assert learn.number() == 1 and len(learn.pairs()) == 1  # kept (not rejected): a pair
-    (pair,) = learn.pairs()
+    pairs = build_pairs(learn.jobs())
+    assert learn.number() == 1 and len(pairs) == 1  # kept (not rejected): a pair
+    (pair,) = pairs
     assert pair.key == f"label{label}" and pair.info.get("source") == "mask refined"
     review.go(label)
     review.reject()  # rejected after all: no pair
@@ -162,6 +164,6 @@ def test_rerefined_objects_kept_become_pairs(qtbot, scene):
 
 
 def test_the_worker_wraps_errors():
-    gen = learn_job(None, "x", None, [], seconds=1, seed=0, threads=1, cancel=lambda: False)
+    gen = learn_job(None, "x", None, [], seconds=1, seed=0, threads=1, cancel=lambda: False)  # no model cache
     with pytest.raises(LearnError, match="AttributeError"):
         next(gen)
