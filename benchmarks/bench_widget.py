@@ -73,6 +73,7 @@ def main(argv=None) -> int:
     parser.add_argument("--load", action="store_true", help="keep one more core busy (a busy-loop process)")
     parser.add_argument("--device", default="cpu", help="device of the run (default cpu)")
     parser.add_argument("--steps", type=int, default=0, help="diffusion steps (0 = all)")
+    parser.add_argument("--model", default=None, help="registered model or checkpoint (default: the dock's default)")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the result")
     parser.add_argument("--out", default=str(HERE / "results" / "widget.json"))
     args = parser.parse_args(argv)
@@ -90,6 +91,8 @@ def main(argv=None) -> int:
     widget.reset_choices()
     widget._device.value = args.device if args.device in widget._device.choices else "auto"
     widget._steps.value = args.steps
+    if args.model:
+        widget._choice.set(args.model)
     objects = count_objects(widget.job())
     model, device = widget._choice.source(), widget._device.value
     load_before = round(os.getloadavg()[0], 2)  # other processes on the machine (before --load starts)

@@ -54,32 +54,45 @@ def main() -> int:
     p.add_argument("--data", nargs="+", required=True)
     p.add_argument("--candidate", action="append", required=True, help="name=checkpoint-or-registered-model")
     p.add_argument("--cpu-hours", action="append", default=[], help="name=hours of training (for the table)")
+    p.add_argument(
+        "--scores",
+        action="append",
+        default=[],
+        help="name=file.json: that candidate's per-set scores from an earlier run of this script (same data, "
+        "--max-items and seed), so only its speed is measured again",
+    )
     p.add_argument("--max-items", type=int, default=20)
     p.add_argument("--out", default="benchmarks/results/encoder_ablation")
     args = p.parse_args()
     torch.set_num_threads(1)
     hours = dict(h.split("=", 1) for h in args.cpu_hours)
+    earlier = {n: json.loads(Path(f).read_text()) for n, f in (x.split("=", 1) for x in args.scores)}
     rows = {}
     for cand in args.candidate:
         name, source = cand.split("=", 1)
         refiner = load_refiner(source, device="cpu").with_options(**RECIPE)
         enc, dec = time_parts(refiner.network, 1, size=256, device=torch.device("cpu"), repeats=5)
-        res = run_benchmark(
-            args.data,
-            kinds=KINDS,
-            methods=["identity", "segrefiner"],
-            max_items=args.max_items,
-            model=refiner,
-            device="cpu",
-            progress=False,
-        )
+        if name in earlier:
+            sets = earlier[name]
+        else:
+            sets = score(
+                run_benchmark(
+                    args.data,
+                    kinds=KINDS,
+                    methods=["identity", "segrefiner"],
+                    max_items=args.max_items,
+                    model=refiner,
+                    device="cpu",
+                    progress=False,
+                )
+            )
         rows[name] = {
             "source": source,
             "cpu_hours": hours.get(name),
             "encode_s": enc,
             "denoise_s": dec,
             "per_object_s": enc + 6 * dec,
-            "sets": score(res),
+            "sets": sets,
         }
         print(name, json.dumps(rows[name]["sets"]), flush=True)
     lines = [

@@ -4,6 +4,8 @@
     python benchmarks/train_v3.py encode --cache runs/cache --encoder efficientnet-lite0
     python benchmarks/train_v3.py train  --cache runs/cache --encoder efficientnet-lite0 --out runs/effnet.pt \\
         --iters 5000 --max-cpu-hours 0.75
+    python benchmarks/train_v3.py export --init runs/effnet.pt --keep-bias 1.0 \\
+        --out napari_segrefiner/weights/segrefiner-lite.pt
 
 The crops are the campaign recipe of v2 (75% object crops, 25% native patches, folder
 weights davis 1, ccp 1, humanseg 0.5, dsb2018 1, isbi2012 0.75; ``campaign`` coarse
@@ -40,7 +42,7 @@ def _say(done: int, total: int) -> None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser()
-    p.add_argument("stage", choices=("cache", "encode", "train"))
+    p.add_argument("stage", choices=("cache", "encode", "train", "export"))
     p.add_argument("--data", default=os.environ.get("SEGREFINER_DATA", "../shared/data"))
     p.add_argument("--cache", default="runs/cache", help="cache folder (train: several, comma-separated)")
     p.add_argument("--out", default=None)
@@ -52,6 +54,7 @@ def main(argv=None) -> int:
     p.add_argument("--init", default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--warmup", type=int, default=200)
+    p.add_argument("--keep-bias", type=float, default=None, help="export: the calibrated keep decision")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
     cache = Path(a.cache.split(",")[0])
@@ -61,6 +64,8 @@ def main(argv=None) -> int:
         crops = ObjectCrops(folders, rng_seed=a.seed, **common)
         patches = NativePatches(folders, rng_seed=a.seed + 1, **common)
         build_cache(cache / "crops", [crops, patches], [0.75, 0.25], items=a.items, count=4, seed=a.seed, progress=_say)
+    elif a.stage == "export":
+        return _export(a)
     elif a.stage == "encode":
         net = new_encdec(a.encoder, TAPS[a.encoder])
         encode_cache(cache / "crops", net, cache / f"feat-{SHORT[a.encoder]}", progress=_say)
@@ -89,6 +94,24 @@ def main(argv=None) -> int:
             },
         )
         train_cached(cfg, progress=lambda step, rec: print(rec, flush=True))
+    return 0
+
+
+def _export(a) -> int:
+    """The shipped file: float16 weights, the calibrated keep bias, provenance in the metadata."""
+    from napari_segrefiner.models.checkpoint import load_checkpoint, save_checkpoint
+    from napari_segrefiner.models.nets import build_network
+    from napari_segrefiner.models.registry import sha256sum
+
+    config, state, refine, meta = load_checkpoint(a.init)
+    net = build_network(config)
+    net.load_state_dict({k: v.float() for k, v in state.items()})
+    if a.keep_bias is not None:
+        refine = refine.replace(keep_bias=a.keep_bias)
+    meta = {"name": "segrefiner-lite", "version": 3, "card": "napari_segrefiner/weights/MODEL_CARD.md", **meta}
+    out = Path(a.out)
+    save_checkpoint(out, net, refine=refine, meta=meta, half=True)
+    print(f"{out}: {out.stat().st_size / 1e6:.1f} MB, sha256 {sha256sum(out)}, {refine}")
     return 0
 
 

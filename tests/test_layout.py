@@ -20,15 +20,8 @@ PACKAGE = ROOT / "napari_segrefiner"
 MAX_LINES = 400
 # Over the limit for now, each with the issue that splits it.
 LONG = {"_napari/lazy_worker.py": "the napari wing is split in issue #18"}
-# Modules whose tests live elsewhere: the napari wing's (tests/napari/), and the model work
-# of the networks and the cached training, whose tests come with it.
-UNTESTED_HERE = (
-    "_napari/",
-    "models/nets/",
-    "training/train_cached.py",
-    "training/feature_cache.py",
-    "training/encoder_weights.py",
-)
+# Modules whose tests live elsewhere: the napari wing's (tests/napari/).
+UNTESTED_HERE = ("_napari/",)
 
 
 def _modules():

@@ -28,7 +28,12 @@ __all__ = [
 
 LARGE_RUN_OBJECTS = 200  # more objects than this on a CPU: confirm first (dock) or warn (menu)
 # one network evaluation of one object crop on one CPU core (benchmarks/results/speed.json, batch 1)
-NOMINAL_S_PER_OBJECT_STEP = {"segrefiner-lite": 0.14, "segrefiner-lr": 11.4, "segrefiner-hr": 11.4}
+NOMINAL_S_PER_OBJECT_STEP = {
+    "segrefiner-lite": 0.05,  # v3: encoder once (0.04 s) + 6 decoder steps (0.04 s each), per step
+    "segrefiner-lite-v2": 0.14,
+    "segrefiner-lr": 11.4,
+    "segrefiner-hr": 11.4,
+}
 UNKNOWN_S_PER_OBJECT_STEP = 0.5  # a checkpoint file: unknown network size
 DEFAULT_STEPS = 6  # steps of a run with steps=None (all timesteps of the usual schedule)
 

@@ -90,7 +90,7 @@ def _run_refine(out: Path, request, image, mask, overwrite: bool) -> int:
 
     try:
         with warnings_as_notes():  # an empty mask is written unchanged, with a note
-            last = finish(start(image, mask, request))
+            last = finish(_with_progress(start(image, mask, request)))
     except (ValueError, TypeError) as exc:
         raise CLIError(str(exc)) from None
     sweep_temporaries(out.parent, name=out.name)  # what killed runs writing this output left
@@ -98,6 +98,26 @@ def _run_refine(out: Path, request, image, mask, overwrite: bool) -> int:
     changed = int(np.count_nonzero(np.asarray(last.mask) != np.asarray(mask)))
     print(f"mode={last.mode}: wrote {out} ({changed} pixels changed)")
     return 0
+
+
+def _with_progress(records):
+    """Pass ``records`` through, showing objects done, rate and time left on stderr.
+
+    One bar per run, created at the first record (when the object count is known), so a
+    single-file run reports as folder and zarr runs do.
+    """
+    from tqdm import tqdm
+
+    bar = None
+    try:
+        for record in records:
+            if bar is None:
+                bar = tqdm(total=record.total_objects, desc="refining", unit="object", file=sys.stderr)
+            bar.update(record.done_objects - bar.n)
+            yield record
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def cmd_download(args) -> int:

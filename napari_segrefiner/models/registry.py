@@ -40,7 +40,7 @@ class ModelInfo:
     url : str or None
         Download address (None for shipped models).
     sha256 : str or None
-        Expected digest; None when the authors never published one.
+        Expected digest (of the shipped file too); None when the authors never published one.
     shipped : bool
         True if the weights are inside the package.
     options : tuple of (str, value) pairs
@@ -63,8 +63,16 @@ _GDRIVE = "https://drive.usercontent.google.com/download?id={}&export=download&c
 MODELS: dict[str, ModelInfo] = {
     "segrefiner-lite": ModelInfo(
         "segrefiner-lite",
-        "Shipped CPU-first model trained by this project (4.3 M parameters)",
+        "Shipped default (v3): frozen ImageNet EfficientNet-Lite0 encoder + a decoder trained by this project",
         "segrefiner-lite.pt",
+        sha256="ff1dec4c380b1349685ceca02e9200534eddbc75f742d2fd3824daca4bdb946f",
+        shipped=True,
+    ),
+    "segrefiner-lite-v2": ModelInfo(
+        "segrefiner-lite-v2",
+        "Shipped previous default (v2): from-scratch Lite denoiser, 4.3 M parameters, no pretrained parts",
+        "segrefiner-lite-v2.pt",
+        sha256="07cecda8acdb892212b662ee907968d3b6e0e9f6e9b83a921e190ea922ded221",
         shipped=True,
     ),
     "segrefiner-lr": ModelInfo(
@@ -147,8 +155,8 @@ def verify_download(name: str, path: str | os.PathLike) -> Path:
     """Check a cached file of a registered model against its published SHA-256.
 
     The file is hashed the first time it is used in a process (and again only if it
-    changes). Models without a published digest (``segrefiner-hr``) and shipped models are
-    not checked.
+    changes). Shipped files are checked the same way (a damaged installation is caught);
+    only models without a published digest (``segrefiner-hr``) cannot be checked.
 
     Parameters
     ----------
@@ -170,10 +178,15 @@ def verify_download(name: str, path: str | os.PathLike) -> Path:
     """
     info = MODELS[name]
     path = Path(path)
-    if info.shipped or info.sha256 is None or _digest_matches(path, info.sha256):
+    if info.sha256 is None or _digest_matches(path, info.sha256):
         return path
     from .checkpoint import CheckpointError
 
+    if info.shipped:
+        raise CheckpointError(
+            f"{path} does not match the SHA-256 of the shipped model {name!r}: the installation is damaged "
+            "or the file was replaced; reinstall napari-segrefiner"
+        )
     raise CheckpointError(
         f"{path} does not match the published SHA-256 of {name!r} (an interrupted download or a changed "
         f"file): delete it and run `napari-segrefiner download {name}` (or napari_segrefiner.models.registry.fetch"
@@ -218,7 +231,7 @@ def resolve(name: str, *, cache: str | os.PathLike | None = None, verify: bool =
                 f"the shipped model {name!r} is missing from this installation ({path}); "
                 "pass a checkpoint file instead (model='path/to/weights.pt')"
             )
-        return path
+        return verify_download(name, path) if verify else path
     path = cache_dir(cache) / info.filename
     if not path.is_file():
         raise FileNotFoundError(

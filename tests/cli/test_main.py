@@ -356,3 +356,23 @@ def test_folder_mode_writes_the_empty_result_of_an_image_without_objects(tmp_pat
     assert "refined 2/2" in captured.out and "note on two.png: mask is empty" in captured.err
     assert cv2.imread(str(out / "two.png"), cv2.IMREAD_UNCHANGED).max() == 0
     assert cv2.imread(str(out / "one.png"), cv2.IMREAD_UNCHANGED).max() == 255
+
+
+def test_a_single_file_run_shows_objects_done_on_stderr(tmp_path, tiny_checkpoint, capsys):
+    img, msk, mask = _pair(tmp_path, labels=True)
+    assert main(refine_argv(img, msk, tmp_path / "out.tif", tiny_checkpoint)) == 0
+    err = capsys.readouterr().err
+    objects = len(np.unique(mask)) - 1  # labels 7 and 300
+    assert "refining" in err and f"{objects}/{objects}" in err and "object/s" in err
+
+
+def test_image_and_mask_swapped_are_refused_with_a_hint(tmp_path, tiny_checkpoint, capsys):
+    rng = np.random.default_rng(0)
+    photo = rng.integers(0, 256, (64, 80, 3), dtype=np.uint8)  # every pixel its own colour
+    cv2.imwrite(str(tmp_path / "photo.png"), photo)
+    _, msk, _ = _pair(tmp_path)
+    out = tmp_path / "out.png"
+    code = main(refine_argv(msk, tmp_path / "photo.png", out, tiny_checkpoint))
+    err = capsys.readouterr().err
+    assert code != 0 and not out.exists()
+    assert "swapped" in err and "--force" in err

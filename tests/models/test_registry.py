@@ -257,11 +257,28 @@ def test_resolve_verify_refuses_a_changed_file_and_says_what_to_do(monkeypatch, 
     assert len(counted_hashes) == 2
 
 
-def test_unknown_hash_and_shipped_models_are_not_hashed(monkeypatch, tmp_path, counted_hashes):
+def test_a_model_without_a_published_digest_is_not_hashed(tmp_path, counted_hashes):
     (tmp_path / "segrefiner_hr_latest.pth").write_bytes(b"anything")
     assert resolve("segrefiner-hr", cache=tmp_path, verify=True) == tmp_path / "segrefiner_hr_latest.pth"
-    resolve("segrefiner-lite", verify=True)
     assert counted_hashes == []
+
+
+@pytest.mark.parametrize("name", ["segrefiner-lite", "segrefiner-lite-v2"])
+def test_shipped_files_match_their_recorded_digest(name):
+    path = resolve(name, verify=True)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == MODELS[name].sha256
+
+
+def test_a_damaged_shipped_file_is_refused(monkeypatch, tmp_path):
+    shipped = resolve("segrefiner-lite")
+    damaged = tmp_path / shipped.name
+    data = bytearray(shipped.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one byte changed
+    damaged.write_bytes(bytes(data))
+    monkeypatch.setattr(registry, "_shipped_path", lambda info: tmp_path / info.filename)
+    assert resolve("segrefiner-lite") == damaged  # "is it there?" does not hash
+    with pytest.raises(CheckpointError, match="installation is damaged"):
+        resolve("segrefiner-lite", verify=True)
 
 
 def test_loading_a_registered_name_verifies_the_cached_file(monkeypatch, tmp_path, tiny_checkpoint, counted_hashes):

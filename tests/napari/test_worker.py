@@ -159,6 +159,7 @@ def test_preflight_counts_objects_and_says_why_nothing_runs(stack_job):
     assert "nothing to refine in the displayed slice (1,) of 'm'" in check_job(one, "m")[1]
     absent = job.with_request(labels=(9,))
     assert check_job(absent, "m")[1].startswith("label 9 (the selected label) does not occur in the slices of 'm'")
-    assert estimate_seconds(300, "segrefiner-lite", None) == pytest.approx(300 * 6 * 0.14)
+    assert estimate_seconds(300, "segrefiner-lite-v2", None) == pytest.approx(300 * 6 * 0.14)
+    assert estimate_seconds(300, "segrefiner-lite", None) == pytest.approx(300 * 6 * 0.05)
     assert estimate_seconds(300, "x.pt", 2, measured=0.1) == pytest.approx(60.0)
     assert estimate_text(300, 252.0, measured=False) == "300 objects on the CPU: about 4 min (nominal speed)"
