@@ -43,7 +43,7 @@ def learn_job(models, source, cache, jobs, **options):
     """The worker: make the pairs of ``jobs`` (:func:`build_pairs`), load ``source`` (CPU) and yield the
     records of :func:`~napari_segrefiner.adapt.iter_adapt` ``(base, pairs, save=True, cache=cache, **options)``."""
     try:
-        pairs = build_pairs(jobs)
+        pairs = build_pairs(jobs, models)
         base = models.get(source, device="cpu", cache=cache)
         yield from iter_adapt(base, pairs, save=True, cache=cache, **options)
     except Exception as exc:
@@ -65,7 +65,7 @@ class Source:
 
     entry: Any
     pos: tuple
-    config: Any  # the crop options of the model that refined the layer
+    model: tuple  # (source, device, cache) of the model that refined the layer: its crop options
     finals: dict = field(default_factory=dict)  # label -> (y0, x0, mask of its box) as accepted or kept
     accepted: set = field(default_factory=set)  # labels whose final mask came from an Accept
     rerefined: set = field(default_factory=set)  # labels re-refined since: taken as they are when Learn starts
@@ -78,19 +78,21 @@ class Source:
                 self.finals[label] = (box[0], box[2], m[box[0] : box[1], box[2] : box[3]].copy())
 
     def job(self) -> tuple:
-        """What :func:`build_pairs` takes: (image, coarse, final planes, labels, config, source)."""
+        """What :func:`build_pairs` takes: (image, coarse, final planes, labels, model, source)."""
         e, final = self.entry, np.zeros(self.entry.planes[self.pos].coarse.shape, np.int64)
         for label, (y0, x0, m) in self.finals.items():
             final[y0 : y0 + m.shape[0], x0 : x0 + m.shape[1]][m] = label
         name = e.layer.name + "".join(f"-{p}" for p in self.pos)
         image, coarse = _plane(e.image.data, e.axes, self.pos), e.planes[self.pos].coarse
-        return image, coarse, final, sorted(self.finals), self.config, name
+        return image, coarse, final, sorted(self.finals), self.model, name
 
 
-def build_pairs(jobs) -> list:
-    """The training pairs of :meth:`Source.job` tuples (objects that give none are left out)."""
+def build_pairs(jobs, models) -> list:
+    """The training pairs of :meth:`Source.job` tuples (objects that give none are left out); the
+    crop options are the refining model's (from ``models``, a ModelCache: held since its run)."""
     out = []
-    for image, coarse, final, labels, config, name in jobs:
+    for image, coarse, final, labels, (model, device, cache), name in jobs:
+        config = models.get(model, device=device, cache=cache).config
         out += list(pairs_from_review(image, coarse, final, None, kept=labels, config=config, source=name).store)
     return out
 
@@ -153,8 +155,7 @@ class LearnPanel(QGroupBox):
             if src.entry is entry and src.pos == pos:
                 return src
         model, cache, device = entry.context[:3]
-        config = self.models.get(model, device=device, cache=cache).config  # held since its run
-        self.sources.append(Source(entry, pos, config))
+        self.sources.append(Source(entry, pos, (model, device, cache)))
         return self.sources[-1]
 
     def collect(self, *_) -> None:

@@ -81,7 +81,7 @@ def test_learn_cancel_learn_select_refine_and_back(qtbot, scene):
     assert not learn.buttons["Learn from accepted"].isEnabled()  # no pairs yet
     accepted = correct_and_accept(review, truth)
     assert len(accepted) >= 5 and learn.number() == len(accepted)
-    assert sorted(int(p.key[5:]) for p in build_pairs(learn.jobs())) == sorted(accepted)
+    assert sorted(int(p.key[5:]) for p in build_pairs(learn.jobs(), widget._models)) == sorted(accepted)
     learn.min_pairs = len(accepted)
     review.undo()  # the last accept taken back: its pair goes
     assert learn.number() == len(accepted) - 1 and not learn.buttons["Learn from accepted"].isEnabled()
@@ -154,7 +154,7 @@ def test_rerefined_objects_kept_become_pairs(qtbot, scene):
     mask.selected_label = label
     assert widget.rerefine_selected() is not None
     qtbot.waitUntil(lambda: not widget.busy, timeout=RUN_TIMEOUT)
-    pairs = build_pairs(learn.jobs())
+    pairs = build_pairs(learn.jobs(), widget._models)
     assert learn.number() == 1 and len(pairs) == 1  # kept (not rejected): a pair
     (pair,) = pairs
     assert pair.key == f"label{label}" and pair.info.get("source") == "mask refined"
