@@ -10,16 +10,16 @@ and tells the others what happened through signals.
   layers, progress bar, measured speed);
 * :class:`~._widget_lazy.LazyController` runs big or zarr/dask-backed masks lazily;
 * :class:`~._widget_annotator.Annotator` plans re-runs of changed objects, merges them and
-  fills the review queue (:class:`~._widget_review.ReviewPanel`);
+  fills the review queue (:class:`~._widget_review.ReviewPanel`), which the Learn section
+  (:class:`~.learn.LearnPanel`) learns from;
 * :class:`~._widget_clicks.ClickHints` turns clicks into hint disks and re-refines the
-  clicked object;
+  clicked object.
 
 Both run controllers emit ``running(bool)``; the widget then enables or disables the
-controls. Before any worker starts, Run checks on the main thread that there is something
-to refine (:func:`~.preflight.check_job`) and, for more than
-:data:`~.preflight.LARGE_RUN_OBJECTS` objects on a CPU, asks with a time estimate
-(``confirm``, replaceable). Everything that needs neither Qt nor napari lives in
-``worker.py``, ``tracking.py`` and ``preflight.py``.
+controls. Run first checks on the main thread that there is something to refine
+(:func:`~.preflight.check_job`) and, for more than :data:`~.preflight.LARGE_RUN_OBJECTS`
+objects on a CPU, asks with a time estimate (``confirm``). What needs neither Qt nor
+napari lives in ``worker.py``, ``tracking.py`` and ``preflight.py``.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from ._widget_lazy import LazyController
 from ._widget_rerun import Memories
 from ._widget_review import ReviewPanel
 from ._widget_run import CLOSE_WAIT_S, RunController
+from .learn import LearnPanel
 from .preflight import check_job
 from .worker import RefineJob, warm
 
@@ -63,6 +64,10 @@ class SegRefinerWidget(Container):
         self.review = ReviewPanel(napari_viewer)
         form.add_section(self.review, title=None)
         self.annotator = Annotator(napari_viewer, form, Memories(napari_viewer), self.review)
+        self.learn = self.annotator.learn = LearnPanel(
+            napari_viewer, review=self.review, choice=form.choice, models=self.models
+        )  # noqa: E501
+        form.add_section(self.learn, title=None)
         self.runs = RunController(napari_viewer, form, self.models, self.annotator, parent=self.native)
         self.lazy = LazyController(
             napari_viewer, form, self.models, self.review, lambda: self.request(hints=False), self._ask
@@ -81,7 +86,6 @@ class SegRefinerWidget(Container):
         self.native.installEventFilter(self._watcher)
         self._on_mask_changed()
 
-    # -- composition -------------------------------------------------------------------
     def add_section(self, widget, *, title: str | None = None):
         """Add a section to the dock, above "Advanced" (a QWidget, or magicgui widgets under ``title``)."""
         return self.form.add_section(widget, title=title)
@@ -102,8 +106,7 @@ class SegRefinerWidget(Container):
         return None if launched is None else launched.worker
 
     @property
-    def lazy_store_dir(self) -> str | None:
-        """Parent folder of new lazy result stores (None: ``$SEGREFINER_LAZY_DIR`` or the temp folder)."""
+    def lazy_store_dir(self) -> str | None:  # noqa: D102 (the lazy controller's store_dir)
         return self.lazy.store_dir
 
     @lazy_store_dir.setter
@@ -138,9 +141,8 @@ class SegRefinerWidget(Container):
 
     # -- public actions --------------------------------------------------------------
     def warm(self, *_):
-        """Load the chosen model in a worker ahead of the first Run (done when the dock is
-        first shown; the first objects then wait for the network only) and time one probe
-        object for the time estimates. Returns the worker."""
+        """Load the chosen model and time one probe object in a worker, when the dock is first
+        shown (the first Run then waits for the network only). Returns the worker."""
         try:
             form = self.form
             request = RefineRequest(
@@ -172,11 +174,10 @@ class SegRefinerWidget(Container):
     def request(self, *, hints: bool = True) -> RefineRequest:
         """The widget's parameters as the run's :class:`~napari_segrefiner.engine.request.RefineRequest`.
 
-        The one place where the widget's values become a run: "all" steps (0) is None, the
-        selected label the labels; ``hints=False`` leaves the hints out (lazy runs), and so
-        the order: an in-memory run refines the mask's selected label first, then the
-        objects in view from the centre out. Raises ValueError (for the user) when the
-        layers are missing or do not fit together.
+        The one place where the widget's values become a run: "all" steps (0) is None; an
+        in-memory run refines the selected label first, then the objects in view from the
+        centre out; ``hints=False`` (lazy runs) leaves hints and order out. Raises ValueError
+        (for the user) when the layers are missing or do not fit together.
         """
         form = self.form
         image, mask = form.image.value, form.mask.value

@@ -32,6 +32,7 @@ class Annotator:
         self.form = form
         self.memories = memories
         self.review = review
+        self.learn = None  # the Learn section (learn.LearnPanel), told of re-runs and shown planes
 
     def plan(self, job: RefineJob, select=()) -> Plan | None:
         """The re-run of what changed, or None for a full run (raises ValueError for the user)."""
@@ -64,6 +65,8 @@ class Annotator:
         run.outcome = "done"
         self._merge_uncertainty(plan, old, unc)
         self.review_plane(plan.entry, plan.pos, plan.changes.unchanged)
+        if self.learn is not None:  # learnt from if kept
+            self.learn.rerefined(plan.entry, plan.pos, plan.changes.refine)
         self.form.say(f"re-refined: {plan.changes.summary()}")
 
     def _merge_uncertainty(self, plan: Plan, old, unc: np.ndarray | None) -> None:
@@ -104,6 +107,8 @@ class Annotator:
         result = np.asarray(entry.layer.data[_index(entry.axes, entry.layer.data.ndim, pos)])
         queue = ReviewQueue(result, plane.coarse, plane.scores or {})
         panel.show_queue(entry.layer, queue, axes=entry.axes, pos=pos, uncertainty=entry.uncertainty, keep=keep)
+        if self.learn is not None:
+            self.learn.watch(entry, pos)
 
 
 def _index(axes, ndim: int, pos) -> tuple:

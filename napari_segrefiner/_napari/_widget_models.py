@@ -16,6 +16,7 @@ from napari.utils.notifications import show_info
 from qtpy.QtCore import QTimer
 
 from ..models import registry
+from ..models.adapted import ADAPTED_PREFIX
 from ._launch import launch
 from ._napari_layers import notify_error
 from .tracking import DownloadTracker
@@ -73,6 +74,8 @@ class ModelChoice:
         if choice == CHECKPOINT:
             path = Path(self.checkpoint.value)
             text = f"file: {path.name}" if path.is_file() else "choose a checkpoint file (.pt/.pth)"
+        elif choice.startswith(ADAPTED_PREFIX):  # made by the Learn section (learn.py)
+            text = "adapted to your corrections (saved in the model folder)"
         else:
             try:
                 registry.resolve(choice, cache=self.cache_folder())

@@ -15,6 +15,7 @@ and is cleared when its result layer leaves the viewer. Main thread only.
 from __future__ import annotations
 
 import numpy as np
+from qtpy.QtCore import Signal
 from qtpy.QtGui import QFontDatabase
 from qtpy.QtWidgets import (
     QGridLayout,
@@ -54,6 +55,8 @@ def _canvas_size(viewer) -> tuple[int, int]:
 
 class ReviewPanel(QGroupBox):
     """List and buttons of the review queue (see the module docstring)."""
+
+    changed = Signal()  # after every change of the queue or its decisions (the Learn section listens)
 
     def __init__(self, viewer, parent=None):
         super().__init__("Review queue (least certain first)", parent)
@@ -249,3 +252,4 @@ class ReviewPanel(QGroupBox):
             ("Undo", q is not None and q.can_undo),
         ):
             self.buttons[name].setEnabled(on)
+        self.changed.emit()

@@ -2,7 +2,8 @@
 :mod:`.commands`; the CLI is the only part of the package that prints and exits).
 
 Subcommands: ``refine`` (one pair or two folders), ``download``, ``models``, ``train``,
-``benchmark`` (quality against classical peers) and ``speed`` (seconds per forward/object).
+``benchmark`` (quality against classical peers), ``speed`` (seconds per forward/object) and ``adapt``
+(learn from corrected masks, :mod:`.adapt`).
 """
 
 from __future__ import annotations
@@ -55,7 +56,12 @@ def _parser() -> argparse.ArgumentParser:
         "extension picks the format), or output folder in folder mode",
     )
     g = r.add_mutually_exclusive_group()
-    g.add_argument("--model", default=None, help="registered model name (default: the shipped segrefiner-lite)")
+    g.add_argument(
+        "--model",
+        default=None,
+        help="registered model name, or adapted:NAME for a model made by `napari-segrefiner adapt` "
+        "(default: the shipped segrefiner-lite)",
+    )
     g.add_argument("--checkpoint", default=None, help="checkpoint file (ours or an official .pth)")
     r.add_argument(
         "--mode",
@@ -178,6 +184,13 @@ def _parser() -> argparse.ArgumentParser:
         b = sub.add_parser("benchmark", help="quality against classical refiners on val splits")
         add_benchmark(b)
         b.set_defaults(func=cmd_benchmark)
+
+    from .adapt import add_arguments as add_adapt  # issue #19
+    from .adapt import run_from_args as run_adapt
+
+    a = sub.add_parser("adapt", help="adapt a model to corrected masks (image, coarse and final folders)")
+    add_adapt(a)
+    a.set_defaults(func=run_adapt)
 
     from ..evaluation.speed import add_arguments as add_speed
 

@@ -100,7 +100,15 @@ def model_source(args) -> str | None:
     """``--checkpoint`` or ``--model`` (None: the shipped default)."""
     if getattr(args, "checkpoint", None):
         return args.checkpoint
-    return getattr(args, "model", None)
+    model = getattr(args, "model", None)
+    if isinstance(model, str) and model.startswith("adapted:"):  # an adapted model's file (issue #19)
+        from ..models.adapted import adapted_path
+
+        try:
+            return str(adapted_path(model))
+        except (FileNotFoundError, ValueError) as exc:
+            raise CLIError(str(exc)) from None
+    return model
 
 
 def request_from_args(args):

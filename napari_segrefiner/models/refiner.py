@@ -141,6 +141,10 @@ def _owned(network: nn.Module, device: torch.device) -> nn.Module:
 def _checkpoint_path(source: str | os.PathLike, cache: str | os.PathLike | None) -> Path:
     if str(source) in registry.MODELS:
         return registry.resolve(str(source), cache=cache, verify=True)  # SHA-256, once per process
+    if isinstance(source, str) and source.startswith("adapted:"):  # the user's adapted models (issue #19)
+        from .adapted import adapted_path
+
+        return adapted_path(source, cache=cache)
     path = Path(source)
     if not path.is_file():
         raise FileNotFoundError(
@@ -161,7 +165,8 @@ def load_refiner(
     ----------
     source : None, str, path-like, Refiner or torch.nn.Module
         ``None`` = the shipped default model; a registered name (``"segrefiner-lite"``,
-        ``"segrefiner-lr"``, ``"segrefiner-hr"`` once downloaded); a checkpoint file (ours or
+        ``"segrefiner-lr"``, ``"segrefiner-hr"`` once downloaded); ``"adapted:<name>"``, a
+        model adapted to the user's corrections (:mod:`~napari_segrefiner.adapt`); a checkpoint file (ours or
         the released layout); a :class:`Refiner` (returned as it is unless it lives on
         another device); or a network (``encode``/``denoise``, or ``model(x, t) -> logits``;
         wrapped with the official options; never moved in place), which must give finite
