@@ -181,6 +181,9 @@ def test_a_click_hint_refines_exactly_the_clicked_object(qtbot, monkeypatch, doc
     before = layer.data.copy()
     points = widget.clicks.points_layer()
     assert viewer.layers.selection.active is points
+    # the hints layer follows in the next event-loop turn (one layer added per turn)
+    qtbot.waitUntil(lambda: widget.form.hints.layer.value in viewer.layers, timeout=5000)
+    assert viewer.layers.selection.active is points
     gate = Gate()
     gate.first.set()
     gate.release.set()
