@@ -84,9 +84,9 @@ class ClickHints:
             self.layer.mouse_drag_callbacks.append(self._on_mouse)
         self.layer.mode = "pan_zoom"  # the clicks are ours: napari's add mode would add its own point
         self._viewer.layers.selection.active = self.layer
-        # the hints layer now, not at the first click, but in the next event-loop turn: adding a
-        # layer takes napari ~0.2 s, and two in one turn froze the viewer for 0.33-0.36 s
-        QTimer.singleShot(0, self._hints_layer)
+        # the hints layer now, not at the first click, but 0.1 s later: adding a layer takes napari
+        # ~0.2 s, and two back to back froze the viewer for 0.32-0.36 s (0.22 s with a paint between)
+        QTimer.singleShot(100, self._hints_layer)
         return self.layer
 
     def _hints_layer(self) -> None:
