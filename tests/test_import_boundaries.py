@@ -45,7 +45,7 @@ CORE = {
 }
 
 # the napari wing's controllers with public names (Qt widgets: they import the GUI stack)
-GUI_MODULES = ["_napari.learn"]
+GUI_MODULES: list[str] = []
 
 SCRIPT = r"""
 import importlib, json, pkgutil, sys

@@ -19,8 +19,8 @@ from napari.utils.notifications import show_info, show_warning
 from ..engine.request import RefineRequest
 from ..models import registry
 from ..models.refiner import resolve_device
-from ._launch import launch
 from ._napari_layers import ROLE, StepProgress, layer_array, layer_job, notify_error, result_layer, spatial_shape
+from ._widget_launch import launch
 from .lazy_worker import lazy_reason
 from .preflight import LARGE_RUN_OBJECTS, check_job, estimate_seconds, estimate_text
 from .worker import RefineCancelled, assemble, iter_job

@@ -3,7 +3,7 @@
 The dock is composed, not inherited: every part gets the explicit objects it works with
 and tells the others what happened through signals.
 
-* :class:`~._dock.Form` holds the controls, laid out in sections (the run on top, then
+* :class:`~._widget_dock.Form` holds the controls, laid out in sections (the run on top, then
   "Hints", "Review", any extra section added with :meth:`SegRefinerWidget.add_section`, and
   a collapsed "Advanced");
 * :class:`~._widget_run.RunController` runs in-memory refinements (its worker, preview
@@ -11,7 +11,7 @@ and tells the others what happened through signals.
 * :class:`~._widget_lazy.LazyController` runs big or zarr/dask-backed masks lazily;
 * :class:`~._widget_annotator.Annotator` plans re-runs of changed objects, merges them and
   fills the review queue (:class:`~._widget_review.ReviewPanel`), which the Learn section
-  (:class:`~.learn.LearnPanel`) learns from;
+  (:class:`~._widget_learn.LearnPanel`) learns from;
 * :class:`~._widget_clicks.ClickHints` turns clicks into hint disks and re-refines the
   clicked object.
 
@@ -32,17 +32,17 @@ from napari.utils.notifications import show_warning
 
 from ..engine.request import RefineRequest
 from ..models.cache import ModelCache
-from ._dock import MIN_WIDTH, Form
-from ._launch import launch
 from ._napari_layers import layer_job, spatial_shape, view_order
 from ._widget_annotator import Annotator
 from ._widget_clicks import ClickHints
+from ._widget_dock import MIN_WIDTH, Form
 from ._widget_guard import RemovalWatcher, ask_yes_no, qt_slot
+from ._widget_launch import launch
 from ._widget_lazy import LazyController
+from ._widget_learn import LearnPanel
 from ._widget_rerun import Memories
 from ._widget_review import ReviewPanel
 from ._widget_run import CLOSE_WAIT_S, RunController
-from .learn import LearnPanel
 from .preflight import check_job
 from .worker import RefineJob, warm
 

@@ -1,7 +1,7 @@
 """The annotator loop of the dock widget: re-runs of changed objects and the review queue.
 
 :class:`Annotator` is given what it works with: the viewer, the dock's
-:class:`~._dock.Form` (it reads the image, the mask and "Only changed objects", and writes
+:class:`~._widget_dock.Form` (it reads the image, the mask and "Only changed objects", and writes
 the status line), the :class:`~._widget_rerun.Memories` of result layers and the
 :class:`~._widget_review.ReviewPanel`.
 

@@ -1,6 +1,6 @@
 """Lazy runs of the dock widget: big or zarr/dask-backed masks, refined into a zarr store.
 
-:class:`LazyController` reads the dock's controls from the :class:`~._dock.Form` it is
+:class:`LazyController` reads the dock's controls from the :class:`~._widget_dock.Form` it is
 given, owns the lazy run (``run``) and its worker, and tells the dock that a run starts or
 ends through its ``running`` signal.
 
@@ -28,9 +28,9 @@ from napari.utils.notifications import show_info, show_warning
 from psygnal import Signal
 from qtpy.QtCore import QTimer
 
-from ._launch import launch
 from ._napari_layers import current_position, layer_array, notify_error, plane_axes, spatial_shape
 from ._widget_guard import qt_slot, quietly
+from ._widget_launch import launch
 from .lazy_job import LAZY_NOTE, LazyJob, LazyProgress, LazyResult, LazyRun, lazy_reason, lazy_status
 from .lazy_worker import iter_lazy_job, remove_store
 from .preflight import duration

@@ -17,8 +17,8 @@ from qtpy.QtCore import QTimer
 
 from ..models import registry
 from ..models.adapted import ADAPTED_PREFIX
-from ._launch import launch
 from ._napari_layers import notify_error
+from ._widget_launch import launch
 from .tracking import DownloadTracker
 
 __all__ = ["CHECKPOINT", "MODEL_CHOICES", "ModelChoice"]
@@ -74,7 +74,7 @@ class ModelChoice:
         if choice == CHECKPOINT:
             path = Path(self.checkpoint.value)
             text = f"file: {path.name}" if path.is_file() else "choose a checkpoint file (.pt/.pth)"
-        elif choice.startswith(ADAPTED_PREFIX):  # made by the Learn section (learn.py)
+        elif choice.startswith(ADAPTED_PREFIX):  # made by the Learn section (_widget_learn.py)
             text = "adapted to your corrections (saved in the model folder)"
         else:
             try:

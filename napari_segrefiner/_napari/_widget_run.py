@@ -1,7 +1,7 @@
 """In-memory runs of the dock widget: start, the worker's slots, Cancel and stopping on close.
 
 :class:`RunController` owns what a run needs besides the dock's controls (which it reads
-from the :class:`~._dock.Form`): the worker (:func:`~._launch.launch`), the run's layers
+from the :class:`~._widget_dock.Form`): the worker (:func:`~._widget_launch.launch`), the run's layers
 (:class:`~._widget_preview.RunPreview`), the progress bar and the measured speed. It tells
 the dock that a run starts or ends through its ``running`` signal; a re-run's result is
 merged, and a full run's result remembered, by the :class:`~._widget_annotator.Annotator`
@@ -28,9 +28,9 @@ from napari.utils.notifications import show_warning
 from psygnal import Signal
 
 from ..models.refiner import resolve_device
-from ._launch import launch
 from ._napari_layers import StepProgress, notify_error
 from ._widget_guard import qt_slot, quietly
+from ._widget_launch import launch
 from ._widget_preview import RunPreview, step_status, stop_timer
 from .preflight import LARGE_RUN_OBJECTS, duration, estimate_seconds, estimate_text
 from .worker import RefineCancelled, RefineJob, Update, iter_job

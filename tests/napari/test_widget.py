@@ -25,7 +25,7 @@ pytestmark = pytest.mark.gui
 from napari.utils import progress  # noqa: E402
 from napari.utils.notifications import notification_manager  # noqa: E402
 
-from napari_segrefiner._napari import _launch  # noqa: E402
+from napari_segrefiner._napari import _widget_launch as _launch  # noqa: E402
 from napari_segrefiner._napari import worker as _jobs  # noqa: E402
 from napari_segrefiner._napari._widget import SegRefinerWidget  # noqa: E402
 

@@ -22,7 +22,7 @@ from _slow_helpers import MANY, SlowNet, many_objects, slow_refiner  # noqa: E40
 from napari.utils.notifications import NotificationSeverity, notification_manager  # noqa: E402
 from qtpy.QtCore import QThreadPool  # noqa: E402
 
-from napari_segrefiner._napari import _launch  # noqa: E402
+from napari_segrefiner._napari import _widget_launch as _launch  # noqa: E402
 from napari_segrefiner._napari import worker as _jobs  # noqa: E402
 from napari_segrefiner._napari._napari_layers import uncertainty_colormap  # noqa: E402
 from napari_segrefiner._napari._widget import MIN_WIDTH, SegRefinerWidget  # noqa: E402

@@ -18,7 +18,7 @@ pytest.importorskip("napari")
 pytestmark = pytest.mark.gui
 
 from napari_segrefiner._napari._widget import SegRefinerWidget  # noqa: E402
-from napari_segrefiner._napari.learn import LearnError, build_pairs, learn_job  # noqa: E402
+from napari_segrefiner._napari._widget_learn import LearnError, build_pairs, learn_job  # noqa: E402
 from napari_segrefiner.io.sample import coarsen_labels, load_nuclei  # noqa: E402
 from napari_segrefiner.models import registry  # noqa: E402
 
