@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from napari_segrefiner.diffusion.scheduler import Schedule
@@ -46,3 +47,18 @@ def store(n: int = 4, seed: int = 0):
     for k in range(1, n + 1):
         s.add(image, coarse, final, k)
     return s
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    """The model cache (and so the adapted-model folder) in a temporary folder."""
+    monkeypatch.setenv("NAPARI_SEGREFINER_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+@pytest.fixture(scope="module")
+def adapted_result():
+    """A tiny adaptation (2 steps) to save, list and load."""
+    from napari_segrefiner.adapt import adapt
+
+    return adapt(tiny_refiner(), store(4), max_steps=2, seed=0)

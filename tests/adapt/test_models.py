@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _adapt_helpers import TINY, scene, store, tiny_refiner
+from _adapt_helpers import (
+    TINY,
+    cache,  # noqa: F401 (fixture)
+    scene,
+    tiny_refiner,
+)
+from _adapt_helpers import adapted_result as result  # noqa: F401 (fixture)
 
 from napari_segrefiner.adapt import adapt, adapted_folder, adapted_path, list_adapted, save_adapted
 from napari_segrefiner.adapt.models import base_identity
@@ -12,17 +18,6 @@ from napari_segrefiner.models import registry
 from napari_segrefiner.models.adapted import check_name
 from napari_segrefiner.models.checkpoint import CheckpointError, save_checkpoint
 from napari_segrefiner.models.refiner import load_refiner
-
-
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("NAPARI_SEGREFINER_CACHE", str(tmp_path / "cache"))
-    return tmp_path / "cache"
-
-
-@pytest.fixture(scope="module")
-def result():
-    return adapt(tiny_refiner(), store(4), max_steps=2, seed=0)
 
 
 def test_saved_model_has_provenance_and_loads_by_name(cache, result):

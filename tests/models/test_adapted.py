@@ -3,22 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from _adapt_helpers import store, tiny_refiner
+from _adapt_helpers import adapted_result as result  # noqa: F401 (fixture)
+from _adapt_helpers import cache  # noqa: F401 (fixture)
 
-from napari_segrefiner.adapt import adapt, save_adapted
+from napari_segrefiner.adapt import save_adapted
 from napari_segrefiner.models.adapted import ADAPTED_PREFIX, adapted_folder, adapted_path, check_name, list_adapted
 from napari_segrefiner.models.refiner import load_refiner
-
-
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("NAPARI_SEGREFINER_CACHE", str(tmp_path / "cache"))
-    return tmp_path / "cache"
-
-
-@pytest.fixture(scope="module")
-def result():
-    return adapt(tiny_refiner(), store(4), max_steps=2, seed=0)
 
 
 def test_missing_adapted_model_names_those_there_are(cache, result):
