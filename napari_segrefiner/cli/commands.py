@@ -131,10 +131,9 @@ def cmd_download(args) -> int:
         raise CLIError(str(exc)) from None
     except Exception as exc:  # network errors, hash mismatch from pooch
         raise CLIError(f"download of {args.name} failed: {exc}") from None
-    from ..models.registry import MODELS as _M
     from ..models.registry import sha256sum
 
-    digest = _M[args.name].sha256 or sha256sum(path)
+    digest = MODELS[args.name].sha256 or sha256sum(path)
     print(f"{args.name}: {path} (cache folder {cache_dir(args.cache)}; sha256 {digest})")
     return 0
 
@@ -149,7 +148,7 @@ def cmd_models(args) -> int:
         except FileNotFoundError:
             where = "not downloaded"
         if info.shipped:
-            digest = "shipped with the package"
+            digest = f"shipped with the package; SHA-256 {info.sha256[:16]}... (checked when first loaded)"
         elif info.sha256 is None:
             digest = "SHA-256 unknown (never published): unverified; download with --trust-unknown-hash"
         else:
